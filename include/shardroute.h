@@ -1,0 +1,441 @@
+/*
+ * shardroute — an embeddable SQL router.
+ *
+ * This header is the specification of the public API: every function is
+ * documented where it is declared (what it does, who owns what it returns,
+ * which thread may call it, which statuses it returns). See docs/ for guides.
+ *
+ * Conventions
+ *  - Every function that can fail returns int: SR_OK (0) or a negative
+ *    sr_status. Out-parameters come last and are written only on success.
+ *  - Every public type is opaque and comes in a create/free pair; freeing NULL
+ *    does nothing.
+ *  - Strings returned as `const char *` are borrowed; each declaration says
+ *    how long they stay valid.
+ *  - Threading: an sr_config is used by one thread at a time; every call on an
+ *    sr_router is thread-safe; an sr_session is used by one thread at a time
+ *    (like a libpq PGconn); an sr_result is immutable and readable from any
+ *    thread.
+ *  - Passwords given in URIs never appear in any message, log or metric: URIs
+ *    are shown with the password replaced by "***".
+ */
+#ifndef SHARDROUTE_H
+#define SHARDROUTE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(SR_BUILDING_LIBRARY) && defined(__GNUC__)
+#define SR_API __attribute__((visibility("default")))
+#else
+#define SR_API
+#endif
+
+#define SR_VERSION_MAJOR 0
+#define SR_VERSION_MINOR 1
+#define SR_VERSION_PATCH 0
+#define SR_VERSION_STRING "0.1.0"
+
+/* ------------------------------------------------------------------------ */
+/* Status codes                                                             */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Status codes. SR_OK is zero; every error is negative so that functions can
+ * return either a count/index or an error in one int.
+ */
+typedef enum sr_status {
+    SR_OK = 0,
+    SR_EINVAL = -1,       /* bad argument: NULL handle, bad option, malformed URI or key */
+    SR_ENOMEM = -2,       /* an allocation failed; the object is unchanged */
+    SR_ENOSHARD = -3,     /* no shard owns that key / the shard index is out of range */
+    SR_EUNAVAILABLE = -4, /* no eligible node for the statement (all down or excluded) */
+    SR_ETIMEOUT = -5,     /* a bounded wait expired (connect, statement) */
+    SR_ECONNECT = -6,     /* could not connect to, or lost the connection to, a node */
+    SR_EQUERY = -7,       /* the database rejected the statement (see the SQLSTATE) */
+    SR_ESTALE = -8,       /* no node fresh enough for the session's consistency mode */
+    SR_EDRIVER = -9,      /* no driver for that URI scheme (not built, or unknown) */
+    SR_ETXN = -10,        /* transaction misuse: cross-shard statement, nested begin, no txn */
+    SR_EBUSY = -11,       /* the node's pool had no free connection before the checkout timeout */
+    SR_EPARTIAL = -12     /* a scatter statement failed on some shards (see the message) */
+} sr_status;
+
+/** Version of the library as "MAJOR.MINOR.PATCH". Static storage. */
+SR_API const char *sr_version(void);
+
+/**
+ * Static English text for a status code (never NULL; unknown codes give
+ * "unknown status"). Thread-safe.
+ */
+SR_API const char *sr_strerror(int status);
+
+/* ------------------------------------------------------------------------ */
+/* Shard keys                                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef enum sr_key_kind { SR_KEY_INT = 1, SR_KEY_BYTES = 2 } sr_key_kind;
+
+/**
+ * A shard key: a 64-bit integer or a byte string. Passed by value. A bytes key
+ * borrows the caller's memory, which must stay valid for the duration of the
+ * call it is passed to. Build keys with the constructors below; a zeroed
+ * sr_key is invalid (SR_EINVAL).
+ *
+ * An integer key and a text key with the same digits are different keys: the
+ * integer 42 hashes its 8-byte value, the text "42" hashes its 2 bytes.
+ */
+typedef struct sr_key {
+    sr_key_kind kind;
+    int64_t i;       /* SR_KEY_INT */
+    const void *ptr; /* SR_KEY_BYTES */
+    size_t len;      /* SR_KEY_BYTES */
+} sr_key;
+
+/** An integer key. */
+SR_API sr_key sr_key_int(int64_t v);
+/** A text key: the bytes of the NUL-terminated string `s` (borrowed). NULL gives an invalid key. */
+SR_API sr_key sr_key_text(const char *s);
+/** A byte-string key of `n` bytes at `p` (borrowed). NULL `p` with n > 0 gives an invalid key. */
+SR_API sr_key sr_key_bytes(const void *p, size_t n);
+
+/* ------------------------------------------------------------------------ */
+/* Configuration                                                            */
+/* ------------------------------------------------------------------------ */
+
+typedef struct sr_config sr_config;
+typedef struct sr_router sr_router;
+typedef struct sr_session sr_session;
+typedef struct sr_result sr_result;
+
+/** Node roles. */
+typedef enum sr_role { SR_PRIMARY = 0, SR_REPLICA = 1 } sr_role;
+
+/** What a statement does: SR_AUTO lets the SQL lexer decide (read only when certain). */
+typedef enum sr_intent { SR_AUTO = 0, SR_READ = 1, SR_WRITE = 2 } sr_intent;
+
+/**
+ * A new, empty configuration with every option at its default.
+ * Returns NULL only when out of memory. The caller frees it with
+ * sr_config_free(). One thread at a time.
+ */
+SR_API sr_config *sr_config_new(void);
+
+/** Frees a configuration. NULL is a no-op. */
+SR_API void sr_config_free(sr_config *c);
+
+/**
+ * Sets a global option by name, e.g. ("pool.max_size", "16"). Every option,
+ * its type, default and range is listed in docs/options.md.
+ *
+ * Errors: SR_EINVAL for a NULL argument, an unknown option or a value of the
+ * wrong type or out of range; sr_config_errmsg() names the option and says why.
+ * The configuration is unchanged on error.
+ */
+SR_API int sr_config_set(sr_config *c, const char *option, const char *value);
+
+/**
+ * Declares a shard. Shards keep the order of declaration, which is their index
+ * (sr_router_shard_for(), sr_exec_shard()) for every distribution.
+ *
+ * With the `keyrange` distribution a shard whose name is a Vitess-style hex
+ * range ("-40", "40-80", "80-c0", "c0-") owns that range; otherwise set its
+ * range with sr_config_shard_set(c, name, "keyrange", "40-80"). Shards with no
+ * range at all are given an even split in declaration order.
+ *
+ * Errors: SR_EINVAL for a NULL or empty name, a name with spaces or '=', or a
+ * duplicate; SR_ENOMEM.
+ */
+SR_API int sr_config_add_shard(sr_config *c, const char *shard);
+
+/**
+ * Sets a per-shard attribute:
+ *   "keyrange"  hex range of the 64-bit keyspace, "40-80", "-40", "c0-" (keyrange)
+ *   "range"     integer key range, half-open "LO..HI"; an empty bound is
+ *               unbounded: "..1000", "1000..2000", "2000.." (range)
+ * The shard must have been declared. Ranges are checked for gaps and overlaps
+ * when the router opens. Errors: SR_EINVAL (unknown shard or attribute,
+ * malformed value).
+ */
+SR_API int sr_config_shard_set(sr_config *c, const char *shard, const char *attr,
+                               const char *value);
+
+/**
+ * Adds a node to a declared shard: its role, a URI naming the driver and the
+ * database, and a weight (used by the `weighted` policy; 1..1000, 0 means 1).
+ *
+ * URIs: "sqlite:/path/to/file.db" (or sqlite:///abs/path, sqlite:relative.db),
+ * "postgresql://user:pass@host:port/db?param=value", "mysql://user:pass@host:port/db".
+ * The URI is checked for syntax here; whether its driver was built is checked
+ * when the router opens (SR_EDRIVER). Each shard needs exactly one primary.
+ *
+ * Errors: SR_EINVAL (unknown shard, malformed URI, bad role or weight, second
+ * primary); the message shows the URI with its password redacted.
+ */
+SR_API int sr_config_add_node(sr_config *c, const char *shard, sr_role role, const char *uri,
+                              int weight);
+
+/**
+ * Pins a key to a shard, overriding the distribution (a hot tenant moved to a
+ * shard of its own). The key's bytes are copied. Errors: SR_EINVAL (invalid
+ * key, unknown shard, key pinned twice), SR_ENOMEM.
+ */
+SR_API int sr_config_pin_key(sr_config *c, sr_key key, const char *shard);
+
+/**
+ * A user-supplied distribution: returns the shard index (0 .. nshards-1, in
+ * declaration order) for a key, or a negative status. It must be a pure,
+ * thread-safe function. Selecting it sets shard.distribution to "callback".
+ */
+typedef int (*sr_keymap_fn)(void *userdata, sr_key key, int nshards);
+SR_API int sr_config_set_keymap_fn(sr_config *c, sr_keymap_fn fn, void *userdata);
+
+/** Log levels for the optional log callback. */
+typedef enum sr_log_level { SR_LOG_ERROR = 0, SR_LOG_WARN = 1, SR_LOG_INFO = 2, SR_LOG_DEBUG = 3 } sr_log_level;
+
+/**
+ * A log sink. Called from whichever thread hit the event, so it must be
+ * thread-safe. `msg` is borrowed for the call and never holds a password.
+ */
+typedef void (*sr_log_fn)(void *userdata, sr_log_level level, const char *msg);
+/** Sets the log callback (NULL: no logging, the default). Never fails for a non-NULL config. */
+SR_API int sr_config_set_log_fn(sr_config *c, sr_log_fn fn, void *userdata);
+
+/**
+ * Parses configuration text in the file syntax:
+ *
+ *     # comment
+ *     pool.max_size = 16            # any option of sr_config_set
+ *     [shard s0]                    # declares a shard
+ *     primary = sqlite:/data/s0.db
+ *     replica = sqlite:/data/s0.db weight=2
+ *     keyrange = -80                # per-shard attributes of sr_config_shard_set
+ *     pin_int = 42                  # pins integer key 42 to this shard
+ *     pin_text = acme               # pins text key "acme" to this shard
+ *
+ * Errors: SR_EINVAL with the line number and the reason in sr_config_errmsg().
+ * Lines before the bad one have been applied.
+ */
+SR_API int sr_config_parse(sr_config *c, const char *text);
+
+/** Reads a file and parses it with sr_config_parse(). SR_EINVAL if it cannot be read. */
+SR_API int sr_config_load_file(sr_config *c, const char *path);
+
+/**
+ * The message of the last failed call on this configuration, "" if none.
+ * Borrowed: valid until the next call on `c`. Never NULL (a NULL config gives
+ * a static message).
+ */
+SR_API const char *sr_config_errmsg(const sr_config *c);
+
+/* ------------------------------------------------------------------------ */
+/* Router                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Builds a router from a configuration: checks the topology (every shard has
+ * one primary, ranges cover the keyspace without gaps or overlaps, every URI's
+ * driver exists), builds the key map and a connection pool per node. No
+ * connection is opened yet: pools connect lazily, so an unreachable node shows
+ * up on the first statement that needs it, not here.
+ *
+ * The configuration is copied: it may be freed right after.
+ * The caller frees the router with sr_router_close().
+ *
+ * Errors: SR_EINVAL (no shards, a shard without primary, bad ranges),
+ * SR_EDRIVER (a URI scheme whose driver was not built), SR_ENOMEM. The reason
+ * is in sr_config_errmsg(c).
+ */
+SR_API int sr_router_open(const sr_config *c, sr_router **out);
+
+/**
+ * Closes a router: every pooled connection is closed. All sessions created on
+ * it must be freed before; results stay valid. NULL is a no-op.
+ */
+SR_API void sr_router_close(sr_router *r);
+
+/**
+ * The shard index that owns `key` (0 .. nshards-1), or a negative status
+ * (SR_EINVAL for a NULL router or invalid key, SR_ENOSHARD when no range owns
+ * it, or what a user callback returned). A pure function of the key and the
+ * topology: no I/O, no allocation, no lock. Thread-safe.
+ */
+SR_API int sr_router_shard_for(const sr_router *r, sr_key key);
+
+/** Number of shards, or SR_EINVAL for NULL. Thread-safe. */
+SR_API int sr_router_nshards(const sr_router *r);
+
+/** The name of shard `shard`; NULL when out of range. Valid until the router closes. */
+SR_API const char *sr_router_shard_name(const sr_router *r, int shard);
+
+/** Number of nodes of a shard (primary first, then replicas in configuration order). */
+SR_API int sr_router_nnodes(const sr_router *r, int shard);
+
+/** A snapshot of one node's state and counters, filled by sr_router_node_info(). */
+typedef struct sr_node_info {
+    sr_role role;
+    const char *uri;       /* redacted (no password); valid until the router closes */
+    int healthy;           /* 1 if the node is eligible for statements */
+    uint64_t statements;   /* statements completed on the node (success or SQL error) */
+    uint64_t errors;       /* statements that failed (any error) */
+    uint64_t in_flight;    /* statements running now */
+    uint64_t connections;  /* open connections (idle + in use) */
+    double ewma_latency_ms;/* the p2c_ewma policy's current latency estimate */
+} sr_node_info;
+
+/**
+ * Fills `out` with node `node` of shard `shard` (see sr_router_nnodes()).
+ * Errors: SR_EINVAL (NULL), SR_ENOSHARD (index out of range). Thread-safe.
+ */
+SR_API int sr_router_node_info(const sr_router *r, int shard, int node, sr_node_info *out);
+
+/* ------------------------------------------------------------------------ */
+/* Sessions and statements                                                  */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * A new session on a router: the handle for statements, transactions and the
+ * last error. Cheap (no connection is held outside a transaction). One thread
+ * at a time. The caller frees it with sr_session_free() before closing the
+ * router. Errors: SR_EINVAL, SR_ENOMEM.
+ */
+SR_API int sr_session_new(sr_router *r, sr_session **out);
+
+/** Frees a session; an open transaction is rolled back. NULL is a no-op. */
+SR_API void sr_session_free(sr_session *s);
+
+/**
+ * Sets the key the `affinity` balance policy uses to pick this session's
+ * replica (by default each session gets its own). The bytes are hashed at once
+ * and not kept. Errors: SR_EINVAL.
+ */
+SR_API int sr_session_set_affinity(sr_session *s, sr_key key);
+
+/**
+ * Runs one statement on the shard that owns `key`.
+ *
+ * `intent` chooses the node: SR_WRITE goes to the primary; SR_READ to a
+ * replica picked by balance.policy (or the primary when no replica is
+ * eligible and balance.primary_reads allows it); SR_AUTO asks the SQL lexer,
+ * which says "read" only when the statement certainly reads. Inside a
+ * transaction every statement goes to the transaction's connection.
+ *
+ * Parameters are text: `params[i]` is the i-th value, NULL for SQL NULL; the
+ * portable placeholder is `?` (rewritten for the backend, never inside string
+ * literals, quoted identifiers, comments or dollar quotes). The shard key is
+ * never spliced into the SQL.
+ *
+ * On success `*out` receives a result the caller frees with sr_result_free();
+ * `out` may be NULL to discard it. On error `*out` is untouched and
+ * sr_session_errmsg() says what failed, where (shard, node with the URI
+ * redacted) and why (the backend's message), sr_session_sqlstate() gives the
+ * SQLSTATE when the backend sent one.
+ *
+ * Errors: SR_EINVAL (NULL session or SQL, empty SQL, nparams < 0 or params NULL
+ * with nparams > 0, invalid key), SR_ENOSHARD, SR_ETXN (key of another shard
+ * inside a transaction), SR_EBUSY, SR_ECONNECT, SR_ETIMEOUT (the statement
+ * exceeded statement_timeout_ms), SR_EQUERY, SR_EUNAVAILABLE, SR_EDRIVER.
+ * After any error the session stays usable.
+ */
+SR_API int sr_exec(sr_session *s, sr_key key, sr_intent intent, const char *sql, int nparams,
+                   const char *const *params, sr_result **out);
+
+/**
+ * Like sr_exec() on a shard given by index (0 .. nshards-1) instead of a key:
+ * for maintenance, DDL and per-shard batches. SR_ENOSHARD when out of range.
+ */
+SR_API int sr_exec_shard(sr_session *s, int shard, sr_intent intent, const char *sql, int nparams,
+                         const char *const *params, sr_result **out);
+
+/**
+ * Scatter-gather: runs the statement on every shard and merges the results in
+ * shard order (sr_result_shard() tells each row's shard; sr_result_affected()
+ * is the sum). Every shard's result must have the same columns.
+ *
+ * Errors: as sr_exec(); SR_ETXN inside a transaction; SR_EPARTIAL when some
+ * shards failed and others succeeded (no result is returned; the message names
+ * every failed shard and why). Writes that succeeded on some shards are not
+ * undone.
+ */
+SR_API int sr_exec_all(sr_session *s, sr_intent intent, const char *sql, int nparams,
+                       const char *const *params, sr_result **out);
+
+/**
+ * Begins a transaction on the primary of the shard that owns `key` and pins
+ * the session to it until sr_commit() or sr_rollback(). Statements whose key
+ * maps to another shard fail with SR_ETXN and leave the transaction open.
+ * Errors: SR_EINVAL, SR_ENOSHARD, SR_ETXN (already in a transaction), and the
+ * connection errors of sr_exec().
+ */
+SR_API int sr_begin(sr_session *s, sr_key key);
+
+/** Like sr_begin() on a shard given by index. */
+SR_API int sr_begin_shard(sr_session *s, int shard);
+
+/**
+ * Commits the session's transaction and unpins it. On failure the transaction
+ * is rolled back and the session unpinned all the same. Errors: SR_ETXN (no
+ * transaction), SR_EQUERY, SR_ECONNECT, SR_ETIMEOUT.
+ */
+SR_API int sr_commit(sr_session *s);
+
+/** Rolls back the session's transaction and unpins it. SR_ETXN when none is open. */
+SR_API int sr_rollback(sr_session *s);
+
+/** 1 when the session has an open transaction, 0 when not or for NULL. */
+SR_API int sr_in_transaction(const sr_session *s);
+
+/**
+ * The message of the session's last failed call: what failed, where (shard
+ * and node, URI redacted) and why. "" after a successful call. Borrowed:
+ * valid until the next call on the session. Never NULL.
+ */
+SR_API const char *sr_session_errmsg(const sr_session *s);
+
+/**
+ * The five-character SQLSTATE of the session's last failed statement, or ""
+ * when the failure did not come from the database. Borrowed like errmsg.
+ */
+SR_API const char *sr_session_sqlstate(const sr_session *s);
+
+/* ------------------------------------------------------------------------ */
+/* Results                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/*
+ * A result is immutable: it may be read from any thread. Values are text as
+ * the server sent them; NULL means SQL NULL. Out-of-range or NULL arguments
+ * give 0 / NULL / -1 as documented, never a crash.
+ */
+
+/** Number of rows (0 for a statement that returns none); 0 for NULL. */
+SR_API int sr_result_nrows(const sr_result *res);
+/** Number of columns; 0 for NULL. */
+SR_API int sr_result_ncols(const sr_result *res);
+/** Name of column `col`; NULL when out of range. Valid until sr_result_free(). */
+SR_API const char *sr_result_colname(const sr_result *res, int col);
+/**
+ * Value at (row, col) as a NUL-terminated string (binary values may contain
+ * NUL bytes: use sr_result_length()). NULL for SQL NULL or out of range.
+ * Valid until sr_result_free().
+ */
+SR_API const char *sr_result_value(const sr_result *res, int row, int col);
+/** Length in bytes of the value at (row, col); 0 for SQL NULL or out of range. */
+SR_API size_t sr_result_length(const sr_result *res, int row, int col);
+/** 1 if the value at (row, col) is SQL NULL (or out of range), else 0. */
+SR_API int sr_result_is_null(const sr_result *res, int row, int col);
+/** Rows changed by a write (summed over shards for scatter); 0 for reads, -1 for NULL. */
+SR_API int64_t sr_result_affected(const sr_result *res);
+/** The shard index the row came from; SR_EINVAL when out of range. */
+SR_API int sr_result_shard(const sr_result *res, int row);
+/** Frees a result. NULL is a no-op. */
+SR_API void sr_result_free(sr_result *res);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* SHARDROUTE_H */

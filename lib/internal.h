@@ -1,0 +1,40 @@
+/*
+ * Internal declarations shared across lib/ files (prefix sr__). Not installed.
+ */
+#ifndef SR_INTERNAL_H
+#define SR_INTERNAL_H
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "shardroute.h"
+#include "shardroute/driver.h"
+
+#define SR_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* Length of the message buffers of configs and sessions. */
+#define SR_ERRMSG_LEN 1024
+
+/* snprintf into a fixed buffer that never fails and always terminates. */
+void sr__fmt(char *buf, size_t len, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+void sr__vfmt(char *buf, size_t len, const char *fmt, va_list ap);
+
+/* strdup that returns NULL for NULL. */
+char *sr__strdup(const char *s);
+
+/* Deadline helpers: a deadline is an absolute sr_clock_ns() time. */
+static inline int64_t sr__deadline_after_ms(int ms) { return sr_clock_ns() + (int64_t)ms * 1000000; }
+
+/* 64-bit hash of a key (XXH3-64 of the 8-byte little-endian integer, or of the bytes). */
+uint64_t sr__hash_key(sr_key key);
+
+/* true when the key is well-formed. */
+bool sr__key_valid(sr_key key);
+
+#endif

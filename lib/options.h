@@ -1,0 +1,72 @@
+/*
+ * The global options: one declarative table (name, type, default, range) in
+ * options.c, set by name from sr_config_set() and from configuration files.
+ */
+#ifndef SR_OPTIONS_H
+#define SR_OPTIONS_H
+
+#include <stddef.h>
+
+typedef enum sr_dist_kind {
+    SR_DIST_KEYRANGE = 0,
+    SR_DIST_JUMP,
+    SR_DIST_PG_HASH,
+    SR_DIST_MODULO,
+    SR_DIST_RANGE,
+    SR_DIST_CALLBACK
+} sr_dist_kind;
+
+typedef enum sr_policy_kind {
+    SR_POLICY_ROUND_ROBIN = 0,
+    SR_POLICY_RANDOM,
+    SR_POLICY_WEIGHTED,
+    SR_POLICY_LEAST_OUTSTANDING,
+    SR_POLICY_P2C_EWMA,
+    SR_POLICY_AFFINITY
+} sr_policy_kind;
+
+typedef enum sr_primary_reads {
+    SR_PRIMARY_READS_FALLBACK = 0, /* primary serves reads only when no replica is eligible */
+    SR_PRIMARY_READS_NEVER,        /* never: reads fail with SR_EUNAVAILABLE instead */
+    SR_PRIMARY_READS_ALWAYS        /* the primary is one more candidate for every read */
+} sr_primary_reads;
+
+typedef struct sr_options {
+    int distribution;             /* sr_dist_kind */
+    int balance_policy;           /* sr_policy_kind */
+    int primary_reads;            /* sr_primary_reads */
+    int pool_max_size;
+    int pool_checkout_timeout_ms;
+    int connect_timeout_ms;
+    int statement_timeout_ms;
+    int stmt_cache_size;
+    int ewma_decay_ms;
+} sr_options;
+
+/* Every option at its default. */
+void sr__options_init(sr_options *o);
+
+/*
+ * Sets option `name` from text. Returns 0, or SR_EINVAL with a message in
+ * err naming the option and why (unknown, wrong type, out of range, allowed
+ * values). `o` is unchanged on error. The `shards` option is not here: it
+ * declares shards and is handled by the config builder.
+ */
+int sr__options_set(sr_options *o, const char *name, const char *value, char *err, size_t errlen);
+
+/* The option table, for docs checks and tests. */
+typedef enum sr_option_type { SR_OPT_INT, SR_OPT_ENUM } sr_option_type;
+typedef struct sr_option_def {
+    const char *name;
+    sr_option_type type;
+    size_t offset;          /* into sr_options */
+    int def, min, max;      /* SR_OPT_INT */
+    const char *const *enum_names; /* SR_OPT_ENUM: NULL-terminated, index = value */
+    const char *doc;
+} sr_option_def;
+const sr_option_def *sr__option_defs(size_t *count);
+
+/* Name of an enum value of an option, for messages; NULL when unknown. */
+const char *sr__option_enum_name(const char *option, int value);
+
+#endif

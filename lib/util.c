@@ -1,0 +1,115 @@
+/*
+ * Small shared helpers: message formatting, the monotonic clock, shard keys
+ * and their hash.
+ */
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+void sr__vfmt(char *buf, size_t len, const char *fmt, va_list ap)
+{
+    if (!buf || len == 0)
+        return;
+    int n = vsnprintf(buf, len, fmt, ap);
+    if (n < 0)
+        buf[0] = '\0';
+}
+
+void sr__fmt(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    sr__vfmt(buf, len, fmt, ap);
+    va_end(ap);
+}
+
+char *sr__strdup(const char *s)
+{
+    if (!s)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    char *d = malloc(n);
+    if (d)
+        memcpy(d, s, n);
+    return d;
+}
+
+SR_API int64_t sr_clock_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+SR_API int sr_driver_error_set(sr_driver_error *err, int status, int transient, const char *sqlstate,
+                               int native_code, const char *fmt, ...)
+{
+    if (!err)
+        return status;
+    err->status = status;
+    err->transient = transient;
+    err->native_code = native_code;
+    if (sqlstate && strlen(sqlstate) == 5)
+        memcpy(err->sqlstate, sqlstate, 6);
+    else
+        err->sqlstate[0] = '\0';
+    va_list ap;
+    va_start(ap, fmt);
+    sr__vfmt(err->message, sizeof err->message, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+SR_API sr_key sr_key_int(int64_t v)
+{
+    sr_key k = {SR_KEY_INT, v, NULL, 0};
+    return k;
+}
+
+SR_API sr_key sr_key_text(const char *s)
+{
+    sr_key k = {0, 0, NULL, 0};
+    if (s) {
+        k.kind = SR_KEY_BYTES;
+        k.ptr = s;
+        k.len = strlen(s);
+    }
+    return k;
+}
+
+SR_API sr_key sr_key_bytes(const void *p, size_t n)
+{
+    sr_key k = {0, 0, NULL, 0};
+    if (p || n == 0) {
+        k.kind = SR_KEY_BYTES;
+        k.ptr = p ? p : "";
+        k.len = n;
+    }
+    return k;
+}
+
+bool sr__key_valid(sr_key key)
+{
+    if (key.kind == SR_KEY_INT)
+        return true;
+    return key.kind == SR_KEY_BYTES && (key.ptr != NULL || key.len == 0);
+}
+
+uint64_t sr__hash_key(sr_key key)
+{
+    if (key.kind == SR_KEY_INT) {
+        /* Hash the little-endian bytes so the result is the same on every host. */
+        uint64_t v = (uint64_t)key.i;
+        unsigned char b[8];
+        for (int i = 0; i < 8; i++)
+            b[i] = (unsigned char)(v >> (8 * i));
+        return XXH3_64bits(b, sizeof b);
+    }
+    return XXH3_64bits(key.ptr, key.len);
+}
