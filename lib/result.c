@@ -1,1 +1,272 @@
-/* placeholder: being written */
+/*
+ * Results: one shape for every backend. Values and column names live in one
+ * growable arena (NUL-terminated, so sr_result_value can hand out C strings)
+ * and are addressed by offset, so growing the arena never invalidates them.
+ */
+#include "result.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define SR_CELL_NULL UINT32_MAX
+
+static int arena_reserve(sr_result *r, size_t extra)
+{
+    if (r->arena_len + extra <= r->arena_cap)
+        return SR_OK;
+    size_t cap = r->arena_cap ? r->arena_cap : 256;
+    while (cap < r->arena_len + extra) {
+        if (cap > SIZE_MAX / 2)
+            return SR_ENOMEM;
+        cap *= 2;
+    }
+    /* Offsets are 32-bit: a single result is capped at 4 GiB of text. */
+    if (cap > UINT32_MAX)
+        cap = UINT32_MAX;
+    if (r->arena_len + extra > cap)
+        return SR_ENOMEM;
+    char *a = realloc(r->arena, cap);
+    if (!a)
+        return SR_ENOMEM;
+    r->arena = a;
+    r->arena_cap = cap;
+    return SR_OK;
+}
+
+/* Copies bytes plus a NUL into the arena; returns the offset via *off. */
+static int arena_put(sr_result *r, const char *p, size_t len, uint32_t *off)
+{
+    if (len >= UINT32_MAX - 1 || arena_reserve(r, len + 1) != SR_OK)
+        return SR_ENOMEM;
+    *off = (uint32_t)r->arena_len;
+    if (len)
+        memcpy(r->arena + r->arena_len, p, len);
+    r->arena[r->arena_len + len] = '\0';
+    r->arena_len += len + 1;
+    return SR_OK;
+}
+
+static int cells_reserve(sr_result *r, size_t extra)
+{
+    if (r->ncells + extra <= r->cells_cap)
+        return SR_OK;
+    size_t cap = r->cells_cap ? r->cells_cap * 2 : 16;
+    while (cap < r->ncells + extra)
+        cap *= 2;
+    sr_cell *c = realloc(r->cells, cap * sizeof *c);
+    if (!c)
+        return SR_ENOMEM;
+    r->cells = c;
+    r->cells_cap = cap;
+    return SR_OK;
+}
+
+static sr_result *result_new(int shard)
+{
+    sr_result *r = calloc(1, sizeof *r);
+    if (r)
+        r->shard = shard;
+    return r;
+}
+
+int sr__result_builder_init(sr_result_builder *rb, int shard)
+{
+    rb->failed = 0;
+    rb->res = result_new(shard);
+    return rb->res ? SR_OK : SR_ENOMEM;
+}
+
+sr_result *sr__result_builder_finish(sr_result_builder *rb)
+{
+    sr_result *r = rb->res;
+    rb->res = NULL;
+    if (!r)
+        return NULL;
+    if (rb->failed) {
+        sr_result_free(r);
+        return NULL;
+    }
+    /* A row left half-filled by a driver would make every later index wrong. */
+    if (r->ncols > 0 && r->ncells % (size_t)r->ncols != 0) {
+        sr_result_free(r);
+        return NULL;
+    }
+    r->nrows = r->ncols > 0 ? (int)(r->ncells / (size_t)r->ncols) : 0;
+    return r;
+}
+
+void sr__result_builder_discard(sr_result_builder *rb)
+{
+    sr_result_free(rb->res);
+    rb->res = NULL;
+}
+
+SR_API int sr_result_builder_columns(sr_result_builder *rb, int ncols, const char *const *names)
+{
+    if (!rb || !rb->res || ncols < 0 || (ncols > 0 && !names))
+        return SR_EINVAL;
+    sr_result *r = rb->res;
+    if (r->ncols != 0 || r->ncells != 0)
+        return SR_EINVAL; /* columns come once, before values */
+    uint32_t *offs = ncols ? malloc((size_t)ncols * sizeof *offs) : NULL;
+    if (ncols && !offs) {
+        rb->failed = 1;
+        return SR_ENOMEM;
+    }
+    for (int i = 0; i < ncols; i++) {
+        const char *n = names[i] ? names[i] : "";
+        if (arena_put(r, n, strlen(n), &offs[i]) != SR_OK) {
+            free(offs);
+            rb->failed = 1;
+            return SR_ENOMEM;
+        }
+    }
+    r->colname_off = offs;
+    r->ncols = ncols;
+    return SR_OK;
+}
+
+SR_API int sr_result_builder_value(sr_result_builder *rb, const char *value, size_t len)
+{
+    if (!rb || !rb->res)
+        return SR_EINVAL;
+    sr_result *r = rb->res;
+    if (r->ncols == 0)
+        return SR_EINVAL;
+    if (cells_reserve(r, 1) != SR_OK) {
+        rb->failed = 1;
+        return SR_ENOMEM;
+    }
+    sr_cell *c = &r->cells[r->ncells];
+    if (!value) {
+        c->off = 0;
+        c->len = SR_CELL_NULL;
+    } else {
+        if (arena_put(r, value, len, &c->off) != SR_OK) {
+            rb->failed = 1;
+            return SR_ENOMEM;
+        }
+        c->len = (uint32_t)len;
+    }
+    r->ncells++;
+    return SR_OK;
+}
+
+SR_API void sr_result_builder_affected(sr_result_builder *rb, int64_t affected)
+{
+    if (rb && rb->res)
+        rb->res->affected = affected;
+}
+
+int sr__result_append(sr_result *dst, const sr_result *src)
+{
+    if (dst->ncols == 0 && dst->nrows == 0 && !dst->colname_off) {
+        /* First shard to answer: take its columns. */
+        sr_result_builder rb = {dst, 0};
+        const char **names = NULL;
+        if (src->ncols > 0) {
+            names = malloc((size_t)src->ncols * sizeof *names);
+            if (!names)
+                return SR_ENOMEM;
+            for (int i = 0; i < src->ncols; i++)
+                names[i] = src->arena + src->colname_off[i];
+        }
+        int rc = sr_result_builder_columns(&rb, src->ncols, names);
+        free(names);
+        if (rc != SR_OK)
+            return rc;
+    } else {
+        if (dst->ncols != src->ncols)
+            return SR_EINVAL;
+        for (int i = 0; i < src->ncols; i++)
+            if (strcmp(dst->arena + dst->colname_off[i], src->arena + src->colname_off[i]) != 0)
+                return SR_EINVAL;
+    }
+    dst->affected += src->affected;
+    if (src->nrows == 0)
+        return SR_OK;
+
+    int *rs = realloc(dst->row_shards, (size_t)(dst->nrows + src->nrows) * sizeof *rs);
+    if (!rs)
+        return SR_ENOMEM;
+    dst->row_shards = rs;
+    if (cells_reserve(dst, src->ncells) != SR_OK)
+        return SR_ENOMEM;
+    for (size_t i = 0; i < src->ncells; i++) {
+        const sr_cell *sc = &src->cells[i];
+        sr_cell *dc = &dst->cells[dst->ncells];
+        if (sc->len == SR_CELL_NULL) {
+            *dc = *sc;
+        } else {
+            uint32_t off;
+            if (arena_put(dst, src->arena + sc->off, sc->len, &off) != SR_OK)
+                return SR_ENOMEM; /* cells beyond ncells are not visible: dst stays consistent */
+            dc->off = off;
+            dc->len = sc->len;
+        }
+        dst->ncells++;
+    }
+    for (int i = 0; i < src->nrows; i++)
+        rs[dst->nrows + i] = src->row_shards ? src->row_shards[i] : src->shard;
+    dst->nrows += src->nrows;
+    return SR_OK;
+}
+
+/* ---- public accessors ---- */
+
+static const sr_cell *cell_at(const sr_result *res, int row, int col)
+{
+    if (!res || row < 0 || col < 0 || row >= res->nrows || col >= res->ncols)
+        return NULL;
+    return &res->cells[(size_t)row * (size_t)res->ncols + (size_t)col];
+}
+
+SR_API int sr_result_nrows(const sr_result *res) { return res ? res->nrows : 0; }
+SR_API int sr_result_ncols(const sr_result *res) { return res ? res->ncols : 0; }
+
+SR_API const char *sr_result_colname(const sr_result *res, int col)
+{
+    if (!res || col < 0 || col >= res->ncols)
+        return NULL;
+    return res->arena + res->colname_off[col];
+}
+
+SR_API const char *sr_result_value(const sr_result *res, int row, int col)
+{
+    const sr_cell *c = cell_at(res, row, col);
+    if (!c || c->len == SR_CELL_NULL)
+        return NULL;
+    return res->arena + c->off;
+}
+
+SR_API size_t sr_result_length(const sr_result *res, int row, int col)
+{
+    const sr_cell *c = cell_at(res, row, col);
+    return (!c || c->len == SR_CELL_NULL) ? 0 : c->len;
+}
+
+SR_API int sr_result_is_null(const sr_result *res, int row, int col)
+{
+    const sr_cell *c = cell_at(res, row, col);
+    return !c || c->len == SR_CELL_NULL;
+}
+
+SR_API int64_t sr_result_affected(const sr_result *res) { return res ? res->affected : -1; }
+
+SR_API int sr_result_shard(const sr_result *res, int row)
+{
+    if (!res || row < 0 || row >= res->nrows)
+        return SR_EINVAL;
+    return res->row_shards ? res->row_shards[row] : res->shard;
+}
+
+SR_API void sr_result_free(sr_result *res)
+{
+    if (!res)
+        return;
+    free(res->row_shards);
+    free(res->cells);
+    free(res->arena);
+    free(res->colname_off);
+    free(res);
+}

@@ -1,1 +1,77 @@
-/* placeholder: being written */
+/*
+ * Scatter-gather (sr_exec_all): the statement runs once per shard and the
+ * per-shard results are merged in shard order, each row remembering its
+ * shard. Shards run one after another on the caller's thread for now;
+ * partial failure is reported, never hidden.
+ */
+#include "session.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+SR_API int sr_exec_all(sr_session *s, sr_intent intent, const char *sql, int nparams,
+                       const char *const *params, sr_result **out)
+{
+    if (!s)
+        return SR_EINVAL;
+    sr__session_clear_error(s);
+    if (intent != SR_AUTO && intent != SR_READ && intent != SR_WRITE)
+        return sr__session_fail(s, SR_EINVAL, "unknown intent %d", (int)intent);
+    int rc = sr__check_statement_args(s, sql, nparams, params);
+    if (rc != SR_OK)
+        return rc;
+    if (s->in_txn)
+        return sr__session_fail(s, SR_ETXN, "sr_exec_all inside a transaction (a transaction "
+                                            "stays on one shard)");
+
+    sr_router *r = s->router;
+    sr_result *merged = calloc(1, sizeof *merged);
+    if (!merged)
+        return sr__session_fail(s, SR_ENOMEM, "out of memory");
+    merged->shard = -1;
+
+    /* Failures are collected so that the message names every failed shard. */
+    char failures[SR_ERRMSG_LEN] = "";
+    size_t flen = 0;
+    int nfailed = 0, first_error = SR_OK;
+    char sqlstate[6] = "";
+    for (int i = 0; i < r->nshards; i++) {
+        sr_result *part = NULL;
+        rc = sr__exec_on_shard(s, i, intent, sql, nparams, params, &part);
+        if (rc == SR_OK) {
+            rc = sr__result_append(merged, part);
+            sr_result_free(part);
+            if (rc != SR_OK) {
+                sr_result_free(merged);
+                return sr__session_fail(s, rc, rc == SR_EINVAL
+                                                   ? "shard '%s' returned different columns "
+                                                     "from the shards before it"
+                                                   : "out of memory merging shard '%s'",
+                                        r->shards[i].name);
+            }
+            continue;
+        }
+        if (nfailed++ == 0) {
+            first_error = rc;
+            memcpy(sqlstate, s->sqlstate, sizeof sqlstate);
+        }
+        if (flen < sizeof failures - 1) {
+            sr__fmt(failures + flen, sizeof failures - flen, "%s[%s] %s", flen ? "; " : "",
+                    r->shards[i].name, s->errmsg);
+            flen = strlen(failures);
+        }
+    }
+    if (nfailed == 0) {
+        sr__session_clear_error(s);
+        if (out)
+            *out = merged;
+        else
+            sr_result_free(merged);
+        return SR_OK;
+    }
+    sr_result_free(merged);
+    rc = nfailed == r->nshards ? first_error : SR_EPARTIAL;
+    sr__session_fail(s, rc, "%d of %d shards failed: %s", nfailed, r->nshards, failures);
+    memcpy(s->sqlstate, sqlstate, sizeof sqlstate);
+    return rc;
+}

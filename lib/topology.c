@@ -1,1 +1,199 @@
-/* placeholder: being written */
+/*
+ * Building the live topology from a configuration: shards, nodes (parsed
+ * URI, driver, pool, balance state) and the key map. Everything is checked
+ * here, once, so that statements never meet a half-valid topology.
+ */
+#include "topology.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "registry.h"
+#include "uri.h"
+
+/* Candidates are gathered on the stack on the hot path: this bounds them. */
+#define SR_MAX_NODES_PER_SHARD 64
+
+void sr__log(const sr_router *r, sr_log_level level, const char *fmt, ...)
+{
+    if (!r || !r->log_fn)
+        return;
+    char msg[SR_ERRMSG_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    sr__vfmt(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    r->log_fn(r->log_ud, level, msg);
+}
+
+static int build_node(sr_router *r, sr_node *n, int shard, int index, const sr_config_node *cn,
+                      const char *shard_name, char *err, size_t errlen)
+{
+    char uerr[512];
+    n->shard = shard;
+    n->index = index;
+    n->role = cn->role;
+    atomic_init(&n->statements, 0);
+    atomic_init(&n->errors, 0);
+    atomic_init(&n->healthy, 1);
+
+    int rc = sr__uri_parse(cn->uri, &n->uri, uerr, sizeof uerr);
+    if (rc != SR_OK) {
+        sr__fmt(err, errlen, "shard '%s': %s", shard_name, uerr);
+        return rc;
+    }
+    rc = sr__driver_lookup(n->uri->scheme, &n->driver, uerr, sizeof uerr);
+    if (rc != SR_OK) {
+        sr__fmt(err, errlen, "shard '%s' node %s: %s", shard_name, n->uri->redacted, uerr);
+        return rc;
+    }
+    n->connect_args.uri = n->uri;
+    n->connect_args.role = n->role;
+    n->connect_args.connect_timeout_ms = r->opts.connect_timeout_ms;
+    n->connect_args.statement_timeout_ms = r->opts.statement_timeout_ms;
+    n->connect_args.stmt_cache_size = r->opts.stmt_cache_size;
+
+    /* A stable per-node identity for affinity hashing: same topology, same sticking. */
+    char id[600];
+    sr__fmt(id, sizeof id, "%s/%d/%s", shard_name, index, n->uri->redacted);
+    sr__balance_init(&n->bal, cn->weight > 0 ? cn->weight : 1, sr__hash_key(sr_key_text(id)));
+
+    rc = sr__pool_new(n->driver, &n->connect_args, r->opts.pool_max_size, &n->pool);
+    if (rc != SR_OK) {
+        sr__fmt(err, errlen, "shard '%s' node %s: cannot create its pool", shard_name,
+                n->uri->redacted);
+        return rc;
+    }
+    return SR_OK;
+}
+
+static int build_shard(sr_router *r, int si, const sr_config_shard *cs, char *err, size_t errlen)
+{
+    sr_shard *sh = &r->shards[si];
+    atomic_init(&sh->rr_counter, 0);
+    sh->name = sr__strdup(cs->name);
+    if (!sh->name)
+        return SR_ENOMEM;
+
+    int primary = -1;
+    for (int i = 0; i < cs->nnodes; i++) {
+        if (cs->nodes[i].role != SR_PRIMARY)
+            continue;
+        if (primary >= 0) {
+            sr__fmt(err, errlen, "shard '%s' has more than one primary", cs->name);
+            return SR_EINVAL;
+        }
+        primary = i;
+    }
+    if (primary < 0) {
+        sr__fmt(err, errlen, "shard '%s' has no primary (add one with sr_config_add_node)",
+                cs->name);
+        return SR_EINVAL;
+    }
+    if (cs->nnodes > SR_MAX_NODES_PER_SHARD) {
+        sr__fmt(err, errlen, "shard '%s' has %d nodes; at most %d are supported", cs->name,
+                cs->nnodes, SR_MAX_NODES_PER_SHARD);
+        return SR_EINVAL;
+    }
+    sh->nodes = calloc((size_t)cs->nnodes, sizeof *sh->nodes);
+    if (!sh->nodes)
+        return SR_ENOMEM;
+
+    /* The primary is node 0, then the replicas in configuration order. */
+    int rc = build_node(r, &sh->nodes[0], si, 0, &cs->nodes[primary], cs->name, err, errlen);
+    sh->nnodes = 1;
+    for (int i = 0; rc == SR_OK && i < cs->nnodes; i++) {
+        if (i == primary)
+            continue;
+        rc = build_node(r, &sh->nodes[sh->nnodes], si, sh->nnodes, &cs->nodes[i], cs->name, err,
+                        errlen);
+        sh->nnodes++;
+    }
+    return rc;
+}
+
+static int build_keymap(sr_router *r, const sr_config *c, char *err, size_t errlen)
+{
+    sr_keymap_shard_spec *shards = calloc((size_t)c->nshards, sizeof *shards);
+    sr_keymap_pin_spec *pins = c->npins ? calloc((size_t)c->npins, sizeof *pins) : NULL;
+    if (!shards || (c->npins && !pins)) {
+        free(shards);
+        free(pins);
+        return SR_ENOMEM;
+    }
+    for (int i = 0; i < c->nshards; i++) {
+        shards[i].name = c->shards[i].name;
+        shards[i].keyrange = c->shards[i].keyrange;
+        shards[i].range = c->shards[i].range;
+    }
+    for (int i = 0; i < c->npins; i++) {
+        const sr_config_pin *p = &c->pins[i];
+        pins[i].key = p->kind == SR_KEY_INT ? sr_key_int(p->i) : sr_key_bytes(p->bytes, p->len);
+        pins[i].shard = p->shard;
+    }
+    sr_keymap_spec spec = {
+        .kind = (sr_dist_kind)c->opts.distribution,
+        .shards = shards,
+        .nshards = c->nshards,
+        .pins = pins,
+        .npins = c->npins,
+        .fn = c->keymap_fn,
+        .fn_ud = c->keymap_ud,
+    };
+    int rc = sr__keymap_build(&spec, &r->keymap, err, errlen);
+    free(shards);
+    free(pins);
+    return rc;
+}
+
+int sr__topology_build(sr_router *r, const sr_config *c, char *err, size_t errlen)
+{
+    r->opts = c->opts;
+    r->log_fn = c->log_fn;
+    r->log_ud = c->log_ud;
+    if (c->nshards == 0) {
+        sr__fmt(err, errlen, "no shards declared (sr_config_add_shard or the 'shards' option)");
+        return SR_EINVAL;
+    }
+    if (c->opts.distribution == SR_DIST_CALLBACK && !c->keymap_fn) {
+        sr__fmt(err, errlen, "shard.distribution is 'callback' but no function was set "
+                             "(sr_config_set_keymap_fn)");
+        return SR_EINVAL;
+    }
+    r->shards = calloc((size_t)c->nshards, sizeof *r->shards);
+    if (!r->shards)
+        return SR_ENOMEM;
+    r->nshards = c->nshards;
+    for (int i = 0; i < c->nshards; i++) {
+        int rc = build_shard(r, i, &c->shards[i], err, errlen);
+        if (rc != SR_OK) {
+            if (rc == SR_ENOMEM && !err[0])
+                sr__fmt(err, errlen, "out of memory building shard '%s'", c->shards[i].name);
+            return rc;
+        }
+    }
+    int rc = build_keymap(r, c, err, errlen);
+    if (rc == SR_ENOMEM && !err[0])
+        sr__fmt(err, errlen, "out of memory building the key map");
+    return rc;
+}
+
+void sr__topology_free(sr_router *r)
+{
+    for (int i = 0; r->shards && i < r->nshards; i++) {
+        sr_shard *sh = &r->shards[i];
+        for (int j = 0; sh->nodes && j < sh->nnodes; j++) {
+            if (sh->nodes[j].pool)
+                sr__pool_free(sh->nodes[j].pool);
+            sr__uri_free(sh->nodes[j].uri);
+        }
+        free(sh->nodes);
+        free(sh->name);
+    }
+    free(r->shards);
+    r->shards = NULL;
+    r->nshards = 0;
+    sr__keymap_free(r->keymap);
+    r->keymap = NULL;
+}

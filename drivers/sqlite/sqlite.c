@@ -1,1 +1,477 @@
-/* placeholder: being written */
+/*
+ * The SQLite driver. A shard is a database file: the primary is a read-write
+ * connection (the file is switched to WAL so readers never block the
+ * writer), replicas are read-only connections (SQLITE_OPEN_READONLY) to the
+ * same file or to another file. Deadlines are enforced by a busy handler
+ * (lock waits) and a progress handler (long statements), both reading the
+ * deadline of the statement in progress.
+ *
+ * URI: sqlite:PATH. Query parameters: journal_mode (primary, default "wal"),
+ * synchronous (default SQLite's), foreign_keys (on/off).
+ */
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#define XXH_INLINE_ALL
+#include <xxhash.h>
+
+#include "shardroute/driver.h"
+
+/* One cached prepared statement; recency by a tick, so a hit costs no list surgery. */
+typedef struct stmt_entry {
+    uint64_t hash;
+    uint64_t last_used;
+    char *sql;
+    sqlite3_stmt *stmt;
+} stmt_entry;
+
+struct sr_driver_conn {
+    sqlite3 *db;
+    int read_only;
+    int64_t deadline_ns; /* of the statement in progress; read by the handlers */
+    int timed_out;       /* set by a handler when it gave up because of the deadline */
+    stmt_entry *cache;
+    int cache_len, cache_cap;
+    uint64_t tick;
+    char redacted[512];
+};
+
+/* ---- deadlines ---- */
+
+static int busy_handler(void *arg, int attempt)
+{
+    sr_driver_conn *c = arg;
+    int64_t now = sr_clock_ns();
+    if (now >= c->deadline_ns) {
+        c->timed_out = 1;
+        return 0; /* give up: SQLITE_BUSY */
+    }
+    /* Back off from 50 us to 5 ms, never sleeping past the deadline. */
+    int64_t sleep_ns = attempt < 7 ? (int64_t)50000 << attempt : 5000000;
+    if (sleep_ns > c->deadline_ns - now)
+        sleep_ns = c->deadline_ns - now;
+    struct timespec ts = {(time_t)(sleep_ns / 1000000000), (long)(sleep_ns % 1000000000)};
+    nanosleep(&ts, NULL);
+    return 1;
+}
+
+static int progress_handler(void *arg)
+{
+    sr_driver_conn *c = arg;
+    if (sr_clock_ns() >= c->deadline_ns) {
+        c->timed_out = 1;
+        return 1; /* interrupts the statement: SQLITE_INTERRUPT */
+    }
+    return 0;
+}
+
+/* ---- errors ---- */
+
+/* SQLite has no SQLSTATE; constraint violations get the standard class-23 codes. */
+static const char *sqlstate_for(int ext)
+{
+    switch (ext) {
+    case SQLITE_CONSTRAINT_UNIQUE:
+    case SQLITE_CONSTRAINT_PRIMARYKEY: return "23505";
+    case SQLITE_CONSTRAINT_NOTNULL: return "23502";
+    case SQLITE_CONSTRAINT_FOREIGNKEY: return "23503";
+    case SQLITE_CONSTRAINT_CHECK: return "23514";
+    default: return NULL;
+    }
+}
+
+static int fail_sqlite(sr_driver_conn *c, int rc, sr_driver_error *err)
+{
+    int ext = c->db ? sqlite3_extended_errcode(c->db) : rc;
+    const char *msg = c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc);
+    switch (rc & 0xff) {
+    case SQLITE_INTERRUPT:
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        if (c->timed_out || (rc & 0xff) == SQLITE_INTERRUPT)
+            return sr_driver_error_set(err, SR_ETIMEOUT, 0, NULL, ext,
+                                       "statement deadline passed (%s)", msg);
+        return sr_driver_error_set(err, SR_EQUERY, 0, NULL, ext, "%s", msg);
+    case SQLITE_IOERR:
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+    case SQLITE_CANTOPEN:
+    case SQLITE_FULL:
+        /* The file is unusable from this connection: let the core discard it. */
+        return sr_driver_error_set(err, SR_ECONNECT, 1, NULL, ext, "%s", msg);
+    default:
+        return sr_driver_error_set(err, SR_EQUERY, 0, sqlstate_for(ext), ext, "%s", msg);
+    }
+}
+
+/* ---- connect / close ---- */
+
+static const char *uri_param(const sr_uri *u, const char *key)
+{
+    for (int i = 0; i < u->nparams; i++)
+        if (strcmp(u->params[i].key, key) == 0)
+            return u->params[i].value;
+    return NULL;
+}
+
+/* Pragma values are spliced into SQL, so they are restricted to identifier characters. */
+static int safe_pragma_value(const char *v)
+{
+    if (!v || !*v || strlen(v) > 32)
+        return 0;
+    for (const char *p = v; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '_'))
+            return 0;
+    return 1;
+}
+
+static int run_pragma(sr_driver_conn *c, const char *name, const char *value, sr_driver_error *err)
+{
+    if (!safe_pragma_value(value))
+        return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0,
+                                   "sqlite node %s: bad value for %s", c->redacted, name);
+    char sql[96];
+    snprintf(sql, sizeof sql, "PRAGMA %s=%s", name, value);
+    int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
+    if (rc != SQLITE_OK)
+        return fail_sqlite(c, rc, err);
+    return SR_OK;
+}
+
+static void sqlite_close(sr_driver_conn *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < c->cache_len; i++) {
+        sqlite3_finalize(c->cache[i].stmt);
+        free(c->cache[i].sql);
+    }
+    free(c->cache);
+    sqlite3_close_v2(c->db);
+    free(c);
+}
+
+static int sqlite_connect(const sr_driver_connect_args *a, sr_driver_conn **out,
+                          sr_driver_error *err)
+{
+    const sr_uri *u = a->uri;
+    if (!u->path || !*u->path)
+        return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0, "sqlite node %s: no file path",
+                                   u->redacted);
+    sr_driver_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return sr_driver_error_set(err, SR_ENOMEM, 0, NULL, 0, "out of memory");
+    snprintf(c->redacted, sizeof c->redacted, "%s", u->redacted);
+    c->read_only = a->role == SR_REPLICA;
+    c->cache_cap = a->stmt_cache_size > 0 ? a->stmt_cache_size : 0;
+    if (c->cache_cap) {
+        c->cache = calloc((size_t)c->cache_cap, sizeof *c->cache);
+        if (!c->cache) {
+            free(c);
+            return sr_driver_error_set(err, SR_ENOMEM, 0, NULL, 0, "out of memory");
+        }
+    }
+
+    /* Each connection is used by one thread at a time: SQLite's own mutex is not needed. */
+    int flags = SQLITE_OPEN_NOMUTEX |
+                (c->read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
+    int rc = sqlite3_open_v2(u->path, &c->db, flags, NULL);
+    if (rc != SQLITE_OK) {
+        sr_driver_error_set(err, SR_ECONNECT, 1, NULL, rc, "cannot open %.280s: %s", u->redacted,
+                            c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
+        sqlite_close(c);
+        return SR_ECONNECT;
+    }
+    sqlite3_extended_result_codes(c->db, 1);
+    c->deadline_ns = sr_clock_ns() + (int64_t)a->connect_timeout_ms * 1000000;
+    sqlite3_busy_handler(c->db, busy_handler, c);
+    sqlite3_progress_handler(c->db, 1000, progress_handler, c);
+
+    /* Opening is lazy in SQLite: touch the schema so a bad file fails here, not later. */
+    rc = sqlite3_exec(c->db, "SELECT count(*) FROM sqlite_schema", NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        int st = fail_sqlite(c, rc, err);
+        if (st == SR_EQUERY) /* e.g. "file is not a database" reported as a plain error */
+            err->status = st = SR_ECONNECT;
+        err->transient = 1;
+        char why[200];
+        snprintf(why, sizeof why, "%.199s", err->message);
+        snprintf(err->message, sizeof err->message, "cannot open %.280s: %s", u->redacted, why);
+        sqlite_close(c);
+        return st;
+    }
+    const char *jm = uri_param(u, "journal_mode");
+    int st = SR_OK;
+    if (!c->read_only)
+        st = run_pragma(c, "journal_mode", jm ? jm : "wal", err);
+    const char *sync = uri_param(u, "synchronous");
+    if (st == SR_OK && sync)
+        st = run_pragma(c, "synchronous", sync, err);
+    const char *fk = uri_param(u, "foreign_keys");
+    if (st == SR_OK && fk)
+        st = run_pragma(c, "foreign_keys", fk, err);
+    if (st != SR_OK) {
+        sqlite_close(c);
+        return st;
+    }
+    *out = c;
+    return SR_OK;
+}
+
+/* ---- prepared statement cache (bounded LRU) ---- */
+
+static int prepare(sr_driver_conn *c, const char *sql, size_t len, unsigned flags,
+                   sqlite3_stmt **stmt, const char **tail, sr_driver_error *err)
+{
+    int rc = sqlite3_prepare_v3(c->db, sql, (int)len, flags, stmt, tail);
+    if (rc != SQLITE_OK)
+        return fail_sqlite(c, rc, err);
+    if (!*stmt) /* only whitespace or comments */
+        return sr_driver_error_set(err, SR_EQUERY, 0, NULL, 0, "statement is empty");
+    return SR_OK;
+}
+
+/* true when `p` holds no further statement: only whitespace, ';' and comments. */
+static int only_space(const char *p)
+{
+    while (p && *p) {
+        if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == ';') {
+            p++;
+        } else if (p[0] == '-' && p[1] == '-') {
+            while (*p && *p != '\n')
+                p++;
+        } else if (p[0] == '/' && p[1] == '*') {
+            const char *end = strstr(p + 2, "*/");
+            if (!end)
+                return 1; /* an unterminated comment runs to the end */
+            p = end + 2;
+        } else {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/*
+ * Returns a statement for `sql`: cached (and reset) when the cache has it,
+ * else freshly prepared and cached. *cached tells the caller whether to
+ * finalize it afterwards. *tail points past the first statement.
+ */
+static int get_stmt(sr_driver_conn *c, const char *sql, sqlite3_stmt **out, int *cached,
+                    const char **tail, sr_driver_error *err)
+{
+    size_t len = strlen(sql);
+    *cached = 0;
+    if (c->cache_cap == 0)
+        return prepare(c, sql, len, 0, out, tail, err);
+
+    uint64_t h = XXH3_64bits(sql, len);
+    for (int i = 0; i < c->cache_len; i++) {
+        stmt_entry *e = &c->cache[i];
+        if (e->hash == h && strcmp(e->sql, sql) == 0) {
+            e->last_used = ++c->tick;
+            *out = e->stmt;
+            *cached = 1;
+            *tail = NULL;
+            return SR_OK;
+        }
+    }
+    int rc = prepare(c, sql, len, SQLITE_PREPARE_PERSISTENT, out, tail, err);
+    if (rc != SR_OK)
+        return rc;
+    if (!only_space(*tail))
+        return SR_OK; /* several statements: run uncached */
+    char *copy = malloc(len + 1);
+    if (!copy)
+        return SR_OK; /* not cached, still usable */
+    memcpy(copy, sql, len + 1);
+    int slot = c->cache_len;
+    if (slot == c->cache_cap) {
+        /* Evict the least recently used entry. */
+        slot = 0;
+        for (int i = 1; i < c->cache_len; i++)
+            if (c->cache[i].last_used < c->cache[slot].last_used)
+                slot = i;
+        sqlite3_finalize(c->cache[slot].stmt);
+        free(c->cache[slot].sql);
+    } else {
+        c->cache_len++;
+    }
+    c->cache[slot] = (stmt_entry){h, ++c->tick, copy, *out};
+    *cached = 1;
+    *tail = NULL;
+    return SR_OK;
+}
+
+/* ---- statements ---- */
+
+static int bind_params(sr_driver_conn *c, sqlite3_stmt *st, int nparams, const char *const *params,
+                       sr_driver_error *err)
+{
+    int expected = sqlite3_bind_parameter_count(st);
+    if (expected != nparams)
+        return sr_driver_error_set(err, SR_EQUERY, 0, NULL, 0,
+                                   "the statement has %d placeholders but %d parameters were given",
+                                   expected, nparams);
+    for (int i = 0; i < nparams; i++) {
+        /* SQLITE_STATIC: the caller's strings outlive the statement's execution. */
+        int rc = params[i] ? sqlite3_bind_text(st, i + 1, params[i], -1, SQLITE_STATIC)
+                           : sqlite3_bind_null(st, i + 1);
+        if (rc != SQLITE_OK)
+            return fail_sqlite(c, rc, err);
+    }
+    return SR_OK;
+}
+
+/* Steps a bound statement to completion, feeding rows to rb (when not NULL). */
+static int step_all(sr_driver_conn *c, sqlite3_stmt *st, sr_result_builder *rb,
+                    sr_driver_error *err)
+{
+    int ncols = sqlite3_column_count(st);
+    if (rb && ncols > 0) {
+        const char *stack_names[16];
+        const char **names = ncols <= 16 ? stack_names : malloc((size_t)ncols * sizeof *names);
+        if (!names)
+            return sr_driver_error_set(err, SR_ENOMEM, 0, NULL, 0, "out of memory");
+        for (int i = 0; i < ncols; i++)
+            names[i] = sqlite3_column_name(st, i);
+        int rc = sr_result_builder_columns(rb, ncols, names);
+        if (names != stack_names)
+            free(names);
+        if (rc != SR_OK)
+            return sr_driver_error_set(err, rc, 0, NULL, 0, "out of memory");
+    }
+    for (;;) {
+        int rc = sqlite3_step(st);
+        if (rc == SQLITE_DONE)
+            break;
+        if (rc != SQLITE_ROW)
+            return fail_sqlite(c, rc, err);
+        if (!rb)
+            continue;
+        for (int i = 0; i < ncols; i++) {
+            int r2;
+            if (sqlite3_column_type(st, i) == SQLITE_NULL) {
+                r2 = sr_result_builder_value(rb, NULL, 0);
+            } else {
+                const unsigned char *v = sqlite3_column_text(st, i);
+                int n = sqlite3_column_bytes(st, i);
+                r2 = sr_result_builder_value(rb, v ? (const char *)v : "", (size_t)n);
+            }
+            if (r2 != SR_OK)
+                return sr_driver_error_set(err, r2, 0, NULL, 0, "out of memory");
+        }
+    }
+    if (rb && ncols == 0)
+        sr_result_builder_affected(rb, sqlite3_changes64(c->db));
+    return SR_OK;
+}
+
+static int sqlite_exec(sr_driver_conn *c, const char *sql, int nparams, const char *const *params,
+                       int64_t deadline_ns, sr_result_builder *rb, sr_driver_error *err)
+{
+    c->deadline_ns = deadline_ns;
+    c->timed_out = 0;
+    sqlite3_stmt *st = NULL;
+    int cached = 0;
+    const char *tail = NULL;
+    int rc = get_stmt(c, sql, &st, &cached, &tail, err);
+    if (rc != SR_OK)
+        return rc;
+
+    /* Several statements in one string: run them in order, the last one's rows are the result. */
+    while (!cached && !only_space(tail)) {
+        if (nparams > 0) {
+            sqlite3_finalize(st);
+            return sr_driver_error_set(err, SR_EQUERY, 0, NULL, 0,
+                                       "parameters are not supported with several statements");
+        }
+        rc = step_all(c, st, NULL, err);
+        sqlite3_finalize(st);
+        if (rc != SR_OK)
+            return rc;
+        const char *next = tail;
+        rc = prepare(c, next, strlen(next), 0, &st, &tail, err);
+        if (rc != SR_OK)
+            return rc;
+    }
+
+    rc = bind_params(c, st, nparams, params, err);
+    if (rc == SR_OK)
+        rc = step_all(c, st, rb, err);
+    if (cached) {
+        sqlite3_reset(st);
+        sqlite3_clear_bindings(st); /* the bound strings belong to the caller */
+    } else {
+        sqlite3_finalize(st);
+    }
+    return rc;
+}
+
+static int exec_simple(sr_driver_conn *c, const char *sql, int64_t deadline_ns,
+                       sr_driver_error *err)
+{
+    c->deadline_ns = deadline_ns;
+    c->timed_out = 0;
+    int rc = sqlite3_exec(c->db, sql, NULL, NULL, NULL);
+    return rc == SQLITE_OK ? SR_OK : fail_sqlite(c, rc, err);
+}
+
+static int sqlite_begin(sr_driver_conn *c, int read_only, int64_t deadline_ns,
+                        sr_driver_error *err)
+{
+    /* IMMEDIATE takes the write lock up front, so two writers cannot deadlock on upgrade. */
+    return exec_simple(c, read_only || c->read_only ? "BEGIN DEFERRED" : "BEGIN IMMEDIATE",
+                       deadline_ns, err);
+}
+
+static int sqlite_commit(sr_driver_conn *c, int64_t deadline_ns, sr_driver_error *err)
+{
+    return exec_simple(c, "COMMIT", deadline_ns, err);
+}
+
+static int sqlite_rollback(sr_driver_conn *c, int64_t deadline_ns, sr_driver_error *err)
+{
+    if (sqlite3_get_autocommit(c->db))
+        return SR_OK; /* SQLite already rolled back (e.g. after SQLITE_FULL) */
+    return exec_simple(c, "ROLLBACK", deadline_ns, err);
+}
+
+static int sqlite_ping(sr_driver_conn *c, int64_t deadline_ns, sr_driver_error *err)
+{
+    return exec_simple(c, "SELECT 1", deadline_ns, err);
+}
+
+static int sqlite_server_role(sr_driver_conn *c, int64_t deadline_ns, sr_role *out,
+                              sr_driver_error *err)
+{
+    (void)deadline_ns;
+    (void)err;
+    *out = sqlite3_db_readonly(c->db, "main") == 1 ? SR_REPLICA : SR_PRIMARY;
+    return SR_OK;
+}
+
+static const char *const sqlite_schemes[] = {"sqlite", NULL};
+
+const sr_driver sr__driver_sqlite = {
+    .abi_version = SR_DRIVER_ABI_VERSION,
+    .name = "sqlite",
+    .schemes = sqlite_schemes,
+    .dialect = SR_SQL_SQLITE,
+    .connect = sqlite_connect,
+    .close = sqlite_close,
+    .exec = sqlite_exec,
+    .begin = sqlite_begin,
+    .commit = sqlite_commit,
+    .rollback = sqlite_rollback,
+    .ping = sqlite_ping,
+    .server_role = sqlite_server_role,
+    /* One file, no replication: positions and lag do not apply. */
+    .write_position = NULL,
+    .has_replayed = NULL,
+    .replica_lag_ms = NULL,
+};

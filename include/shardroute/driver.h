@@ -33,7 +33,7 @@ typedef struct sr_result_builder sr_result_builder;
 
 /** SQL dialects the lexer knows (comments, quoting and placeholder forms differ). */
 typedef enum sr_sql_dialect {
-    SR_SQL_GENERIC = 0,  /* ANSI: '..' strings, ".." identifiers, -- and /* comments */
+    SR_SQL_GENERIC = 0,  /* ANSI: '..' strings, ".." identifiers, -- and block comments */
     SR_SQL_POSTGRES = 1, /* + nested comments, $tag$ dollar quotes, E'..' escapes */
     SR_SQL_MYSQL = 2,    /* + backslash escapes in strings, `..` identifiers, # comments */
     SR_SQL_SQLITE = 3    /* + `..` and [..] identifiers */

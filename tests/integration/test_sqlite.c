@@ -1,1 +1,725 @@
-int main(void) { return 77; } /* placeholder: being written */
+/*
+ * Integration tests on real SQLite files: placement checked by opening the
+ * shard files directly with sqlite3 (not through the library), replicas that
+ * refuse writes, transactions, scatter, errors, bounded waits and threads.
+ */
+#include <check.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <shardroute.h>
+
+#define NSHARDS 3
+
+static char dir[256];
+static const char *const shard_names[NSHARDS] = {"-55", "55-aa", "aa-"};
+
+static void make_dir(void)
+{
+    snprintf(dir, sizeof dir, "/tmp/sr-test-sqlite-XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+}
+
+static void remove_dir(void)
+{
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* A config of NSHARDS shards, each a primary and `nreplicas` read-only replicas of its file. */
+static sr_config *make_config(int nreplicas, const char *extra_option, const char *extra_value)
+{
+    sr_config *c = sr_config_new();
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(sr_config_set(c, "balance.policy", "round_robin"), SR_OK);
+    if (extra_option)
+        ck_assert_msg(sr_config_set(c, extra_option, extra_value) == SR_OK, "%s",
+                      sr_config_errmsg(c));
+    for (int i = 0; i < NSHARDS; i++) {
+        char uri[512];
+        snprintf(uri, sizeof uri, "sqlite:%s/s%d.db", dir, i);
+        ck_assert_int_eq(sr_config_add_shard(c, shard_names[i]), SR_OK);
+        ck_assert_msg(sr_config_add_node(c, shard_names[i], SR_PRIMARY, uri, 1) == SR_OK, "%s",
+                      sr_config_errmsg(c));
+        for (int r = 0; r < nreplicas; r++)
+            ck_assert_int_eq(sr_config_add_node(c, shard_names[i], SR_REPLICA, uri, 1), SR_OK);
+    }
+    return c;
+}
+
+static sr_router *open_router(int nreplicas, const char *opt, const char *val)
+{
+    sr_config *c = make_config(nreplicas, opt, val);
+    sr_router *r = NULL;
+    int rc = sr_router_open(c, &r);
+    ck_assert_msg(rc == SR_OK, "open: %s", sr_config_errmsg(c));
+    sr_config_free(c);
+    return r;
+}
+
+static void create_tables(sr_session *s)
+{
+    for (int i = 0; i < NSHARDS; i++) {
+        int rc = sr_exec_shard(s, i, SR_WRITE,
+                               "CREATE TABLE kv (k INTEGER PRIMARY KEY, v TEXT, note TEXT)", 0, NULL,
+                               NULL);
+        ck_assert_msg(rc == SR_OK, "create: %s", sr_session_errmsg(s));
+    }
+}
+
+static int insert(sr_session *s, int64_t k, const char *v)
+{
+    char ks[24];
+    snprintf(ks, sizeof ks, "%lld", (long long)k);
+    const char *p[] = {ks, v};
+    return sr_exec(s, sr_key_int(k), SR_WRITE, "INSERT INTO kv (k, v) VALUES (?, ?)", 2, p, NULL);
+}
+
+/* Rows in shard file i counted with sqlite3 directly, bypassing the library. */
+static int count_direct(int shard, int64_t only_key)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/s%d.db", dir, shard);
+    sqlite3 *db = NULL;
+    ck_assert_int_eq(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+    sqlite3_stmt *st = NULL;
+    const char *sql = only_key >= 0 ? "SELECT COUNT(*) FROM kv WHERE k = ?" : "SELECT COUNT(*) FROM kv";
+    ck_assert_int_eq(sqlite3_prepare_v2(db, sql, -1, &st, NULL), SQLITE_OK);
+    if (only_key >= 0)
+        sqlite3_bind_int64(st, 1, only_key);
+    ck_assert_int_eq(sqlite3_step(st), SQLITE_ROW);
+    int n = sqlite3_column_int(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+static uint64_t node_statements(sr_router *r, int shard, int node)
+{
+    sr_node_info info;
+    ck_assert_int_eq(sr_router_node_info(r, shard, node, &info), SR_OK);
+    return info.statements;
+}
+
+static void setup(void) { make_dir(); }
+static void teardown(void) { remove_dir(); }
+
+/* ---- placement ---- */
+
+START_TEST(rows_land_on_the_shard_the_router_names)
+{
+    sr_router *r = open_router(1, NULL, NULL);
+    sr_session *s;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    create_tables(s);
+    int expected[NSHARDS] = {0};
+    for (int64_t k = 1; k <= 600; k++) {
+        ck_assert_msg(insert(s, k, "x") == SR_OK, "%s", sr_session_errmsg(s));
+        int shard = sr_router_shard_for(r, sr_key_int(k));
+        ck_assert_int_ge(shard, 0);
+        expected[shard]++;
+        if (k % 50 == 0) {
+            /* The very key is in that file and in no other. */
+            for (int i = 0; i < NSHARDS; i++)
+                ck_assert_int_eq(count_direct(i, k), i == shard ? 1 : 0);
+        }
+    }
+    for (int i = 0; i < NSHARDS; i++) {
+        ck_assert_int_eq(count_direct(i, -1), expected[i]);
+        ck_assert_int_gt(expected[i], 100); /* the keyspace split actually spreads keys */
+    }
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(text_keys_route_consistently)
+{
+    sr_router *r = open_router(0, NULL, NULL);
+    sr_session *s;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    for (int i = 0; i < NSHARDS; i++)
+        ck_assert_int_eq(sr_exec_shard(s, i, SR_WRITE, "CREATE TABLE t (name TEXT)", 0, NULL, NULL),
+                         SR_OK);
+    const char *names[] = {"alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi"};
+    for (size_t i = 0; i < 8; i++) {
+        const char *p[] = {names[i]};
+        ck_assert_int_eq(sr_exec(s, sr_key_text(names[i]), SR_WRITE, "INSERT INTO t VALUES (?)", 1,
+                                 p, NULL),
+                         SR_OK);
+        sr_result *res = NULL;
+        ck_assert_int_eq(sr_exec(s, sr_key_text(names[i]), SR_READ,
+                                 "SELECT COUNT(*) FROM t WHERE name = ?", 1, p, &res),
+                         SR_OK);
+        ck_assert_str_eq(sr_result_value(res, 0, 0), "1");
+        ck_assert_int_eq(sr_result_shard(res, 0), sr_router_shard_for(r, sr_key_text(names[i])));
+        sr_result_free(res);
+    }
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+/* ---- read/write split ---- */
+
+START_TEST(reads_go_to_replicas_which_refuse_writes)
+{
+    sr_router *r = open_router(2, NULL, NULL);
+    sr_session *s;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    create_tables(s);
+    ck_assert_int_eq(insert(s, 7, "seven"), SR_OK);
+    int shard = sr_router_shard_for(r, sr_key_int(7));
+    uint64_t primary_before = node_statements(r, shard, 0);
+
+    const char *p[] = {"7"};
+    for (int i = 0; i < 10; i++) {
+        sr_result *res = NULL;
+        ck_assert_int_eq(
+            sr_exec(s, sr_key_int(7), SR_READ, "SELECT v FROM kv WHERE k = ?", 1, p, &res), SR_OK);
+        ck_assert_int_eq(sr_result_nrows(res), 1);
+        ck_assert_str_eq(sr_result_value(res, 0, 0), "seven");
+        sr_result_free(res);
+    }
+    /* round_robin over two replicas: 5 reads each, none on the primary. */
+    ck_assert_uint_eq(node_statements(r, shard, 0), primary_before);
+    ck_assert_uint_eq(node_statements(r, shard, 1), 5);
+    ck_assert_uint_eq(node_statements(r, shard, 2), 5);
+
+    /* A write forced onto a replica is refused by SQLite itself. */
+    int rc = sr_exec(s, sr_key_int(7), SR_READ, "UPDATE kv SET v = 'x' WHERE k = 7", 0, NULL, NULL);
+    ck_assert_int_eq(rc, SR_EQUERY);
+    ck_assert_ptr_nonnull(strstr(sr_session_errmsg(s), "readonly"));
+    ck_assert_ptr_nonnull(strstr(sr_session_errmsg(s), "replica"));
+    ck_assert_int_eq(count_direct(shard, 7), 1);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(auto_intent_classifies_statements)
+{
+    sr_router *r = open_router(1, NULL, NULL);
+    sr_session *s;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    create_tables(s);
+    int shard = sr_router_shard_for(r, sr_key_int(11));
+    uint64_t p0 = node_statements(r, shard, 0), r0 = node_statements(r, shard, 1);
+    const char *p[] = {"11", "eleven"};
+    ck_assert_int_eq(sr_exec(s, sr_key_int(11), SR_AUTO, "INSERT INTO kv (k, v) VALUES (?, ?)", 2, p,
+                             NULL),
+                     SR_OK);
+    ck_assert_uint_eq(node_statements(r, shard, 0), p0 + 1);
+    sr_result *res = NULL;
+    ck_assert_int_eq(sr_exec(s, sr_key_int(11), SR_AUTO,
+                             "/* read */ SELECT v FROM kv WHERE k = ?", 1, p, &res),
+                     SR_OK);
+    ck_assert_str_eq(sr_result_value(res, 0, 0), "eleven");
+    sr_result_free(res);
+    ck_assert_uint_eq(node_statements(r, shard, 1), r0 + 1);
+    /* A read-looking statement that writes goes to the primary. */
+    ck_assert_int_eq(sr_exec(s, sr_key_int(11), SR_AUTO,
+                             "WITH x AS (SELECT 1) UPDATE kv SET v = 'ELEVEN' WHERE k = 11", 0, NULL,
+                             NULL),
+                     SR_OK);
+    ck_assert_uint_eq(node_statements(r, shard, 0), p0 + 2);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(primary_reads_fallback_and_never)
+{
+    /* No replicas at all: reads fall back to the primary by default ... */
+    sr_router *r = open_router(0, NULL, NULL);
+    sr_session *s;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    create_tables(s);
+    ck_assert_int_eq(sr_exec(s, sr_key_int(1), SR_READ, "SELECT COUNT(*) FROM kv", 0, NULL, NULL),
+                     SR_OK);
+    sr_session_free(s);
+    sr_router_close(r);
+    /* ... and are refused when primary reads are forbidden. */
+    r = open_router(0, "balance.primary_reads", "never");
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    int rc = sr_exec(s, sr_key_int(1), SR_READ, "SELECT COUNT(*) FROM kv", 0, NULL, NULL);
+    ck_assert_int_eq(rc, SR_EUNAVAILABLE);
+    ck_assert_ptr_nonnull(strstr(sr_session_errmsg(s), "no eligible node"));
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+/* ---- transactions ---- */
+
+START_TEST(transactions_commit_and_roll_back)
+{
+    sr_router *r = open_router(1, NULL, NULL);
+    sr_session *s;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    create_tables(s);
+    int shard = sr_router_shard_for(r, sr_key_int(100));
+
+    ck_assert_int_eq(sr_begin(s, sr_key_int(100)), SR_OK);
+    ck_assert_int_eq(sr_in_transaction(s), 1);
+    ck_assert_int_eq(insert(s, 100, "a"), SR_OK);
+    /* Inside the transaction even a read goes to the primary connection and sees the row. */
+    sr_result *res = NULL;
+    ck_assert_int_eq(sr_exec(s, sr_key_int(100), SR_READ, "SELECT COUNT(*) FROM kv WHERE k = 100",
+                             0, NULL, &res),
+                     SR_OK);
+    ck_assert_str_eq(sr_result_value(res, 0, 0), "1");
+    sr_result_free(res);
+    ck_assert_int_eq(sr_rollback(s), SR_OK);
+    ck_assert_int_eq(sr_in_transaction(s), 0);
+    ck_assert_int_eq(count_direct(shard, 100), 0);
+
+    ck_assert_int_eq(sr_begin(s, sr_key_int(100)), SR_OK);
+    ck_assert_int_eq(insert(s, 100, "b"), SR_OK);
+    ck_assert_int_eq(sr_commit(s), SR_OK);
+    ck_assert_int_eq(count_direct(shard, 100), 1);
+
+    /* Misuse is SR_ETXN and harmless. */
+    ck_assert_int_eq(sr_commit(s), SR_ETXN);
+    ck_assert_int_eq(sr_rollback(s), SR_ETXN);
+    ck_assert_int_eq(sr_begin(s, sr_key_int(100)), SR_OK);
+    ck_assert_int_eq(sr_begin(s, sr_key_int(100)), SR_ETXN);
+    ck_assert_int_eq(sr_rollback(s), SR_OK);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(cross_shard_statement_in_transaction_is_refused)
+{
+    sr_router *r = open_router(0, NULL, NULL);
+    sr_session *s;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    create_tables(s);
+    int64_t a = 1, b = 2;
+    while (sr_router_shard_for(r, sr_key_int(b)) == sr_router_shard_for(r, sr_key_int(a)))
+        b++;
+    ck_assert_int_eq(sr_begin(s, sr_key_int(a)), SR_OK);
+    ck_assert_int_eq(insert(s, a, "a"), SR_OK);
+    ck_assert_int_eq(insert(s, b, "b"), SR_ETXN);
+    ck_assert_ptr_nonnull(strstr(sr_session_errmsg(s), "transaction"));
+    ck_assert_int_eq(sr_exec_all(s, SR_READ, "SELECT 1", 0, NULL, NULL), SR_ETXN);
+    /* The transaction is still open and commits what it did. */
+    ck_assert_int_eq(sr_in_transaction(s), 1);
+    ck_assert_int_eq(sr_commit(s), SR_OK);
+    ck_assert_int_eq(count_direct(sr_router_shard_for(r, sr_key_int(a)), a), 1);
+    ck_assert_int_eq(count_direct(sr_router_shard_for(r, sr_key_int(b)), b), 0);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(freeing_a_session_rolls_back)
+{
+    sr_router *r = open_router(0, NULL, NULL);
+    sr_session *s;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    create_tables(s);
+    ck_assert_int_eq(sr_begin(s, sr_key_int(5)), SR_OK);
+    ck_assert_int_eq(insert(s, 5, "x"), SR_OK);
+    sr_session_free(s);
+    ck_assert_int_eq(count_direct(sr_router_shard_for(r, sr_key_int(5)), 5), 0);
+    sr_router_close(r);
+}
+END_TEST
+
+/* ---- scatter ---- */
+
+START_TEST(scatter_counts_and_rows_match)
+{
+    sr_router *r = open_router(1, NULL, NULL);
+    sr_session *s;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    create_tables(s);
+    for (int64_t k = 1; k <= 300; k++)
+        ck_assert_int_eq(insert(s, k, "v"), SR_OK);
+    sr_result *res = NULL;
+    ck_assert_int_eq(sr_exec_all(s, SR_READ, "SELECT COUNT(*) AS n FROM kv", 0, NULL, &res), SR_OK);
+    ck_assert_int_eq(sr_result_nrows(res), NSHARDS);
+    ck_assert_str_eq(sr_result_colname(res, 0), "n");
+    long total = 0;
+    for (int i = 0; i < NSHARDS; i++) {
+        ck_assert_int_eq(sr_result_shard(res, i), i);
+        ck_assert_int_eq(atoi(sr_result_value(res, i, 0)), count_direct(i, -1));
+        total += atol(sr_result_value(res, i, 0));
+    }
+    ck_assert_int_eq(total, 300);
+    sr_result_free(res);
+
+    /* Every row comes back with the shard it lives on. */
+    ck_assert_int_eq(sr_exec_all(s, SR_AUTO, "SELECT k FROM kv", 0, NULL, &res), SR_OK);
+    ck_assert_int_eq(sr_result_nrows(res), 300);
+    for (int i = 0; i < 300; i++) {
+        int64_t k = atoll(sr_result_value(res, i, 0));
+        ck_assert_int_eq(sr_result_shard(res, i), sr_router_shard_for(r, sr_key_int(k)));
+    }
+    sr_result_free(res);
+
+    /* Scatter writes sum the affected rows. */
+    ck_assert_int_eq(sr_exec_all(s, SR_WRITE, "UPDATE kv SET note = 'n'", 0, NULL, &res), SR_OK);
+    ck_assert_int_eq(sr_result_affected(res), 300);
+    sr_result_free(res);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(scatter_partial_failure_names_the_shards)
+{
+    sr_router *r = open_router(0, NULL, NULL);
+    sr_session *s;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    ck_assert_int_eq(sr_exec_shard(s, 1, SR_WRITE, "CREATE TABLE only_here (x)", 0, NULL, NULL),
+                     SR_OK);
+    sr_result *res = NULL;
+    int rc = sr_exec_all(s, SR_READ, "SELECT COUNT(*) FROM only_here", 0, NULL, &res);
+    ck_assert_int_eq(rc, SR_EPARTIAL);
+    ck_assert_ptr_null(res);
+    ck_assert_ptr_nonnull(strstr(sr_session_errmsg(s), "2 of 3 shards failed"));
+    ck_assert_ptr_nonnull(strstr(sr_session_errmsg(s), shard_names[0]));
+    ck_assert_ptr_nonnull(strstr(sr_session_errmsg(s), shard_names[2]));
+    ck_assert_ptr_nonnull(strstr(sr_session_errmsg(s), "no such table"));
+    /* Failing everywhere is the error itself, not a partial one. */
+    rc = sr_exec_all(s, SR_READ, "SELECT * FROM nowhere", 0, NULL, &res);
+    ck_assert_int_eq(rc, SR_EQUERY);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+/* ---- values and errors ---- */
+
+START_TEST(parameters_round_trip)
+{
+    sr_router *r = open_router(1, NULL, NULL);
+    sr_session *s;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    create_tables(s);
+    const char *tricky = "it's a \"quote\", a \\backslash\\, a ? and 'two'';\n-- not a comment";
+    const char *p[] = {"42", tricky, NULL};
+    ck_assert_int_eq(sr_exec(s, sr_key_int(42), SR_WRITE,
+                             "INSERT INTO kv (k, v, note) VALUES (?, ?, ?)", 3, p, NULL),
+                     SR_OK);
+    sr_result *res = NULL;
+    ck_assert_int_eq(sr_exec(s, sr_key_int(42), SR_READ,
+                             "SELECT v, note, '?' AS q, length(v) FROM kv WHERE k = ?", 1, p, &res),
+                     SR_OK);
+    ck_assert_int_eq(sr_result_ncols(res), 4);
+    ck_assert_str_eq(sr_result_value(res, 0, 0), tricky);
+    ck_assert_uint_eq(sr_result_length(res, 0, 0), strlen(tricky));
+    ck_assert_ptr_null(sr_result_value(res, 0, 1));
+    ck_assert_int_eq(sr_result_is_null(res, 0, 1), 1);
+    ck_assert_str_eq(sr_result_value(res, 0, 2), "?");
+    ck_assert_str_eq(sr_result_colname(res, 2), "q");
+    sr_result_free(res);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(sql_errors_keep_the_session_usable)
+{
+    sr_router *r = open_router(1, NULL, NULL);
+    sr_session *s;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    create_tables(s);
+    ck_assert_int_eq(insert(s, 1, "a"), SR_OK);
+    ck_assert_int_eq(insert(s, 1, "again"), SR_EQUERY);
+    ck_assert_str_eq(sr_session_sqlstate(s), "23505");
+    ck_assert_ptr_nonnull(strstr(sr_session_errmsg(s), "UNIQUE"));
+    ck_assert_ptr_nonnull(strstr(sr_session_errmsg(s), "shard"));
+
+    ck_assert_int_eq(sr_exec(s, sr_key_int(1), SR_READ, "SELECT * FROM missing", 0, NULL, NULL),
+                     SR_EQUERY);
+    ck_assert_ptr_nonnull(strstr(sr_session_errmsg(s), "no such table"));
+    ck_assert_int_eq(sr_exec(s, sr_key_int(1), SR_WRITE, "SELEC oops", 0, NULL, NULL), SR_EQUERY);
+    ck_assert_ptr_nonnull(strstr(sr_session_errmsg(s), "syntax error"));
+    /* Wrong parameter count is an error, not a crash. */
+    ck_assert_int_eq(sr_exec(s, sr_key_int(1), SR_READ, "SELECT ? + ?", 0, NULL, NULL), SR_EQUERY);
+
+    /* The next statement works and the error is cleared. */
+    sr_result *res = NULL;
+    ck_assert_int_eq(sr_exec(s, sr_key_int(1), SR_READ, "SELECT v FROM kv WHERE k = 1", 0, NULL,
+                             &res),
+                     SR_OK);
+    ck_assert_str_eq(sr_result_value(res, 0, 0), "a");
+    ck_assert_str_eq(sr_session_errmsg(s), "");
+    ck_assert_str_eq(sr_session_sqlstate(s), "");
+    sr_result_free(res);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(several_statements_in_one_string)
+{
+    sr_router *r = open_router(0, NULL, NULL);
+    sr_session *s;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    sr_result *res = NULL;
+    ck_assert_int_eq(sr_exec_shard(s, 0, SR_WRITE,
+                                   "CREATE TABLE m (x); INSERT INTO m VALUES (1); INSERT INTO m "
+                                   "VALUES (2); SELECT SUM(x) FROM m; -- done",
+                                   0, NULL, &res),
+                     SR_OK);
+    ck_assert_int_eq(sr_result_nrows(res), 1);
+    ck_assert_str_eq(sr_result_value(res, 0, 0), "3");
+    sr_result_free(res);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(unreachable_file_is_a_connect_error)
+{
+    sr_config *c = sr_config_new();
+    ck_assert_int_eq(sr_config_add_shard(c, "only"), SR_OK);
+    ck_assert_int_eq(
+        sr_config_add_node(c, "only", SR_PRIMARY, "sqlite:/nonexistent-dir/sub/x.db", 1), SR_OK);
+    sr_router *r = NULL;
+    ck_assert_int_eq(sr_router_open(c, &r), SR_OK); /* pools connect lazily */
+    sr_config_free(c);
+    sr_session *s;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    ck_assert_int_eq(sr_exec(s, sr_key_int(1), SR_WRITE, "SELECT 1", 0, NULL, NULL), SR_ECONNECT);
+    ck_assert_ptr_nonnull(strstr(sr_session_errmsg(s), "/nonexistent-dir/sub/x.db"));
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(unknown_scheme_is_a_driver_error)
+{
+    sr_config *c = sr_config_new();
+    ck_assert_int_eq(sr_config_add_shard(c, "only"), SR_OK);
+    ck_assert_int_eq(sr_config_add_node(c, "only", SR_PRIMARY, "oracle://u:secret@127.0.0.1/db", 1),
+                     SR_OK);
+    sr_router *r = NULL;
+    ck_assert_int_eq(sr_router_open(c, &r), SR_EDRIVER);
+    ck_assert_ptr_null(r);
+    ck_assert_ptr_nonnull(strstr(sr_config_errmsg(c), "oracle"));
+    ck_assert_ptr_null(strstr(sr_config_errmsg(c), "secret"));
+    sr_config_free(c);
+}
+END_TEST
+
+/* ---- bounded waits ---- */
+
+START_TEST(long_statement_times_out)
+{
+    sr_router *r = open_router(0, "statement_timeout_ms", "200");
+    sr_session *s;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    double t0 = now_ms();
+    int rc = sr_exec(s, sr_key_int(1), SR_READ,
+                     "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) "
+                     "SELECT COUNT(*) FROM c",
+                     0, NULL, NULL);
+    double took = now_ms() - t0;
+    ck_assert_int_eq(rc, SR_ETIMEOUT);
+    ck_assert_double_ge(took, 150.0); /* it did run until the deadline */
+    printf("long statement: SR_ETIMEOUT after %.0f ms (timeout 200 ms)\n", took);
+    sr_result *res = NULL;
+    ck_assert_int_eq(sr_exec(s, sr_key_int(1), SR_READ, "SELECT 40 + 2", 0, NULL, &res), SR_OK);
+    ck_assert_str_eq(sr_result_value(res, 0, 0), "42");
+    sr_result_free(res);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(lock_wait_times_out)
+{
+    sr_router *r = open_router(0, "statement_timeout_ms", "200");
+    sr_session *a, *b;
+    ck_assert_int_eq(sr_session_new(r, &a), SR_OK);
+    ck_assert_int_eq(sr_session_new(r, &b), SR_OK);
+    create_tables(a);
+    ck_assert_int_eq(sr_begin(a, sr_key_int(1)), SR_OK);
+    ck_assert_int_eq(insert(a, 1, "held"), SR_OK);
+    /* b needs the write lock a holds: it waits, but only until its deadline. */
+    int rc = insert(b, 1, "blocked");
+    ck_assert_int_eq(rc, SR_ETIMEOUT);
+    ck_assert_int_eq(sr_commit(a), SR_OK);
+    ck_assert_int_eq(insert(b, 2, "free"), SR_OK);
+    sr_session_free(a);
+    sr_session_free(b);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(pool_exhaustion_is_busy)
+{
+    sr_config *c = make_config(0, "pool.max_size", "1");
+    ck_assert_int_eq(sr_config_set(c, "pool.checkout_timeout_ms", "100"), SR_OK);
+    sr_router *r = NULL;
+    ck_assert_int_eq(sr_router_open(c, &r), SR_OK);
+    sr_config_free(c);
+    sr_session *a, *b;
+    ck_assert_int_eq(sr_session_new(r, &a), SR_OK);
+    ck_assert_int_eq(sr_session_new(r, &b), SR_OK);
+    ck_assert_int_eq(sr_begin_shard(a, 0), SR_OK);
+    double t0 = now_ms();
+    ck_assert_int_eq(sr_exec_shard(b, 0, SR_WRITE, "SELECT 1", 0, NULL, NULL), SR_EBUSY);
+    ck_assert_double_ge(now_ms() - t0, 90.0);
+    ck_assert_int_eq(sr_commit(a), SR_OK);
+    ck_assert_int_eq(sr_exec_shard(b, 0, SR_WRITE, "SELECT 1", 0, NULL, NULL), SR_OK);
+    sr_session_free(a);
+    sr_session_free(b);
+    sr_router_close(r);
+}
+END_TEST
+
+/* ---- configuration file end to end ---- */
+
+START_TEST(config_file_to_router)
+{
+    char text[2048];
+    snprintf(text, sizeof text,
+             "# two shards by integer range\n"
+             "shard.distribution = range\n"
+             "pool.max_size = 4\n"
+             "[shard low]\n"
+             "primary = sqlite:%s/low.db\n"
+             "replica = sqlite:%s/low.db weight=2\n"
+             "range = ..1000\n"
+             "[shard high]\n"
+             "primary = sqlite:%s/high.db\n"
+             "range = 1000..\n"
+             "pin_int = 5\n",
+             dir, dir, dir);
+    sr_config *c = sr_config_new();
+    ck_assert_msg(sr_config_parse(c, text) == SR_OK, "%s", sr_config_errmsg(c));
+    sr_router *r = NULL;
+    ck_assert_msg(sr_router_open(c, &r) == SR_OK, "%s", sr_config_errmsg(c));
+    sr_config_free(c);
+    ck_assert_int_eq(sr_router_nshards(r), 2);
+    ck_assert_str_eq(sr_router_shard_name(r, 0), "low");
+    ck_assert_int_eq(sr_router_shard_for(r, sr_key_int(999)), 0);
+    ck_assert_int_eq(sr_router_shard_for(r, sr_key_int(1000)), 1);
+    ck_assert_int_eq(sr_router_shard_for(r, sr_key_int(5)), 1); /* pinned */
+    ck_assert_int_eq(sr_router_nnodes(r, 0), 2);
+    sr_router_close(r);
+}
+END_TEST
+
+/* ---- threads ---- */
+
+typedef struct worker_arg {
+    sr_router *router;
+    int id;
+    int failures;
+} worker_arg;
+
+static void *worker(void *p)
+{
+    worker_arg *w = p;
+    sr_session *s = NULL;
+    if (sr_session_new(w->router, &s) != SR_OK) {
+        w->failures++;
+        return NULL;
+    }
+    for (int i = 0; i < 200; i++) {
+        int64_t k = (int64_t)w->id * 100000 + i;
+        if (insert(s, k, "t") != SR_OK) {
+            w->failures++;
+            continue;
+        }
+        char ks[24];
+        snprintf(ks, sizeof ks, "%lld", (long long)k);
+        const char *p1[] = {ks};
+        sr_result *res = NULL;
+        if (sr_exec(s, sr_key_int(k), SR_READ, "SELECT v FROM kv WHERE k = ?", 1, p1, &res) !=
+                SR_OK ||
+            sr_result_nrows(res) != 1)
+            w->failures++;
+        sr_result_free(res);
+    }
+    sr_session_free(s);
+    return NULL;
+}
+
+START_TEST(many_threads_share_one_router)
+{
+    sr_router *r = open_router(2, "pool.max_size", "3");
+    sr_session *s;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    create_tables(s);
+    sr_session_free(s);
+    enum { NT = 8 };
+    pthread_t th[NT];
+    worker_arg args[NT];
+    for (int i = 0; i < NT; i++) {
+        args[i] = (worker_arg){r, i + 1, 0};
+        ck_assert_int_eq(pthread_create(&th[i], NULL, worker, &args[i]), 0);
+    }
+    int failures = 0;
+    for (int i = 0; i < NT; i++) {
+        pthread_join(th[i], NULL);
+        failures += args[i].failures;
+    }
+    ck_assert_int_eq(failures, 0);
+    int total = 0;
+    for (int i = 0; i < NSHARDS; i++)
+        total += count_direct(i, -1);
+    ck_assert_int_eq(total, NT * 200);
+    sr_router_close(r);
+}
+END_TEST
+
+static Suite *sqlite_suite(void)
+{
+    Suite *su = suite_create("sqlite");
+    TCase *tc = tcase_create("sqlite");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, rows_land_on_the_shard_the_router_names);
+    tcase_add_test(tc, text_keys_route_consistently);
+    tcase_add_test(tc, reads_go_to_replicas_which_refuse_writes);
+    tcase_add_test(tc, auto_intent_classifies_statements);
+    tcase_add_test(tc, primary_reads_fallback_and_never);
+    tcase_add_test(tc, transactions_commit_and_roll_back);
+    tcase_add_test(tc, cross_shard_statement_in_transaction_is_refused);
+    tcase_add_test(tc, freeing_a_session_rolls_back);
+    tcase_add_test(tc, scatter_counts_and_rows_match);
+    tcase_add_test(tc, scatter_partial_failure_names_the_shards);
+    tcase_add_test(tc, parameters_round_trip);
+    tcase_add_test(tc, sql_errors_keep_the_session_usable);
+    tcase_add_test(tc, several_statements_in_one_string);
+    tcase_add_test(tc, unreachable_file_is_a_connect_error);
+    tcase_add_test(tc, unknown_scheme_is_a_driver_error);
+    tcase_add_test(tc, long_statement_times_out);
+    tcase_add_test(tc, lock_wait_times_out);
+    tcase_add_test(tc, pool_exhaustion_is_busy);
+    tcase_add_test(tc, config_file_to_router);
+    tcase_add_test(tc, many_threads_share_one_router);
+    suite_add_tcase(su, tc);
+    return su;
+}
+
+int main(void)
+{
+    SRunner *sr = srunner_create(sqlite_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

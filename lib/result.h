@@ -1,0 +1,47 @@
+/*
+ * sr_result and the builder drivers fill. A result keeps its cells in one
+ * growable byte arena plus an index of (offset, length) per cell, so a
+ * typical point read costs two allocations.
+ */
+#ifndef SR_RESULT_H
+#define SR_RESULT_H
+
+#include "internal.h"
+
+typedef struct sr_cell {
+    uint32_t off;
+    uint32_t len;     /* UINT32_MAX: SQL NULL */
+} sr_cell;
+
+struct sr_result {
+    int nrows, ncols;
+    int64_t affected;
+    int shard;          /* shard of every row unless row_shards is set */
+    int *row_shards;    /* scatter: shard of each row */
+    sr_cell *cells;
+    size_t ncells, cells_cap;
+    char *arena;
+    size_t arena_len, arena_cap;
+    uint32_t *colname_off; /* ncols offsets of the column names in the arena */
+};
+
+struct sr_result_builder {
+    sr_result *res;
+    int failed;         /* an allocation failed: the result is unusable */
+};
+
+/* A fresh builder with an empty result for `shard`. */
+int sr__result_builder_init(sr_result_builder *rb, int shard);
+/* Finishes: returns the result (caller owns) or NULL if building failed. */
+sr_result *sr__result_builder_finish(sr_result_builder *rb);
+/* Discards a builder's result. */
+void sr__result_builder_discard(sr_result_builder *rb);
+
+/*
+ * Appends `src` (rows of one shard) to `dst` for scatter. Columns must match
+ * in number and names; returns SR_EINVAL when they do not. dst may be empty
+ * (no columns yet).
+ */
+int sr__result_append(sr_result *dst, const sr_result *src);
+
+#endif

@@ -1,0 +1,58 @@
+/*
+ * The live topology of a router: shards, their nodes, each node's pool and
+ * balance statistics. Built once by sr__topology_build() from a config and
+ * immutable afterwards except for the atomics inside each node, so the hot
+ * path (key -> shard -> node) reads it without a lock.
+ */
+#ifndef SR_TOPOLOGY_H
+#define SR_TOPOLOGY_H
+
+#include <stdatomic.h>
+
+#include "balance.h"
+#include "config.h"
+#include "keymap/keymap.h"
+#include "pool.h"
+
+typedef struct sr_node {
+    int shard;
+    int index;         /* within the shard: 0 is the primary */
+    sr_role role;
+    const sr_driver *driver;
+    sr_uri *uri;       /* parsed; owns its strings */
+    sr_driver_connect_args connect_args; /* points into uri; the pool keeps a pointer */
+    sr_pool *pool;
+    sr_balance_stats bal;
+    _Atomic uint64_t statements;
+    _Atomic uint64_t errors;
+    _Atomic int healthy;
+} sr_node;
+
+typedef struct sr_shard {
+    char *name;
+    sr_node *nodes;       /* nodes[0] is the primary, then the replicas */
+    int nnodes;
+    _Atomic uint64_t rr_counter;
+} sr_shard;
+
+struct sr_router {
+    sr_options opts;
+    sr_shard *shards;
+    int nshards;
+    sr_keymap *keymap;
+    sr_log_fn log_fn;
+    void *log_ud;
+};
+
+/* Builds shards, nodes and pools from the config; on error fills err. */
+int sr__topology_build(sr_router *r, const sr_config *c, char *err, size_t errlen);
+void sr__topology_free(sr_router *r);
+
+/* Emits a log line through the router's callback, if any. */
+void sr__log(const sr_router *r, sr_log_level level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
+
+#endif
