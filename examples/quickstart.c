@@ -10,6 +10,8 @@
  * per shard, reads per node, throughput and read latency percentiles. Exits
  * non-zero on any mismatch.
  */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, mkdtemp */
+
 #include <shardroute.h>
 
 #include <inttypes.h>

@@ -1,1 +1,668 @@
-/* placeholder: being written */
+/*
+ * The configuration builder (sr_config) and its file syntax.
+ *
+ * Every builder call validates fully before it changes anything, so a failed
+ * call leaves the configuration as it was and says why in errmsg; the router
+ * can then trust what it copies at open. Node URIs are stored as given (the
+ * driver needs the password) and only ever shown redacted.
+ */
+#include "config.h"
+
+#include "keymap/keymap.h"
+#include "uri.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_SHARDS 65536
+#define MAX_SHARD_NAME 64
+#define MAX_WEIGHT 1000
+#define MAX_FILE_SIZE (1024 * 1024)
+
+int sr__config_fail(const sr_config *c, int status, const char *fmt, ...)
+{
+    if (!c)
+        return status;
+    /* The message buffer is the one part of a config that stays writable
+     * through a const pointer: sr_router_open() reports into it. */
+    sr_config *m = (sr_config *)c;
+    char msg[SR_ERRMSG_LEN]; /* fmt's arguments may point into errmsg itself */
+    va_list ap;
+    va_start(ap, fmt);
+    sr__vfmt(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    memcpy(m->errmsg, msg, sizeof msg);
+    return status;
+}
+
+static int succeed(sr_config *c)
+{
+    c->errmsg[0] = '\0';
+    return SR_OK;
+}
+
+int sr__config_find_shard(const sr_config *c, const char *name)
+{
+    if (!c || !name)
+        return -1;
+    for (int i = 0; i < c->nshards; i++)
+        if (strcmp(c->shards[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* Room for one more element; *cap doubles. The array is untouched on failure. */
+static int reserve(void **arr, int *cap, int used, size_t elem)
+{
+    if (used < *cap)
+        return SR_OK;
+    int ncap = *cap ? *cap * 2 : 4;
+    void *p = realloc(*arr, (size_t)ncap * elem);
+    if (!p)
+        return SR_ENOMEM;
+    *arr = p;
+    *cap = ncap;
+    return SR_OK;
+}
+
+/* Strict decimal int64 with optional surrounding whitespace (see options.c). */
+static bool parse_int64(const char *s, long long *out)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    const char *d = s + (*s == '+' || *s == '-');
+    if (!isdigit((unsigned char)*d))
+        return false;
+    errno = 0;
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    while (isspace((unsigned char)*end))
+        end++;
+    if (*end || errno == ERANGE)
+        return false;
+    *out = v;
+    return true;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+SR_API sr_config *sr_config_new(void)
+{
+    sr_config *c = calloc(1, sizeof *c);
+    if (c)
+        sr__options_init(&c->opts);
+    return c;
+}
+
+static void free_shard(sr_config_shard *s)
+{
+    free(s->name);
+    free(s->keyrange);
+    free(s->range);
+    for (int j = 0; j < s->nnodes; j++)
+        free(s->nodes[j].uri);
+    free(s->nodes);
+}
+
+SR_API void sr_config_free(sr_config *c)
+{
+    if (!c)
+        return;
+    for (int i = 0; i < c->nshards; i++)
+        free_shard(&c->shards[i]);
+    free(c->shards);
+    for (int i = 0; i < c->npins; i++)
+        free(c->pins[i].bytes);
+    free(c->pins);
+    free(c);
+}
+
+SR_API const char *sr_config_errmsg(const sr_config *c)
+{
+    return c ? c->errmsg : "no configuration (NULL)";
+}
+
+/* --------------------------------------------------------------- shards */
+
+/* Why a shard name cannot be used, or NULL. Names appear in file sections
+ * ("[shard NAME]") and messages, so the characters that would break either
+ * are refused. */
+static const char *bad_shard_name(const char *name)
+{
+    if (!*name)
+        return "a shard name must not be empty";
+    if (strlen(name) > MAX_SHARD_NAME)
+        return "a shard name is at most 64 characters";
+    for (const char *p = name; *p; p++) {
+        unsigned char ch = (unsigned char)*p;
+        if (isspace(ch) || ch < 0x20 || ch == 0x7f)
+            return "a shard name must not contain whitespace or control characters";
+        if (strchr("=[]#", ch))
+            return "a shard name must not contain '=', '[', ']' or '#'";
+    }
+    return NULL;
+}
+
+static int add_shard(sr_config *c, const char *name)
+{
+    const char *why = bad_shard_name(name);
+    if (why)
+        return sr__config_fail(c, SR_EINVAL, "shard '%.64s%s': %s", name,
+                               strlen(name) > MAX_SHARD_NAME ? "..." : "", why);
+    if (sr__config_find_shard(c, name) >= 0)
+        return sr__config_fail(c, SR_EINVAL, "shard '%s' is already declared", name);
+    if (c->nshards >= MAX_SHARDS)
+        return sr__config_fail(c, SR_EINVAL, "too many shards (at most %d)", MAX_SHARDS);
+    char *copy = sr__strdup(name);
+    if (!copy || reserve((void **)&c->shards, &c->shards_cap, c->nshards, sizeof *c->shards) != SR_OK) {
+        free(copy);
+        return sr__config_fail(c, SR_ENOMEM, "out of memory declaring shard '%s'", name);
+    }
+    sr_config_shard *s = &c->shards[c->nshards++];
+    memset(s, 0, sizeof *s);
+    s->name = copy;
+    return SR_OK;
+}
+
+SR_API int sr_config_add_shard(sr_config *c, const char *shard)
+{
+    if (!c)
+        return SR_EINVAL;
+    if (!shard)
+        return sr__config_fail(c, SR_EINVAL, "sr_config_add_shard: the shard name is NULL");
+    int rc = add_shard(c, shard);
+    return rc == SR_OK ? succeed(c) : rc;
+}
+
+/* `shards = N`: N shards at once, named as the distribution expects them. */
+static int declare_shards(sr_config *c, const char *value)
+{
+    long long n;
+    if (!parse_int64(value, &n) || n < 1 || n > MAX_SHARDS)
+        return sr__config_fail(c, SR_EINVAL, "shards: '%.64s' is not a shard count (1..%d)", value,
+                               MAX_SHARDS);
+    if (c->nshards > 0)
+        return sr__config_fail(c, SR_EINVAL,
+                               "shards: %d shard%s already declared (shards = N declares them all at once)",
+                               c->nshards, c->nshards == 1 ? " is" : "s are");
+    sr_config_shard *arr = calloc((size_t)n, sizeof *arr);
+    if (!arr)
+        return sr__config_fail(c, SR_ENOMEM, "out of memory declaring %lld shards", n);
+    for (int i = 0; i < (int)n; i++) {
+        char name[48];
+        if (c->opts.distribution == SR_DIST_KEYRANGE)
+            sr__keyrange_name(i, (int)n, name, sizeof name);
+        else
+            sr__fmt(name, sizeof name, "%d", i);
+        if (!(arr[i].name = sr__strdup(name))) {
+            for (int j = 0; j < i; j++)
+                free(arr[j].name);
+            free(arr);
+            return sr__config_fail(c, SR_ENOMEM, "out of memory declaring %lld shards", n);
+        }
+    }
+    free(c->shards);
+    c->shards = arr;
+    c->nshards = c->shards_cap = (int)n;
+    return SR_OK;
+}
+
+static int shard_or_fail(sr_config *c, const char *shard)
+{
+    int i = sr__config_find_shard(c, shard);
+    if (i < 0)
+        sr__config_fail(c, SR_EINVAL, "unknown shard '%.64s' (declare it first)", shard);
+    return i;
+}
+
+/* Mirrors the range distribution's own parser: an optional '-' and digits, no spaces. */
+static bool parse_bound(const char *s, size_t n, long long *out)
+{
+    char buf[32];
+    if (n == 0 || n >= sizeof buf)
+        return false;
+    memcpy(buf, s, n);
+    buf[n] = '\0';
+    const char *d = buf + (buf[0] == '-');
+    if (!*d)
+        return false;
+    for (const char *q = d; *q; q++)
+        if (!isdigit((unsigned char)*q))
+            return false;
+    errno = 0;
+    long long v = strtoll(buf, NULL, 10);
+    if (errno == ERANGE)
+        return false;
+    *out = v;
+    return true;
+}
+
+static bool valid_range(const char *text)
+{
+    const char *dots = strstr(text, "..");
+    if (!dots || strstr(dots + 2, ".."))
+        return false;
+    size_t lolen = (size_t)(dots - text), hilen = strlen(dots + 2);
+    long long lo = INT64_MIN, hi;
+    if (lolen && !parse_bound(text, lolen, &lo))
+        return false;
+    if (hilen && (!parse_bound(dots + 2, hilen, &hi) || hi <= lo))
+        return false;
+    return true;
+}
+
+SR_API int sr_config_shard_set(sr_config *c, const char *shard, const char *attr, const char *value)
+{
+    if (!c)
+        return SR_EINVAL;
+    if (!shard || !attr || !value)
+        return sr__config_fail(c, SR_EINVAL, "sr_config_shard_set: shard, attr and value must not be NULL");
+    int i = shard_or_fail(c, shard);
+    if (i < 0)
+        return SR_EINVAL;
+    char **slot;
+    if (strcmp(attr, "keyrange") == 0) {
+        uint64_t start, end;
+        int end_is_max;
+        if (sr__keyrange_parse(value, &start, &end, &end_is_max) != 0)
+            return sr__config_fail(c, SR_EINVAL,
+                                   "shard '%s': keyrange '%.64s' is malformed (expected hex bounds of whole "
+                                   "bytes, start below end: \"-40\", \"40-80\", \"c0-\")",
+                                   shard, value);
+        slot = &c->shards[i].keyrange;
+    } else if (strcmp(attr, "range") == 0) {
+        if (!valid_range(value))
+            return sr__config_fail(c, SR_EINVAL,
+                                   "shard '%s': range '%.64s' is malformed (expected LO..HI with int64 "
+                                   "bounds, LO < HI, an empty bound unbounded: \"..1000\", \"1000..2000\", "
+                                   "\"2000..\")",
+                                   shard, value);
+        slot = &c->shards[i].range;
+    } else {
+        return sr__config_fail(c, SR_EINVAL, "shard '%s': unknown attribute '%.64s' (expected keyrange or range)",
+                               shard, attr);
+    }
+    char *copy = sr__strdup(value);
+    if (!copy)
+        return sr__config_fail(c, SR_ENOMEM, "out of memory setting %s of shard '%s'", attr, shard);
+    free(*slot);
+    *slot = copy;
+    return succeed(c);
+}
+
+/* ---------------------------------------------------------------- nodes */
+
+SR_API int sr_config_add_node(sr_config *c, const char *shard, sr_role role, const char *uri, int weight)
+{
+    if (!c)
+        return SR_EINVAL;
+    if (!shard || !uri)
+        return sr__config_fail(c, SR_EINVAL, "sr_config_add_node: shard and uri must not be NULL");
+    int i = shard_or_fail(c, shard);
+    if (i < 0)
+        return SR_EINVAL;
+    if (role != SR_PRIMARY && role != SR_REPLICA)
+        return sr__config_fail(c, SR_EINVAL, "shard '%s': invalid role %d (expected SR_PRIMARY or SR_REPLICA)",
+                               shard, (int)role);
+    if (weight == 0)
+        weight = 1;
+    if (weight < 1 || weight > MAX_WEIGHT)
+        return sr__config_fail(c, SR_EINVAL, "shard '%s': weight %d is out of range (1..%d; 0 means 1)", shard,
+                               weight, MAX_WEIGHT);
+    char err[SR_ERRMSG_LEN - 80];
+    sr_uri *u;
+    int rc = sr__uri_parse(uri, &u, err, sizeof err);
+    if (rc != SR_OK)
+        return sr__config_fail(c, rc, "shard '%s': %s", shard, err);
+    sr_config_shard *s = &c->shards[i];
+    if (role == SR_PRIMARY) {
+        for (int j = 0; j < s->nnodes; j++) {
+            if (s->nodes[j].role == SR_PRIMARY) {
+                sr__config_fail(c, SR_EINVAL, "shard '%s' already has a primary; cannot add a second one (%.400s)",
+                                shard, u->redacted);
+                sr__uri_free(u);
+                return SR_EINVAL;
+            }
+        }
+    }
+    char *copy = sr__strdup(uri);
+    if (!copy || reserve((void **)&s->nodes, &s->cap, s->nnodes, sizeof *s->nodes) != SR_OK) {
+        free(copy);
+        sr__config_fail(c, SR_ENOMEM, "out of memory adding node %.400s to shard '%s'", u->redacted, shard);
+        sr__uri_free(u);
+        return SR_ENOMEM;
+    }
+    sr__uri_free(u);
+    s->nodes[s->nnodes++] = (sr_config_node){role, copy, weight};
+    return succeed(c);
+}
+
+/* ----------------------------------------------------------------- pins */
+
+/* A key as messages show it: digits, short printable text, or a byte count. */
+static void describe_key(sr_key k, char *buf, size_t len)
+{
+    if (k.kind == SR_KEY_INT) {
+        sr__fmt(buf, len, "%lld", (long long)k.i);
+        return;
+    }
+    const unsigned char *p = k.ptr;
+    for (size_t i = 0; i < k.len; i++) {
+        if (p[i] < 0x20 || p[i] > 0x7e) {
+            sr__fmt(buf, len, "<%zu bytes>", k.len);
+            return;
+        }
+    }
+    sr__fmt(buf, len, "'%.*s%s'", (int)(k.len > 48 ? 48 : k.len), (const char *)k.ptr,
+            k.len > 48 ? "..." : "");
+}
+
+static bool pin_matches(const sr_config_pin *p, sr_key k)
+{
+    if (p->kind != k.kind)
+        return false;
+    if (k.kind == SR_KEY_INT)
+        return p->i == k.i;
+    return p->len == k.len && (k.len == 0 || memcmp(p->bytes, k.ptr, k.len) == 0);
+}
+
+SR_API int sr_config_pin_key(sr_config *c, sr_key key, const char *shard)
+{
+    if (!c)
+        return SR_EINVAL;
+    if (!shard)
+        return sr__config_fail(c, SR_EINVAL, "sr_config_pin_key: the shard name is NULL");
+    if (!sr__key_valid(key))
+        return sr__config_fail(c, SR_EINVAL, "sr_config_pin_key: invalid key (build it with sr_key_int, "
+                                             "sr_key_text or sr_key_bytes)");
+    int i = shard_or_fail(c, shard);
+    if (i < 0)
+        return SR_EINVAL;
+    char shown[80];
+    for (int j = 0; j < c->npins; j++) {
+        if (pin_matches(&c->pins[j], key)) {
+            describe_key(key, shown, sizeof shown);
+            return sr__config_fail(c, SR_EINVAL, "key %s is already pinned to shard '%s'", shown,
+                                   c->shards[c->pins[j].shard].name);
+        }
+    }
+    sr_config_pin pin = {key.kind, key.kind == SR_KEY_INT ? key.i : 0, NULL, 0, i};
+    if (key.kind == SR_KEY_BYTES) {
+        /* Even an empty key gets a buffer, so bytes == NULL never means "text". */
+        pin.bytes = malloc(key.len ? key.len : 1);
+        if (!pin.bytes)
+            return sr__config_fail(c, SR_ENOMEM, "out of memory pinning a key");
+        if (key.len)
+            memcpy(pin.bytes, key.ptr, key.len);
+        pin.len = key.len;
+    }
+    if (reserve((void **)&c->pins, &c->pins_cap, c->npins, sizeof *c->pins) != SR_OK) {
+        free(pin.bytes);
+        return sr__config_fail(c, SR_ENOMEM, "out of memory pinning a key");
+    }
+    c->pins[c->npins++] = pin;
+    return succeed(c);
+}
+
+/* ------------------------------------------------------------ callbacks */
+
+SR_API int sr_config_set_keymap_fn(sr_config *c, sr_keymap_fn fn, void *userdata)
+{
+    if (!c)
+        return SR_EINVAL;
+    if (!fn)
+        return sr__config_fail(c, SR_EINVAL, "sr_config_set_keymap_fn: the function is NULL");
+    c->keymap_fn = fn;
+    c->keymap_ud = userdata;
+    c->opts.distribution = SR_DIST_CALLBACK;
+    return succeed(c);
+}
+
+SR_API int sr_config_set_log_fn(sr_config *c, sr_log_fn fn, void *userdata)
+{
+    if (!c)
+        return SR_EINVAL;
+    c->log_fn = fn;
+    c->log_ud = userdata;
+    return succeed(c);
+}
+
+/* -------------------------------------------------------------- options */
+
+SR_API int sr_config_set(sr_config *c, const char *option, const char *value)
+{
+    if (!c)
+        return SR_EINVAL;
+    if (!option || !value)
+        return sr__config_fail(c, SR_EINVAL, "sr_config_set: option and value must not be NULL");
+    int rc;
+    if (strcmp(option, "shards") == 0) {
+        rc = declare_shards(c, value);
+    } else {
+        char err[SR_ERRMSG_LEN];
+        rc = sr__options_set(&c->opts, option, value, err, sizeof err);
+        if (rc != SR_OK)
+            sr__config_fail(c, rc, "%s", err);
+    }
+    return rc == SR_OK ? succeed(c) : rc;
+}
+
+/* ---------------------------------------------------------- file syntax */
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    size_t n = strlen(s);
+    while (n > 0 && isspace((unsigned char)s[n - 1]))
+        s[--n] = '\0';
+    return s;
+}
+
+static bool is_global_key(const char *key)
+{
+    if (strcmp(key, "shards") == 0)
+        return true;
+    size_t n;
+    const sr_option_def *defs = sr__option_defs(&n);
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(defs[i].name, key) == 0)
+            return true;
+    return false;
+}
+
+static bool is_shard_key(const char *key)
+{
+    static const char *const keys[] = {"primary", "replica", "keyrange", "range", "pin_int", "pin_text"};
+    for (size_t i = 0; i < SR_ARRAY_LEN(keys); i++)
+        if (strcmp(keys[i], key) == 0)
+            return true;
+    return false;
+}
+
+/* "URI [weight=N]". Nothing after the URI is echoed: with a stray space in a
+ * password, it would be the password. */
+static int parse_node(sr_config *c, int shard, sr_role role, char *value)
+{
+    char *rest = value + strcspn(value, " \t\r\f\v");
+    if (*rest)
+        *rest++ = '\0';
+    rest = trim(rest);
+    long long weight = 0;
+    if (*rest) {
+        if (strncmp(rest, "weight", 6) != 0)
+            return sr__config_fail(c, SR_EINVAL, "only weight=N may follow the URI");
+        char *w = trim(rest + 6);
+        if (*w != '=')
+            return sr__config_fail(c, SR_EINVAL, "only weight=N may follow the URI");
+        if (!parse_int64(w + 1, &weight))
+            return sr__config_fail(c, SR_EINVAL, "weight must be an integer (1..%d)", MAX_WEIGHT);
+        /* The range itself is sr_config_add_node()'s to check (0 means 1 there too). */
+        if (weight < INT_MIN || weight > INT_MAX)
+            return sr__config_fail(c, SR_EINVAL, "weight %lld is out of range (1..%d)", weight, MAX_WEIGHT);
+    }
+    return sr_config_add_node(c, c->shards[shard].name, role, value, (int)weight);
+}
+
+static int parse_shard_line(sr_config *c, int shard, const char *key, char *value)
+{
+    const char *name = c->shards[shard].name;
+    if (strcmp(key, "primary") == 0)
+        return parse_node(c, shard, SR_PRIMARY, value);
+    if (strcmp(key, "replica") == 0)
+        return parse_node(c, shard, SR_REPLICA, value);
+    if (strcmp(key, "keyrange") == 0 || strcmp(key, "range") == 0)
+        return sr_config_shard_set(c, name, key, value);
+    if (strcmp(key, "pin_int") == 0) {
+        long long v;
+        if (!parse_int64(value, &v))
+            return sr__config_fail(c, SR_EINVAL, "pin_int: '%.64s' is not a 64-bit integer", value);
+        return sr_config_pin_key(c, sr_key_int(v), name);
+    }
+    if (strcmp(key, "pin_text") == 0) {
+        if (!*value)
+            return sr__config_fail(c, SR_EINVAL, "pin_text needs a value");
+        return sr_config_pin_key(c, sr_key_text(value), name);
+    }
+    if (is_global_key(key))
+        return sr__config_fail(c, SR_EINVAL, "global option '%s' must come before the first [shard] section",
+                               key);
+    char shown[128];
+    sr__uri_redact(key, shown, sizeof shown);
+    return sr__config_fail(c, SR_EINVAL,
+                           "unknown key '%.64s' in [shard %s] (expected primary, replica, keyrange, range, "
+                           "pin_int or pin_text)",
+                           shown, name);
+}
+
+/* One line (modified in place). *section is the current shard, -1 before the first. */
+static int parse_line(sr_config *c, char *line, int *section)
+{
+    /* '#' starts a comment at the start of a line or after whitespace, so
+     * '#' inside a value (a URI, a text pin) stays part of it. */
+    for (char *p = line; *p; p++) {
+        if (*p == '#' && (p == line || isspace((unsigned char)p[-1]))) {
+            *p = '\0';
+            break;
+        }
+    }
+    char *s = trim(line);
+    if (!*s)
+        return SR_OK;
+
+    if (*s == '[') {
+        size_t n = strlen(s);
+        if (s[n - 1] != ']')
+            return sr__config_fail(c, SR_EINVAL, "a section header must end with ']'");
+        s[n - 1] = '\0';
+        char *inner = trim(s + 1);
+        if (strncmp(inner, "shard", 5) != 0 || (inner[5] && !isspace((unsigned char)inner[5])))
+            return sr__config_fail(c, SR_EINVAL, "unknown section '[%.64s]' (expected [shard NAME])", inner);
+        char *name = trim(inner + 5);
+        if (!*name)
+            return sr__config_fail(c, SR_EINVAL, "[shard] needs a name: [shard NAME]");
+        /* A section opens a shard declared earlier (e.g. by `shards = N`) or declares it. */
+        int i = sr__config_find_shard(c, name);
+        if (i < 0) {
+            int rc = add_shard(c, name);
+            if (rc != SR_OK)
+                return rc;
+            i = c->nshards - 1;
+        }
+        *section = i;
+        return SR_OK;
+    }
+
+    char *eq = strchr(s, '=');
+    if (!eq)
+        return sr__config_fail(c, SR_EINVAL, "expected 'key = value' or '[shard NAME]'");
+    *eq = '\0';
+    char *key = trim(s), *value = trim(eq + 1);
+    if (!*key)
+        return sr__config_fail(c, SR_EINVAL, "missing key before '='");
+    if (*section >= 0)
+        return parse_shard_line(c, *section, key, value);
+    if (is_shard_key(key))
+        return sr__config_fail(c, SR_EINVAL, "'%s' belongs in a [shard NAME] section", key);
+    return sr_config_set(c, key, value);
+}
+
+/* `origin` (a file name, or NULL) prefixes messages as "origin: line N: ...". */
+static int parse_text(sr_config *c, const char *text, const char *origin)
+{
+    char *line = NULL;
+    size_t cap = 0;
+    int section = -1, lineno = 0, rc = SR_OK;
+    const char *p = text;
+    while (*p) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl ? (size_t)(nl - p) : strlen(p);
+        lineno++;
+        if (len + 1 > cap) {
+            char *grown = realloc(line, len + 1);
+            if (!grown) {
+                rc = sr__config_fail(c, SR_ENOMEM, "out of memory");
+                break;
+            }
+            line = grown;
+            cap = len + 1;
+        }
+        memcpy(line, p, len);
+        line[len] = '\0';
+        if ((rc = parse_line(c, line, &section)) != SR_OK)
+            break;
+        p += len + (nl != NULL);
+    }
+    free(line);
+    if (rc == SR_OK)
+        return succeed(c);
+    return sr__config_fail(c, rc, "%.200s%sline %d: %s", origin ? origin : "", origin ? ": " : "", lineno,
+                           c->errmsg);
+}
+
+SR_API int sr_config_parse(sr_config *c, const char *text)
+{
+    if (!c)
+        return SR_EINVAL;
+    if (!text)
+        return sr__config_fail(c, SR_EINVAL, "sr_config_parse: the text is NULL");
+    return parse_text(c, text, NULL);
+}
+
+SR_API int sr_config_load_file(sr_config *c, const char *path)
+{
+    if (!c)
+        return SR_EINVAL;
+    if (!path)
+        return sr__config_fail(c, SR_EINVAL, "sr_config_load_file: the path is NULL");
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return sr__config_fail(c, SR_EINVAL, "cannot read '%.200s': %s", path, strerror(errno));
+    /* One byte past the limit tells "exactly 1 MiB" from "larger". */
+    char *buf = malloc(MAX_FILE_SIZE + 2);
+    if (!buf) {
+        fclose(f);
+        return sr__config_fail(c, SR_ENOMEM, "out of memory reading '%.200s'", path);
+    }
+    size_t n = fread(buf, 1, MAX_FILE_SIZE + 1, f);
+    int read_errno = ferror(f) ? (errno ? errno : EIO) : 0;
+    fclose(f);
+    int rc;
+    if (read_errno)
+        rc = sr__config_fail(c, SR_EINVAL, "cannot read '%.200s': %s", path, strerror(read_errno));
+    else if (n > MAX_FILE_SIZE)
+        rc = sr__config_fail(c, SR_EINVAL, "cannot read '%.200s': larger than 1 MiB", path);
+    else if (memchr(buf, '\0', n))
+        rc = sr__config_fail(c, SR_EINVAL, "cannot read '%.200s': it contains a NUL byte (not a text file)",
+                             path);
+    else {
+        buf[n] = '\0';
+        rc = parse_text(c, buf, path);
+    }
+    free(buf);
+    return rc;
+}

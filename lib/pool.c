@@ -1,1 +1,229 @@
-/* placeholder: being written */
+/*
+ * Per-node connection pool.
+ *
+ * One mutex and one condition variable per pool. A connection is in one of
+ * three places: on the idle stack, checked out by a caller, or being opened
+ * or closed by a thread that dropped the lock to talk to the driver. `open`
+ * counts all three, so max_size bounds every connection the driver has open
+ * for this node, including one being closed (the slot is released only after
+ * close() returns) or one still connecting (the slot is reserved before
+ * connect() starts).
+ *
+ * Driver calls never run under the lock: a node that takes seconds to
+ * connect must not stop other threads from returning or reusing connections.
+ *
+ * Every event that could let a waiter proceed (a connection returned, a slot
+ * released) signals the condition variable once; a woken waiter re-checks
+ * the idle stack and the slot count before looking at its deadline, so a
+ * wake-up that races with a timeout is never lost.
+ */
+#include "pool.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <time.h>
+
+struct sr_pool {
+    const sr_driver *driver;
+    /* Borrowed from sr__pool_new's caller; must outlive the pool. */
+    const sr_driver_connect_args *args;
+    int max_size;
+
+    pthread_mutex_t mu;
+    pthread_cond_t cv; /* on CLOCK_MONOTONIC, the clock of sr_clock_ns() */
+
+    sr_driver_conn **idle; /* a stack of max_size slots: LIFO keeps hot connections hot */
+    int nidle;
+    int open;    /* idle + in use + being opened or closed */
+    int in_use;  /* checked out or being opened for a caller */
+    int waiting; /* callers blocked in checkout */
+};
+
+int sr__pool_new(const sr_driver *driver, const sr_driver_connect_args *args, int max_size,
+                 sr_pool **out)
+{
+    if (!out)
+        return SR_EINVAL;
+    *out = NULL;
+    if (!driver || !driver->connect || !driver->close || !args || max_size < 1)
+        return SR_EINVAL;
+
+    sr_pool *p = calloc(1, sizeof *p);
+    if (!p)
+        return SR_ENOMEM;
+    p->idle = calloc((size_t)max_size, sizeof *p->idle);
+    if (!p->idle) {
+        free(p);
+        return SR_ENOMEM;
+    }
+    p->driver = driver;
+    p->args = args;
+    p->max_size = max_size;
+
+    pthread_condattr_t ca;
+    if (pthread_condattr_init(&ca) != 0)
+        goto fail_alloc;
+    if (pthread_condattr_setclock(&ca, CLOCK_MONOTONIC) != 0 || pthread_cond_init(&p->cv, &ca) != 0) {
+        pthread_condattr_destroy(&ca);
+        goto fail_alloc;
+    }
+    pthread_condattr_destroy(&ca);
+    if (pthread_mutex_init(&p->mu, NULL) != 0) {
+        pthread_cond_destroy(&p->cv);
+        goto fail_alloc;
+    }
+    *out = p;
+    return SR_OK;
+
+fail_alloc:
+    free(p->idle);
+    free(p);
+    return SR_ENOMEM;
+}
+
+void sr__pool_free(sr_pool *p)
+{
+    if (!p)
+        return;
+    /* The caller guarantees no other thread uses the pool any more. */
+    for (int i = 0; i < p->nidle; i++)
+        p->driver->close(p->idle[i]);
+    pthread_cond_destroy(&p->cv);
+    pthread_mutex_destroy(&p->mu);
+    free(p->idle);
+    free(p);
+}
+
+static struct timespec timespec_from_ns(int64_t ns)
+{
+    struct timespec ts;
+    if (ns < 0)
+        ns = 0;
+    ts.tv_sec = (time_t)(ns / 1000000000);
+    ts.tv_nsec = (long)(ns % 1000000000);
+    return ts;
+}
+
+/* Called with the lock held; drops it. */
+static int open_new(sr_pool *p, sr_driver_conn **out, sr_driver_error *err)
+{
+    p->open++;
+    p->in_use++;
+    pthread_mutex_unlock(&p->mu);
+
+    sr_driver_conn *conn = NULL;
+    int rc = p->driver->connect(p->args, &conn, err);
+    if (rc == SR_OK && conn) {
+        *out = conn;
+        return SR_OK;
+    }
+    if (rc == SR_OK) /* a driver bug: success without a connection */
+        rc = sr_driver_error_set(err, SR_EDRIVER, 1, NULL, 0, "driver %s: connect returned no connection",
+                                 p->driver->name ? p->driver->name : "?");
+    else if (conn)
+        p->driver->close(conn); /* a driver that failed but still handed something back */
+
+    pthread_mutex_lock(&p->mu);
+    p->open--;
+    p->in_use--;
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    return rc;
+}
+
+int sr__pool_checkout(sr_pool *p, int64_t deadline_ns, sr_driver_conn **out, sr_driver_error *err)
+{
+    sr_driver_error local;
+    if (!err)
+        err = &local;
+    if (!p || !out)
+        return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0, "pool checkout: NULL argument");
+    *out = NULL;
+
+    int64_t start = sr_clock_ns();
+    struct timespec until = timespec_from_ns(deadline_ns);
+
+    pthread_mutex_lock(&p->mu);
+    for (;;) {
+        if (p->nidle > 0) {
+            *out = p->idle[--p->nidle];
+            p->in_use++;
+            pthread_mutex_unlock(&p->mu);
+            return SR_OK;
+        }
+        /*
+         * A free slot is always used, even past the deadline: the deadline
+         * bounds waiting for another caller's connection, and connect() has
+         * its own bound (connect_timeout_ms).
+         */
+        if (p->open < p->max_size)
+            return open_new(p, out, err);
+        if (sr_clock_ns() >= deadline_ns)
+            break;
+        p->waiting++;
+        int rc = pthread_cond_timedwait(&p->cv, &p->mu, &until);
+        p->waiting--;
+        if (rc != 0 && rc != ETIMEDOUT && rc != EINTR)
+            break;
+    }
+    int in_use = p->in_use;
+    pthread_mutex_unlock(&p->mu);
+
+    int64_t waited_ms = (sr_clock_ns() - start) / 1000000;
+    return sr_driver_error_set(err, SR_EBUSY, 0, NULL, 0,
+                               "pool exhausted: %d connections in use, waited %lld ms", in_use,
+                               (long long)waited_ms);
+}
+
+void sr__pool_checkin(sr_pool *p, sr_driver_conn *conn, int broken)
+{
+    if (!p || !conn)
+        return;
+    if (broken) {
+        /* Close before releasing the slot so the node never sees more than max_size. */
+        p->driver->close(conn);
+        pthread_mutex_lock(&p->mu);
+        p->open--;
+        p->in_use--;
+    } else {
+        pthread_mutex_lock(&p->mu);
+        p->in_use--;
+        /* Cannot overflow: idle + in use <= open <= max_size. */
+        p->idle[p->nidle++] = conn;
+    }
+    pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+void sr__pool_drain_idle(sr_pool *p)
+{
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    /* Bounded by the idle count on entry: connections returned meanwhile stay. */
+    int n = p->nidle;
+    while (n-- > 0 && p->nidle > 0) {
+        sr_driver_conn *conn = p->idle[--p->nidle];
+        pthread_mutex_unlock(&p->mu);
+        p->driver->close(conn);
+        pthread_mutex_lock(&p->mu);
+        p->open--;
+        pthread_cond_signal(&p->cv);
+    }
+    pthread_mutex_unlock(&p->mu);
+}
+
+void sr__pool_stats(sr_pool *p, sr_pool_stats *out)
+{
+    if (!out)
+        return;
+    out->open = out->idle = out->waiting = 0;
+    if (!p)
+        return;
+    pthread_mutex_lock(&p->mu);
+    out->open = p->open;
+    out->idle = p->nidle;
+    out->waiting = p->waiting;
+    pthread_mutex_unlock(&p->mu);
+}

@@ -106,10 +106,16 @@ uint64_t sr__hash_key(sr_key key)
     if (key.kind == SR_KEY_INT) {
         /* Hash the little-endian bytes so the result is the same on every host. */
         uint64_t v = (uint64_t)key.i;
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+        /* Already those bytes; hashing the word directly lets XXH3 read it in one load
+         * (the byte loop below costs ~4x on the route hot path). */
+        return XXH3_64bits(&v, sizeof v);
+#else
         unsigned char b[8];
         for (int i = 0; i < 8; i++)
             b[i] = (unsigned char)(v >> (8 * i));
         return XXH3_64bits(b, sizeof b);
+#endif
     }
     return XXH3_64bits(key.ptr, key.len);
 }

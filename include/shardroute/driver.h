@@ -167,9 +167,12 @@ SR_API void sr_result_builder_affected(sr_result_builder *rb, int64_t affected);
 /**
  * Rewrites the portable '?' placeholders of `sql` to PostgreSQL's $1, $2, ...
  * form, leaving string literals, quoted identifiers, comments and
- * dollar-quoted bodies untouched. Statements that already use $n are returned
- * unchanged. On success *out is a new string the caller frees with free(),
- * and *nplaceholders (may be NULL) the number of placeholders found.
+ * dollar-quoted bodies untouched. A '?' that is part of a jsonb operator
+ * (`?|`, `?&`, `@?`) is left alone. Statements that already use $n are
+ * returned unchanged (the way to use jsonb's plain `?` operator). On success
+ * *out is a new string the caller frees with free(), and *nplaceholders (may
+ * be NULL) the number of parameters the statement takes: the '?' count, or
+ * the highest native $n.
  * Errors: SR_EINVAL (NULL), SR_ENOMEM.
  */
 SR_API int sr_sql_rewrite_placeholders(const char *sql, sr_sql_dialect dialect, char **out,

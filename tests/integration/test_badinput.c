@@ -306,6 +306,37 @@ START_TEST(bad_driver_registration)
 }
 END_TEST
 
+START_TEST(drivers_left_out_of_the_build_are_named)
+{
+    /* CI also builds with -Dpostgres=disabled -Dmysql=disabled, so both branches run. */
+    static const struct {
+        const char *uri, *driver;
+    } cases[] = {
+        {"postgresql://u:pw-never-shown@127.0.0.1:1/db", "postgres"},
+        {"mysql://u:pw-never-shown@127.0.0.1:1/db", "mysql"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        sr_config *c = sr_config_new();
+        ck_assert_int_eq(sr_config_add_shard(c, "x"), SR_OK);
+        ck_assert_int_eq(sr_config_add_node(c, "x", SR_PRIMARY, cases[i].uri, 1), SR_OK);
+        sr_router *r = NULL;
+        int rc = sr_router_open(c, &r);
+        const char *scheme = i == 0 ? "postgresql" : "mysql";
+        if (sr_driver_find(scheme)) {
+            ck_assert_int_eq(rc, SR_OK); /* built in: opens (and connects lazily) */
+            sr_router_close(r);
+        } else {
+            ck_assert_int_eq(rc, SR_EDRIVER);
+            ck_assert_ptr_nonnull(strstr(sr_config_errmsg(c), cases[i].driver));
+            ck_assert_ptr_nonnull(strstr(sr_config_errmsg(c), "not part of this build"));
+            ck_assert_ptr_null(strstr(sr_config_errmsg(c), "pw-never-shown"));
+        }
+        sr_config_free(c);
+    }
+    still_usable();
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("badinput");
@@ -319,6 +350,7 @@ int main(void)
     tcase_add_test(tc, bad_config_calls);
     tcase_add_test(tc, unreachable_file_leaves_router_usable);
     tcase_add_test(tc, bad_driver_registration);
+    tcase_add_test(tc, drivers_left_out_of_the_build_are_named);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);
