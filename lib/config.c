@@ -69,23 +69,11 @@ static int reserve(void **arr, int *cap, int used, size_t elem)
     return SR_OK;
 }
 
-/* Strict decimal int64 with optional surrounding whitespace (see options.c). */
+/* Strict decimal int64 (sr__parse_int64) that also refuses overflow. */
 static bool parse_int64(const char *s, long long *out)
 {
-    while (isspace((unsigned char)*s))
-        s++;
-    const char *d = s + (*s == '+' || *s == '-');
-    if (!isdigit((unsigned char)*d))
-        return false;
-    errno = 0;
-    char *end;
-    long long v = strtoll(s, &end, 10);
-    while (isspace((unsigned char)*end))
-        end++;
-    if (*end || errno == ERANGE)
-        return false;
-    *out = v;
-    return true;
+    bool overflow;
+    return sr__parse_int64(s, out, &overflow) && !overflow;
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -219,42 +207,6 @@ static int shard_or_fail(sr_config *c, const char *shard)
     return i;
 }
 
-/* Mirrors the range distribution's own parser: an optional '-' and digits, no spaces. */
-static bool parse_bound(const char *s, size_t n, long long *out)
-{
-    char buf[32];
-    if (n == 0 || n >= sizeof buf)
-        return false;
-    memcpy(buf, s, n);
-    buf[n] = '\0';
-    const char *d = buf + (buf[0] == '-');
-    if (!*d)
-        return false;
-    for (const char *q = d; *q; q++)
-        if (!isdigit((unsigned char)*q))
-            return false;
-    errno = 0;
-    long long v = strtoll(buf, NULL, 10);
-    if (errno == ERANGE)
-        return false;
-    *out = v;
-    return true;
-}
-
-static bool valid_range(const char *text)
-{
-    const char *dots = strstr(text, "..");
-    if (!dots || strstr(dots + 2, ".."))
-        return false;
-    size_t lolen = (size_t)(dots - text), hilen = strlen(dots + 2);
-    long long lo = INT64_MIN, hi;
-    if (lolen && !parse_bound(text, lolen, &lo))
-        return false;
-    if (hilen && (!parse_bound(dots + 2, hilen, &hi) || hi <= lo))
-        return false;
-    return true;
-}
-
 SR_API int sr_config_shard_set(sr_config *c, const char *shard, const char *attr, const char *value)
 {
     if (!c)
@@ -275,7 +227,8 @@ SR_API int sr_config_shard_set(sr_config *c, const char *shard, const char *attr
                                    shard, value);
         slot = &c->shards[i].keyrange;
     } else if (strcmp(attr, "range") == 0) {
-        if (!valid_range(value))
+        int64_t lo, hi;
+        if (sr__range_parse(value, &lo, &hi) != 0)
             return sr__config_fail(c, SR_EINVAL,
                                    "shard '%s': range '%.64s' is malformed (expected LO..HI with int64 "
                                    "bounds, LO < HI, an empty bound unbounded: \"..1000\", \"1000..2000\", "

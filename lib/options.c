@@ -129,7 +129,7 @@ static const char *closest_name(const char *name)
  * decimal digits, nothing else ("12abc", "1e3", "0x10" and "" are not
  * integers); *overflow is set when it does not fit in int64.
  */
-static bool parse_int64(const char *s, long long *out, bool *overflow)
+bool sr__parse_int64(const char *s, long long *out, bool *overflow)
 {
     *overflow = false;
     while (isspace((unsigned char)*s))
@@ -170,7 +170,7 @@ static int set_int(sr_options *o, const sr_option_def *d, const char *value, cha
     long long v;
     bool overflow;
     char buf[80];
-    if (!parse_int64(value, &v, &overflow)) {
+    if (!sr__parse_int64(value, &v, &overflow)) {
         sr__fmt(err, errlen, "%s: '%s' is not an integer (%d..%d)", d->name, shown(value, buf, sizeof buf),
                 d->min, d->max);
         return SR_EINVAL;

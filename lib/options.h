@@ -5,6 +5,7 @@
 #ifndef SR_OPTIONS_H
 #define SR_OPTIONS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef enum sr_dist_kind {
@@ -53,6 +54,13 @@ void sr__options_init(sr_options *o);
  * declares shards and is handled by the config builder.
  */
 int sr__options_set(sr_options *o, const char *name, const char *value, char *err, size_t errlen);
+
+/*
+ * Strict decimal integer: optional surrounding whitespace, an optional sign
+ * and digits, nothing else ("12abc", "1e3", "0x10", "" are refused).
+ * *overflow is set (and true returned) when it does not fit in int64.
+ */
+bool sr__parse_int64(const char *s, long long *out, bool *overflow);
 
 /* The option table, for docs checks and tests. */
 typedef enum sr_option_type { SR_OPT_INT, SR_OPT_ENUM } sr_option_type;

@@ -53,6 +53,10 @@ int sr__keyrange_parse(const char *text, uint64_t *start, uint64_t *end, int *en
 /* Formats the even-split range i of n the way Vitess names shards ("-40", "40-80", "c0-"). */
 void sr__keyrange_name(int i, int n, char *buf, size_t len);
 
+/* range.c: "LO..HI" half-open integer range (empty bound = unbounded) to an
+ * inclusive [lo, hi]. 0, or SR_EINVAL when malformed or empty. */
+int sr__range_parse(const char *text, int64_t *lo, int64_t *hi);
+
 /* jump.c: jump consistent hash (Lamping & Veach). */
 int32_t sr__jump_hash(uint64_t key, int32_t nbuckets);
 

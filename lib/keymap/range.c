@@ -44,7 +44,7 @@ static int parse_int64(const char *s, size_t n, int64_t *out)
 }
 
 /* "LO..HI" half-open; an empty bound is unbounded. Empty intervals are errors. */
-static int parse_range(const char *text, int64_t *lo, int64_t *hi)
+int sr__range_parse(const char *text, int64_t *lo, int64_t *hi)
 {
     const char *dots = strstr(text, "..");
     if (!dots || strstr(dots + 2, ".."))
@@ -97,7 +97,7 @@ int sr__range_build(const sr_keymap_spec *spec, void **state, char *err, size_t 
                     name_of(spec, i));
             goto fail;
         }
-        if (parse_range(r, &st->iv[i].lo, &st->iv[i].hi) != 0) {
+        if (sr__range_parse(r, &st->iv[i].lo, &st->iv[i].hi) != 0) {
             sr__fmt(err, errlen,
                     "shard \"%s\": malformed range \"%s\" (expected LO..HI with int64 bounds, LO < HI, "
                     "an empty bound meaning unbounded: \"..1000\", \"1000..2000\", \"2000..\")",
