@@ -43,6 +43,12 @@ static const sr_option_def option_defs[] = {
             "default bound on one statement"),
     INT_OPT("stmt_cache.max_size", stmt_cache_size, 64, 0, 100000,
             "prepared statements kept per connection (0 disables)"),
+    INT_OPT("health.fail_threshold", health_fail_threshold, 3, 1, 1000,
+            "consecutive connection-level failures that eject a node"),
+    INT_OPT("health.retry_ms", health_retry_ms, 1000, 1, 3600000,
+            "first back-off before an ejected node is probed again"),
+    INT_OPT("health.retry_max_ms", health_retry_max_ms, 30000, 1, 86400000,
+            "the back-off doubles after each failed probe, up to this"),
 };
 
 const sr_option_def *sr__option_defs(size_t *count)

@@ -42,6 +42,9 @@ typedef struct sr_options {
     int statement_timeout_ms;
     int stmt_cache_size;
     int ewma_decay_ms;
+    int health_fail_threshold;
+    int health_retry_ms;
+    int health_retry_max_ms;
 } sr_options;
 
 /* Every option at its default. */

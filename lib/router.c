@@ -76,7 +76,7 @@ SR_API int sr_router_node_info(const sr_router *r, int shard, int node, sr_node_
     sr__pool_stats(n->pool, &ps);
     out->role = n->role;
     out->uri = n->uri->redacted;
-    out->healthy = atomic_load(&n->healthy);
+    out->healthy = sr__health_is_up(&n->health);
     out->statements = atomic_load(&n->statements);
     out->errors = atomic_load(&n->errors);
     int64_t inflight = atomic_load(&n->bal.in_flight);

@@ -116,30 +116,38 @@ int sr__check_statement_args(sr_session *s, const char *sql, int nparams,
     return SR_OK;
 }
 
-/* One statement on one node through its pool. */
-static int run_on_node(sr_session *s, sr_node *n, const char *sql, int nparams,
+/*
+ * One statement on one node through its pool. Every outcome is reported to
+ * the node's health; `probe` says this statement is the node's half-open probe.
+ */
+static int run_on_node(sr_session *s, sr_node *n, bool probe, const char *sql, int nparams,
                        const char *const *params, int64_t deadline, sr_result **out,
                        sr_driver_error *e)
 {
+    sr_router *r = s->router;
     sr_driver_conn *conn = NULL;
-    int rc = sr__pool_checkout(n->pool, checkout_deadline(s->router, deadline), &conn, e);
+    int rc = sr__pool_checkout(n->pool, checkout_deadline(r, deadline), &conn, e);
     if (rc != SR_OK) {
         if (rc != SR_EBUSY)
             e->transient = 1; /* could not connect: counts against the node */
         atomic_fetch_add(&n->errors, 1);
+        sr__node_report(r, n, rc, e, probe);
         return rc;
     }
     sr_result_builder rb;
     if (sr__result_builder_init(&rb, n->shard) != SR_OK) {
         sr__pool_checkin(n->pool, conn, 0);
+        if (probe)
+            sr__health_abandon_probe(&n->health);
         return sr_driver_error_set(e, SR_ENOMEM, 0, NULL, 0, "out of memory");
     }
     sr__balance_begin(&n->bal);
     int64_t t0 = sr_clock_ns();
     rc = n->driver->exec(conn, sql, nparams, params, deadline, &rb, e);
-    sr__balance_end(&n->bal, sr_clock_ns() - t0, s->router->opts.ewma_decay_ms);
+    sr__balance_end(&n->bal, sr_clock_ns() - t0, r->opts.ewma_decay_ms);
     sr__pool_checkin(n->pool, conn, rc != SR_OK && e->transient);
     atomic_fetch_add(&n->statements, 1);
+    sr__node_report(r, n, rc, e, probe);
     if (rc != SR_OK) {
         atomic_fetch_add(&n->errors, 1);
         sr__result_builder_discard(&rb);
@@ -155,32 +163,42 @@ static int run_on_node(sr_session *s, sr_node *n, const char *sql, int nparams,
     return SR_OK;
 }
 
-/* Whether a node may take a read now (health and lag gates grow here). */
-static int node_eligible(const sr_node *n) { return atomic_load(&n->healthy); }
-
 /*
- * Picks a node for a read among eligible replicas (and the primary when
- * balance.primary_reads says so), skipping `exclude`. NULL when none.
+ * Picks a node for a read among admitted replicas (and the primary when
+ * balance.primary_reads says so), skipping `exclude`. An ejected node whose
+ * back-off has passed is taken first, as its probe, so that recovered nodes
+ * come back without waiting for the others to fail. NULL when none.
  */
-static sr_node *pick_read_node(sr_session *s, sr_shard *sh, const sr_node *exclude)
+static sr_node *pick_read_node(sr_session *s, sr_shard *sh, const sr_node *exclude, bool *probe)
 {
     const sr_router *r = s->router;
     sr_balance_stats *cands[64];
     sr_node *nodes[64];
     int n = 0;
+    int64_t now = 0;
+    *probe = false;
     int first = r->opts.primary_reads == SR_PRIMARY_READS_ALWAYS ? 0 : 1;
     for (int i = first; i < sh->nnodes && n < 64; i++) {
         sr_node *node = &sh->nodes[i];
-        if (node == exclude || !node_eligible(node))
+        if (node == exclude)
             continue;
-        cands[n] = &node->bal;
-        nodes[n] = node;
-        n++;
+        if (sr__health_is_up(&node->health)) {
+            cands[n] = &node->bal;
+            nodes[n] = node;
+            n++;
+            continue;
+        }
+        if (!now)
+            now = sr_clock_ns();
+        if (sr__health_try_probe(&node->health, now)) {
+            *probe = true;
+            return node;
+        }
     }
     if (n == 0) {
         sr_node *primary = &sh->nodes[0];
         if (r->opts.primary_reads == SR_PRIMARY_READS_FALLBACK && primary != exclude &&
-            node_eligible(primary))
+            sr__node_admit(primary, sr_clock_ns(), probe))
             return primary;
         return NULL;
     }
@@ -189,6 +207,21 @@ static sr_node *pick_read_node(sr_session *s, sr_shard *sh, const sr_node *exclu
     int i = sr__balance_pick((sr_policy_kind)r->opts.balance_policy, cands, n, &sh->rr_counter,
                              s->affinity);
     return nodes[i];
+}
+
+/* SR_EUNAVAILABLE with the shard and why each node was skipped. */
+static int fail_unavailable(sr_session *s, sr_shard *sh, const char *what, int from_node)
+{
+    char why[SR_ERRMSG_LEN - 200] = "";
+    int64_t now = sr_clock_ns();
+    for (int i = from_node; i < sh->nnodes; i++)
+        sr__node_describe(&sh->nodes[i], now, why, sizeof why);
+    return sr__session_fail(s, SR_EUNAVAILABLE, "%s on shard '%s': no eligible node "
+                            "(balance.primary_reads is %s): %s",
+                            what, sh->name,
+                            sr__option_enum_name("balance.primary_reads",
+                                                 s->router->opts.primary_reads),
+                            why);
 }
 
 static int exec_in_transaction(sr_session *s, int shard, const char *sql, int nparams,
@@ -210,6 +243,7 @@ static int exec_in_transaction(sr_session *s, int shard, const char *sql, int np
     int rc = n->driver->exec(s->txn_conn, sql, nparams, params, statement_deadline(r), &rb, &e);
     sr__balance_end(&n->bal, sr_clock_ns() - t0, r->opts.ewma_decay_ms);
     atomic_fetch_add(&n->statements, 1);
+    sr__node_report(r, n, rc, &e, false);
     if (rc != SR_OK) {
         atomic_fetch_add(&n->errors, 1);
         sr__result_builder_discard(&rb);
@@ -247,19 +281,21 @@ int sr__exec_on_shard(sr_session *s, int shard, sr_intent intent, const char *sq
     sr_driver_error e = {0};
 
     if (is_write) {
-        int rc = run_on_node(s, primary, sql, nparams, params, deadline, out, &e);
+        bool probe = false;
+        if (!sr__node_admit(primary, sr_clock_ns(), &probe)) {
+            char why[SR_ERRMSG_LEN - 200] = "";
+            sr__node_describe(primary, sr_clock_ns(), why, sizeof why);
+            return sr__session_fail(s, SR_EUNAVAILABLE, "write on shard '%s': %s", sh->name, why);
+        }
+        int rc = run_on_node(s, primary, probe, sql, nparams, params, deadline, out, &e);
         return rc == SR_OK ? SR_OK : fail_on_node(s, primary, "write", &e);
     }
 
-    sr_node *n = pick_read_node(s, sh, NULL);
+    bool probe = false;
+    sr_node *n = pick_read_node(s, sh, NULL, &probe);
     if (!n)
-        return sr__session_fail(s, SR_EUNAVAILABLE,
-                                "read on shard '%s': no eligible node (%d replicas, none "
-                                "healthy; balance.primary_reads is %s)",
-                                sh->name, sh->nnodes - 1,
-                                sr__option_enum_name("balance.primary_reads",
-                                                     r->opts.primary_reads));
-    int rc = run_on_node(s, n, sql, nparams, params, deadline, out, &e);
+        return fail_unavailable(s, sh, "read", 0);
+    int rc = run_on_node(s, n, probe, sql, nparams, params, deadline, out, &e);
     if (rc == SR_OK)
         return SR_OK;
     /*
@@ -268,12 +304,12 @@ int sr__exec_on_shard(sr_session *s, int shard, sr_intent intent, const char *sq
      * way anywhere, and a timeout has used the deadline up.
      */
     if (e.transient && rc != SR_ETIMEOUT && sr_clock_ns() < deadline) {
-        sr_node *other = pick_read_node(s, sh, n);
+        sr_node *other = pick_read_node(s, sh, n, &probe);
         if (other) {
-            sr__log(r, SR_LOG_WARN, "read on shard '%s' node %s failed (%s); retrying on %s",
+            sr__log(r, SR_LOG_INFO, "read on shard '%s' node %s failed (%s); retrying on %s",
                     sh->name, n->uri->redacted, e.message, other->uri->redacted);
             sr_driver_error e2 = {0};
-            rc = run_on_node(s, other, sql, nparams, params, deadline, out, &e2);
+            rc = run_on_node(s, other, probe, sql, nparams, params, deadline, out, &e2);
             if (rc == SR_OK)
                 return SR_OK;
             return fail_on_node(s, other, "read (retried)", &e2);
@@ -356,13 +392,25 @@ SR_API int sr_begin_shard(sr_session *s, int shard)
                                 s->router->shards[s->txn_shard].name);
     sr_router *r = s->router;
     sr_node *n = &r->shards[shard].nodes[0];
+    bool probe = false;
+    if (!sr__node_admit(n, sr_clock_ns(), &probe)) {
+        char why[SR_ERRMSG_LEN - 200] = "";
+        sr__node_describe(n, sr_clock_ns(), why, sizeof why);
+        return sr__session_fail(s, SR_EUNAVAILABLE, "begin on shard '%s': %s",
+                                r->shards[shard].name, why);
+    }
     int64_t deadline = statement_deadline(r);
     sr_driver_error e = {0};
     sr_driver_conn *conn = NULL;
     rc = sr__pool_checkout(n->pool, checkout_deadline(r, deadline), &conn, &e);
-    if (rc != SR_OK)
+    if (rc != SR_OK) {
+        if (rc != SR_EBUSY)
+            e.transient = 1;
+        sr__node_report(r, n, rc, &e, probe);
         return fail_on_node(s, n, "begin", &e);
+    }
     rc = n->driver->begin(conn, 0, deadline, &e);
+    sr__node_report(r, n, rc, &e, probe);
     if (rc != SR_OK) {
         sr__pool_checkin(n->pool, conn, e.transient);
         return fail_on_node(s, n, "begin", &e);

@@ -36,7 +36,8 @@ static int build_node(sr_router *r, sr_node *n, int shard, int index, const sr_c
     n->role = cn->role;
     atomic_init(&n->statements, 0);
     atomic_init(&n->errors, 0);
-    atomic_init(&n->healthy, 1);
+    sr__health_init(&n->health);
+    pthread_mutex_init(&n->last_error_lock, NULL);
 
     int rc = sr__uri_parse(cn->uri, &n->uri, uerr, sizeof uerr);
     if (rc != SR_OK) {
@@ -150,6 +151,11 @@ static int build_keymap(sr_router *r, const sr_config *c, char *err, size_t errl
 int sr__topology_build(sr_router *r, const sr_config *c, char *err, size_t errlen)
 {
     r->opts = c->opts;
+    r->health_policy.fail_threshold = c->opts.health_fail_threshold;
+    r->health_policy.retry_ms = c->opts.health_retry_ms;
+    r->health_policy.retry_max_ms = c->opts.health_retry_max_ms > c->opts.health_retry_ms
+                                        ? c->opts.health_retry_max_ms
+                                        : c->opts.health_retry_ms;
     r->log_fn = c->log_fn;
     r->log_ud = c->log_ud;
     if (c->nshards == 0) {
@@ -186,6 +192,7 @@ void sr__topology_free(sr_router *r)
         for (int j = 0; sh->nodes && j < sh->nnodes; j++) {
             if (sh->nodes[j].pool)
                 sr__pool_free(sh->nodes[j].pool);
+            pthread_mutex_destroy(&sh->nodes[j].last_error_lock);
             sr__uri_free(sh->nodes[j].uri);
         }
         free(sh->nodes);

@@ -9,7 +9,10 @@
 
 #include <stdatomic.h>
 
+#include <pthread.h>
+
 #include "balance.h"
+#include "health.h"
 #include "config.h"
 #include "keymap/keymap.h"
 #include "pool.h"
@@ -25,7 +28,10 @@ typedef struct sr_node {
     sr_balance_stats bal;
     _Atomic uint64_t statements;
     _Atomic uint64_t errors;
-    _Atomic int healthy;
+    sr_health health;
+    /* The last connection-level failure, for "why was this node skipped" messages. */
+    pthread_mutex_t last_error_lock;
+    char last_error[256];
 } sr_node;
 
 typedef struct sr_shard {
@@ -37,6 +43,7 @@ typedef struct sr_shard {
 
 struct sr_router {
     sr_options opts;
+    sr_health_policy health_policy;
     sr_shard *shards;
     int nshards;
     sr_keymap *keymap;
@@ -47,6 +54,27 @@ struct sr_router {
 /* Builds shards, nodes and pools from the config; on error fills err. */
 int sr__topology_build(sr_router *r, const sr_config *c, char *err, size_t errlen);
 void sr__topology_free(sr_router *r);
+
+/* ---- node.c: a node's health as the statement path sees it ---- */
+
+/*
+ * Whether `n` may take a statement now. An up node may; an ejected node whose
+ * back-off has passed may for exactly one caller, who becomes its probe
+ * (*probe = true) and must report the outcome with sr__node_report().
+ */
+bool sr__node_admit(sr_node *n, int64_t now_ns, bool *probe);
+
+/*
+ * Reports one statement's outcome to the node's health: `status` and `err`
+ * as the pool or driver returned them. Connection-level failures
+ * (err->transient) count towards ejection; SQL errors prove the node alive.
+ * Ejection drains the node's idle connections; every transition is logged
+ * with its reason.
+ */
+void sr__node_report(sr_router *r, sr_node *n, int status, const sr_driver_error *err, bool probe);
+
+/* Appends to buf why `n` cannot take a statement now ("ejected, retry in 300 ms: ..."). */
+void sr__node_describe(sr_node *n, int64_t now_ns, char *buf, size_t len);
 
 /* Emits a log line through the router's callback, if any. */
 void sr__log(const sr_router *r, sr_log_level level, const char *fmt, ...)

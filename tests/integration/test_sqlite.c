@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <shardroute.h>
@@ -621,6 +622,113 @@ START_TEST(config_file_to_router)
 }
 END_TEST
 
+/* ---- health: ejection, retries and re-admission on a real file ---- */
+
+typedef struct log_capture {
+    pthread_mutex_t lock;
+    int ejected, readmitted;
+} log_capture;
+
+static void capture_log(void *ud, sr_log_level level, const char *msg)
+{
+    log_capture *lc = ud;
+    (void)level;
+    pthread_mutex_lock(&lc->lock);
+    if (strstr(msg, "node ejected"))
+        lc->ejected++;
+    if (strstr(msg, "node re-admitted"))
+        lc->readmitted++;
+    pthread_mutex_unlock(&lc->lock);
+}
+
+START_TEST(unreachable_replica_is_ejected_and_readmitted)
+{
+    /* The replica's file lives in a directory that does not exist yet. */
+    char primary[512], replica_dir[512], replica[600];
+    snprintf(primary, sizeof primary, "sqlite:%s/p.db", dir);
+    snprintf(replica_dir, sizeof replica_dir, "%s/later", dir);
+    snprintf(replica, sizeof replica, "sqlite:%s/r.db", replica_dir);
+    log_capture lc = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
+    sr_config *c = sr_config_new();
+    ck_assert_int_eq(sr_config_set(c, "health.fail_threshold", "3"), SR_OK);
+    ck_assert_int_eq(sr_config_set(c, "health.retry_ms", "50"), SR_OK);
+    ck_assert_int_eq(sr_config_set_log_fn(c, capture_log, &lc), SR_OK);
+    ck_assert_int_eq(sr_config_add_shard(c, "only"), SR_OK);
+    ck_assert_int_eq(sr_config_add_node(c, "only", SR_PRIMARY, primary, 1), SR_OK);
+    ck_assert_int_eq(sr_config_add_node(c, "only", SR_REPLICA, replica, 1), SR_OK);
+    sr_router *r = NULL;
+    ck_assert_int_eq(sr_router_open(c, &r), SR_OK);
+    sr_config_free(c);
+    sr_session *s;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    ck_assert_int_eq(sr_exec(s, sr_key_int(1), SR_WRITE, "CREATE TABLE t (x)", 0, NULL, NULL),
+                     SR_OK);
+
+    /* Every read succeeds: the failed replica read is retried on the primary. */
+    for (int i = 0; i < 10; i++)
+        ck_assert_msg(sr_exec(s, sr_key_int(1), SR_READ, "SELECT COUNT(*) FROM t", 0, NULL,
+                              NULL) == SR_OK,
+                      "read %d: %s", i, sr_session_errmsg(s));
+    sr_node_info info;
+    ck_assert_int_eq(sr_router_node_info(r, 0, 1, &info), SR_OK);
+    ck_assert_int_eq(info.healthy, 0);
+    ck_assert_uint_eq(info.errors, 3); /* ejected after exactly fail_threshold failures */
+    ck_assert_int_eq(lc.ejected, 1);
+
+    /* The replica's file appears; after the back-off one read probes it and it is back. */
+    ck_assert_int_eq(mkdir(replica_dir, 0700), 0);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "sqlite3 '%s/r.db' 'CREATE TABLE t (x); INSERT INTO t VALUES (1);'",
+             replica_dir);
+    ck_assert_int_eq(system(cmd), 0);
+    usleep(60 * 1000);
+    sr_result *res = NULL;
+    ck_assert_int_eq(sr_exec(s, sr_key_int(1), SR_READ, "SELECT COUNT(*) FROM t", 0, NULL, &res),
+                     SR_OK);
+    ck_assert_str_eq(sr_result_value(res, 0, 0), "1"); /* the replica's own file answered */
+    sr_result_free(res);
+    ck_assert_int_eq(sr_router_node_info(r, 0, 1, &info), SR_OK);
+    ck_assert_int_eq(info.healthy, 1);
+    ck_assert_int_eq(lc.readmitted, 1);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(ejected_primary_fails_writes_fast_with_the_reason)
+{
+    sr_config *c = sr_config_new();
+    ck_assert_int_eq(sr_config_set(c, "health.fail_threshold", "2"), SR_OK);
+    ck_assert_int_eq(sr_config_set(c, "health.retry_ms", "60000"), SR_OK);
+    ck_assert_int_eq(sr_config_set(c, "balance.primary_reads", "never"), SR_OK);
+    ck_assert_int_eq(sr_config_add_shard(c, "only"), SR_OK);
+    ck_assert_int_eq(sr_config_add_node(c, "only", SR_PRIMARY, "sqlite:/nonexistent/p.db", 1),
+                     SR_OK);
+    sr_router *r = NULL;
+    ck_assert_int_eq(sr_router_open(c, &r), SR_OK);
+    sr_config_free(c);
+    sr_session *s;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    ck_assert_int_eq(sr_exec(s, sr_key_int(1), SR_WRITE, "SELECT 1", 0, NULL, NULL), SR_ECONNECT);
+    ck_assert_int_eq(sr_exec(s, sr_key_int(1), SR_WRITE, "SELECT 1", 0, NULL, NULL), SR_ECONNECT);
+    /* Ejected: the third write does not even try, and the message says why. */
+    ck_assert_int_eq(sr_exec(s, sr_key_int(1), SR_WRITE, "SELECT 1", 0, NULL, NULL),
+                     SR_EUNAVAILABLE);
+    ck_assert_ptr_nonnull(strstr(sr_session_errmsg(s), "ejected"));
+    ck_assert_ptr_nonnull(strstr(sr_session_errmsg(s), "/nonexistent/p.db"));
+    ck_assert_int_eq(sr_begin(s, sr_key_int(1)), SR_EUNAVAILABLE);
+    /* A read with no replica and primary reads forbidden names the shard and the nodes. */
+    ck_assert_int_eq(sr_exec(s, sr_key_int(1), SR_READ, "SELECT 1", 0, NULL, NULL),
+                     SR_EUNAVAILABLE);
+    ck_assert_ptr_nonnull(strstr(sr_session_errmsg(s), "shard 'only'"));
+    sr_node_info info;
+    ck_assert_int_eq(sr_router_node_info(r, 0, 0, &info), SR_OK);
+    ck_assert_uint_eq(info.errors, 2);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
 /* ---- threads ---- */
 
 typedef struct worker_arg {
@@ -710,6 +818,8 @@ static Suite *sqlite_suite(void)
     tcase_add_test(tc, lock_wait_times_out);
     tcase_add_test(tc, pool_exhaustion_is_busy);
     tcase_add_test(tc, config_file_to_router);
+    tcase_add_test(tc, unreachable_replica_is_ejected_and_readmitted);
+    tcase_add_test(tc, ejected_primary_fails_writes_fast_with_the_reason);
     tcase_add_test(tc, many_threads_share_one_router);
     suite_add_tcase(su, tc);
     return su;
