@@ -1,0 +1,90 @@
+/*
+ * Internal to the PostgreSQL driver: the connection struct and the bounded,
+ * non-blocking I/O helpers that every method is built on (pg_io.c).
+ */
+#ifndef SR_PG_CONN_H
+#define SR_PG_CONN_H
+
+#include <libpq-fe.h>
+
+#include <shardroute/driver.h>
+
+#include "stmt_cache.h"
+
+struct sr_driver_conn {
+    PGconn *pg;                /* NULL once discarded: every call then fails as transient */
+    char *redacted;            /* the node's URI without its password, for messages */
+    char *password;            /* only to scrub it out of server and libpq messages */
+    int statement_timeout_ms;  /* default bound when a call passes no deadline */
+    sr_pg_stmt_cache cache;
+    int64_t wal_block_size;    /* fetched on the first write_position(), 0 before */
+    int64_t wal_segment_size;
+};
+
+/* The deadline a call runs under: the caller's, else the connection's default, else 0 (none). */
+int64_t sr__pg_deadline(const sr_driver_conn *c, int64_t deadline_ns);
+
+/*
+ * After a PQsend* call: flushes the request and waits for every result of it.
+ * *out is the first error result if there was one, else the last result (NULL
+ * for none); the caller PQclear()s it. Returns SR_OK even for an SQL error
+ * (look at the result); a negative status means the connection failed, timed
+ * out or is in a state we cannot leave (COPY): then it has been discarded and
+ * err says why (transient).
+ */
+int sr__pg_finish_request(sr_driver_conn *c, int64_t deadline, PGresult **out, sr_driver_error *err);
+
+/*
+ * Runs one statement with the simple protocol (no parameters, not cached)
+ * under a deadline. SR_OK with *out holding a successful result (the caller
+ * clears it; `out` may be NULL), or the classified error.
+ */
+int sr__pg_simple(sr_driver_conn *c, const char *sql, int64_t deadline, PGresult **out,
+                  sr_driver_error *err);
+
+/*
+ * Classifies a failed result (or NULL: a failed send) into err and returns
+ * its status: lost connection and SQLSTATE class 08 are SR_ECONNECT and
+ * transient (the connection is discarded), 57014 is SR_ETIMEOUT, anything else
+ * SR_EQUERY with the server's primary message.
+ */
+int sr__pg_result_error(sr_driver_conn *c, const PGresult *res, sr_driver_error *err);
+
+/* A libpq-level failure (PQerrorMessage) as a transient SR_ECONNECT; discards the connection. */
+int sr__pg_conn_error(sr_driver_conn *c, const char *what, sr_driver_error *err);
+
+/*
+ * Waits until `fd` has one of `events` (POLLIN/POLLOUT) or the deadline (0:
+ * none) passes. Returns the revents, 0 on expiry, -1 on a poll error.
+ */
+int sr__pg_wait_fd(int fd, short events, int64_t deadline);
+
+/* Closes the server connection now; the struct stays until close(). */
+void sr__pg_discard(sr_driver_conn *c);
+
+/*
+ * Copies a libpq/server message into dst: runs of white space (line breaks,
+ * indentation) folded into single spaces, trailing space trimmed, and the
+ * password (if any, 4 characters or more) replaced by "***".
+ */
+void sr__pg_clean_message(char *dst, size_t dstlen, const char *src, const char *password);
+
+/* The status of the connection when it was discarded/never opened. */
+int sr__pg_gone(const sr_driver_conn *c, sr_driver_error *err);
+
+/* The replication hooks of the vtable (replication.c). */
+int sr__pg_server_role(sr_driver_conn *c, int64_t deadline_ns, sr_role *out, sr_driver_error *err);
+int sr__pg_write_position(sr_driver_conn *c, int64_t deadline_ns, char *buf, size_t buflen,
+                          sr_driver_error *err);
+int sr__pg_has_replayed(sr_driver_conn *c, const char *position, int64_t deadline_ns, int *out,
+                        sr_driver_error *err);
+int sr__pg_replica_lag_ms(sr_driver_conn *c, int64_t deadline_ns, int64_t *out_ms,
+                          sr_driver_error *err);
+
+/* "X/Y" (hex, as PostgreSQL prints an LSN) to a 64-bit position; SR_EINVAL when malformed. */
+int sr__pg_lsn_parse(const char *text, uint64_t *out);
+
+/* The vtable, registered by the core when built with SR_HAVE_POSTGRES. */
+extern const sr_driver sr__driver_postgres;
+
+#endif

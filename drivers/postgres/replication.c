@@ -1,0 +1,199 @@
+/*
+ * The PostgreSQL driver's replication hooks: the server's role, the
+ * primary's WAL position after a write, whether a replica has replayed a
+ * position, and replica lag.
+ */
+#include "pg_conn.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Sizes of WAL page headers (MAXALIGNed XLogPageHeaderData / XLogLongPageHeaderData). */
+#define PG_WAL_SHORT_HEADER 24
+#define PG_WAL_LONG_HEADER 40
+
+static int hexval(char ch)
+{
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    if (ch >= 'a' && ch <= 'f')
+        return ch - 'a' + 10;
+    if (ch >= 'A' && ch <= 'F')
+        return ch - 'A' + 10;
+    return -1;
+}
+
+/* Up to 8 hex digits; returns the end, or NULL. */
+static const char *parse_hex32(const char *p, uint64_t *out)
+{
+    uint64_t v = 0;
+    int n = 0;
+    for (int d; (d = hexval(*p)) >= 0; p++) {
+        if (++n > 8)
+            return NULL;
+        v = v << 4 | (uint64_t)d;
+    }
+    if (n == 0)
+        return NULL;
+    *out = v;
+    return p;
+}
+
+int sr__pg_lsn_parse(const char *text, uint64_t *out)
+{
+    uint64_t hi, lo;
+    const char *p = text ? parse_hex32(text, &hi) : NULL;
+    if (!p || *p != '/')
+        return SR_EINVAL;
+    p = parse_hex32(p + 1, &lo);
+    if (!p || *p != '\0')
+        return SR_EINVAL;
+    *out = hi << 32 | lo;
+    return SR_OK;
+}
+
+/* Runs a query that returns exactly one row. */
+static int one_row(sr_driver_conn *c, const char *sql, int64_t deadline_ns, PGresult **res,
+                   sr_driver_error *err)
+{
+    int rc = sr__pg_simple(c, sql, sr__pg_deadline(c, deadline_ns), res, err);
+    if (rc != SR_OK)
+        return rc;
+    if (PQresultStatus(*res) != PGRES_TUPLES_OK || PQntuples(*res) != 1) {
+        PQclear(*res);
+        *res = NULL;
+        return sr_driver_error_set(err, SR_EQUERY, 0, NULL, 0, "unexpected reply to \"%s\"", sql);
+    }
+    return SR_OK;
+}
+
+static int is_true(const PGresult *res, int col)
+{
+    return !PQgetisnull(res, 0, col) && PQgetvalue(res, 0, col)[0] == 't';
+}
+
+int sr__pg_server_role(sr_driver_conn *c, int64_t deadline_ns, sr_role *out, sr_driver_error *err)
+{
+    PGresult *res;
+    int rc = one_row(c, "SELECT pg_is_in_recovery()", deadline_ns, &res, err);
+    if (rc != SR_OK)
+        return rc;
+    *out = is_true(res, 0) ? SR_REPLICA : SR_PRIMARY;
+    PQclear(res);
+    return SR_OK;
+}
+
+/*
+ * The position is the WAL *insert* position, not pg_current_wal_lsn() (the
+ * write position): with synchronous_commit = off the commit record of the
+ * write may not be written yet, and a replica that replayed the write
+ * position could still miss it. The insert position is at or past every
+ * committed record. When it sits right after a page header (the last record
+ * ended on a page boundary) the header is taken off, because a replica
+ * reports the end of the last record it replayed, which is the boundary:
+ * otherwise an idle primary would leave the position unreachable.
+ */
+int sr__pg_write_position(sr_driver_conn *c, int64_t deadline_ns, char *buf, size_t buflen,
+                          sr_driver_error *err)
+{
+    if (!buf || buflen == 0)
+        return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0, "no buffer for the WAL position");
+    int first = c->wal_block_size == 0;
+    PGresult *res;
+    int rc = one_row(c,
+                     first ? "SELECT pg_current_wal_insert_lsn(), current_setting('wal_block_size'),"
+                             " (SELECT setting::bigint * CASE unit WHEN 'kB' THEN 1024"
+                             " WHEN '8kB' THEN 8192 WHEN 'MB' THEN 1048576 ELSE 1 END"
+                             " FROM pg_settings WHERE name = 'wal_segment_size')"
+                           : "SELECT pg_current_wal_insert_lsn()",
+                     deadline_ns, &res, err);
+    if (rc != SR_OK)
+        return rc;
+    uint64_t lsn;
+    if (sr__pg_lsn_parse(PQgetvalue(res, 0, 0), &lsn) != SR_OK) {
+        rc = sr_driver_error_set(err, SR_EQUERY, 0, NULL, 0, "malformed WAL position \"%s\"",
+                                 PQgetvalue(res, 0, 0));
+        PQclear(res);
+        return rc;
+    }
+    if (first) {
+        int64_t blk = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+        int64_t seg = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+        if (blk <= 0 || seg <= 0 || seg % blk != 0) {
+            PQclear(res);
+            return sr_driver_error_set(err, SR_EQUERY, 0, NULL, 0,
+                                       "unexpected WAL block/segment sizes");
+        }
+        c->wal_block_size = blk;
+        c->wal_segment_size = seg;
+    }
+    PQclear(res);
+
+    if (lsn % (uint64_t)c->wal_segment_size == PG_WAL_LONG_HEADER)
+        lsn -= PG_WAL_LONG_HEADER;
+    else if (lsn % (uint64_t)c->wal_block_size == PG_WAL_SHORT_HEADER)
+        lsn -= PG_WAL_SHORT_HEADER;
+    int n = snprintf(buf, buflen, "%" PRIX32 "/%" PRIX32, (uint32_t)(lsn >> 32), (uint32_t)lsn);
+    if (n < 0 || (size_t)n >= buflen)
+        return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0,
+                                   "buffer of %zu bytes too small for a WAL position", buflen);
+    return SR_OK;
+}
+
+int sr__pg_has_replayed(sr_driver_conn *c, const char *position, int64_t deadline_ns, int *out,
+                        sr_driver_error *err)
+{
+    uint64_t want;
+    if (sr__pg_lsn_parse(position, &want) != SR_OK)
+        return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0,
+                                   "\"%s\" is not a PostgreSQL WAL position (X/Y)",
+                                   position ? position : "(null)");
+    PGresult *res;
+    int rc = one_row(c, "SELECT pg_last_wal_replay_lsn()", deadline_ns, &res, err);
+    if (rc != SR_OK)
+        return rc;
+    /* NULL: not a replica (or never replayed anything), so it has replayed nothing. */
+    uint64_t have = 0;
+    if (!PQgetisnull(res, 0, 0) && sr__pg_lsn_parse(PQgetvalue(res, 0, 0), &have) != SR_OK)
+        have = 0;
+    PQclear(res);
+    *out = have >= want;
+    return SR_OK;
+}
+
+/*
+ * Lag is measured on the replica alone: 0 when it has replayed everything it
+ * received (so an idle primary does not make a caught-up replica look
+ * stale), else the age of the last replayed transaction. Without a running
+ * WAL receiver the replica is not following anyone: -1 (not eligible).
+ * pg_stat_wal_receiver shows its status only to privileged roles; for others
+ * the row's existence is what is known.
+ */
+int sr__pg_replica_lag_ms(sr_driver_conn *c, int64_t deadline_ns, int64_t *out_ms,
+                          sr_driver_error *err)
+{
+    PGresult *res;
+    int rc = one_row(c,
+                     "SELECT pg_is_in_recovery(),"
+                     " EXISTS (SELECT 1 FROM pg_stat_wal_receiver"
+                     "         WHERE status IS NULL OR status = 'streaming'),"
+                     " coalesce(pg_last_wal_receive_lsn() = pg_last_wal_replay_lsn(), false),"
+                     " (extract(epoch FROM now() - pg_last_xact_replay_timestamp()) * 1000)::bigint",
+                     deadline_ns, &res, err);
+    if (rc != SR_OK)
+        return rc;
+    if (!is_true(res, 0) || !is_true(res, 1))
+        *out_ms = -1;
+    else if (is_true(res, 2))
+        *out_ms = 0;
+    else if (PQgetisnull(res, 0, 3))
+        *out_ms = -1;
+    else {
+        int64_t ms = strtoll(PQgetvalue(res, 0, 3), NULL, 10);
+        *out_ms = ms < 0 ? 0 : ms; /* clocks of primary and replica may disagree */
+    }
+    PQclear(res);
+    return SR_OK;
+}

@@ -1,0 +1,365 @@
+#!/usr/bin/env bash
+# A throw-away PostgreSQL 15 cluster for the integration tests: one primary and
+# two streaming replicas on 127.0.0.1, everything under one directory.
+#
+#   pg_cluster.sh start DIR     start the cluster in DIR (an empty temp dir) and
+#                               write DIR/env.sh (connection strings and PIDs)
+#   pg_cluster.sh stop DIR      stop the servers of DIR by PID (bounded)
+#   pg_cluster.sh run CMD...    start a cluster in a fresh temp dir, run CMD with
+#                               env.sh's variables exported, stop the cluster
+#                               (also when CMD fails or the script is
+#                               interrupted) and exit with CMD's status
+#
+# Environment: PG_BIN (default /usr/lib/postgresql/15/bin), PG_BASE_PORT (first
+# port tried, default 56432), PG_START_TIMEOUT (seconds, default 60),
+# PG_KEEP_DIR=1 keeps run's directory (logs) after it stops.
+#
+# PostgreSQL refuses to run as root, so as root the servers run as the
+# `postgres` user (runuser) and DIR is handed to it.
+#
+# env.sh exports:
+#   SR_PG_PRIMARY SR_PG_REPLICA1 SR_PG_REPLICA2   postgresql://postgres@127.0.0.1:PORT
+#                                                 (no database: append /shard0 ...)
+#   SR_PG_PRIMARY_PORT SR_PG_REPLICA1_PORT SR_PG_REPLICA2_PORT
+#   SR_PG_PRIMARY_PID SR_PG_REPLICA1_PID SR_PG_REPLICA2_PID   postmaster PIDs
+#   SR_PG_PW_USER SR_PG_PW_PASSWORD   a user that must authenticate with a password
+#   SR_PG_DIR SR_PG_BIN
+# Databases shard0 and shard1 exist on the primary and have replicated.
+set -euo pipefail
+
+PG_BIN=${PG_BIN:-/usr/lib/postgresql/15/bin}
+PG_BASE_PORT=${PG_BASE_PORT:-56432}
+PG_START_TIMEOUT=${PG_START_TIMEOUT:-60}
+PW_USER=sr_pw
+PW_PASSWORD='sr-test-secret'
+NODES=(primary replica1 replica2)
+
+die() {
+    echo "pg_cluster: $*" >&2
+    exit 1
+}
+
+usage() {
+    echo "usage: $0 start DIR | stop DIR | run CMD [ARGS...]" >&2
+    exit 2
+}
+
+check_binaries() {
+    local b
+    for b in initdb pg_ctl pg_basebackup postgres psql pg_isready; do
+        if [[ ! -x $PG_BIN/$b ]]; then
+            echo "pg_cluster: $PG_BIN/$b not found: PostgreSQL 15 is not installed." >&2
+            echo "pg_cluster: install it with: apt-get install -y postgresql-15 libpq-dev" >&2
+            exit 1
+        fi
+    done
+}
+
+# Runs a server-side command as the owner of the data directories.
+as_pg() {
+    if [[ $(id -u) -eq 0 ]]; then
+        runuser -u postgres -- "$@"
+    else
+        "$@"
+    fi
+}
+
+now() { date +%s; }
+
+# psql against a node: PORT DB SQL
+pgsql() {
+    "$PG_BIN/psql" -X -q -A -t -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$1" -U postgres -d "$2" -c "$3"
+}
+
+port_in_use() {
+    # A successful TCP connect means something listens there.
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
+}
+
+# Prints the first port >= $1 that nobody listens on and we have not taken.
+free_port() {
+    local p=$1 taken t
+    while ((p < 65535)); do
+        taken=0
+        for t in "${USED_PORTS[@]}"; do
+            [[ $t == "$p" ]] && taken=1
+        done
+        if ((taken == 0)) && ! port_in_use "$p"; then
+            echo "$p"
+            return 0
+        fi
+        p=$((p + 1))
+    done
+    return 1
+}
+
+# Starts the server of data directory DIR/NAME on a free port, retrying with
+# the next port when another process won the race for it. Sets NODE_PORT and
+# NODE_PID.
+start_node() {
+    local dir=$1 name=$2 data="$1/$2" port attempt remaining
+    local next=$NEXT_PORT
+    for attempt in 1 2 3 4 5 6 7 8 9 10; do
+        port=$(free_port "$next") || die "no free port from $next"
+        printf "port = %s\ncluster_name = '%s'\n" "$port" "$name" >"$data/node.conf"
+        remaining=$((DEADLINE - $(now)))
+        ((remaining > 0)) || die "timed out before starting $name"
+        if as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$dir/$name.log" -w -t "$remaining" -s start; then
+            NODE_PORT=$port
+            NODE_PID=$(head -n 1 "$data/postmaster.pid")
+            USED_PORTS+=("$port")
+            NEXT_PORT=$((port + 1))
+            return 0
+        fi
+        if ! grep -qE 'could not (bind|create listen)|already in use' "$dir/$name.log" 2>/dev/null; then
+            tail -n 20 "$dir/$name.log" >&2 || true
+            die "$name did not start (attempt $attempt)"
+        fi
+        next=$((port + 1))
+    done
+    die "$name: no port could be bound"
+}
+
+cmd_start() {
+    local dir=$1
+    [[ -d $dir ]] || die "$dir is not a directory"
+    dir=$(cd "$dir" && pwd)
+    [[ -z $(ls -A "$dir") ]] || die "$dir is not empty"
+    # Unix socket paths are limited to 107 bytes.
+    ((${#dir} < 80)) || die "$dir is too long for a socket directory"
+    check_binaries
+    if [[ $(id -u) -eq 0 ]]; then
+        id postgres >/dev/null 2>&1 || die "no 'postgres' user (install postgresql-15)"
+        chown postgres: "$dir"
+        runuser -u postgres -- test -w "$dir" ||
+            die "user postgres cannot reach $dir (a parent directory is not traversable)"
+    fi
+    # Server tools complain when they cannot return to the caller's cwd.
+    cd "$dir"
+
+    DEADLINE=$(($(now) + PG_START_TIMEOUT))
+    NEXT_PORT=$PG_BASE_PORT
+    USED_PORTS=()
+    declare -A port pid
+
+    as_pg "$PG_BIN/initdb" -D "$dir/primary" -U postgres -A trust -E UTF8 --locale=C.UTF-8 \
+        --no-sync >"$dir/initdb.log" 2>&1 || {
+        cat "$dir/initdb.log" >&2
+        die "initdb failed"
+    }
+    # Durability is irrelevant for a test cluster; speed is not.
+    as_pg tee -a "$dir/primary/postgresql.conf" >/dev/null <<EOF
+listen_addresses = '127.0.0.1'
+unix_socket_directories = '$dir'
+shared_buffers = 16MB
+max_connections = 100
+fsync = off
+synchronous_commit = off
+full_page_writes = off
+wal_level = replica
+max_wal_senders = 8
+wal_keep_size = 128MB
+hot_standby = on
+wal_receiver_status_interval = 1s
+checkpoint_timeout = 30min
+log_min_messages = warning
+include_if_exists = 'node.conf'
+EOF
+    # The password user authenticates; everyone else is trusted on loopback.
+    as_pg tee "$dir/primary/pg_hba.conf" >/dev/null <<EOF
+local   all          all                          trust
+host    all          $PW_USER  127.0.0.1/32     scram-sha-256
+host    all          all       127.0.0.1/32     trust
+host    replication  all       127.0.0.1/32     trust
+EOF
+    start_node "$dir" primary
+    port[primary]=$NODE_PORT
+    pid[primary]=$NODE_PID
+    write_pids "$dir" "${pid[primary]}"
+
+    pgsql "${port[primary]}" postgres \
+        "CREATE ROLE $PW_USER LOGIN PASSWORD '$PW_PASSWORD'" >/dev/null
+
+    local r
+    for r in replica1 replica2; do
+        as_pg "$PG_BIN/pg_basebackup" -h 127.0.0.1 -p "${port[primary]}" -U postgres \
+            -D "$dir/$r" -R -X stream -c fast --no-sync >"$dir/$r.basebackup.log" 2>&1 || {
+            cat "$dir/$r.basebackup.log" >&2
+            die "pg_basebackup for $r failed"
+        }
+        start_node "$dir" "$r"
+        port[$r]=$NODE_PORT
+        pid[$r]=$NODE_PID
+        write_pids "$dir" "${pid[primary]}" "${pid[replica1]:-}" "${pid[replica2]:-}"
+    done
+
+    # Created after the replicas exist, so that they arrive by streaming.
+    pgsql "${port[primary]}" postgres "CREATE DATABASE shard0" >/dev/null
+    pgsql "${port[primary]}" postgres "CREATE DATABASE shard1" >/dev/null
+    pgsql "${port[primary]}" postgres "GRANT ALL ON DATABASE shard0, shard1 TO $PW_USER" >/dev/null
+    local lsn
+    lsn=$(pgsql "${port[primary]}" postgres "SELECT pg_current_wal_lsn()")
+
+    local streaming caught
+    while :; do
+        streaming=$(pgsql "${port[primary]}" postgres \
+            "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'" 2>/dev/null || echo 0)
+        caught=0
+        for r in replica1 replica2; do
+            if [[ $(pgsql "${port[$r]}" postgres \
+                "SELECT pg_last_wal_replay_lsn() >= '$lsn'::pg_lsn" 2>/dev/null || true) == t ]]; then
+                caught=$((caught + 1))
+            fi
+        done
+        [[ $streaming == 2 && $caught == 2 ]] && break
+        if (($(now) >= DEADLINE)); then
+            die "replicas not streaming after ${PG_START_TIMEOUT}s (streaming=$streaming caught_up=$caught); logs in $dir"
+        fi
+        sleep 0.2
+    done
+    for r in "${NODES[@]}"; do
+        "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "${port[$r]}" -d shard1 -U postgres ||
+            die "$r does not accept connections to shard1"
+    done
+
+    {
+        echo "# written by pg_cluster.sh start"
+        echo "export SR_PG_DIR='$dir'"
+        echo "export SR_PG_BIN='$PG_BIN'"
+        local var
+        for r in "${NODES[@]}"; do
+            var=SR_PG_${r^^}
+            echo "export $var='postgresql://postgres@127.0.0.1:${port[$r]}'"
+            echo "export ${var}_PORT='${port[$r]}'"
+            echo "export ${var}_PID='${pid[$r]}'"
+        done
+        echo "export SR_PG_PW_USER='$PW_USER'"
+        echo "export SR_PG_PW_PASSWORD='$PW_PASSWORD'"
+    } >"$dir/env.sh"
+    echo "pg_cluster: primary :${port[primary]}, replicas :${port[replica1]} :${port[replica2]} in $dir" >&2
+}
+
+write_pids() {
+    local dir=$1
+    shift
+    printf '%s\n' "$@" | grep -v '^$' >"$dir/pids"
+}
+
+alive() { kill -0 "$1" 2>/dev/null; }
+
+# Waits up to $2 tenths of a second for every PID in the array named $1 to exit.
+wait_gone() {
+    local -n pids_ref=$1
+    local tenths=$2 p any
+    while ((tenths > 0)); do
+        any=0
+        for p in "${pids_ref[@]}"; do
+            alive "$p" && any=1
+        done
+        ((any == 0)) && return 0
+        sleep 0.1
+        tenths=$((tenths - 1))
+    done
+    return 1
+}
+
+cmd_stop() {
+    local dir=$1 p c
+    [[ -f $dir/pids ]] || return 0
+    local -a pids=() children=()
+    while read -r p; do
+        [[ $p =~ ^[0-9]+$ ]] && alive "$p" && pids+=("$p")
+    done <"$dir/pids"
+    ((${#pids[@]} > 0)) || return 0
+    # Backends are remembered so that none survives a postmaster killed hard.
+    for p in "${pids[@]}"; do
+        for c in $(cat "/proc/$p/task/$p/children" 2>/dev/null || true); do
+            children+=("$c")
+        done
+    done
+    # SIGINT is PostgreSQL's "fast" shutdown (SIGTERM's "smart" mode would wait
+    # for clients); SIGCONT wakes a server a test stopped with SIGSTOP.
+    for p in "${pids[@]}"; do
+        kill -INT "$p" 2>/dev/null || true
+        kill -CONT "$p" 2>/dev/null || true
+    done
+    wait_gone pids 100 && return 0
+    for p in "${pids[@]}"; do
+        kill -QUIT "$p" 2>/dev/null || true
+    done
+    wait_gone pids 30 && return 0
+    echo "pg_cluster: servers did not stop, killing" >&2
+    for p in "${pids[@]}" "${children[@]}"; do
+        kill -KILL "$p" 2>/dev/null || true
+    done
+    wait_gone pids 50 || die "could not kill ${pids[*]}"
+}
+
+cmd_run() {
+    local dir status=0
+    dir=$(mktemp -d "${TMPDIR:-/tmp}/srpg.XXXXXX")
+    RUN_DIR=$dir
+    RUN_CHILD=
+    trap 'run_cleanup' EXIT
+    trap 'run_signal 130 INT' INT
+    trap 'run_signal 143 TERM' TERM
+    # A subshell, so that a failed start returns here (and the trap stops
+    # whatever did start) and the caller's directory is kept.
+    (cmd_start "$dir") || exit 1
+    # shellcheck source=/dev/null
+    source "$dir/env.sh"
+    # In the background so that a signal to this script is handled at once
+    # (bash runs traps only between foreground commands).
+    "$@" &
+    RUN_CHILD=$!
+    wait "$RUN_CHILD" || status=$?
+    RUN_CHILD=
+    exit "$status"
+}
+
+run_signal() {
+    if [[ -n $RUN_CHILD ]]; then
+        kill "-$2" "$RUN_CHILD" 2>/dev/null || true
+        wait "$RUN_CHILD" 2>/dev/null || true
+    fi
+    exit "$1"
+}
+
+run_cleanup() {
+    local status=$?
+    trap - EXIT INT TERM
+    cmd_stop "$RUN_DIR" || status=1
+    if [[ ${PG_KEEP_DIR:-0} == 1 ]]; then
+        echo "pg_cluster: kept $RUN_DIR" >&2
+    else
+        rm -rf "$RUN_DIR"
+    fi
+    exit "$status"
+}
+
+main() {
+    (($# >= 1)) || usage
+    local verb=$1
+    shift
+    case $verb in
+    start)
+        (($# == 1)) || usage
+        # A failed start stops whatever it had started.
+        if ! (cmd_start "$1"); then
+            cmd_stop "$1" || true
+            exit 1
+        fi
+        ;;
+    stop)
+        (($# == 1)) || usage
+        cmd_stop "$1"
+        ;;
+    run)
+        (($# >= 1)) || usage
+        cmd_run "$@"
+        ;;
+    *) usage ;;
+    esac
+}
+
+main "$@"

@@ -1,0 +1,1183 @@
+/*
+ * Integration tests against a real PostgreSQL 15 primary with two streaming
+ * replicas (tests/env/pg_cluster.sh). Two shards are the databases shard0 and
+ * shard1 of that cluster, each with the primary and both replicas as nodes.
+ * Where a row landed, which server answered and what a replica has replayed
+ * are checked with direct libpq connections, not through the library.
+ *
+ * Run: tests/env/pg_cluster.sh run BUILD/tests/test_postgres
+ * Without the cluster's environment the suite is skipped (77), except under
+ * CI (env CI set), where a missing backend is a failure.
+ */
+#include <arpa/inet.h>
+#include <check.h>
+#include <libpq-fe.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <shardroute.h>
+#include <shardroute/driver.h>
+
+#define NSHARDS 2
+static const char *const shard_db[NSHARDS] = {"shard0", "shard1"};
+
+/* The cluster, from env.sh. */
+static const char *pg_primary, *pg_replica1, *pg_replica2;
+static int port_primary, port_replica1, port_replica2;
+static const char *pw_user, *pw_password;
+
+/* ---- helpers ------------------------------------------------------------- */
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+static char *xfmt(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(NULL, 0, fmt, ap);
+    va_end(ap);
+    ck_assert_int_ge(n, 0);
+    char *s = malloc((size_t)n + 1);
+    ck_assert_ptr_nonnull(s);
+    va_start(ap, fmt);
+    vsnprintf(s, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+static void quiet(void *arg, const char *msg)
+{
+    (void)arg;
+    (void)msg;
+}
+
+/* A direct libpq connection (not through shardroute) to `base`/`db`. */
+static PGconn *direct(const char *base, const char *db)
+{
+    char *uri = xfmt("%s/%s", base, db);
+    PGconn *c = PQconnectdb(uri);
+    free(uri);
+    ck_assert_msg(PQstatus(c) == CONNECTION_OK, "direct connect: %s", PQerrorMessage(c));
+    PQsetNoticeProcessor(c, quiet, NULL);
+    return c;
+}
+
+static void direct_exec(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    ExecStatusType st = PQresultStatus(r);
+    ck_assert_msg(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK, "%s: %s", sql,
+                  PQresultErrorMessage(r));
+    PQclear(r);
+}
+
+/* The single value of a one-row query, as a new string (NULL for SQL NULL). */
+static char *direct_value(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1, "%s: %s", sql,
+                  PQresultErrorMessage(r));
+    char *v = PQgetisnull(r, 0, 0) ? NULL : strdup(PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return v;
+}
+
+static long direct_long(PGconn *c, const char *sql)
+{
+    char *v = direct_value(c, sql);
+    ck_assert_ptr_nonnull(v);
+    long n = strtol(v, NULL, 10);
+    free(v);
+    return n;
+}
+
+typedef struct router_opts {
+    const char *policy;      /* default round_robin */
+    int replicas;            /* 0, 1 or 2 replicas per shard (as nodes 1, 2) */
+    int only_replica2;       /* with replicas == 1: use replica2 instead of replica1 */
+    int nshards;             /* default NSHARDS */
+    int statement_timeout_ms;
+    int connect_timeout_ms;
+    int pool_max_size;
+    int stmt_cache;          /* -1: default */
+    const char *primary_uri; /* overrides the primary of shard 0 */
+} router_opts;
+
+static sr_router *open_router(router_opts o)
+{
+    sr_config *c = sr_config_new();
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(sr_config_set(c, "balance.policy", o.policy ? o.policy : "round_robin"),
+                     SR_OK);
+    char buf[32];
+    if (o.statement_timeout_ms > 0) {
+        snprintf(buf, sizeof buf, "%d", o.statement_timeout_ms);
+        ck_assert_int_eq(sr_config_set(c, "statement_timeout_ms", buf), SR_OK);
+    }
+    if (o.connect_timeout_ms > 0) {
+        snprintf(buf, sizeof buf, "%d", o.connect_timeout_ms);
+        ck_assert_int_eq(sr_config_set(c, "connect_timeout_ms", buf), SR_OK);
+    }
+    if (o.pool_max_size > 0) {
+        snprintf(buf, sizeof buf, "%d", o.pool_max_size);
+        ck_assert_int_eq(sr_config_set(c, "pool.max_size", buf), SR_OK);
+    }
+    if (o.stmt_cache >= 0) {
+        snprintf(buf, sizeof buf, "%d", o.stmt_cache);
+        ck_assert_int_eq(sr_config_set(c, "stmt_cache.max_size", buf), SR_OK);
+    }
+    int nshards = o.nshards > 0 ? o.nshards : NSHARDS;
+    for (int i = 0; i < nshards; i++) {
+        ck_assert_int_eq(sr_config_add_shard(c, shard_db[i]), SR_OK);
+        char *uri = i == 0 && o.primary_uri ? strdup(o.primary_uri)
+                                            : xfmt("%s/%s", pg_primary, shard_db[i]);
+        ck_assert_msg(sr_config_add_node(c, shard_db[i], SR_PRIMARY, uri, 1) == SR_OK, "%s",
+                      sr_config_errmsg(c));
+        free(uri);
+        for (int r = 0; r < o.replicas; r++) {
+            const char *base = (r == 0 && !o.only_replica2) ? pg_replica1 : pg_replica2;
+            uri = xfmt("%s/%s", base, shard_db[i]);
+            ck_assert_msg(sr_config_add_node(c, shard_db[i], SR_REPLICA, uri, 1) == SR_OK, "%s",
+                          sr_config_errmsg(c));
+            free(uri);
+        }
+    }
+    sr_router *r = NULL;
+    int rc = sr_router_open(c, &r);
+    ck_assert_msg(rc == SR_OK, "open: %s", sr_config_errmsg(c));
+    sr_config_free(c);
+    return r;
+}
+
+static router_opts defaults(void)
+{
+    router_opts o = {0};
+    o.replicas = 2;
+    o.stmt_cache = -1;
+    return o;
+}
+
+static sr_session *session(sr_router *r)
+{
+    sr_session *s = NULL;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    return s;
+}
+
+/* Runs a statement on a shard that must succeed. */
+static sr_result *must_shard(sr_session *s, int shard, sr_intent intent, const char *sql, int n,
+                             const char *const *params)
+{
+    sr_result *res = NULL;
+    int rc = sr_exec_shard(s, shard, intent, sql, n, params, &res);
+    ck_assert_msg(rc == SR_OK, "%s: %s (%s)", sql, sr_strerror(rc), sr_session_errmsg(s));
+    return res;
+}
+
+static sr_result *must_key(sr_session *s, int64_t key, sr_intent intent, const char *sql, int n,
+                           const char *const *params)
+{
+    sr_result *res = NULL;
+    int rc = sr_exec(s, sr_key_int(key), intent, sql, n, params, &res);
+    ck_assert_msg(rc == SR_OK, "%s: %s (%s)", sql, sr_strerror(rc), sr_session_errmsg(s));
+    return res;
+}
+
+/* The single value of a routed one-row query, as a new string. */
+static char *scalar_key(sr_session *s, int64_t key, sr_intent intent, const char *sql)
+{
+    sr_result *res = must_key(s, key, intent, sql, 0, NULL);
+    ck_assert_int_eq(sr_result_nrows(res), 1);
+    const char *v = sr_result_value(res, 0, 0);
+    char *copy = v ? strdup(v) : NULL;
+    sr_result_free(res);
+    return copy;
+}
+
+/* Recreates `table` (with `columns`) on every shard through the router's primaries. */
+static void recreate_table(sr_session *s, const char *table, const char *columns)
+{
+    /* Two statements in one string: sent with the simple protocol. */
+    char *sql = xfmt("DROP TABLE IF EXISTS %s; CREATE TABLE %s (%s)", table, table, columns);
+    for (int i = 0; i < NSHARDS; i++)
+        sr_result_free(must_shard(s, i, SR_WRITE, sql, 0, NULL));
+    free(sql);
+}
+
+/* Waits until `sql` on replica `base`/`db` returns "t" (bounded); 1 if it did. */
+static int wait_replica_true(const char *base, const char *db, const char *sql, int max_ms)
+{
+    PGconn *c = direct(base, db);
+    int ok = 0;
+    for (double t0 = now_ms(); now_ms() - t0 < max_ms; sleep_ms(20)) {
+        char *v = direct_value(c, sql);
+        ok = v && strcmp(v, "t") == 0;
+        free(v);
+        if (ok)
+            break;
+    }
+    PQfinish(c);
+    return ok;
+}
+
+/* A TCP port on 127.0.0.1 that nothing listens on (bound, then released). */
+static int closed_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    socklen_t len = sizeof a;
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* ---- placement and routing ---------------------------------------------- */
+
+START_TEST(rows_land_in_the_shard_the_router_names)
+{
+    sr_router *r = open_router(defaults());
+    sr_session *s = session(r);
+    recreate_table(s, "sr_place", "k bigint PRIMARY KEY, v text NOT NULL");
+    enum { N = 40 };
+    for (int k = 0; k < N; k++) {
+        char ks[24], vs[32];
+        snprintf(ks, sizeof ks, "%d", k);
+        snprintf(vs, sizeof vs, "value-%d", k);
+        const char *p[] = {ks, vs};
+        sr_result *res = must_key(s, k, SR_WRITE, "INSERT INTO sr_place (k, v) VALUES (?, ?)", 2, p);
+        ck_assert_int_eq(sr_result_affected(res), 1);
+        sr_result_free(res);
+    }
+
+    PGconn *db[NSHARDS];
+    for (int i = 0; i < NSHARDS; i++)
+        db[i] = direct(pg_primary, shard_db[i]);
+    int per_shard[NSHARDS] = {0};
+    for (int k = 0; k < N; k++) {
+        int want = sr_router_shard_for(r, sr_key_int(k));
+        ck_assert_int_ge(want, 0);
+        ck_assert_int_lt(want, NSHARDS);
+        per_shard[want]++;
+        for (int i = 0; i < NSHARDS; i++) {
+            char *sql = xfmt("SELECT count(*) FROM sr_place WHERE k = %d AND v = 'value-%d'", k, k);
+            ck_assert_msg(direct_long(db[i], sql) == (i == want),
+                          "key %d: expected only in %s, found %s in %s", k, shard_db[want],
+                          i == want ? "nothing" : "a row", shard_db[i]);
+            free(sql);
+        }
+    }
+    for (int i = 0; i < NSHARDS; i++) {
+        ck_assert_int_gt(per_shard[i], 0); /* both shards are exercised */
+        PQfinish(db[i]);
+    }
+
+    /* Scatter on the primaries: one count per shard, in shard order, summing to N. */
+    sr_result *all = NULL;
+    ck_assert_int_eq(sr_exec_all(s, SR_WRITE, "SELECT count(*) FROM sr_place", 0, NULL, &all),
+                     SR_OK);
+    ck_assert_int_eq(sr_result_nrows(all), NSHARDS);
+    long total = 0;
+    for (int i = 0; i < NSHARDS; i++) {
+        ck_assert_int_eq(sr_result_shard(all, i), i);
+        ck_assert_int_eq(atol(sr_result_value(all, i, 0)), per_shard[i]);
+        total += atol(sr_result_value(all, i, 0));
+    }
+    ck_assert_int_eq(total, N);
+    sr_result_free(all);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(reads_go_to_replicas_writes_and_transactions_to_the_primary)
+{
+    sr_router *r = open_router(defaults());
+    sr_session *s = session(r);
+    recreate_table(s, "sr_rw", "id int");
+    const char *q = "SELECT pg_is_in_recovery()";
+    for (int key = 0; key < 8; key++) {
+        char *v = scalar_key(s, key, SR_READ, q);
+        ck_assert_str_eq(v, "t");
+        free(v);
+        v = scalar_key(s, key, SR_AUTO, q);
+        ck_assert_str_eq(v, "t");
+        free(v);
+        v = scalar_key(s, key, SR_WRITE, q);
+        ck_assert_str_eq(v, "f");
+        free(v);
+        /* AUTO on a statement that writes goes to the primary. */
+        v = scalar_key(s, key, SR_AUTO,
+                       "WITH w AS (INSERT INTO sr_rw VALUES (1) RETURNING 1) "
+                       "SELECT pg_is_in_recovery() FROM w");
+        ck_assert_str_eq(v, "f");
+        free(v);
+    }
+
+    /* A transaction pins the session to its shard's primary, reads included. */
+    ck_assert_int_eq(sr_begin(s, sr_key_int(3)), SR_OK);
+    char *v = scalar_key(s, 3, SR_READ, q);
+    ck_assert_str_eq(v, "f");
+    free(v);
+    v = scalar_key(s, 3, SR_READ, "SELECT current_database()");
+    ck_assert_str_eq(v, shard_db[sr_router_shard_for(r, sr_key_int(3))]);
+    free(v);
+    int64_t other = -1;
+    for (int64_t k = 0; k < 100 && other < 0; k++)
+        if (sr_router_shard_for(r, sr_key_int(k)) != sr_router_shard_for(r, sr_key_int(3)))
+            other = k;
+    ck_assert_int_ge(other, 0);
+    ck_assert_int_eq(sr_exec(s, sr_key_int(other), SR_READ, q, 0, NULL, NULL), SR_ETXN);
+    ck_assert_int_eq(sr_rollback(s), SR_OK);
+
+    /* Out of the transaction, reads are back on replicas. */
+    v = scalar_key(s, 3, SR_READ, q);
+    ck_assert_str_eq(v, "t");
+    free(v);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(round_robin_uses_both_replicas)
+{
+    sr_router *r = open_router(defaults());
+    sr_session *s = session(r);
+    int seen1 = 0, seen2 = 0, seen_primary = 0;
+    for (int i = 0; i < 12; i++) {
+        char *v = scalar_key(s, 5, SR_READ, "SELECT inet_server_port()");
+        int port = atoi(v);
+        free(v);
+        seen1 += port == port_replica1;
+        seen2 += port == port_replica2;
+        seen_primary += port == port_primary;
+    }
+    ck_assert_int_eq(seen_primary, 0);
+    ck_assert_int_eq(seen1 + seen2, 12);
+    ck_assert_int_gt(seen1, 0);
+    ck_assert_int_gt(seen2, 0);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(a_node_in_the_wrong_role_is_reported_not_used)
+{
+    /* A standby configured as the primary: writes are refused with the reason. */
+    router_opts o = defaults();
+    o.replicas = 0;
+    o.nshards = 1;
+    char *uri = xfmt("%s/shard0", pg_replica1);
+    o.primary_uri = uri;
+    sr_router *r = open_router(o);
+    sr_session *s = session(r);
+    int rc = sr_exec(s, sr_key_int(1), SR_WRITE, "SELECT 1", 0, NULL, NULL);
+    ck_assert_msg(rc == SR_ECONNECT, "got %s (%s)", sr_strerror(rc), sr_session_errmsg(s));
+    ck_assert_msg(strstr(sr_session_errmsg(s), "configured as a primary") &&
+                      strstr(sr_session_errmsg(s), "in recovery"),
+                  "%s", sr_session_errmsg(s));
+    sr_session_free(s);
+    sr_router_close(r);
+
+    /* The primary configured as a replica: reads are not served by it. */
+    sr_config *c = sr_config_new();
+    ck_assert_int_eq(sr_config_set(c, "balance.primary_reads", "never"), SR_OK);
+    ck_assert_int_eq(sr_config_add_shard(c, "shard0"), SR_OK);
+    free(uri);
+    uri = xfmt("%s/shard0", pg_primary);
+    ck_assert_int_eq(sr_config_add_node(c, "shard0", SR_PRIMARY, uri, 1), SR_OK);
+    ck_assert_int_eq(sr_config_add_node(c, "shard0", SR_REPLICA, uri, 1), SR_OK);
+    ck_assert_int_eq(sr_router_open(c, &r), SR_OK);
+    sr_config_free(c);
+    s = session(r);
+    rc = sr_exec(s, sr_key_int(1), SR_READ, "SELECT 1", 0, NULL, NULL);
+    ck_assert_msg(rc == SR_ECONNECT, "got %s (%s)", sr_strerror(rc), sr_session_errmsg(s));
+    ck_assert_msg(strstr(sr_session_errmsg(s), "configured as a replica") &&
+                      strstr(sr_session_errmsg(s), "not in recovery"),
+                  "%s", sr_session_errmsg(s));
+    /* Writes, to the correctly configured primary, are unaffected. */
+    ck_assert_int_eq(sr_exec(s, sr_key_int(1), SR_WRITE, "SELECT 1", 0, NULL, NULL), SR_OK);
+    sr_session_free(s);
+    sr_router_close(r);
+    free(uri);
+}
+END_TEST
+
+/* ---- errors ------------------------------------------------------------- */
+
+static void expect_sql_error(sr_session *s, int64_t key, sr_intent intent, const char *sql, int n,
+                             const char *const *params, const char *sqlstate, const char *text)
+{
+    int rc = sr_exec(s, sr_key_int(key), intent, sql, n, params, NULL);
+    ck_assert_msg(rc == SR_EQUERY, "%s: expected SR_EQUERY, got %s (%s)", sql, sr_strerror(rc),
+                  sr_session_errmsg(s));
+    ck_assert_str_eq(sr_session_sqlstate(s), sqlstate);
+    ck_assert_msg(strstr(sr_session_errmsg(s), text), "message '%s' lacks '%s'",
+                  sr_session_errmsg(s), text);
+    /* The session (and the connection it used) keeps working. */
+    char *v = scalar_key(s, key, intent, "SELECT 'still fine'");
+    ck_assert_str_eq(v, "still fine");
+    free(v);
+    ck_assert_str_eq(sr_session_sqlstate(s), "");
+}
+
+START_TEST(sql_errors_carry_sqlstate_and_leave_the_session_usable)
+{
+    router_opts o = defaults();
+    o.pool_max_size = 1; /* the same connection is reused after each error */
+    sr_router *r = open_router(o);
+    sr_session *s = session(r);
+    recreate_table(s, "sr_err", "id int PRIMARY KEY");
+    const char *one[] = {"1"};
+    sr_result_free(must_key(s, 7, SR_WRITE, "INSERT INTO sr_err VALUES (?)", 1, one));
+    for (int round = 0; round < 2; round++) { /* twice: errors on cached statements too */
+        expect_sql_error(s, 7, SR_WRITE, "INSERT INTO sr_err VALUES (?)", 1, one, "23505",
+                         "duplicate key");
+        expect_sql_error(s, 7, SR_READ, "SELECT * FROM sr_no_such_table", 0, NULL, "42P01",
+                         "sr_no_such_table");
+        expect_sql_error(s, 7, SR_WRITE, "SELEC 1", 0, NULL, "42601", "syntax error");
+        expect_sql_error(s, 7, SR_READ, "SELECT 1/0", 0, NULL, "22012", "division by zero");
+    }
+
+    /* Too many parameters: the server's 08P01 is the caller's mistake, not a lost connection. */
+    char *pid = scalar_key(s, 7, SR_WRITE, "SELECT pg_backend_pid()");
+    const char *two_params[] = {"1", "2"};
+    expect_sql_error(s, 7, SR_WRITE, "SELECT ?::int", 2, two_params, "08P01", "bind message");
+    char *pid_after = scalar_key(s, 7, SR_WRITE, "SELECT pg_backend_pid()");
+    ck_assert_str_eq(pid_after, pid); /* the same connection: it was not discarded */
+    free(pid);
+    free(pid_after);
+
+    /* A transaction that failed does not commit: COMMIT reports it, nothing was written. */
+    ck_assert_int_eq(sr_begin(s, sr_key_int(7)), SR_OK);
+    const char *two[] = {"2"};
+    sr_result_free(must_key(s, 7, SR_WRITE, "INSERT INTO sr_err VALUES (?)", 1, two));
+    ck_assert_int_eq(sr_exec(s, sr_key_int(7), SR_WRITE, "INSERT INTO sr_err VALUES (?)", 1, one,
+                             NULL),
+                     SR_EQUERY);
+    ck_assert_str_eq(sr_session_sqlstate(s), "23505");
+    ck_assert_int_eq(sr_commit(s), SR_EQUERY);
+    ck_assert_str_eq(sr_session_sqlstate(s), "25P02");
+    ck_assert_int_eq(sr_in_transaction(s), 0);
+    char *v = scalar_key(s, 7, SR_WRITE, "SELECT count(*) FROM sr_err WHERE id = 2");
+    ck_assert_str_eq(v, "0");
+    free(v);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+/* ---- bounded waits -------------------------------------------------------- */
+
+START_TEST(statement_timeout_returns_in_time_and_the_session_recovers)
+{
+    router_opts o = defaults();
+    o.statement_timeout_ms = 200;
+    sr_router *r = open_router(o);
+    sr_session *s = session(r);
+    const sr_intent intents[] = {SR_READ, SR_WRITE};
+    for (size_t i = 0; i < sizeof intents / sizeof intents[0]; i++) {
+        double t0 = now_ms();
+        int rc = sr_exec(s, sr_key_int(1), intents[i], "SELECT pg_sleep(5)", 0, NULL, NULL);
+        double took = now_ms() - t0;
+        ck_assert_msg(rc == SR_ETIMEOUT, "expected SR_ETIMEOUT, got %s (%s)", sr_strerror(rc),
+                      sr_session_errmsg(s));
+        ck_assert_msg(took < 1000.0, "the timeout took %.0f ms", took);
+        char *v = scalar_key(s, 1, intents[i], "SELECT 42");
+        ck_assert_str_eq(v, "42");
+        free(v);
+    }
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(a_timed_out_statement_is_abandoned_on_the_server)
+{
+    router_opts o = defaults();
+    o.replicas = 0;
+    o.statement_timeout_ms = 200;
+    sr_router *r = open_router(o);
+    sr_session *s = session(r);
+    ck_assert_int_eq(sr_exec_shard(s, 0, SR_WRITE, "SELECT pg_sleep(30) /* sr_abandon_marker */", 0,
+                                   NULL, NULL),
+                     SR_ETIMEOUT);
+    /* The backend notices the closed socket and stops long before its 30 s sleep ends. */
+    PGconn *c = direct(pg_primary, "shard0");
+    long running = -1;
+    for (double t0 = now_ms(); now_ms() - t0 < 15000; sleep_ms(100)) {
+        running = direct_long(c, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
+                                 "'%sr_abandon_marker%' AND pid <> pg_backend_pid()");
+        if (running == 0)
+            break;
+    }
+    ck_assert_int_eq(running, 0);
+    PQfinish(c);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(a_stopped_server_cannot_hold_a_statement)
+{
+    router_opts o = defaults();
+    o.replicas = 0;
+    o.nshards = 1;
+    o.pool_max_size = 1;
+    o.statement_timeout_ms = 300;
+    sr_router *r = open_router(o);
+    sr_session *s = session(r);
+    char *pid = scalar_key(s, 1, SR_WRITE, "SELECT pg_backend_pid()");
+    pid_t backend = (pid_t)atol(pid);
+    free(pid);
+    /* Freeze the backend of the pooled connection, as a hung server would be. */
+    ck_assert_int_eq(kill(backend, SIGSTOP), 0);
+    double t0 = now_ms();
+    int rc = sr_exec(s, sr_key_int(1), SR_WRITE, "SELECT 1", 0, NULL, NULL);
+    double took = now_ms() - t0;
+    kill(backend, SIGCONT);
+    ck_assert_msg(rc == SR_ETIMEOUT, "expected SR_ETIMEOUT, got %s (%s)", sr_strerror(rc),
+                  sr_session_errmsg(s));
+    ck_assert_msg(took < 1500.0, "a stopped backend held the caller %.0f ms", took);
+    /* The frozen connection was discarded: the next statement gets a fresh backend. */
+    char *again = scalar_key(s, 1, SR_WRITE, "SELECT pg_backend_pid()");
+    ck_assert_int_ne(atol(again), (long)backend);
+    free(again);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(server_statement_timeout_is_a_timeout_on_a_reusable_connection)
+{
+    router_opts o = defaults();
+    o.replicas = 0;
+    o.nshards = 1;
+    o.pool_max_size = 1;
+    char *uri = xfmt("%s/shard0?options=-c%%20statement_timeout%%3D100", pg_primary);
+    o.primary_uri = uri;
+    sr_router *r = open_router(o);
+    sr_session *s = session(r);
+    char *pid = scalar_key(s, 1, SR_WRITE, "SELECT pg_backend_pid()");
+    ck_assert_int_eq(sr_exec(s, sr_key_int(1), SR_WRITE, "SELECT pg_sleep(2)", 0, NULL, NULL),
+                     SR_ETIMEOUT);
+    ck_assert_str_eq(sr_session_sqlstate(s), "57014");
+    /* The server cancelled, the connection survived: same backend afterwards. */
+    char *again = scalar_key(s, 1, SR_WRITE, "SELECT pg_backend_pid()");
+    ck_assert_str_eq(again, pid);
+    free(again);
+    free(pid);
+    free(uri);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(unreachable_port_is_a_connect_error_with_the_uri_redacted)
+{
+    int port = closed_port();
+    char *uri = xfmt("postgresql://postgres:hunter2-secret@127.0.0.1:%d/shard0", port);
+    router_opts o = defaults();
+    o.replicas = 0;
+    o.nshards = 1;
+    o.connect_timeout_ms = 2000;
+    o.primary_uri = uri;
+    sr_router *r = open_router(o);
+    sr_session *s = session(r);
+    double t0 = now_ms();
+    int rc = sr_exec(s, sr_key_int(1), SR_WRITE, "SELECT 1", 0, NULL, NULL);
+    double took = now_ms() - t0;
+    ck_assert_msg(rc == SR_ECONNECT, "got %s (%s)", sr_strerror(rc), sr_session_errmsg(s));
+    ck_assert_msg(took < 2000.0, "took %.0f ms", took);
+    const char *msg = sr_session_errmsg(s);
+    char *redacted = xfmt("postgresql://postgres:***@127.0.0.1:%d/shard0", port);
+    ck_assert_msg(strstr(msg, redacted), "message '%s' lacks '%s'", msg, redacted);
+    ck_assert_msg(!strstr(msg, "hunter2"), "the password leaked: %s", msg);
+    free(redacted);
+    free(uri);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(a_server_that_never_answers_the_handshake_hits_the_connect_timeout)
+{
+    /* Listening but never accepting: the kernel completes TCP, nobody speaks. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(fd, 8), 0);
+    socklen_t len = sizeof a;
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    char *uri = xfmt("postgresql://postgres@127.0.0.1:%d/shard0?sslmode=disable",
+                     ntohs(a.sin_port));
+    router_opts o = defaults();
+    o.replicas = 0;
+    o.nshards = 1;
+    o.connect_timeout_ms = 300;
+    o.primary_uri = uri;
+    sr_router *r = open_router(o);
+    sr_session *s = session(r);
+    double t0 = now_ms();
+    int rc = sr_exec(s, sr_key_int(1), SR_WRITE, "SELECT 1", 0, NULL, NULL);
+    double took = now_ms() - t0;
+    ck_assert_msg(rc == SR_ETIMEOUT, "got %s (%s)", sr_strerror(rc), sr_session_errmsg(s));
+    ck_assert_msg(took < 1500.0, "took %.0f ms", took);
+    sr_session_free(s);
+    sr_router_close(r);
+    close(fd);
+    free(uri);
+}
+END_TEST
+
+/* ---- parameters and URIs ------------------------------------------------- */
+
+START_TEST(parameters_round_trip_unchanged)
+{
+    sr_router *r = open_router(defaults());
+    sr_session *s = session(r);
+    const char *tricky = "it's \"quoted\" \\ back\\slash $1 ? -- not a comment";
+    const char *p[] = {tricky, NULL, "", "ünïcødé ✓"};
+    for (int round = 0; round < 2; round++) { /* first prepared, then from the cache */
+        sr_result *res = must_key(
+            s, 9, SR_READ,
+            "SELECT ?::text AS a, /* ? */ ?::text AS b, '?' AS lit, $$ ? $q$ $$ AS dq, "
+            "$tag$ ?? $tag$ AS tagged, E'\\'?' AS esc, ?::text AS empty, ?::text AS uni, "
+            "1 AS \"q?\" -- ?\n",
+            4, p);
+        ck_assert_int_eq(sr_result_nrows(res), 1);
+        ck_assert_int_eq(sr_result_ncols(res), 9);
+        ck_assert_str_eq(sr_result_value(res, 0, 0), tricky);
+        ck_assert_uint_eq(sr_result_length(res, 0, 0), strlen(tricky));
+        ck_assert_ptr_null(sr_result_value(res, 0, 1));
+        ck_assert_int_eq(sr_result_is_null(res, 0, 1), 1);
+        ck_assert_str_eq(sr_result_value(res, 0, 2), "?");
+        ck_assert_str_eq(sr_result_value(res, 0, 3), " ? $q$ ");
+        ck_assert_str_eq(sr_result_value(res, 0, 4), " ?? ");
+        ck_assert_str_eq(sr_result_value(res, 0, 5), "'?");
+        ck_assert_str_eq(sr_result_value(res, 0, 6), "");
+        ck_assert_int_eq(sr_result_is_null(res, 0, 6), 0);
+        ck_assert_str_eq(sr_result_value(res, 0, 7), "ünïcødé ✓");
+        ck_assert_str_eq(sr_result_colname(res, 8), "q?");
+        sr_result_free(res);
+    }
+
+    /* Native $n placeholders work as written. */
+    const char *ab[] = {"a'", "\\b"};
+    sr_result *res = must_key(s, 9, SR_READ, "SELECT $2::text || $1::text", 2, ab);
+    ck_assert_str_eq(sr_result_value(res, 0, 0), "\\ba'");
+    sr_result_free(res);
+
+    /* Without parameters a '?' is PostgreSQL's own (the jsonb operator). */
+    char *v = scalar_key(s, 9, SR_READ, "SELECT '{\"a\": 1}'::jsonb ? 'a'");
+    ck_assert_str_eq(v, "t");
+    free(v);
+
+    /* Written through the primary and read back from the database directly. */
+    recreate_table(s, "sr_params", "k int PRIMARY KEY, v text");
+    const char *w[] = {"1", tricky};
+    sr_result_free(must_key(s, 9, SR_WRITE, "INSERT INTO sr_params VALUES (?, ?)", 2, w));
+    const char *wn[] = {"2", NULL};
+    sr_result_free(must_key(s, 9, SR_WRITE, "INSERT INTO sr_params VALUES (?, ?)", 2, wn));
+    PGconn *c = direct(pg_primary, shard_db[sr_router_shard_for(r, sr_key_int(9))]);
+    char *stored = direct_value(c, "SELECT v FROM sr_params WHERE k = 1");
+    ck_assert_str_eq(stored, tricky);
+    free(stored);
+    ck_assert_int_eq(direct_long(c, "SELECT count(*) FROM sr_params WHERE k = 2 AND v IS NULL"), 1);
+    PQfinish(c);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(uri_parameters_and_passwords_reach_libpq)
+{
+    router_opts o = defaults();
+    o.replicas = 0;
+    o.nshards = 1;
+    char *uri = xfmt("postgresql://%s:%s@127.0.0.1:%d/shard0?application_name=sr_app_test&"
+                     "sslmode=disable",
+                     pw_user, pw_password, port_primary);
+    o.primary_uri = uri;
+    sr_router *r = open_router(o);
+    sr_session *s = session(r);
+    sr_result *res = must_key(s, 1, SR_WRITE,
+                              "SELECT current_user, current_setting('application_name'), "
+                              "current_database()",
+                              0, NULL);
+    ck_assert_str_eq(sr_result_value(res, 0, 0), pw_user);
+    ck_assert_str_eq(sr_result_value(res, 0, 1), "sr_app_test");
+    ck_assert_str_eq(sr_result_value(res, 0, 2), "shard0");
+    sr_result_free(res);
+    sr_session_free(s);
+    sr_router_close(r);
+    free(uri);
+
+    /* A wrong password: a connect error that names the node without the password. */
+    uri = xfmt("postgresql://%s:wrong-pass-4711@127.0.0.1:%d/shard0", pw_user, port_primary);
+    o.primary_uri = uri;
+    r = open_router(o);
+    s = session(r);
+    int rc = sr_exec(s, sr_key_int(1), SR_WRITE, "SELECT 1", 0, NULL, NULL);
+    ck_assert_int_eq(rc, SR_ECONNECT);
+    const char *msg = sr_session_errmsg(s);
+    ck_assert_msg(strstr(msg, "password authentication failed"), "%s", msg);
+    ck_assert_msg(strstr(msg, ":***@127.0.0.1"), "%s", msg);
+    ck_assert_msg(!strstr(msg, "wrong-pass-4711"), "the password leaked: %s", msg);
+    sr_session_free(s);
+    sr_router_close(r);
+    free(uri);
+
+    /* An unknown libpq keyword is refused by libpq, and said so. */
+    uri = xfmt("%s/shard0?no_such_libpq_option=1", pg_primary);
+    o.primary_uri = uri;
+    r = open_router(o);
+    s = session(r);
+    rc = sr_exec(s, sr_key_int(1), SR_WRITE, "SELECT 1", 0, NULL, NULL);
+    ck_assert_int_lt(rc, 0);
+    ck_assert_msg(strstr(sr_session_errmsg(s), "no_such_libpq_option"), "%s",
+                  sr_session_errmsg(s));
+    sr_session_free(s);
+    sr_router_close(r);
+    free(uri);
+}
+END_TEST
+
+/* ---- prepared-statement cache --------------------------------------------- */
+
+/* A router with one shard, one primary and one pooled connection: what it caches is visible. */
+static sr_router *single_connection_router(int stmt_cache)
+{
+    router_opts o = defaults();
+    o.replicas = 0;
+    o.nshards = 1;
+    o.pool_max_size = 1;
+    o.stmt_cache = stmt_cache;
+    return open_router(o);
+}
+
+static long prepared_count(sr_session *s, const char *statement)
+{
+    const char *p[] = {statement};
+    sr_result *res = must_key(s, 1, SR_WRITE,
+                              statement ? "SELECT count(*) FROM pg_prepared_statements "
+                                          "WHERE statement = ?"
+                                        : "SELECT count(*) FROM pg_prepared_statements",
+                              statement ? 1 : 0, p);
+    long n = atol(sr_result_value(res, 0, 0));
+    sr_result_free(res);
+    return n;
+}
+
+START_TEST(a_repeated_statement_is_prepared_once_per_connection)
+{
+    sr_router *r = single_connection_router(16);
+    sr_session *s = session(r);
+    for (int i = 0; i < 5; i++) {
+        char n[16];
+        snprintf(n, sizeof n, "%d", i);
+        const char *p[] = {n};
+        sr_result *res = must_key(s, 1, SR_WRITE, "SELECT ?::int + 1", 1, p);
+        ck_assert_int_eq(atoi(sr_result_value(res, 0, 0)), i + 1);
+        sr_result_free(res);
+    }
+    /* Rewritten once to $1 and prepared once, under a generated name. */
+    ck_assert_int_eq(prepared_count(s, "SELECT $1::int + 1"), 1);
+    char *name = scalar_key(s, 1, SR_WRITE,
+                            "SELECT name FROM pg_prepared_statements "
+                            "WHERE statement = 'SELECT $1::int + 1'");
+    ck_assert_msg(strncmp(name, "sr_", 3) == 0, "name %s", name);
+    free(name);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(the_cache_is_bounded_and_deallocates_what_it_evicts)
+{
+    sr_router *r = single_connection_router(2);
+    sr_session *s = session(r);
+    const char *stmts[] = {"SELECT 'a'", "SELECT 'b'", "SELECT 'c'", "SELECT 'd'"};
+    for (size_t i = 0; i < 4; i++)
+        sr_result_free(must_key(s, 1, SR_WRITE, stmts[i], 0, NULL));
+    /* Two entries: the last statement and the listing one; the others were deallocated. */
+    const char *list = "SELECT statement FROM pg_prepared_statements ORDER BY statement";
+    sr_result *res = must_key(s, 1, SR_WRITE, list, 0, NULL);
+    ck_assert_int_eq(sr_result_nrows(res), 2);
+    ck_assert_str_eq(sr_result_value(res, 0, 0), "SELECT 'd'");
+    ck_assert_str_eq(sr_result_value(res, 1, 0), list);
+    sr_result_free(res);
+    sr_session_free(s);
+    sr_router_close(r);
+
+    r = single_connection_router(0);
+    s = session(r);
+    for (size_t i = 0; i < 4; i++)
+        sr_result_free(must_key(s, 1, SR_WRITE, stmts[i], 0, NULL));
+    const char *one[] = {"1"};
+    sr_result_free(must_key(s, 1, SR_WRITE, "SELECT ?::int", 1, one));
+    ck_assert_int_eq(prepared_count(s, NULL), 0); /* size 0: nothing named is kept */
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(statements_survive_ddl_that_changes_their_columns)
+{
+    sr_router *r = single_connection_router(16);
+    sr_session *s = session(r);
+    sr_result_free(must_shard(s, 0, SR_WRITE,
+                              "DROP TABLE IF EXISTS sr_ddl; CREATE TABLE sr_ddl (id int, a text); "
+                              "INSERT INTO sr_ddl VALUES (1, 'x')",
+                              0, NULL));
+    const char *sql = "SELECT * FROM sr_ddl WHERE id = ?";
+    const char *one[] = {"1"};
+    sr_result *res = must_key(s, 1, SR_WRITE, sql, 1, one);
+    ck_assert_int_eq(sr_result_ncols(res), 2);
+    sr_result_free(res);
+
+    sr_result_free(must_key(s, 1, SR_WRITE, "ALTER TABLE sr_ddl ADD COLUMN b text DEFAULT 'y'", 0,
+                            NULL));
+    res = must_key(s, 1, SR_WRITE, sql, 1, one); /* re-prepared transparently */
+    ck_assert_int_eq(sr_result_ncols(res), 3);
+    ck_assert_str_eq(sr_result_value(res, 0, 2), "y");
+    sr_result_free(res);
+
+    /* Inside a transaction the failed statement aborted it: reported, then fine after. */
+    sr_result_free(must_key(s, 1, SR_WRITE, "ALTER TABLE sr_ddl DROP COLUMN b", 0, NULL));
+    ck_assert_int_eq(sr_begin(s, sr_key_int(1)), SR_OK);
+    int rc = sr_exec(s, sr_key_int(1), SR_WRITE, sql, 1, one, NULL);
+    ck_assert_int_eq(rc, SR_EQUERY);
+    ck_assert_str_eq(sr_session_sqlstate(s), "0A000");
+    ck_assert_int_eq(sr_rollback(s), SR_OK);
+    res = must_key(s, 1, SR_WRITE, sql, 1, one);
+    ck_assert_int_eq(sr_result_ncols(res), 2);
+    sr_result_free(res);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+/* ---- replication hooks (through the driver interface) ---------------------- */
+
+typedef struct node_conn {
+    const sr_driver *d;
+    sr_driver_conn *c;
+    sr_uri uri;
+    char redacted[128];
+} node_conn;
+
+static void node_open(node_conn *n, int port, sr_role role)
+{
+    n->d = sr_driver_find("postgresql");
+    ck_assert_ptr_nonnull(n->d);
+    ck_assert_ptr_nonnull(sr_driver_find("postgres"));
+    snprintf(n->redacted, sizeof n->redacted, "postgresql://postgres@127.0.0.1:%d/shard0", port);
+    memset(&n->uri, 0, sizeof n->uri);
+    n->uri.scheme = "postgresql";
+    n->uri.user = "postgres";
+    n->uri.host = "127.0.0.1";
+    n->uri.port = port;
+    n->uri.database = "shard0";
+    n->uri.redacted = n->redacted;
+    sr_driver_connect_args args = {&n->uri, role, 5000, 5000, 16};
+    sr_driver_error e = {0};
+    int rc = n->d->connect(&args, &n->c, &e);
+    ck_assert_msg(rc == SR_OK, "connect %s: %s", n->redacted, e.message);
+}
+
+static void node_close(node_conn *n) { n->d->close(n->c); }
+
+static int64_t soon(void) { return sr_clock_ns() + 5000LL * 1000000; }
+
+static int replayed(node_conn *n, const char *pos)
+{
+    int out = -1;
+    sr_driver_error e = {0};
+    int rc = n->d->has_replayed(n->c, pos, soon(), &out, &e);
+    ck_assert_msg(rc == SR_OK, "has_replayed: %s", e.message);
+    ck_assert(out == 0 || out == 1);
+    return out;
+}
+
+static int64_t lag(node_conn *n)
+{
+    int64_t ms = -2;
+    sr_driver_error e = {0};
+    int rc = n->d->replica_lag_ms(n->c, soon(), &ms, &e);
+    ck_assert_msg(rc == SR_OK, "replica_lag_ms: %s", e.message);
+    return ms;
+}
+
+static int wait_replayed(node_conn *n, const char *pos)
+{
+    for (double t0 = now_ms(); now_ms() - t0 < 10000; sleep_ms(10))
+        if (replayed(n, pos))
+            return 1;
+    return 0;
+}
+
+/* Writes on the primary (directly) and returns the driver's position after it. */
+static void write_and_position(node_conn *primary, PGconn *direct_primary, int id, char *pos,
+                               size_t len)
+{
+    char *sql = xfmt("INSERT INTO sr_lsn VALUES (%d)", id);
+    direct_exec(direct_primary, sql);
+    free(sql);
+    sr_driver_error e = {0};
+    int rc = primary->d->write_position(primary->c, soon(), pos, len, &e);
+    ck_assert_msg(rc == SR_OK, "write_position: %s", e.message);
+}
+
+static void resume_replica2(void)
+{
+    PGconn *c = PQconnectdb(getenv("SR_PG_REPLICA2") ? getenv("SR_PG_REPLICA2") : "");
+    if (PQstatus(c) == CONNECTION_OK)
+        PQclear(PQexec(c, "SELECT pg_wal_replay_resume()"));
+    PQfinish(c);
+}
+
+START_TEST(roles_and_positions_through_the_driver)
+{
+    node_conn p, r1;
+    node_open(&p, port_primary, SR_PRIMARY);
+    node_open(&r1, port_replica1, SR_REPLICA);
+    sr_role role = SR_REPLICA;
+    sr_driver_error e = {0};
+    ck_assert_int_eq(p.d->server_role(p.c, soon(), &role, &e), SR_OK);
+    ck_assert_int_eq(role, SR_PRIMARY);
+    ck_assert_int_eq(r1.d->server_role(r1.c, soon(), &role, &e), SR_OK);
+    ck_assert_int_eq(role, SR_REPLICA);
+
+    PGconn *dp = direct(pg_primary, "shard0");
+    direct_exec(dp, "DROP TABLE IF EXISTS sr_lsn; CREATE TABLE sr_lsn (id int)");
+    char pos[64];
+    write_and_position(&p, dp, 1, pos, sizeof pos);
+    unsigned hi, lo;
+    char tail;
+    ck_assert_msg(sscanf(pos, "%X/%X%c", &hi, &lo, &tail) == 2, "position '%s'", pos);
+
+    /* The replica gets there, and once it says so the row is visible on it. */
+    ck_assert_msg(wait_replayed(&r1, pos), "replica1 never replayed %s", pos);
+    PGconn *d1 = direct(pg_replica1, "shard0");
+    ck_assert_int_eq(direct_long(d1, "SELECT count(*) FROM sr_lsn WHERE id = 1"), 1);
+    PQfinish(d1);
+    /* A caught-up replica is not lagging, however idle the primary is. */
+    int64_t ms = -2;
+    for (double t0 = now_ms(); now_ms() - t0 < 10000 && (ms = lag(&r1)) != 0; sleep_ms(10))
+        ;
+    ck_assert_int_eq(ms, 0);
+    /* The primary follows nobody: not an eligible replica. */
+    ck_assert_int_eq(lag(&p), -1);
+    /* A position far in the future is not replayed; a malformed one is refused. */
+    ck_assert_int_eq(replayed(&r1, "FFFFFFFF/0"), 0);
+    ck_assert_int_eq(replayed(&r1, "0/0"), 1);
+    int out;
+    ck_assert_int_eq(r1.d->has_replayed(r1.c, "not-a-lsn", soon(), &out, &e), SR_EINVAL);
+    /* A replica has no write position. */
+    char buf[64];
+    ck_assert_int_eq(r1.d->write_position(r1.c, soon(), buf, sizeof buf, &e), SR_EQUERY);
+    ck_assert_int_eq(e.transient, 0);
+
+    PQfinish(dp);
+    node_close(&p);
+    node_close(&r1);
+}
+END_TEST
+
+START_TEST(a_paused_replica_does_not_report_the_write_as_replayed)
+{
+    node_conn p, r1, r2;
+    node_open(&p, port_primary, SR_PRIMARY);
+    node_open(&r1, port_replica1, SR_REPLICA);
+    node_open(&r2, port_replica2, SR_REPLICA);
+    PGconn *dp = direct(pg_primary, "shard0");
+    PGconn *d2 = direct(pg_replica2, "shard0");
+    direct_exec(dp, "DROP TABLE IF EXISTS sr_lsn; CREATE TABLE sr_lsn (id int)");
+    char before[64];
+    write_and_position(&p, dp, 1, before, sizeof before);
+    ck_assert(wait_replayed(&r2, before));
+
+    direct_exec(d2, "SELECT pg_wal_replay_pause()");
+    ck_assert(wait_replica_true(pg_replica2, "shard0",
+                                "SELECT pg_get_wal_replay_pause_state() = 'paused'", 10000));
+    sleep_ms(30); /* so that the last replayed transaction is measurably old */
+    char pos[64];
+    write_and_position(&p, dp, 2, pos, sizeof pos);
+
+    /* replica1 replays it; replica2 receives it but, paused, does not replay it. */
+    ck_assert(wait_replayed(&r1, pos));
+    char *received = xfmt("SELECT pg_last_wal_receive_lsn() >= '%s'::pg_lsn", pos);
+    ck_assert(wait_replica_true(pg_replica2, "shard0", received, 10000));
+    free(received);
+    ck_assert_int_eq(replayed(&r2, pos), 0);
+    ck_assert_int_eq(replayed(&r2, before), 1);
+    ck_assert_int_gt(lag(&r2), 0);
+    ck_assert_int_eq(direct_long(d2, "SELECT count(*) FROM sr_lsn WHERE id = 2"), 0);
+
+    direct_exec(d2, "SELECT pg_wal_replay_resume()");
+    ck_assert(wait_replayed(&r2, pos));
+    ck_assert_int_eq(direct_long(d2, "SELECT count(*) FROM sr_lsn WHERE id = 2"), 1);
+
+    PQfinish(d2);
+    PQfinish(dp);
+    node_close(&p);
+    node_close(&r1);
+    node_close(&r2);
+}
+END_TEST
+
+/* primary_conninfo of replica2 before the test that stops its WAL receiver. */
+static char *saved_conninfo;
+
+static void restore_replica2_receiver(void)
+{
+    resume_replica2();
+    if (!saved_conninfo)
+        return;
+    PGconn *c = PQconnectdb(getenv("SR_PG_REPLICA2"));
+    if (PQstatus(c) == CONNECTION_OK) {
+        char *lit = PQescapeLiteral(c, saved_conninfo, strlen(saved_conninfo));
+        char *sql = xfmt("ALTER SYSTEM SET primary_conninfo = %s", lit);
+        PQfreemem(lit);
+        PQclear(PQexec(c, sql));
+        free(sql);
+        PQclear(PQexec(c, "SELECT pg_reload_conf()"));
+    }
+    PQfinish(c);
+    free(saved_conninfo);
+    saved_conninfo = NULL;
+}
+
+START_TEST(a_replica_without_a_wal_receiver_is_not_eligible)
+{
+    node_conn r2;
+    node_open(&r2, port_replica2, SR_REPLICA);
+    PGconn *d2 = direct(pg_replica2, "postgres");
+    saved_conninfo = direct_value(d2, "SHOW primary_conninfo");
+    ck_assert_ptr_nonnull(saved_conninfo);
+    direct_exec(d2, "ALTER SYSTEM SET primary_conninfo = ''");
+    direct_exec(d2, "SELECT pg_reload_conf()");
+    ck_assert(wait_replica_true(pg_replica2, "postgres",
+                                "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_wal_receiver)", 10000));
+    ck_assert_int_eq(lag(&r2), -1);
+
+    restore_replica2_receiver();
+    ck_assert(wait_replica_true(pg_replica2, "postgres",
+                                "SELECT EXISTS (SELECT 1 FROM pg_stat_wal_receiver "
+                                "WHERE status = 'streaming')",
+                                15000));
+    int64_t ms = -1;
+    for (double t0 = now_ms(); now_ms() - t0 < 10000 && (ms = lag(&r2)) != 0; sleep_ms(20))
+        ;
+    ck_assert_int_eq(ms, 0);
+    PQfinish(d2);
+    node_close(&r2);
+}
+END_TEST
+
+/* ---- suite ----------------------------------------------------------------- */
+
+static Suite *postgres_suite(void)
+{
+    Suite *s = suite_create("postgres");
+    TCase *t = tcase_create("routing");
+    tcase_add_test(t, rows_land_in_the_shard_the_router_names);
+    tcase_add_test(t, reads_go_to_replicas_writes_and_transactions_to_the_primary);
+    tcase_add_test(t, round_robin_uses_both_replicas);
+    tcase_add_test(t, a_node_in_the_wrong_role_is_reported_not_used);
+    tcase_set_timeout(t, 60); /* the bounded waits inside are shorter: a hang fails, not stalls */
+    suite_add_tcase(s, t);
+
+    t = tcase_create("errors");
+    tcase_add_test(t, sql_errors_carry_sqlstate_and_leave_the_session_usable);
+    tcase_add_test(t, unreachable_port_is_a_connect_error_with_the_uri_redacted);
+    tcase_add_test(t, uri_parameters_and_passwords_reach_libpq);
+    tcase_set_timeout(t, 60); /* the bounded waits inside are shorter: a hang fails, not stalls */
+    suite_add_tcase(s, t);
+
+    t = tcase_create("bounded_waits");
+    tcase_add_test(t, statement_timeout_returns_in_time_and_the_session_recovers);
+    tcase_add_test(t, a_timed_out_statement_is_abandoned_on_the_server);
+    tcase_add_test(t, a_stopped_server_cannot_hold_a_statement);
+    tcase_add_test(t, server_statement_timeout_is_a_timeout_on_a_reusable_connection);
+    tcase_add_test(t, a_server_that_never_answers_the_handshake_hits_the_connect_timeout);
+    tcase_set_timeout(t, 60); /* the bounded waits inside are shorter: a hang fails, not stalls */
+    suite_add_tcase(s, t);
+
+    t = tcase_create("statements");
+    tcase_add_test(t, parameters_round_trip_unchanged);
+    tcase_add_test(t, a_repeated_statement_is_prepared_once_per_connection);
+    tcase_add_test(t, the_cache_is_bounded_and_deallocates_what_it_evicts);
+    tcase_add_test(t, statements_survive_ddl_that_changes_their_columns);
+    tcase_set_timeout(t, 60); /* the bounded waits inside are shorter: a hang fails, not stalls */
+    suite_add_tcase(s, t);
+
+    t = tcase_create("replication_hooks");
+    tcase_add_unchecked_fixture(t, NULL, resume_replica2);
+    tcase_add_test(t, roles_and_positions_through_the_driver);
+    tcase_add_test(t, a_paused_replica_does_not_report_the_write_as_replayed);
+    tcase_set_timeout(t, 60); /* the bounded waits inside are shorter: a hang fails, not stalls */
+    suite_add_tcase(s, t);
+
+    /* Last: it reconfigures replica2 (and puts it back). */
+    t = tcase_create("replica_receiver");
+    tcase_add_unchecked_fixture(t, NULL, restore_replica2_receiver);
+    tcase_add_test(t, a_replica_without_a_wal_receiver_is_not_eligible);
+    tcase_set_timeout(t, 60); /* the bounded waits inside are shorter: a hang fails, not stalls */
+    suite_add_tcase(s, t);
+    return s;
+}
+
+static int env_port(const char *name)
+{
+    const char *v = getenv(name);
+    return v ? atoi(v) : 0;
+}
+
+int main(void)
+{
+    pg_primary = getenv("SR_PG_PRIMARY");
+    pg_replica1 = getenv("SR_PG_REPLICA1");
+    pg_replica2 = getenv("SR_PG_REPLICA2");
+    port_primary = env_port("SR_PG_PRIMARY_PORT");
+    port_replica1 = env_port("SR_PG_REPLICA1_PORT");
+    port_replica2 = env_port("SR_PG_REPLICA2_PORT");
+    pw_user = getenv("SR_PG_PW_USER");
+    pw_password = getenv("SR_PG_PW_PASSWORD");
+    if (!pg_primary || !pg_replica1 || !pg_replica2 || !port_primary || !port_replica1 ||
+        !port_replica2 || !pw_user || !pw_password) {
+        fprintf(stderr, "test_postgres: no cluster in the environment; run it through "
+                        "tests/env/pg_cluster.sh run\n");
+        return getenv("CI") ? 1 : 77;
+    }
+    SRunner *sr = srunner_create(postgres_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? 0 : 1;
+}
