@@ -284,6 +284,8 @@ typedef struct sr_node_info {
     uint64_t in_flight;    /* statements running now */
     uint64_t connections;  /* open connections (idle + in use) */
     double ewma_latency_ms;/* the p2c_ewma policy's current latency estimate */
+    int role_mismatch;     /* 1 when the server reported another role than configured */
+    uint64_t ejections;    /* times the node was ejected by health checks */
 } sr_node_info;
 
 /**
@@ -291,6 +293,22 @@ typedef struct sr_node_info {
  * Errors: SR_EINVAL (NULL), SR_ENOSHARD (index out of range). Thread-safe.
  */
 SR_API int sr_router_node_info(const sr_router *r, int shard, int node, sr_node_info *out);
+
+/**
+ * One round of active health checks, for programs that want no library
+ * thread: every node is pinged (an ejected node only once its back-off has
+ * passed, as its probe), its role is checked against the configuration where
+ * the backend can tell (PostgreSQL recovery, MySQL read_only), and outcomes
+ * feed the same health state as statements do. Each node's check is bounded
+ * by connect_timeout_ms and statement_timeout_ms; nodes are checked one after
+ * another on the calling thread.
+ *
+ * With health.probe_interval_ms > 0 the router runs these rounds on a
+ * background thread of its own (started by sr_router_open, joined by
+ * sr_router_close); this function may still be called. Thread-safe.
+ * Errors: SR_EINVAL (NULL router).
+ */
+SR_API int sr_router_maintain(sr_router *r);
 
 /* ------------------------------------------------------------------------ */
 /* Sessions and statements                                                  */

@@ -49,6 +49,8 @@ static const sr_option_def option_defs[] = {
             "first back-off before an ejected node is probed again"),
     INT_OPT("health.retry_max_ms", health_retry_max_ms, 30000, 1, 86400000,
             "the back-off doubles after each failed probe, up to this"),
+    INT_OPT("health.probe_interval_ms", health_probe_interval_ms, 0, 0, 3600000,
+            "> 0 starts a background thread that checks every node this often"),
 };
 
 const sr_option_def *sr__option_defs(size_t *count)

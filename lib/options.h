@@ -45,6 +45,7 @@ typedef struct sr_options {
     int health_fail_threshold;
     int health_retry_ms;
     int health_retry_max_ms;
+    int health_probe_interval_ms;
 } sr_options;
 
 /* Every option at its default. */

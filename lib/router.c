@@ -24,6 +24,12 @@ SR_API int sr_router_open(const sr_config *c, sr_router **out)
         free(r);
         return sr__config_fail(c, rc, "%s", err[0] ? err : sr_strerror(rc));
     }
+    rc = sr__prober_start(r);
+    if (rc != SR_OK) {
+        sr__topology_free(r);
+        free(r);
+        return sr__config_fail(c, rc, "cannot start the health prober thread");
+    }
     sr__config_fail(c, SR_OK, "%s", "");
     sr__log(r, SR_LOG_INFO, "router open: %d shards, distribution %s, policy %s", r->nshards,
             sr__option_enum_name("shard.distribution", r->opts.distribution),
@@ -36,6 +42,7 @@ SR_API void sr_router_close(sr_router *r)
 {
     if (!r)
         return;
+    sr__prober_stop(r);
     sr__topology_free(r);
     free(r);
 }
@@ -83,5 +90,7 @@ SR_API int sr_router_node_info(const sr_router *r, int shard, int node, sr_node_
     out->in_flight = inflight > 0 ? (uint64_t)inflight : 0;
     out->connections = (uint64_t)ps.open;
     out->ewma_latency_ms = (double)atomic_load(&n->bal.ewma_ns) / 1e6;
+    out->role_mismatch = atomic_load(&n->role_mismatch);
+    out->ejections = atomic_load(&n->health.ejections);
     return SR_OK;
 }

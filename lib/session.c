@@ -209,6 +209,15 @@ static sr_node *pick_read_node(sr_session *s, sr_shard *sh, const sr_node *exclu
     return nodes[i];
 }
 
+/* A primary that reported itself read-only (in recovery) to the health checks. */
+static int fail_primary_not_writable(sr_session *s, const sr_shard *sh, const char *what)
+{
+    return sr__session_fail(s, SR_EUNAVAILABLE,
+                            "%s on shard '%s': its primary %s reports that it is not a primary "
+                            "(in recovery or read-only); writes are refused until it is again",
+                            what, sh->name, sh->nodes[0].uri->redacted);
+}
+
 /* SR_EUNAVAILABLE with the shard and why each node was skipped. */
 static int fail_unavailable(sr_session *s, sr_shard *sh, const char *what, int from_node)
 {
@@ -281,6 +290,8 @@ int sr__exec_on_shard(sr_session *s, int shard, sr_intent intent, const char *sq
     sr_driver_error e = {0};
 
     if (is_write) {
+        if (atomic_load(&primary->role_mismatch))
+            return fail_primary_not_writable(s, sh, "write");
         bool probe = false;
         if (!sr__node_admit(primary, sr_clock_ns(), &probe)) {
             char why[SR_ERRMSG_LEN - 200] = "";
@@ -392,6 +403,8 @@ SR_API int sr_begin_shard(sr_session *s, int shard)
                                 s->router->shards[s->txn_shard].name);
     sr_router *r = s->router;
     sr_node *n = &r->shards[shard].nodes[0];
+    if (atomic_load(&n->role_mismatch))
+        return fail_primary_not_writable(s, &r->shards[shard], "begin");
     bool probe = false;
     if (!sr__node_admit(n, sr_clock_ns(), &probe)) {
         char why[SR_ERRMSG_LEN - 200] = "";

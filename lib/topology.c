@@ -37,6 +37,7 @@ static int build_node(sr_router *r, sr_node *n, int shard, int index, const sr_c
     atomic_init(&n->statements, 0);
     atomic_init(&n->errors, 0);
     sr__health_init(&n->health);
+    atomic_init(&n->role_mismatch, 0);
     pthread_mutex_init(&n->last_error_lock, NULL);
 
     int rc = sr__uri_parse(cn->uri, &n->uri, uerr, sizeof uerr);

@@ -29,6 +29,7 @@ typedef struct sr_node {
     _Atomic uint64_t statements;
     _Atomic uint64_t errors;
     sr_health health;
+    _Atomic int role_mismatch; /* the server last reported another role than configured */
     /* The last connection-level failure, for "why was this node skipped" messages. */
     pthread_mutex_t last_error_lock;
     char last_error[256];
@@ -49,7 +50,17 @@ struct sr_router {
     sr_keymap *keymap;
     sr_log_fn log_fn;
     void *log_ud;
+    /* The opt-in active prober (prober.c); present when health.probe_interval_ms > 0. */
+    pthread_t prober;
+    int prober_started;
+    int prober_stop;
+    pthread_mutex_t prober_lock;
+    pthread_cond_t prober_wake;
 };
+
+/* prober.c: starts the background prober when configured; stops and joins it. */
+int sr__prober_start(sr_router *r);
+void sr__prober_stop(sr_router *r);
 
 /* Builds shards, nodes and pools from the config; on error fills err. */
 int sr__topology_build(sr_router *r, const sr_config *c, char *err, size_t errlen);

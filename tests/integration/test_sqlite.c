@@ -729,6 +729,84 @@ START_TEST(ejected_primary_fails_writes_fast_with_the_reason)
 }
 END_TEST
 
+START_TEST(active_prober_ejects_and_readmits_without_traffic)
+{
+    char primary[512], replica_dir[512], replica[600];
+    snprintf(primary, sizeof primary, "sqlite:%s/p.db", dir);
+    snprintf(replica_dir, sizeof replica_dir, "%s/later", dir);
+    snprintf(replica, sizeof replica, "sqlite:%s/r.db", replica_dir);
+    log_capture lc = {PTHREAD_MUTEX_INITIALIZER, 0, 0};
+    sr_config *c = sr_config_new();
+    ck_assert_int_eq(sr_config_set(c, "health.probe_interval_ms", "10"), SR_OK);
+    ck_assert_int_eq(sr_config_set(c, "health.retry_ms", "20"), SR_OK);
+    ck_assert_int_eq(sr_config_set_log_fn(c, capture_log, &lc), SR_OK);
+    ck_assert_int_eq(sr_config_add_shard(c, "only"), SR_OK);
+    ck_assert_int_eq(sr_config_add_node(c, "only", SR_PRIMARY, primary, 1), SR_OK);
+    ck_assert_int_eq(sr_config_add_node(c, "only", SR_REPLICA, replica, 1), SR_OK);
+    sr_router *r = NULL;
+    ck_assert_int_eq(sr_router_open(c, &r), SR_OK);
+    sr_config_free(c);
+
+    /* No statement at all: the prober alone finds the replica down (bounded wait, 5 s). */
+    sr_node_info info = {0};
+    for (int i = 0; i < 500; i++) {
+        ck_assert_int_eq(sr_router_node_info(r, 0, 1, &info), SR_OK);
+        if (!info.healthy)
+            break;
+        usleep(10 * 1000);
+    }
+    ck_assert_int_eq(info.healthy, 0);
+    ck_assert_uint_ge(info.ejections, 1);
+    ck_assert_int_eq(sr_router_node_info(r, 0, 0, &info), SR_OK);
+    ck_assert_int_eq(info.healthy, 1); /* the primary answered its pings */
+    ck_assert_int_eq(info.role_mismatch, 0);
+
+    ck_assert_int_eq(mkdir(replica_dir, 0700), 0);
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "sqlite3 '%s/r.db' 'CREATE TABLE t (x);'", replica_dir);
+    ck_assert_int_eq(system(cmd), 0);
+    for (int i = 0; i < 500; i++) {
+        ck_assert_int_eq(sr_router_node_info(r, 0, 1, &info), SR_OK);
+        if (info.healthy)
+            break;
+        usleep(10 * 1000);
+    }
+    ck_assert_int_eq(info.healthy, 1);
+    pthread_mutex_lock(&lc.lock);
+    ck_assert_int_ge(lc.ejected, 1);
+    ck_assert_int_ge(lc.readmitted, 1);
+    pthread_mutex_unlock(&lc.lock);
+    sr_router_close(r); /* joins the prober thread */
+}
+END_TEST
+
+START_TEST(maintain_by_hand_and_no_thread_by_default)
+{
+    char replica[600];
+    snprintf(replica, sizeof replica, "sqlite:%s/missing/r.db", dir);
+    sr_config *c = make_config(0, "health.retry_ms", "60000");
+    ck_assert_int_eq(sr_config_add_node(c, shard_names[0], SR_REPLICA, replica, 1), SR_OK);
+    sr_router *r = NULL;
+    ck_assert_int_eq(sr_router_open(c, &r), SR_OK);
+    sr_config_free(c);
+    sr_node_info info;
+    /* Nothing runs in the background: the node stays "up" until someone looks. */
+    usleep(50 * 1000);
+    ck_assert_int_eq(sr_router_node_info(r, 0, 1, &info), SR_OK);
+    ck_assert_int_eq(info.healthy, 1);
+    ck_assert_uint_eq(info.errors, 0);
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(sr_router_maintain(r), SR_OK);
+    ck_assert_int_eq(sr_router_node_info(r, 0, 1, &info), SR_OK);
+    ck_assert_int_eq(info.healthy, 0);
+    ck_assert_uint_eq(info.ejections, 1);
+    ck_assert_int_eq(sr_router_node_info(r, 0, 0, &info), SR_OK);
+    ck_assert_int_eq(info.healthy, 1);
+    ck_assert_int_eq(sr_router_maintain(NULL), SR_EINVAL);
+    sr_router_close(r);
+}
+END_TEST
+
 /* ---- threads ---- */
 
 typedef struct worker_arg {
@@ -820,6 +898,8 @@ static Suite *sqlite_suite(void)
     tcase_add_test(tc, config_file_to_router);
     tcase_add_test(tc, unreachable_replica_is_ejected_and_readmitted);
     tcase_add_test(tc, ejected_primary_fails_writes_fast_with_the_reason);
+    tcase_add_test(tc, active_prober_ejects_and_readmits_without_traffic);
+    tcase_add_test(tc, maintain_by_hand_and_no_thread_by_default);
     tcase_add_test(tc, many_threads_share_one_router);
     suite_add_tcase(su, tc);
     return su;

@@ -118,7 +118,7 @@ START_TEST(test_table_sane)
     size_t n = 0;
     const sr_option_def *defs = sr__option_defs(&n);
     ck_assert_ptr_nonnull(defs);
-    ck_assert_uint_eq(n, 12);
+    ck_assert_uint_eq(n, 13);
     ck_assert_ptr_eq(sr__option_defs(NULL), defs);
     for (size_t i = 0; i < n; i++) {
         const sr_option_def *d = &defs[i];
@@ -159,6 +159,7 @@ START_TEST(test_defaults)
     ck_assert_int_eq(c->opts.health_fail_threshold, 3);
     ck_assert_int_eq(c->opts.health_retry_ms, 1000);
     ck_assert_int_eq(c->opts.health_retry_max_ms, 30000);
+    ck_assert_int_eq(c->opts.health_probe_interval_ms, 0);
     /* And the table agrees with the initialised struct. */
     size_t n;
     const sr_option_def *defs = sr__option_defs(&n);
@@ -189,7 +190,7 @@ START_TEST(test_expected_ranges)
         {"pool.checkout_timeout_ms", 1, 3600000}, {"connect_timeout_ms", 1, 3600000},
         {"statement_timeout_ms", 1, 86400000},    {"stmt_cache.max_size", 0, 100000},
         {"health.fail_threshold", 1, 1000},       {"health.retry_ms", 1, 3600000},
-        {"health.retry_max_ms", 1, 86400000},
+        {"health.retry_max_ms", 1, 86400000},     {"health.probe_interval_ms", 0, 3600000},
     };
     for (size_t i = 0; i < SR_ARRAY_LEN(want); i++) {
         const sr_option_def *d = def_named(want[i].name);

@@ -1,0 +1,132 @@
+/*
+ * Active health checks: sr_router_maintain() pings every node, re-checks its
+ * role and probes ejected nodes whose back-off has passed, feeding the same
+ * health state as statements. The background thread that runs it every
+ * health.probe_interval_ms is opt-in (no hidden threads by default).
+ */
+#include "topology.h"
+
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+static const char *role_name(sr_role role) { return role == SR_PRIMARY ? "primary" : "replica"; }
+
+/* Records a role check; logs only transitions, so a wrong node is reported once, not every round. */
+static void note_role(sr_router *r, sr_node *n, sr_role actual)
+{
+    int mismatch = actual != n->role;
+    int before = atomic_exchange(&n->role_mismatch, mismatch);
+    if (before == mismatch)
+        return;
+    const char *shard = r->shards[n->shard].name;
+    if (mismatch)
+        sr__log(r, SR_LOG_WARN,
+                "role change: shard '%s' node %s is configured as %s but reports %s%s", shard,
+                n->uri->redacted, role_name(n->role), role_name(actual),
+                n->role == SR_PRIMARY ? "; writes to this shard fail fast until it is a primary again"
+                                      : "");
+    else
+        sr__log(r, SR_LOG_INFO, "role restored: shard '%s' node %s reports %s again", shard,
+                n->uri->redacted, role_name(actual));
+}
+
+static void check_node(sr_router *r, sr_node *n)
+{
+    bool probe = false;
+    if (!sr__node_admit(n, sr_clock_ns(), &probe))
+        return; /* ejected and not yet due */
+    int64_t deadline = sr__deadline_after_ms(r->opts.statement_timeout_ms);
+    int64_t checkout_deadline = sr__deadline_after_ms(r->opts.pool_checkout_timeout_ms);
+    if (checkout_deadline > deadline)
+        checkout_deadline = deadline;
+    sr_driver_error e = {0};
+    sr_driver_conn *conn = NULL;
+    int rc = sr__pool_checkout(n->pool, checkout_deadline, &conn, &e);
+    if (rc != SR_OK) {
+        if (rc != SR_EBUSY)
+            e.transient = 1; /* could not connect */
+        sr__node_report(r, n, rc, &e, probe);
+        return;
+    }
+    rc = n->driver->ping(conn, deadline, &e);
+    if (rc == SR_OK && n->driver->server_role) {
+        sr_role actual;
+        sr_driver_error e2 = {0};
+        int rc2 = n->driver->server_role(conn, deadline, &actual, &e2);
+        if (rc2 == SR_OK)
+            note_role(r, n, actual);
+        else if (e2.transient) {
+            rc = rc2;
+            e = e2;
+        }
+    }
+    sr__pool_checkin(n->pool, conn, rc != SR_OK && e.transient);
+    sr__node_report(r, n, rc, &e, probe);
+}
+
+SR_API int sr_router_maintain(sr_router *r)
+{
+    if (!r)
+        return SR_EINVAL;
+    for (int i = 0; i < r->nshards; i++)
+        for (int j = 0; j < r->shards[i].nnodes; j++)
+            check_node(r, &r->shards[i].nodes[j]);
+    return SR_OK;
+}
+
+static void *prober_main(void *arg)
+{
+    sr_router *r = arg;
+    pthread_mutex_lock(&r->prober_lock);
+    while (!r->prober_stop) {
+        pthread_mutex_unlock(&r->prober_lock);
+        sr_router_maintain(r);
+        pthread_mutex_lock(&r->prober_lock);
+        struct timespec until;
+        clock_gettime(CLOCK_MONOTONIC, &until);
+        int64_t ns = until.tv_nsec + (int64_t)r->opts.health_probe_interval_ms * 1000000;
+        until.tv_sec += (time_t)(ns / 1000000000);
+        until.tv_nsec = (long)(ns % 1000000000);
+        while (!r->prober_stop &&
+               pthread_cond_timedwait(&r->prober_wake, &r->prober_lock, &until) != ETIMEDOUT)
+            ;
+    }
+    pthread_mutex_unlock(&r->prober_lock);
+    return NULL;
+}
+
+int sr__prober_start(sr_router *r)
+{
+    if (r->opts.health_probe_interval_ms <= 0)
+        return SR_OK;
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&r->prober_wake, &ca);
+    pthread_condattr_destroy(&ca);
+    pthread_mutex_init(&r->prober_lock, NULL);
+    r->prober_stop = 0;
+    if (pthread_create(&r->prober, NULL, prober_main, r) != 0) {
+        pthread_cond_destroy(&r->prober_wake);
+        pthread_mutex_destroy(&r->prober_lock);
+        return SR_ENOMEM;
+    }
+    r->prober_started = 1;
+    sr__log(r, SR_LOG_INFO, "health prober started: every %d ms", r->opts.health_probe_interval_ms);
+    return SR_OK;
+}
+
+void sr__prober_stop(sr_router *r)
+{
+    if (!r->prober_started)
+        return;
+    pthread_mutex_lock(&r->prober_lock);
+    r->prober_stop = 1;
+    pthread_cond_signal(&r->prober_wake);
+    pthread_mutex_unlock(&r->prober_lock);
+    pthread_join(r->prober, NULL);
+    pthread_cond_destroy(&r->prober_wake);
+    pthread_mutex_destroy(&r->prober_lock);
+    r->prober_started = 0;
+}
