@@ -332,6 +332,74 @@ SR_API void sr_session_free(sr_session *s);
  */
 SR_API int sr_session_set_affinity(sr_session *s, sr_key key);
 
+/* ------------------------------------------------------------------------ */
+/* Consistency                                                              */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Read consistency of a session (docs/consistency.md has the details):
+ *  - SR_CONSISTENCY_ANY: any replica within the lag bound (replica.max_lag_ms).
+ *  - SR_CONSISTENCY_MONOTONIC: never a replica behind anything this session
+ *    already read or wrote (positions are checked on the replica).
+ *  - SR_CONSISTENCY_READ_YOUR_WRITES (the default): a read on a shard goes to
+ *    a replica that has replayed this session's last write there; until the
+ *    session writes it is like ANY.
+ *  - SR_CONSISTENCY_PRIMARY: every read on the primary.
+ * When no replica qualifies, the read waits up to consistency.wait_ms for one,
+ * then goes to the primary; with balance.primary_reads = never it fails with
+ * SR_ESTALE instead. Backends without replication positions (SQLite) are
+ * fully consistent in every mode.
+ */
+typedef enum sr_consistency {
+    SR_CONSISTENCY_ANY = 0,
+    SR_CONSISTENCY_MONOTONIC = 1,
+    SR_CONSISTENCY_READ_YOUR_WRITES = 2,
+    SR_CONSISTENCY_PRIMARY = 3
+} sr_consistency;
+
+/**
+ * Sets a session option:
+ *   "consistency"  any | monotonic | read_your_writes | primary
+ *   "max_lag_ms"   the lag bound for this session's reads; "0" means no bound,
+ *                  "default" goes back to replica.max_lag_ms
+ * Errors: SR_EINVAL (unknown option or value; the message says which).
+ */
+SR_API int sr_session_set(sr_session *s, const char *option, const char *value);
+
+/**
+ * The session's replication positions as a printable token, to hand to
+ * another session or process (sr_session_set_token()). Versioned; names the
+ * shards; holds no secret. "" when the session has no position yet.
+ * Borrowed: valid until the next call on the session. NULL on error
+ * (SR_EINVAL for NULL, SR_ENOMEM).
+ */
+SR_API const char *sr_session_token(sr_session *s);
+
+/**
+ * Merges a token from sr_session_token() into the session's positions, so
+ * its reads see what the token's session wrote. A malformed token, or one
+ * from a router with another topology (other distribution or backends), is
+ * SR_EINVAL with a message and leaves the session unchanged; entries for
+ * shards this router does not have are ignored (with a log line).
+ */
+SR_API int sr_session_set_token(sr_session *s, const char *token);
+
+/** Per-statement read options; -1 in a field means "the session's setting". */
+typedef struct sr_read_opts {
+    int max_lag_ms;  /* 0: no bound for this read; > 0: replicas lagging more are skipped */
+    int consistency; /* an sr_consistency, or -1 */
+} sr_read_opts;
+#define SR_READ_OPTS_INIT {-1, -1}
+
+/**
+ * sr_exec() with per-statement read options that override the session's
+ * for this statement only (e.g. a staleness bound on one read). `opts` NULL is
+ * sr_exec(). Same errors as sr_exec(), plus SR_ESTALE and SR_EINVAL for a bad
+ * option value.
+ */
+SR_API int sr_exec_opts(sr_session *s, sr_key key, sr_intent intent, const sr_read_opts *opts,
+                        const char *sql, int nparams, const char *const *params, sr_result **out);
+
 /**
  * Runs one statement on the shard that owns `key`.
  *
@@ -392,6 +460,16 @@ SR_API int sr_begin(sr_session *s, sr_key key);
 
 /** Like sr_begin() on a shard given by index. */
 SR_API int sr_begin_shard(sr_session *s, int shard);
+
+/**
+ * Begins a read-only transaction on one eligible replica of the shard that
+ * owns `key` (chosen as a read would be, honouring the session's consistency;
+ * the primary when no replica qualifies and primary reads are allowed) under
+ * REPEATABLE READ, so every statement in it sees one snapshot. Writes in it
+ * fail on the server. Ends with sr_commit() or sr_rollback(). Errors: as
+ * sr_begin(), plus SR_ESTALE and SR_EUNAVAILABLE.
+ */
+SR_API int sr_begin_read_only(sr_session *s, sr_key key);
 
 /**
  * Commits the session's transaction and unpins it. On failure the transaction

@@ -31,6 +31,12 @@ char *sr__strdup(const char *s);
 /* Deadline helpers: a deadline is an absolute sr_clock_ns() time. */
 static inline int64_t sr__deadline_after_ms(int ms) { return sr_clock_ns() + (int64_t)ms * 1000000; }
 
+/* Whether a driver was built against the ABI that has the position methods. */
+static inline bool sr__driver_has_positions(const sr_driver *d)
+{
+    return d->abi_version >= 2 && d->replay_position && d->position_covers && d->position_merge;
+}
+
 /* 64-bit hash of a key (XXH3-64 of the 8-byte little-endian integer, or of the bytes). */
 uint64_t sr__hash_key(sr_key key);
 

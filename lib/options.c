@@ -20,6 +20,9 @@ static const char *const policy_names[] = {"round_robin",       "random",   "wei
                                            "least_outstanding", "p2c_ewma", "affinity",
                                            NULL};
 static const char *const primary_reads_names[] = {"fallback", "never", "always", NULL};
+/* Indexes are sr_consistency values. */
+static const char *const consistency_names[] = {"any", "monotonic", "read_your_writes", "primary",
+                                                NULL};
 
 #define INT_OPT(name, field, def, min, max, doc) \
     {name, SR_OPT_INT, offsetof(sr_options, field), def, min, max, NULL, doc}
@@ -51,6 +54,14 @@ static const sr_option_def option_defs[] = {
             "the back-off doubles after each failed probe, up to this"),
     INT_OPT("health.probe_interval_ms", health_probe_interval_ms, 0, 0, 3600000,
             "> 0 starts a background thread that checks every node this often"),
+    INT_OPT("replica.max_lag_ms", replica_max_lag_ms, 0, 0, 86400000,
+            "replicas lagging more than this are skipped by reads (0: no bound)"),
+    INT_OPT("replica.lag_refresh_ms", replica_lag_refresh_ms, 1000, 1, 3600000,
+            "how often a replica's lag is measured when no prober runs"),
+    ENUM_OPT("consistency.mode", consistency_mode, SR_CONSISTENCY_READ_YOUR_WRITES, consistency_names,
+             "the read consistency a new session starts with"),
+    INT_OPT("consistency.wait_ms", consistency_wait_ms, 100, 0, 60000,
+            "how long a read waits for a replica to catch up before going to the primary"),
 };
 
 const sr_option_def *sr__option_defs(size_t *count)

@@ -8,6 +8,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "shardroute.h"
+
 typedef enum sr_dist_kind {
     SR_DIST_KEYRANGE = 0,
     SR_DIST_JUMP,
@@ -46,6 +48,10 @@ typedef struct sr_options {
     int health_retry_ms;
     int health_retry_max_ms;
     int health_probe_interval_ms;
+    int replica_max_lag_ms;
+    int replica_lag_refresh_ms;
+    int consistency_mode;
+    int consistency_wait_ms;
 } sr_options;
 
 /* Every option at its default. */

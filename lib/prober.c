@@ -4,7 +4,7 @@
  * health state as statements. The background thread that runs it every
  * health.probe_interval_ms is opt-in (no hidden threads by default).
  */
-#include "topology.h"
+#include "session.h"
 
 #include <errno.h>
 #include <string.h>
@@ -31,6 +31,19 @@ static void note_role(sr_router *r, sr_node *n, sr_role actual)
                 n->uri->redacted, role_name(actual));
 }
 
+/* Lag and replayed position of a replica, for lag-aware and consistent reads. */
+static void refresh_replication(sr_node *n, sr_driver_conn *conn, int64_t deadline)
+{
+    sr_driver_error e = {0};
+    int64_t lag;
+    if (n->driver->replica_lag_ms && n->driver->replica_lag_ms(conn, deadline, &lag, &e) == SR_OK)
+        sr__node_store_lag(n, lag);
+    char pos[SR_POSITION_MAX];
+    if (sr__driver_has_positions(n->driver) &&
+        n->driver->replay_position(conn, deadline, pos, sizeof pos, &e) == SR_OK)
+        sr__node_store_position(n, pos);
+}
+
 static void check_node(sr_router *r, sr_node *n)
 {
     bool probe = false;
@@ -50,6 +63,8 @@ static void check_node(sr_router *r, sr_node *n)
         return;
     }
     rc = n->driver->ping(conn, deadline, &e);
+    if (rc == SR_OK && n->role == SR_REPLICA)
+        refresh_replication(n, conn, deadline);
     if (rc == SR_OK && n->driver->server_role) {
         sr_role actual;
         sr_driver_error e2 = {0};

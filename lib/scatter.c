@@ -37,7 +37,7 @@ SR_API int sr_exec_all(sr_session *s, sr_intent intent, const char *sql, int npa
     char sqlstate[6] = "";
     for (int i = 0; i < r->nshards; i++) {
         sr_result *part = NULL;
-        rc = sr__exec_on_shard(s, i, intent, sql, nparams, params, &part);
+        rc = sr__exec_on_shard(s, i, intent, NULL, sql, nparams, params, &part);
         if (rc == SR_OK) {
             rc = sr__result_append(merged, part);
             sr_result_free(part);

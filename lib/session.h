@@ -1,4 +1,8 @@
-/* Sessions and the statement path shared by session.c and scatter.c. */
+/*
+ * Sessions and the statement path shared by session.c (entry points and
+ * writes), read.c (where a read goes), txn.c (transactions), scatter.c and
+ * consistency.c (positions, tokens, lag).
+ */
 #ifndef SR_SESSION_H
 #define SR_SESSION_H
 
@@ -8,8 +12,15 @@
 struct sr_session {
     sr_router *router;
     uint64_t affinity;
-    /* the open transaction, if any */
+    /* consistency (consistency.c) */
+    int mode;           /* sr_consistency */
+    int max_lag_ms;     /* -1: the router's replica.max_lag_ms */
+    char **written;     /* [nshards]: position after this session's last write, or NULL */
+    char **observed;    /* [nshards]: position this session has read at (monotonic), or NULL */
+    char *token;        /* the text sr_session_token() last returned */
+    /* the open transaction, if any (txn.c) */
     int in_txn;
+    int txn_read_only;
     int txn_shard;
     sr_node *txn_node;
     sr_driver_conn *txn_conn;
@@ -17,24 +28,116 @@ struct sr_session {
     char sqlstate[6];
 };
 
-/* Clears the session's last error (every public call starts with it). */
+/* ---- errors (session.c) ---- */
+
 void sr__session_clear_error(sr_session *s);
-/* Sets the session's message (and no SQLSTATE) and returns status. */
 int sr__session_fail(sr_session *s, int status, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+/* Records a driver error with where it happened (shard, node, role); keeps the SQLSTATE. */
+int sr__fail_on_node(sr_session *s, const sr_node *n, const char *what, const sr_driver_error *e);
+/* SR_EUNAVAILABLE naming the shard and why each node was skipped. */
+int sr__fail_unavailable(sr_session *s, const sr_shard *sh, const char *what);
 
 /* Checks the arguments shared by every statement function. */
 int sr__check_statement_args(sr_session *s, const char *sql, int nparams,
                              const char *const *params);
 
+/* ---- the pieces of one statement on one node (session.c) ---- */
+
+int64_t sr__statement_deadline(const sr_router *r);
+/* Takes a pooled connection; a failure is reported to the node's health. */
+int sr__node_checkout(sr_session *s, sr_node *n, bool probe, int64_t deadline,
+                      sr_driver_conn **conn, sr_driver_error *e);
+/* Runs the statement on a checked-out connection: balance stats, counters, result. */
+int sr__node_exec(sr_session *s, sr_node *n, sr_driver_conn *conn, const char *sql, int nparams,
+                  const char *const *params, int64_t deadline, sr_result **out,
+                  sr_driver_error *e);
+/* Returns the connection (dropped when the error cost it) and reports the outcome. */
+void sr__node_release(sr_session *s, sr_node *n, sr_driver_conn *conn, int rc,
+                      const sr_driver_error *e, bool probe);
+
 /*
  * Runs one statement on one shard (no argument checks: the caller did them).
- * On error the session's message and SQLSTATE are set.
+ * `ropts` may be NULL. On error the session's message and SQLSTATE are set.
  */
-int sr__exec_on_shard(sr_session *s, int shard, sr_intent intent, const char *sql, int nparams,
-                      const char *const *params, sr_result **out);
+int sr__exec_on_shard(sr_session *s, int shard, sr_intent intent, const sr_read_opts *ropts,
+                      const char *sql, int nparams, const char *const *params, sr_result **out);
+
+/* ---- reads (read.c) ---- */
+
+/* The effective consistency mode and lag bound of one read. */
+typedef struct sr_read_plan {
+    int mode;
+    int max_lag_ms; /* 0: none */
+} sr_read_plan;
+
+sr_read_plan sr__read_plan(const sr_session *s, const sr_read_opts *ropts);
+
+/*
+ * Finds the node a read on `shard` goes to and checks out a connection on
+ * it that satisfies the plan (health, lag, this session's positions), waiting
+ * up to consistency.wait_ms for a replica to catch up before falling back to
+ * the primary. `exclude` is a bit mask of node indexes not to use.
+ * Errors (message set): SR_ESTALE, SR_EUNAVAILABLE, connection errors.
+ */
+int sr__read_acquire(sr_session *s, int shard, const sr_read_plan *plan, uint64_t exclude,
+                     int64_t deadline, sr_node **node, sr_driver_conn **conn, bool *probe);
+
+/* A whole read: acquire, run, retry once elsewhere after a connection-level failure. */
+int sr__read_on_shard(sr_session *s, int shard, const sr_read_plan *plan, const char *sql,
+                      int nparams, const char *const *params, sr_result **out);
+
+/* Key -> shard index and index checks, setting the session's message on error (session.c). */
+int sr__session_shard_for_key(sr_session *s, sr_key key);
+int sr__session_check_shard(sr_session *s, int shard);
+/* SR_EUNAVAILABLE when the shard's primary reported itself read-only. */
+int sr__primary_writable(sr_session *s, int shard);
+
+/* ---- transactions (txn.c) ---- */
+
+int sr__txn_exec(sr_session *s, int shard, const char *sql, int nparams,
+                 const char *const *params, sr_result **out);
+/* Rolls back and unpins an open transaction (sr_session_free). */
+void sr__txn_abandon(sr_session *s);
+
+/* ---- positions, lag and tokens (consistency.c) ---- */
+
+void sr__consistency_init(sr_session *s);
+void sr__consistency_free(sr_session *s);
+
+/* The marker for "this session wrote here but the position is unknown": read the primary. */
+extern const char sr__position_unknown[];
+
+/*
+ * The position a read on `shard` must see under `mode`, copied to buf;
+ * NULL when there is none (mode any/primary, no write yet, or a backend
+ * without positions). May return sr__position_unknown.
+ */
+const char *sr__required_position(sr_session *s, int shard, int mode, char *buf, size_t len);
+
+/* After a write (or commit) on the primary: fetches the write position on the same
+ * connection and records it for read-your-writes and tokens. */
+void sr__record_write(sr_session *s, sr_node *primary, sr_driver_conn *conn, int64_t deadline);
+
+/* Monotonic reads: records what the node (just read from) has applied, fetched on `conn`. */
+void sr__record_observed(sr_session *s, sr_node *n, sr_driver_conn *conn, int64_t deadline);
+
+/*
+ * Whether the replica `n` has applied `want`: from the node's cached position
+ * when that already covers it, else asked on `conn` (and cached). A failed
+ * check is reported in *e and returns the status.
+ */
+int sr__node_has_applied(sr_node *n, sr_driver_conn *conn, const char *want, int64_t deadline,
+                         bool *applied, sr_driver_error *e);
+
+/* Whether the replica `n` is within the lag bound (measured lazily, see replica.lag_refresh_ms). */
+bool sr__node_lag_ok(sr_session *s, sr_node *n, int max_lag_ms);
+
+/* Stores a lag measurement / a replayed position (also used by the prober). */
+void sr__node_store_lag(sr_node *n, int64_t lag_ms);
+void sr__node_store_position(sr_node *n, const char *pos);
 
 #endif

@@ -38,6 +38,9 @@ static int build_node(sr_router *r, sr_node *n, int shard, int index, const sr_c
     atomic_init(&n->errors, 0);
     sr__health_init(&n->health);
     atomic_init(&n->role_mismatch, 0);
+    atomic_init(&n->lag_ms, -2);
+    atomic_init(&n->lag_stamp_ns, 0);
+    pthread_mutex_init(&n->pos_lock, NULL);
     pthread_mutex_init(&n->last_error_lock, NULL);
 
     int rc = sr__uri_parse(cn->uri, &n->uri, uerr, sizeof uerr);
@@ -194,6 +197,7 @@ void sr__topology_free(sr_router *r)
             if (sh->nodes[j].pool)
                 sr__pool_free(sh->nodes[j].pool);
             pthread_mutex_destroy(&sh->nodes[j].last_error_lock);
+            pthread_mutex_destroy(&sh->nodes[j].pos_lock);
             sr__uri_free(sh->nodes[j].uri);
         }
         free(sh->nodes);

@@ -30,6 +30,12 @@ typedef struct sr_node {
     _Atomic uint64_t errors;
     sr_health health;
     _Atomic int role_mismatch; /* the server last reported another role than configured */
+    /* Replication lag (consistency.c): ms, -1 broken (not eligible), -2 never measured. */
+    _Atomic int64_t lag_ms;
+    _Atomic int64_t lag_stamp_ns;
+    /* A position this replica is known to have replayed (a lower bound), "" when unknown. */
+    pthread_mutex_t pos_lock;
+    char replay_pos[SR_POSITION_MAX];
     /* The last connection-level failure, for "why was this node skipped" messages. */
     pthread_mutex_t last_error_lock;
     char last_error[256];

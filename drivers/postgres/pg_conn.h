@@ -83,6 +83,12 @@ int sr__pg_replica_lag_ms(sr_driver_conn *c, int64_t deadline_ns, int64_t *out_m
 
 /* "X/Y" (hex, as PostgreSQL prints an LSN) to a 64-bit position; SR_EINVAL when malformed. */
 int sr__pg_lsn_parse(const char *text, uint64_t *out);
+int sr__pg_replay_position(sr_driver_conn *c, int64_t deadline_ns, char *buf, size_t buflen,
+                           sr_driver_error *err);
+int sr__pg_position_covers(const char *have, const char *want);
+int sr__pg_position_merge(const char *a, const char *b, char *buf, size_t buflen);
+int sr__pg_wait_replayed(sr_driver_conn *c, const char *position, int64_t deadline_ns, int *out,
+                         sr_driver_error *err);
 
 /* The vtable, registered by the core when built with SR_HAVE_POSTGRES. */
 extern const sr_driver sr__driver_postgres;

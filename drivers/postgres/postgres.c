@@ -496,4 +496,8 @@ const sr_driver sr__driver_postgres = {
     .write_position = sr__pg_write_position,
     .has_replayed = sr__pg_has_replayed,
     .replica_lag_ms = sr__pg_replica_lag_ms,
+    .replay_position = sr__pg_replay_position,
+    .position_covers = sr__pg_position_covers,
+    .position_merge = sr__pg_position_merge,
+    .wait_replayed = sr__pg_wait_replayed,
 };

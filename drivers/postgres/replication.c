@@ -9,6 +9,20 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/*
+ * The position a session's last commit is covered by. With synchronous
+ * commit (the default) COMMIT returns after its record is flushed, so the
+ * flush position covers it, and it is also all a replica can ever receive;
+ * the insert position would also count records inserted after the commit but
+ * not flushed yet, which replicas see only after the WAL writer's next round
+ * (up to wal_writer_delay later). With synchronous_commit = off the commit
+ * record may not be flushed yet, so only the insert position is safe.
+ */
+#define SR_PG_WRITE_LSN                                                                         \
+    "CASE WHEN current_setting('synchronous_commit') = 'off' THEN pg_current_wal_insert_lsn()" \
+    " ELSE pg_current_wal_flush_lsn() END"
 
 /* Sizes of WAL page headers (MAXALIGNed XLogPageHeaderData / XLogLongPageHeaderData). */
 #define PG_WAL_SHORT_HEADER 24
@@ -86,14 +100,11 @@ int sr__pg_server_role(sr_driver_conn *c, int64_t deadline_ns, sr_role *out, sr_
 }
 
 /*
- * The position is the WAL *insert* position, not pg_current_wal_lsn() (the
- * write position): with synchronous_commit = off the commit record of the
- * write may not be written yet, and a replica that replayed the write
- * position could still miss it. The insert position is at or past every
- * committed record. When it sits right after a page header (the last record
- * ended on a page boundary) the header is taken off, because a replica
- * reports the end of the last record it replayed, which is the boundary:
- * otherwise an idle primary would leave the position unreachable.
+ * The position is SR_PG_WRITE_LSN (see its comment). When it sits right
+ * after a page header (the last record ended on a page boundary) the header
+ * is taken off, because a replica reports the end of the last record it
+ * replayed, which is the boundary: otherwise an idle primary would leave the
+ * position unreachable.
  */
 int sr__pg_write_position(sr_driver_conn *c, int64_t deadline_ns, char *buf, size_t buflen,
                           sr_driver_error *err)
@@ -103,11 +114,11 @@ int sr__pg_write_position(sr_driver_conn *c, int64_t deadline_ns, char *buf, siz
     int first = c->wal_block_size == 0;
     PGresult *res;
     int rc = one_row(c,
-                     first ? "SELECT pg_current_wal_insert_lsn(), current_setting('wal_block_size'),"
+                     first ? "SELECT " SR_PG_WRITE_LSN ", current_setting('wal_block_size'),"
                              " (SELECT setting::bigint * CASE unit WHEN 'kB' THEN 1024"
                              " WHEN '8kB' THEN 8192 WHEN 'MB' THEN 1048576 ELSE 1 END"
                              " FROM pg_settings WHERE name = 'wal_segment_size')"
-                           : "SELECT pg_current_wal_insert_lsn()",
+                           : "SELECT " SR_PG_WRITE_LSN,
                      deadline_ns, &res, err);
     if (rc != SR_OK)
         return rc;
@@ -196,4 +207,71 @@ int sr__pg_replica_lag_ms(sr_driver_conn *c, int64_t deadline_ns, int64_t *out_m
     }
     PQclear(res);
     return SR_OK;
+}
+
+/* ---- positions for consistency (driver ABI 2) ---- */
+
+static int format_lsn(uint64_t lsn, char *buf, size_t buflen)
+{
+    int n = snprintf(buf, buflen, "%" PRIX32 "/%" PRIX32, (uint32_t)(lsn >> 32), (uint32_t)lsn);
+    return n < 0 || (size_t)n >= buflen ? SR_EINVAL : SR_OK;
+}
+
+int sr__pg_replay_position(sr_driver_conn *c, int64_t deadline_ns, char *buf, size_t buflen,
+                           sr_driver_error *err)
+{
+    /* A primary has applied everything it wrote; a replica what it replayed. */
+    PGresult *res;
+    int rc = one_row(c,
+                     "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()"
+                     " ELSE pg_current_wal_flush_lsn() END",
+                     deadline_ns, &res, err);
+    if (rc != SR_OK)
+        return rc;
+    uint64_t lsn = 0;
+    if (!PQgetisnull(res, 0, 0) && sr__pg_lsn_parse(PQgetvalue(res, 0, 0), &lsn) != SR_OK)
+        lsn = 0;
+    PQclear(res);
+    if (format_lsn(lsn, buf, buflen) != SR_OK)
+        return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0, "buffer too small for a WAL position");
+    return SR_OK;
+}
+
+int sr__pg_position_covers(const char *have, const char *want)
+{
+    uint64_t h, w;
+    if (sr__pg_lsn_parse(have, &h) != SR_OK || sr__pg_lsn_parse(want, &w) != SR_OK)
+        return SR_EINVAL;
+    return h >= w;
+}
+
+int sr__pg_position_merge(const char *a, const char *b, char *buf, size_t buflen)
+{
+    uint64_t x, y;
+    if (sr__pg_lsn_parse(a, &x) != SR_OK || sr__pg_lsn_parse(b, &y) != SR_OK)
+        return SR_EINVAL;
+    return format_lsn(x > y ? x : y, buf, buflen);
+}
+
+/*
+ * PostgreSQL has no server-side "wait for LSN" before version 17's
+ * pg_wal_replay_wait, so the replica is polled, with short sleeps that never
+ * cross the deadline.
+ */
+int sr__pg_wait_replayed(sr_driver_conn *c, const char *position, int64_t deadline_ns, int *out,
+                         sr_driver_error *err)
+{
+    *out = 0;
+    for (int64_t pause_ns = 1000000;; pause_ns = pause_ns < 8000000 ? pause_ns * 2 : pause_ns) {
+        int rc = sr__pg_has_replayed(c, position, deadline_ns, out, err);
+        if (rc != SR_OK || *out)
+            return rc;
+        int64_t left = deadline_ns - sr_clock_ns();
+        if (left <= 0)
+            return SR_OK;
+        if (pause_ns > left)
+            pause_ns = left;
+        struct timespec ts = {(time_t)(pause_ns / 1000000000), (long)(pause_ns % 1000000000)};
+        nanosleep(&ts, NULL);
+    }
 }

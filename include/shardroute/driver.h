@@ -8,7 +8,7 @@
  *
  * Stability: weaker than shardroute.h. Drivers built against an older
  * SR_DRIVER_ABI_VERSION keep working; methods past their version are treated
- * as absent.
+ * as absent (ABI 1 ends at replica_lag_ms; ABI 2 adds the position methods).
  *
  * Threading: the core uses one sr_driver_conn from one thread at a time, but
  * different connections of the same driver from many threads at once, so a
@@ -23,7 +23,7 @@
 extern "C" {
 #endif
 
-#define SR_DRIVER_ABI_VERSION 1
+#define SR_DRIVER_ABI_VERSION 2
 
 /** A driver's connection; each driver defines the struct. */
 typedef struct sr_driver_conn sr_driver_conn;
@@ -131,7 +131,24 @@ typedef struct sr_driver {
     /* Replication lag in ms; *out_ms = -1 when replication is broken (not eligible, never "0"). */
     int (*replica_lag_ms)(sr_driver_conn *conn, int64_t deadline_ns, int64_t *out_ms,
                           sr_driver_error *err);
+
+    /* ---- ABI 2: replication positions for consistency (all optional) ---- */
+    /* The position this server has applied up to (replica: replayed; primary: written). */
+    int (*replay_position)(sr_driver_conn *conn, int64_t deadline_ns, char *buf, size_t buflen,
+                           sr_driver_error *err);
+    /* Pure: 1 when a server at `have` has applied everything up to `want`, 0 when not,
+     * negative (SR_EINVAL) when either is malformed. */
+    int (*position_covers)(const char *have, const char *want);
+    /* Pure: the least position that covers both `a` and `b` (PostgreSQL: the later LSN;
+     * GTID: per-domain maximum). SR_EINVAL when malformed or buflen too small. */
+    int (*position_merge)(const char *a, const char *b, char *buf, size_t buflen);
+    /* Waits until this replica has applied `position` or the deadline passes (*out = 0). */
+    int (*wait_replayed)(sr_driver_conn *conn, const char *position, int64_t deadline_ns, int *out,
+                         sr_driver_error *err);
 } sr_driver;
+
+/* Longest position text the core keeps (a GTID set of many domains fits). */
+#define SR_POSITION_MAX 512
 
 /**
  * Registers a third-party driver for its schemes (in-tree drivers are

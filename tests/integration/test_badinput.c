@@ -337,6 +337,45 @@ START_TEST(drivers_left_out_of_the_build_are_named)
 }
 END_TEST
 
+START_TEST(bad_consistency_calls)
+{
+    ck_assert_int_eq(sr_session_set(NULL, "consistency", "any"), SR_EINVAL);
+    ck_assert_ptr_null(sr_session_token(NULL));
+    ck_assert_int_eq(sr_session_set_token(NULL, ""), SR_EINVAL);
+    ck_assert_int_eq(sr_begin_read_only(NULL, sr_key_int(1)), SR_EINVAL);
+    ck_assert_int_eq(sr_exec_opts(NULL, sr_key_int(1), SR_READ, NULL, "SELECT 1", 0, NULL, NULL),
+                     SR_EINVAL);
+
+    ck_assert_int_eq(sr_session_set(session, NULL, "any"), SR_EINVAL);
+    ck_assert_int_eq(sr_session_set(session, "consistency", NULL), SR_EINVAL);
+    ck_assert_int_eq(sr_session_set(session, "consistency", "strong"), SR_EINVAL);
+    ck_assert_ptr_nonnull(strstr(sr_session_errmsg(session), "strong"));
+    ck_assert_int_eq(sr_session_set(session, "max_lag_ms", "-5"), SR_EINVAL);
+    ck_assert_int_eq(sr_session_set(session, "max_lag_ms", "soon"), SR_EINVAL);
+    ck_assert_int_eq(sr_session_set(session, "colour", "red"), SR_EINVAL);
+    ck_assert_ptr_nonnull(strstr(sr_session_errmsg(session), "colour"));
+    ck_assert_int_eq(sr_session_set(session, "max_lag_ms", "250"), SR_OK);
+    ck_assert_int_eq(sr_session_set(session, "max_lag_ms", "default"), SR_OK);
+
+    ck_assert_int_eq(sr_session_set_token(session, NULL), SR_EINVAL);
+    ck_assert_int_eq(sr_session_set_token(session, "not a token"), SR_EINVAL);
+    ck_assert_int_eq(sr_session_set_token(session, "sr1;c=zz"), SR_EINVAL);
+    ck_assert_int_eq(sr_session_set_token(session, "sr9;c=0000000000000000;s0=1"), SR_EINVAL);
+    ck_assert_int_eq(sr_session_set_token(session, "sr1;c=0000000000000000;s0=0/1"), SR_EINVAL);
+    ck_assert_ptr_nonnull(strstr(sr_session_errmsg(session), "topology"));
+    ck_assert_int_eq(sr_session_set_token(session, ""), SR_OK); /* a session that wrote nothing */
+
+    sr_read_opts bad = {-7, -1};
+    ck_assert_int_eq(
+        sr_exec_opts(session, sr_key_int(1), SR_READ, &bad, "SELECT 1", 0, NULL, NULL), SR_EINVAL);
+    sr_read_opts bad2 = {-1, 42};
+    ck_assert_int_eq(
+        sr_exec_opts(session, sr_key_int(1), SR_READ, &bad2, "SELECT 1", 0, NULL, NULL), SR_EINVAL);
+    ck_assert_int_eq(sr_begin_read_only(session, (sr_key){0}), SR_EINVAL);
+    still_usable();
+}
+END_TEST
+
 int main(void)
 {
     Suite *su = suite_create("badinput");
@@ -351,6 +390,7 @@ int main(void)
     tcase_add_test(tc, unreachable_file_leaves_router_usable);
     tcase_add_test(tc, bad_driver_registration);
     tcase_add_test(tc, drivers_left_out_of_the_build_are_named);
+    tcase_add_test(tc, bad_consistency_calls);
     suite_add_tcase(su, tc);
     SRunner *sr = srunner_create(su);
     srunner_run_all(sr, CK_NORMAL);

@@ -175,10 +175,16 @@ static router_opts defaults(void)
     return o;
 }
 
+/*
+ * These suites test routing and the driver, so sessions read with
+ * consistency "any": under the default read_your_writes a read right after
+ * this session's DDL may rightly go to the primary (see test_consistency.c).
+ */
 static sr_session *session(sr_router *r)
 {
     sr_session *s = NULL;
     ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    ck_assert_int_eq(sr_session_set(s, "consistency", "any"), SR_OK);
     return s;
 }
 

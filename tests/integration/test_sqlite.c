@@ -807,6 +807,91 @@ START_TEST(maintain_by_hand_and_no_thread_by_default)
 }
 END_TEST
 
+/* ---- consistency on a backend without replication ---- */
+
+START_TEST(every_consistency_mode_is_fully_consistent)
+{
+    sr_router *r = open_router(2, NULL, NULL);
+    sr_session *s;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    create_tables(s);
+    static const char *const modes[] = {"any", "monotonic", "read_your_writes", "primary"};
+    for (int m = 0; m < 4; m++) {
+        ck_assert_int_eq(sr_session_set(s, "consistency", modes[m]), SR_OK);
+        for (int64_t k = 1; k <= 20; k++) {
+            char v[32];
+            snprintf(v, sizeof v, "%s-%lld", modes[m], (long long)k);
+            char ks[24];
+            snprintf(ks, sizeof ks, "%lld", (long long)k);
+            const char *p[] = {v, ks};
+            ck_assert_int_eq(sr_exec(s, sr_key_int(k), SR_WRITE,
+                                     "INSERT OR REPLACE INTO kv (v, k) VALUES (?, ?)", 2, p, NULL),
+                             SR_OK);
+            sr_result *res = NULL;
+            ck_assert_int_eq(sr_exec(s, sr_key_int(k), SR_READ, "SELECT v FROM kv WHERE k = ?", 1,
+                                     p + 1, &res),
+                             SR_OK);
+            ck_assert_str_eq(sr_result_value(res, 0, 0), v);
+            sr_result_free(res);
+        }
+    }
+    /* No replication positions on SQLite: nothing to carry, nothing to wait for. */
+    ck_assert_str_eq(sr_session_token(s), "");
+    /* Reads still go to the replicas under read_your_writes (nothing to wait for) ... */
+    ck_assert_int_eq(sr_session_set(s, "consistency", "read_your_writes"), SR_OK);
+    int shard = sr_router_shard_for(r, sr_key_int(1));
+    uint64_t replica_reads = node_statements(r, shard, 1) + node_statements(r, shard, 2);
+    ck_assert_int_eq(sr_exec(s, sr_key_int(1), SR_READ, "SELECT 1", 0, NULL, NULL), SR_OK);
+    ck_assert_uint_eq(node_statements(r, shard, 1) + node_statements(r, shard, 2),
+                      replica_reads + 1);
+    /* ... and to the primary under primary. */
+    ck_assert_int_eq(sr_session_set(s, "consistency", "primary"), SR_OK);
+    uint64_t primary_before = node_statements(r, shard, 0);
+    ck_assert_int_eq(sr_exec(s, sr_key_int(1), SR_READ, "SELECT 1", 0, NULL, NULL), SR_OK);
+    ck_assert_uint_eq(node_statements(r, shard, 0), primary_before + 1);
+    /* A per-statement override beats the session's mode for that read only. */
+    sr_read_opts o = SR_READ_OPTS_INIT;
+    o.consistency = SR_CONSISTENCY_ANY;
+    ck_assert_int_eq(sr_exec_opts(s, sr_key_int(1), SR_READ, &o, "SELECT 1", 0, NULL, NULL),
+                     SR_OK);
+    ck_assert_uint_eq(node_statements(r, shard, 0), primary_before + 1);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(read_only_transaction_on_a_replica)
+{
+    sr_router *r = open_router(1, NULL, NULL);
+    sr_session *s;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    create_tables(s);
+    ck_assert_int_eq(insert(s, 3, "three"), SR_OK);
+    int shard = sr_router_shard_for(r, sr_key_int(3));
+    uint64_t replica_before = node_statements(r, shard, 1);
+    ck_assert_int_eq(sr_begin_read_only(s, sr_key_int(3)), SR_OK);
+    ck_assert_int_eq(sr_in_transaction(s), 1);
+    sr_result *res = NULL;
+    ck_assert_int_eq(sr_exec(s, sr_key_int(3), SR_READ, "SELECT v FROM kv WHERE k = 3", 0, NULL,
+                             &res),
+                     SR_OK);
+    ck_assert_str_eq(sr_result_value(res, 0, 0), "three");
+    sr_result_free(res);
+    ck_assert_uint_eq(node_statements(r, shard, 1), replica_before + 1); /* on the replica */
+    /* The replica connection refuses writes, even inside the transaction. */
+    ck_assert_int_eq(insert(s, 3, "x"), SR_EQUERY);
+    /* A key of another shard is refused. */
+    int64_t other = 4;
+    while (sr_router_shard_for(r, sr_key_int(other)) == shard)
+        other++;
+    ck_assert_int_eq(insert(s, other, "y"), SR_ETXN);
+    ck_assert_int_eq(sr_commit(s), SR_OK);
+    ck_assert_int_eq(sr_in_transaction(s), 0);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
 /* ---- threads ---- */
 
 typedef struct worker_arg {
@@ -900,6 +985,8 @@ static Suite *sqlite_suite(void)
     tcase_add_test(tc, ejected_primary_fails_writes_fast_with_the_reason);
     tcase_add_test(tc, active_prober_ejects_and_readmits_without_traffic);
     tcase_add_test(tc, maintain_by_hand_and_no_thread_by_default);
+    tcase_add_test(tc, every_consistency_mode_is_fully_consistent);
+    tcase_add_test(tc, read_only_transaction_on_a_replica);
     tcase_add_test(tc, many_threads_share_one_router);
     suite_add_tcase(su, tc);
     return su;

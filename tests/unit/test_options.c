@@ -118,7 +118,7 @@ START_TEST(test_table_sane)
     size_t n = 0;
     const sr_option_def *defs = sr__option_defs(&n);
     ck_assert_ptr_nonnull(defs);
-    ck_assert_uint_eq(n, 13);
+    ck_assert_uint_eq(n, 17);
     ck_assert_ptr_eq(sr__option_defs(NULL), defs);
     for (size_t i = 0; i < n; i++) {
         const sr_option_def *d = &defs[i];
@@ -160,6 +160,10 @@ START_TEST(test_defaults)
     ck_assert_int_eq(c->opts.health_retry_ms, 1000);
     ck_assert_int_eq(c->opts.health_retry_max_ms, 30000);
     ck_assert_int_eq(c->opts.health_probe_interval_ms, 0);
+    ck_assert_int_eq(c->opts.replica_max_lag_ms, 0);
+    ck_assert_int_eq(c->opts.replica_lag_refresh_ms, 1000);
+    ck_assert_int_eq(c->opts.consistency_mode, SR_CONSISTENCY_READ_YOUR_WRITES);
+    ck_assert_int_eq(c->opts.consistency_wait_ms, 100);
     /* And the table agrees with the initialised struct. */
     size_t n;
     const sr_option_def *defs = sr__option_defs(&n);
@@ -191,6 +195,8 @@ START_TEST(test_expected_ranges)
         {"statement_timeout_ms", 1, 86400000},    {"stmt_cache.max_size", 0, 100000},
         {"health.fail_threshold", 1, 1000},       {"health.retry_ms", 1, 3600000},
         {"health.retry_max_ms", 1, 86400000},     {"health.probe_interval_ms", 0, 3600000},
+        {"replica.max_lag_ms", 0, 86400000},      {"replica.lag_refresh_ms", 1, 3600000},
+        {"consistency.wait_ms", 0, 60000},
     };
     for (size_t i = 0; i < SR_ARRAY_LEN(want); i++) {
         const sr_option_def *d = def_named(want[i].name);
@@ -202,6 +208,7 @@ START_TEST(test_expected_ranges)
     ck_assert_int_eq(def_named("shard.distribution")->type, SR_OPT_ENUM);
     ck_assert_int_eq(def_named("balance.policy")->type, SR_OPT_ENUM);
     ck_assert_int_eq(def_named("balance.primary_reads")->type, SR_OPT_ENUM);
+    ck_assert_int_eq(def_named("consistency.mode")->type, SR_OPT_ENUM);
 }
 END_TEST
 

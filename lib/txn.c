@@ -1,0 +1,192 @@
+/*
+ * Transactions: a session pinned to one connection until commit or rollback.
+ * A read-write transaction runs on the shard's primary; a read-only one on a
+ * node chosen as a read would be (read.c), under REPEATABLE READ so that all
+ * its statements see one snapshot. A statement for another shard is SR_ETXN.
+ */
+#include "session.h"
+
+#include <string.h>
+
+static void unpin(sr_session *s, int rc, const sr_driver_error *e)
+{
+    sr__pool_checkin(s->txn_node->pool, s->txn_conn, rc != SR_OK && (!e || e->transient));
+    s->in_txn = 0;
+    s->txn_read_only = 0;
+    s->txn_shard = -1;
+    s->txn_node = NULL;
+    s->txn_conn = NULL;
+}
+
+static void pin(sr_session *s, int shard, sr_node *n, sr_driver_conn *conn, int read_only)
+{
+    s->in_txn = 1;
+    s->txn_read_only = read_only;
+    s->txn_shard = shard;
+    s->txn_node = n;
+    s->txn_conn = conn;
+}
+
+void sr__txn_abandon(sr_session *s)
+{
+    if (!s->in_txn)
+        return;
+    sr_driver_error e = {0};
+    int rc = s->txn_node->driver->rollback(s->txn_conn, sr__statement_deadline(s->router), &e);
+    unpin(s, rc, rc == SR_OK ? NULL : &e);
+}
+
+int sr__txn_exec(sr_session *s, int shard, const char *sql, int nparams,
+                 const char *const *params, sr_result **out)
+{
+    sr_router *r = s->router;
+    if (shard != s->txn_shard)
+        return sr__session_fail(s, SR_ETXN,
+                                "statement for shard '%s' inside a transaction on shard '%s' "
+                                "(a transaction stays on one shard)",
+                                r->shards[shard].name, r->shards[s->txn_shard].name);
+    sr_node *n = s->txn_node;
+    sr_driver_error e = {0};
+    int rc = sr__node_exec(s, n, s->txn_conn, sql, nparams, params, sr__statement_deadline(r), out,
+                           &e);
+    sr__node_report(r, n, rc, &e, false);
+    if (rc == SR_OK)
+        return SR_OK;
+    sr__fail_on_node(s, n, "statement in transaction", &e);
+    if (e.transient) {
+        /* The connection is gone and the transaction with it. */
+        unpin(s, rc, &e);
+        size_t len = strlen(s->errmsg);
+        sr__fmt(s->errmsg + len, sizeof s->errmsg - len, " (the transaction was aborted)");
+    }
+    return rc;
+}
+
+SR_API int sr_begin_shard(sr_session *s, int shard)
+{
+    if (!s)
+        return SR_EINVAL;
+    sr__session_clear_error(s);
+    int rc = sr__session_check_shard(s, shard);
+    if (rc != SR_OK)
+        return rc;
+    if (s->in_txn)
+        return sr__session_fail(s, SR_ETXN, "a transaction is already open on shard '%s'",
+                                s->router->shards[s->txn_shard].name);
+    rc = sr__primary_writable(s, shard);
+    if (rc != SR_OK)
+        return rc;
+    sr_router *r = s->router;
+    sr_node *n = &r->shards[shard].nodes[0];
+    bool probe = false;
+    if (!sr__node_admit(n, sr_clock_ns(), &probe)) {
+        char why[SR_ERRMSG_LEN - 200] = "";
+        sr__node_describe(n, sr_clock_ns(), why, sizeof why);
+        return sr__session_fail(s, SR_EUNAVAILABLE, "begin on shard '%s': %s",
+                                r->shards[shard].name, why);
+    }
+    int64_t deadline = sr__statement_deadline(r);
+    sr_driver_error e = {0};
+    sr_driver_conn *conn = NULL;
+    rc = sr__node_checkout(s, n, probe, deadline, &conn, &e);
+    if (rc != SR_OK)
+        return sr__fail_on_node(s, n, "begin", &e);
+    rc = n->driver->begin(conn, 0, deadline, &e);
+    if (rc != SR_OK) {
+        sr__node_release(s, n, conn, rc, &e, probe);
+        return sr__fail_on_node(s, n, "begin", &e);
+    }
+    sr__node_report(r, n, rc, &e, probe);
+    pin(s, shard, n, conn, 0);
+    return SR_OK;
+}
+
+SR_API int sr_begin(sr_session *s, sr_key key)
+{
+    if (!s)
+        return SR_EINVAL;
+    sr__session_clear_error(s);
+    int shard = sr__session_shard_for_key(s, key);
+    if (shard < 0)
+        return shard;
+    return sr_begin_shard(s, shard);
+}
+
+SR_API int sr_begin_read_only(sr_session *s, sr_key key)
+{
+    if (!s)
+        return SR_EINVAL;
+    sr__session_clear_error(s);
+    int shard = sr__session_shard_for_key(s, key);
+    if (shard < 0)
+        return shard;
+    if (s->in_txn)
+        return sr__session_fail(s, SR_ETXN, "a transaction is already open on shard '%s'",
+                                s->router->shards[s->txn_shard].name);
+    sr_router *r = s->router;
+    int64_t deadline = sr__statement_deadline(r);
+    sr_read_plan plan = sr__read_plan(s, NULL);
+    sr_node *n = NULL;
+    sr_driver_conn *conn = NULL;
+    bool probe = false;
+    int rc = sr__read_acquire(s, shard, &plan, 0, deadline, &n, &conn, &probe);
+    if (rc != SR_OK)
+        return rc;
+    sr_driver_error e = {0};
+    rc = n->driver->begin(conn, 1, deadline, &e);
+    if (rc != SR_OK) {
+        sr__node_release(s, n, conn, rc, &e, probe);
+        return sr__fail_on_node(s, n, "begin read-only", &e);
+    }
+    sr__node_report(r, n, rc, &e, probe);
+    pin(s, shard, n, conn, 1);
+    return SR_OK;
+}
+
+SR_API int sr_commit(sr_session *s)
+{
+    if (!s)
+        return SR_EINVAL;
+    sr__session_clear_error(s);
+    if (!s->in_txn)
+        return sr__session_fail(s, SR_ETXN, "commit without an open transaction");
+    sr_node *n = s->txn_node;
+    int64_t deadline = sr__statement_deadline(s->router);
+    sr_driver_error e = {0};
+    int rc = n->driver->commit(s->txn_conn, deadline, &e);
+    if (rc == SR_OK) {
+        if (!s->txn_read_only)
+            sr__record_write(s, n, s->txn_conn, deadline);
+        unpin(s, rc, NULL);
+        return SR_OK;
+    }
+    sr__fail_on_node(s, n, "commit", &e);
+    if (!e.transient) {
+        /* Some backends leave the transaction open after a failed commit. */
+        sr_driver_error e2 = {0};
+        if (n->driver->rollback(s->txn_conn, deadline, &e2) != SR_OK)
+            e.transient = 1;
+    }
+    unpin(s, rc, &e);
+    return rc;
+}
+
+SR_API int sr_rollback(sr_session *s)
+{
+    if (!s)
+        return SR_EINVAL;
+    sr__session_clear_error(s);
+    if (!s->in_txn)
+        return sr__session_fail(s, SR_ETXN, "rollback without an open transaction");
+    sr_node *n = s->txn_node;
+    sr_driver_error e = {0};
+    int rc = n->driver->rollback(s->txn_conn, sr__statement_deadline(s->router), &e);
+    if (rc != SR_OK)
+        sr__fail_on_node(s, n, "rollback", &e);
+    /* Whatever the outcome the session is unpinned; a connection in doubt is dropped. */
+    e.transient = 1;
+    unpin(s, rc, &e);
+    return rc;
+}
+
+SR_API int sr_in_transaction(const sr_session *s) { return s ? s->in_txn : 0; }
