@@ -175,26 +175,36 @@ void sr__node_release(sr_session *s, sr_node *n, sr_driver_conn *conn, int rc,
     sr__node_report(s->router, n, rc, e, probe);
 }
 
-/* A write goes to the primary once: never retried after it was sent. */
-static int write_on_shard(sr_session *s, int shard, const char *sql, int nparams,
-                          const char *const *params, sr_result **out)
+int sr__primary_acquire(sr_session *s, int shard, const char *what, int64_t deadline,
+                        sr_driver_conn **conn, bool *probe)
 {
     sr_shard *sh = &s->router->shards[shard];
     sr_node *primary = &sh->nodes[0];
     if (atomic_load(&primary->role_mismatch))
-        return fail_primary_not_writable(s, sh, "write");
-    bool probe = false;
-    if (!sr__node_admit(primary, sr_clock_ns(), &probe)) {
+        return fail_primary_not_writable(s, sh, what);
+    if (!sr__node_admit(primary, sr_clock_ns(), probe)) {
         char why[SR_ERRMSG_LEN - 200] = "";
         sr__node_describe(primary, sr_clock_ns(), why, sizeof why);
-        return sr__session_fail(s, SR_EUNAVAILABLE, "write on shard '%s': %s", sh->name, why);
+        return sr__session_fail(s, SR_EUNAVAILABLE, "%s on shard '%s': %s", what, sh->name, why);
     }
-    int64_t deadline = sr__statement_deadline(s->router);
     sr_driver_error e = {0};
+    if (sr__node_checkout(s, primary, *probe, deadline, conn, &e) != SR_OK)
+        return sr__fail_on_node(s, primary, what, &e);
+    return SR_OK;
+}
+
+/* A write goes to the primary once: never retried after it was sent. */
+static int write_on_shard(sr_session *s, int shard, const char *sql, int nparams,
+                          const char *const *params, sr_result **out)
+{
+    sr_node *primary = &s->router->shards[shard].nodes[0];
+    int64_t deadline = sr__statement_deadline(s->router);
     sr_driver_conn *conn = NULL;
-    int rc = sr__node_checkout(s, primary, probe, deadline, &conn, &e);
+    bool probe = false;
+    int rc = sr__primary_acquire(s, shard, "write", deadline, &conn, &probe);
     if (rc != SR_OK)
-        return sr__fail_on_node(s, primary, "write", &e);
+        return rc;
+    sr_driver_error e = {0};
     rc = sr__node_exec(s, primary, conn, sql, nparams, params, deadline, out, &e);
     if (rc == SR_OK)
         sr__record_write(s, primary, conn, deadline);
@@ -298,14 +308,6 @@ SR_API int sr_exec_shard(sr_session *s, int shard, sr_intent intent, const char 
     if (rc != SR_OK)
         return rc;
     return sr__exec_on_shard(s, shard, intent, NULL, sql, nparams, params, out);
-}
-
-int sr__primary_writable(sr_session *s, int shard)
-{
-    const sr_shard *sh = &s->router->shards[shard];
-    if (atomic_load(&sh->nodes[0].role_mismatch))
-        return fail_primary_not_writable(s, sh, "begin");
-    return SR_OK;
 }
 
 SR_API const char *sr_session_errmsg(const sr_session *s)

@@ -93,8 +93,12 @@ int sr__read_on_shard(sr_session *s, int shard, const sr_read_plan *plan, const 
 /* Key -> shard index and index checks, setting the session's message on error (session.c). */
 int sr__session_shard_for_key(sr_session *s, sr_key key);
 int sr__session_check_shard(sr_session *s, int shard);
-/* SR_EUNAVAILABLE when the shard's primary reported itself read-only. */
-int sr__primary_writable(sr_session *s, int shard);
+/*
+ * Admits the shard's primary (health, role) and checks out a connection to
+ * it; on error the session's message names `what` and why.
+ */
+int sr__primary_acquire(sr_session *s, int shard, const char *what, int64_t deadline,
+                        sr_driver_conn **conn, bool *probe);
 
 /* ---- transactions (txn.c) ---- */
 

@@ -62,6 +62,27 @@ int sr__txn_exec(sr_session *s, int shard, const char *sql, int nparams,
     return rc;
 }
 
+static int refuse_nested(sr_session *s)
+{
+    return sr__session_fail(s, SR_ETXN, "a transaction is already open on shard '%s'",
+                            s->router->shards[s->txn_shard].name);
+}
+
+/* Begins on a checked-out connection and pins the session to it. */
+static int begin_on(sr_session *s, int shard, sr_node *n, sr_driver_conn *conn, bool probe,
+                    int read_only, int64_t deadline)
+{
+    sr_driver_error e = {0};
+    int rc = n->driver->begin(conn, read_only, deadline, &e);
+    if (rc != SR_OK) {
+        sr__node_release(s, n, conn, rc, &e, probe);
+        return sr__fail_on_node(s, n, read_only ? "begin read-only" : "begin", &e);
+    }
+    sr__node_report(s->router, n, rc, &e, probe);
+    pin(s, shard, n, conn, read_only);
+    return SR_OK;
+}
+
 SR_API int sr_begin_shard(sr_session *s, int shard)
 {
     if (!s)
@@ -71,34 +92,14 @@ SR_API int sr_begin_shard(sr_session *s, int shard)
     if (rc != SR_OK)
         return rc;
     if (s->in_txn)
-        return sr__session_fail(s, SR_ETXN, "a transaction is already open on shard '%s'",
-                                s->router->shards[s->txn_shard].name);
-    rc = sr__primary_writable(s, shard);
+        return refuse_nested(s);
+    int64_t deadline = sr__statement_deadline(s->router);
+    sr_driver_conn *conn = NULL;
+    bool probe = false;
+    rc = sr__primary_acquire(s, shard, "begin", deadline, &conn, &probe);
     if (rc != SR_OK)
         return rc;
-    sr_router *r = s->router;
-    sr_node *n = &r->shards[shard].nodes[0];
-    bool probe = false;
-    if (!sr__node_admit(n, sr_clock_ns(), &probe)) {
-        char why[SR_ERRMSG_LEN - 200] = "";
-        sr__node_describe(n, sr_clock_ns(), why, sizeof why);
-        return sr__session_fail(s, SR_EUNAVAILABLE, "begin on shard '%s': %s",
-                                r->shards[shard].name, why);
-    }
-    int64_t deadline = sr__statement_deadline(r);
-    sr_driver_error e = {0};
-    sr_driver_conn *conn = NULL;
-    rc = sr__node_checkout(s, n, probe, deadline, &conn, &e);
-    if (rc != SR_OK)
-        return sr__fail_on_node(s, n, "begin", &e);
-    rc = n->driver->begin(conn, 0, deadline, &e);
-    if (rc != SR_OK) {
-        sr__node_release(s, n, conn, rc, &e, probe);
-        return sr__fail_on_node(s, n, "begin", &e);
-    }
-    sr__node_report(r, n, rc, &e, probe);
-    pin(s, shard, n, conn, 0);
-    return SR_OK;
+    return begin_on(s, shard, &s->router->shards[shard].nodes[0], conn, probe, 0, deadline);
 }
 
 SR_API int sr_begin(sr_session *s, sr_key key)
@@ -121,10 +122,8 @@ SR_API int sr_begin_read_only(sr_session *s, sr_key key)
     if (shard < 0)
         return shard;
     if (s->in_txn)
-        return sr__session_fail(s, SR_ETXN, "a transaction is already open on shard '%s'",
-                                s->router->shards[s->txn_shard].name);
-    sr_router *r = s->router;
-    int64_t deadline = sr__statement_deadline(r);
+        return refuse_nested(s);
+    int64_t deadline = sr__statement_deadline(s->router);
     sr_read_plan plan = sr__read_plan(s, NULL);
     sr_node *n = NULL;
     sr_driver_conn *conn = NULL;
@@ -132,15 +131,7 @@ SR_API int sr_begin_read_only(sr_session *s, sr_key key)
     int rc = sr__read_acquire(s, shard, &plan, 0, deadline, &n, &conn, &probe);
     if (rc != SR_OK)
         return rc;
-    sr_driver_error e = {0};
-    rc = n->driver->begin(conn, 1, deadline, &e);
-    if (rc != SR_OK) {
-        sr__node_release(s, n, conn, rc, &e, probe);
-        return sr__fail_on_node(s, n, "begin read-only", &e);
-    }
-    sr__node_report(r, n, rc, &e, probe);
-    pin(s, shard, n, conn, 1);
-    return SR_OK;
+    return begin_on(s, shard, n, conn, probe, 1, deadline);
 }
 
 SR_API int sr_commit(sr_session *s)
