@@ -99,6 +99,11 @@ void sr__balance_begin(sr_balance_stats *st)
  */
 void sr__balance_end(sr_balance_stats *st, int64_t latency_ns, int decay_ms)
 {
+    sr__balance_end_at(st, latency_ns, decay_ms, sr_clock_ns());
+}
+
+void sr__balance_end_at(sr_balance_stats *st, int64_t latency_ns, int decay_ms, int64_t now)
+{
     /* Never below zero, even if a caller ends more statements than it began. */
     int64_t cur = atomic_load_explicit(&st->in_flight, memory_order_relaxed);
     while (cur > 0 && !atomic_compare_exchange_weak_explicit(&st->in_flight, &cur, cur - 1,
@@ -108,12 +113,15 @@ void sr__balance_end(sr_balance_stats *st, int64_t latency_ns, int decay_ms)
 
     if (latency_ns < 0)
         latency_ns = 0;
-    int64_t now = sr_clock_ns();
     int64_t stamp = atomic_exchange_explicit(&st->ewma_stamp_ns, now, memory_order_relaxed);
     int64_t elapsed = now > stamp ? now - stamp : 0;
     double w = 0.0;
-    if (decay_ms > 0)
-        w = exp(-(double)elapsed / ((double)decay_ms * 1e6));
+    if (decay_ms > 0) {
+        double x = (double)elapsed / ((double)decay_ms * 1e6);
+        /* Statements are usually microseconds apart against a decay of seconds: a
+         * second-order Taylor term is exact to 1e-10 there and far cheaper than exp(). */
+        w = x < 1e-3 ? 1.0 - x + 0.5 * x * x : exp(-x);
+    }
 
     int64_t old = atomic_load_explicit(&st->ewma_ns, memory_order_relaxed);
     for (;;) {

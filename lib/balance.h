@@ -32,6 +32,8 @@ int sr__balance_pick(sr_policy_kind policy, sr_balance_stats *const *cands, int 
  * folds the latency into the peak EWMA (decay time constant decay_ms). */
 void sr__balance_begin(sr_balance_stats *st);
 void sr__balance_end(sr_balance_stats *st, int64_t latency_ns, int decay_ms);
+/* The same with the current time supplied (the statement path has just read the clock). */
+void sr__balance_end_at(sr_balance_stats *st, int64_t latency_ns, int decay_ms, int64_t now_ns);
 
 /* A fast thread-local random number (xorshift), seeded per thread. */
 uint64_t sr__rand64(void);

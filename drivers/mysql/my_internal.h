@@ -1,0 +1,219 @@
+/*
+ * Declarations shared by the files of the MySQL/MariaDB driver (prefix
+ * sr__my_). Built on MariaDB Connector/C: its non-blocking API is what lets
+ * every wait end at a millisecond deadline.
+ */
+#ifndef SR_MY_INTERNAL_H
+#define SR_MY_INTERNAL_H
+
+#include <mysql.h>
+
+#include "internal.h"
+
+/* Longest KILL QUERY side connection, so a timed-out caller is released soon
+ * even when the server itself stopped answering. */
+#define SR_MY_KILL_BUDGET_MS 100
+
+/* The options needed to open a connection, copied out of the URI so that a
+ * side connection (KILL QUERY) can be opened after connect() returned. */
+typedef struct sr_my_params {
+    char *host;
+    char *user;
+    char *password;
+    char *database;
+    char *unix_socket;
+    unsigned port;
+    int ssl_enforce;      /* ssl-mode=REQUIRED and stricter */
+    int ssl_verify;       /* ssl-mode=VERIFY_CA / VERIFY_IDENTITY */
+    char *ssl_ca, *ssl_capath, *ssl_cert, *ssl_key, *ssl_cipher, *ssl_crl, *ssl_crlpath;
+    char *tls_version;
+    char *charset;
+    char *redacted;       /* the URI without its password: the only form shown */
+} sr_my_params;
+
+typedef struct sr_my_stmt_cache sr_my_stmt_cache;
+
+typedef enum sr_my_flavour { SR_MY_MARIADB = 0, SR_MY_MYSQL = 1 } sr_my_flavour;
+
+/* Growable scratch space for one statement's binds, reused across statements. */
+typedef struct sr_my_scratch {
+    MYSQL_BIND *pbind;      /* parameters */
+    unsigned long *plen;
+    my_bool *pnull;
+    int pcap;
+    MYSQL_BIND *rbind;      /* result columns */
+    unsigned long *rlen;
+    my_bool *rnull;
+    my_bool *rerr;
+    char **rbuf;
+    size_t *rcap;           /* capacity of each rbuf */
+    const char **names;
+    int rcap_cols;
+    unsigned long gen;      /* changes whenever a result buffer moves: binds must be redone */
+} sr_my_scratch;
+
+struct sr_driver_conn {
+    MYSQL *my;
+    sr_my_params params;
+    sr_my_flavour flavour;
+    unsigned long server_version; /* e.g. 101106, 80036 */
+    unsigned long thread_id;
+    int broken;                   /* the handle is unusable: close hard, never reuse */
+    sr_my_stmt_cache *cache;
+    MYSQL_STMT *orphan;           /* an uncached statement left mid-operation by a timeout */
+    sr_my_scratch scratch;
+};
+
+/* The driver itself (mysql.c); the core's registry refers to it when built
+ * with SR_HAVE_MYSQL. */
+extern const sr_driver sr__driver_mysql;
+
+/* ---- wait.c: the non-blocking loop ---- */
+
+/*
+ * Waits for the events a _start()/_cont() call asked for (MYSQL_WAIT_*), but
+ * not past deadline_ns (<= 0: no deadline). Returns the events to pass to
+ * _cont(), or -1 when the deadline passed first.
+ */
+int sr__my_wait(MYSQL *my, int status, int64_t deadline_ns);
+
+/*
+ * Drives a started operation to its end: `st` is what _start() returned,
+ * CONT the matching _cont function, `ret` and `obj` its first two arguments.
+ * Leaves st != 0 when the deadline passed with the operation unfinished; the
+ * handle must then be discarded.
+ */
+#define SR_MY_AWAIT(my, deadline, st, ret, obj, CONT)                \
+    while ((st) != 0) {                                              \
+        int sr_my_ev_ = sr__my_wait((my), (st), (deadline));         \
+        if (sr_my_ev_ < 0)                                           \
+            break;                                                   \
+        (st) = CONT((ret), (obj), sr_my_ev_);                        \
+    }
+
+/* ---- errors.c: classification ---- */
+
+/* 1 for the client errors that mean the connection is gone. */
+int sr__my_is_conn_error(unsigned code);
+
+/*
+ * Fills err from the handle's last error: connection errors are SR_ECONNECT
+ * and transient (and mark the connection broken); the server's own statement
+ * limit (1969, 3024) is SR_ETIMEOUT on a connection that stays usable; others
+ * are SR_EQUERY. The server's message, number and SQLSTATE are kept. `what`
+ * names the step.
+ */
+int sr__my_fail(sr_driver_conn *c, unsigned code, const char *sqlstate, const char *msg,
+                const char *what, sr_driver_error *err);
+int sr__my_fail_conn(sr_driver_conn *c, const char *what, sr_driver_error *err);
+int sr__my_fail_stmt(sr_driver_conn *c, MYSQL_STMT *stmt, const char *what, sr_driver_error *err);
+
+/* The deadline passed: stops the statement on the server (KILL QUERY over a
+ * side connection), marks the connection broken and fills err (SR_ETIMEOUT,
+ * transient). `killq` 0 skips the KILL (nothing runs on the server). */
+int sr__my_timed_out(sr_driver_conn *c, const char *what, int killq, sr_driver_error *err);
+
+/* ---- connect.c: options, connecting, KILL QUERY, closing ---- */
+
+/* Copies what a connection needs out of the URI; SR_EINVAL for an unknown or
+ * bad parameter (message in err), SR_ENOMEM. */
+int sr__my_params_from_uri(const sr_uri *uri, sr_my_params *p, sr_driver_error *err);
+void sr__my_params_free(sr_my_params *p);
+
+/*
+ * Opens a handle with the non-blocking API. Returns SR_OK with *out set,
+ * SR_ETIMEOUT at the deadline, SR_ECONNECT when refused (err filled, message
+ * with the redacted URI).
+ */
+int sr__my_open(const sr_my_params *p, int64_t deadline_ns, MYSQL **out, sr_driver_error *err);
+
+/* Closes a handle; `hard` first aborts its socket so nothing can block. */
+void sr__my_close_handle(MYSQL *my, int hard);
+
+/* KILL QUERY thread_id through a short-lived side connection, best effort,
+ * never past deadline_ns. Returns 1 when the server accepted the KILL. */
+int sr__my_kill_query(const sr_my_params *p, unsigned long thread_id, int64_t deadline_ns);
+
+/* ---- exec.c: the statement path ---- */
+
+int sr__my_exec(sr_driver_conn *c, const char *sql, int nparams, const char *const *params,
+                int64_t deadline_ns, sr_result_builder *rb, sr_driver_error *err);
+void sr__my_scratch_free(sr_my_scratch *s);
+
+/* ---- query.c: the text protocol, for internal queries and fall-backs ---- */
+
+/*
+ * Runs `sql` with the text protocol. With `res` non-NULL the rows are stored
+ * there (the caller frees with mysql_free_result; NULL for a statement
+ * without rows). Errors as sr__my_fail / sr__my_timed_out.
+ */
+int sr__my_text_query(sr_driver_conn *c, const char *sql, int64_t deadline_ns, MYSQL_RES **res,
+                      sr_driver_error *err);
+
+/* Runs one statement with the text protocol and hands its rows to rb. */
+int sr__my_text_exec(sr_driver_conn *c, const char *sql, int64_t deadline_ns, sr_result_builder *rb,
+                     sr_driver_error *err);
+
+/* ---- stmt_cache.c: prepared statements per connection, bounded LRU ---- */
+
+/*
+ * A prepared statement and what the driver remembers about it between
+ * executions, so a repeated statement costs no metadata copy and no re-bind.
+ */
+typedef struct sr_my_stmt {
+    MYSQL_STMT *stmt;
+    const char **names;       /* result column names once known (owned), else NULL */
+    unsigned nnames;
+    unsigned long bound_gen;  /* scratch generation of the current result binds; 0: none */
+    unsigned bound_cols;
+} sr_my_stmt;
+
+/* capacity 0: nothing is cached (every statement is closed after use). */
+int sr__my_stmt_cache_new(int capacity, sr_my_stmt_cache **out);
+/* Frees the cache and mysql_stmt_close()s each statement. Close the MYSQL
+ * handle first: its statements are then released without network I/O. */
+void sr__my_stmt_cache_free(sr_my_stmt_cache *sc);
+/* The cached statement for sql, marked most recently used; NULL when absent.
+ * The pointer stays valid until the next put or detach. */
+sr_my_stmt *sr__my_stmt_cache_get(sr_my_stmt_cache *sc, const char *sql, size_t len);
+/*
+ * Adds a prepared statement (the least recently used one may be closed to
+ * make room) and returns its entry, or NULL when the cache did not take it
+ * (capacity 0, out of memory): the caller then closes it after use.
+ */
+sr_my_stmt *sr__my_stmt_cache_put(sr_my_stmt_cache *sc, const char *sql, size_t len,
+                                  MYSQL_STMT *stmt);
+/* Removes the entry holding stmt without closing it (the caller now owns
+ * it). Returns 1 when it was cached. */
+int sr__my_stmt_cache_detach(sr_my_stmt_cache *sc, MYSQL_STMT *stmt);
+/* Remembers the result column names of a cached statement (copied). Returns
+ * 0, or -1 out of memory (nothing remembered). */
+int sr__my_stmt_remember_names(sr_my_stmt *e, unsigned n, const char *const *names);
+
+/* ---- replication.c: the optional hooks ---- */
+
+int sr__my_server_role(sr_driver_conn *c, int64_t deadline_ns, sr_role *out, sr_driver_error *err);
+int sr__my_write_position(sr_driver_conn *c, int64_t deadline_ns, char *buf, size_t buflen,
+                          sr_driver_error *err);
+int sr__my_has_replayed(sr_driver_conn *c, const char *position, int64_t deadline_ns, int *out,
+                        sr_driver_error *err);
+int sr__my_replica_lag_ms(sr_driver_conn *c, int64_t deadline_ns, int64_t *out_ms,
+                          sr_driver_error *err);
+int sr__my_replay_position(sr_driver_conn *c, int64_t deadline_ns, char *buf, size_t buflen,
+                           sr_driver_error *err);
+int sr__my_wait_replayed(sr_driver_conn *c, const char *position, int64_t deadline_ns, int *out,
+                         sr_driver_error *err);
+
+/* ---- gtid.c: positions as text (pure) ---- */
+
+/*
+ * 1 when a server at position `have` has applied everything up to `want`,
+ * 0 when not, SR_EINVAL when either is malformed (or one is a MariaDB
+ * position and the other a MySQL GTID set). "" wants nothing.
+ */
+int sr__my_position_covers(const char *have, const char *want);
+/* The least position covering both a and b (MariaDB: per-domain maximum;
+ * MySQL: the union of the sets). SR_EINVAL when malformed or buflen too small. */
+int sr__my_position_merge(const char *a, const char *b, char *buf, size_t buflen);
+
+#endif

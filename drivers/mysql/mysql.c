@@ -1,0 +1,187 @@
+/*
+ * The MySQL / MariaDB driver: the sr_driver vtable on MariaDB Connector/C,
+ * opening and closing connections, transactions and ping. The statement path
+ * is exec.c, the replication hooks replication.c.
+ *
+ * Every wait goes through the non-blocking API and ends at the caller's
+ * deadline (wait.c); a statement that passes it is killed on the server and
+ * its connection discarded.
+ */
+#include "my_internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static void my_close(sr_driver_conn *c)
+{
+    if (!c)
+        return;
+    /* The handle goes first: Connector/C then detaches the statements, which
+     * are freed without a COM_STMT_CLOSE each (the server drops them with the
+     * session). */
+    sr__my_close_handle(c->my, c->broken);
+    sr__my_stmt_cache_free(c->cache);
+    if (c->orphan)
+        mysql_stmt_close(c->orphan);
+    sr__my_scratch_free(&c->scratch);
+    sr__my_params_free(&c->params);
+    free(c);
+}
+
+/*
+ * The server's actual role checked against the configured one: a read-only
+ * server configured as the primary, or a writable one configured as a
+ * replica, is reported rather than used.
+ */
+static int check_role(sr_driver_conn *c, sr_role role, int64_t deadline, sr_driver_error *err)
+{
+    sr_role actual;
+    int rc = sr__my_server_role(c, deadline, &actual, err);
+    if (rc != SR_OK) {
+        if (rc != SR_ETIMEOUT) {
+            char why[sizeof err->message], state[sizeof err->sqlstate];
+            memcpy(why, err->message, sizeof why);
+            memcpy(state, err->sqlstate, sizeof state);
+            sr_driver_error_set(err, SR_ECONNECT, 1, state, err->native_code,
+                                "cannot check the role of %s: %s", c->params.redacted, why);
+            rc = SR_ECONNECT;
+        }
+        return rc;
+    }
+    if (actual == role)
+        return SR_OK;
+    return sr_driver_error_set(err, SR_ECONNECT, 1, "", 0,
+                               "%s is configured as a %s but the server is %s", c->params.redacted,
+                               role == SR_PRIMARY ? "primary" : "replica",
+                               actual == SR_REPLICA ? "read-only (@@read_only = 1, a replica)"
+                                                    : "writable (@@read_only = 0, a primary)");
+}
+
+static int my_connect(const sr_driver_connect_args *args, sr_driver_conn **out,
+                      sr_driver_error *err)
+{
+    if (!args || !args->uri || !out)
+        return sr_driver_error_set(err, SR_EINVAL, 0, "", 0, "mysql connect: missing arguments");
+    sr_driver_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return sr_driver_error_set(err, SR_ENOMEM, 0, "", 0, "out of memory");
+    int rc = sr__my_params_from_uri(args->uri, &c->params, err);
+    if (rc != SR_OK) {
+        free(c);
+        return rc;
+    }
+    if (sr__my_stmt_cache_new(args->stmt_cache_size, &c->cache) != SR_OK) {
+        my_close(c);
+        return sr_driver_error_set(err, SR_ENOMEM, 0, "", 0, "out of memory");
+    }
+    int64_t deadline =
+        args->connect_timeout_ms > 0 ? sr__deadline_after_ms(args->connect_timeout_ms) : 0;
+    rc = sr__my_open(&c->params, deadline, &c->my, err);
+    if (rc != SR_OK) {
+        my_close(c);
+        return rc;
+    }
+    c->thread_id = mysql_thread_id(c->my);
+    c->server_version = mysql_get_server_version(c->my);
+    const char *info = mysql_get_server_info(c->my);
+    c->flavour = info && strstr(info, "MariaDB") ? SR_MY_MARIADB : SR_MY_MYSQL;
+    rc = check_role(c, args->role, deadline, err);
+    if (rc != SR_OK) {
+        my_close(c);
+        return rc;
+    }
+    if (c->flavour == SR_MY_MARIADB && args->statement_timeout_ms > 0) {
+        /* A server-side backstop for the client deadline: should the KILL
+         * QUERY of a timed-out statement not get through, the server still
+         * stops it at the same bound. */
+        char sql[80];
+        sr__fmt(sql, sizeof sql, "SET SESSION max_statement_time = %d.%03d",
+                args->statement_timeout_ms / 1000, args->statement_timeout_ms % 1000);
+        rc = sr__my_text_query(c, sql, deadline, NULL, err);
+        if (rc != SR_OK) {
+            if (rc != SR_ETIMEOUT) {
+                char why[sizeof err->message], state[sizeof err->sqlstate];
+                memcpy(why, err->message, sizeof why);
+                memcpy(state, err->sqlstate, sizeof state);
+                sr_driver_error_set(err, SR_ECONNECT, 1, state, err->native_code,
+                                    "cannot set up %s: %s", c->params.redacted, why);
+                rc = SR_ECONNECT;
+            }
+            my_close(c);
+            return rc;
+        }
+    }
+    *out = c;
+    return SR_OK;
+}
+
+static int broken_error(sr_driver_error *err)
+{
+    return sr_driver_error_set(err, SR_ECONNECT, 1, "", 0,
+                               "mysql connection is no longer usable (an earlier error broke it)");
+}
+
+static int txn_stmt(sr_driver_conn *c, const char *sql, int64_t deadline_ns, sr_driver_error *err)
+{
+    if (!c)
+        return sr_driver_error_set(err, SR_EINVAL, 0, "", 0, "mysql: NULL connection");
+    if (c->broken)
+        return broken_error(err);
+    return sr__my_text_query(c, sql, deadline_ns, NULL, err);
+}
+
+static int my_begin(sr_driver_conn *c, int read_only, int64_t deadline_ns, sr_driver_error *err)
+{
+    return txn_stmt(c, read_only ? "START TRANSACTION READ ONLY" : "START TRANSACTION", deadline_ns,
+                    err);
+}
+
+static int my_commit(sr_driver_conn *c, int64_t deadline_ns, sr_driver_error *err)
+{
+    return txn_stmt(c, "COMMIT", deadline_ns, err);
+}
+
+static int my_rollback(sr_driver_conn *c, int64_t deadline_ns, sr_driver_error *err)
+{
+    return txn_stmt(c, "ROLLBACK", deadline_ns, err);
+}
+
+static int my_ping(sr_driver_conn *c, int64_t deadline_ns, sr_driver_error *err)
+{
+    if (!c)
+        return sr_driver_error_set(err, SR_EINVAL, 0, "", 0, "mysql: NULL connection");
+    if (c->broken)
+        return broken_error(err);
+    int prc = 1;
+    int st = mysql_ping_start(&prc, c->my);
+    SR_MY_AWAIT(c->my, deadline_ns, st, &prc, c->my, mysql_ping_cont);
+    if (st != 0)
+        return sr__my_timed_out(c, "ping", 0, err);
+    if (prc != 0)
+        return sr__my_fail_conn(c, "ping", err);
+    return SR_OK;
+}
+
+static const char *const my_schemes[] = {"mysql", "mariadb", NULL};
+
+const sr_driver sr__driver_mysql = {
+    .abi_version = SR_DRIVER_ABI_VERSION,
+    .name = "mysql",
+    .schemes = my_schemes,
+    .dialect = SR_SQL_MYSQL,
+    .connect = my_connect,
+    .close = my_close,
+    .exec = sr__my_exec,
+    .begin = my_begin,
+    .commit = my_commit,
+    .rollback = my_rollback,
+    .ping = my_ping,
+    .server_role = sr__my_server_role,
+    .write_position = sr__my_write_position,
+    .has_replayed = sr__my_has_replayed,
+    .replica_lag_ms = sr__my_replica_lag_ms,
+    .replay_position = sr__my_replay_position,
+    .position_covers = sr__my_position_covers,
+    .position_merge = sr__my_position_merge,
+    .wait_replayed = sr__my_wait_replayed,
+};

@@ -1,0 +1,1474 @@
+/*
+ * Integration tests of the MySQL/MariaDB driver against a real MariaDB
+ * primary and GTID replica (tests/env/mariadb_cluster.sh run ...). Two shards
+ * live on the pair as databases shard0 and shard1. Everything goes through
+ * the public API (shardroute.h, and shardroute/driver.h for the replication
+ * hooks); placement and server state are checked with direct libmariadb
+ * connections, not through the library.
+ *
+ * Environment (written by the script): SR_MY_PRIMARY, SR_MY_REPLICA (the
+ * application user), SR_MY_ADMIN_PRIMARY, SR_MY_ADMIN_REPLICA (a user that may
+ * stop replication), SR_MY_REPLICA_PID. Without them the suite is skipped
+ * (exit 77): it needs the servers.
+ */
+#include <check.h>
+#include <dirent.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <mysql.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <shardroute.h>
+#include <shardroute/driver.h>
+
+#define NSHARDS 2
+static const char *const shard_names[NSHARDS] = {"shard0", "shard1"};
+
+/* ------------------------------------------------------------------------ */
+/* Environment and direct connections                                       */
+/* ------------------------------------------------------------------------ */
+
+typedef struct addr {
+    char user[64];
+    char password[64];
+    char host[64];
+    int port;
+} addr;
+
+static const char *env(const char *name)
+{
+    const char *v = getenv(name);
+    ck_assert_msg(v && *v, "%s is not set (run under tests/env/mariadb_cluster.sh run)", name);
+    return v;
+}
+
+/* Splits "mysql://user:password@host:port" (the script's form). */
+static void parse_addr(const char *uri, addr *a)
+{
+    memset(a, 0, sizeof *a);
+    const char *p = strstr(uri, "://");
+    ck_assert_ptr_nonnull(p);
+    p += 3;
+    const char *colon = strchr(p, ':');
+    const char *at = strrchr(p, '@');
+    ck_assert(colon && at && colon < at);
+    snprintf(a->user, sizeof a->user, "%.*s", (int)(colon - p), p);
+    snprintf(a->password, sizeof a->password, "%.*s", (int)(at - colon - 1), colon + 1);
+    const char *hp = at + 1;
+    const char *pc = strchr(hp, ':');
+    ck_assert_ptr_nonnull(pc);
+    snprintf(a->host, sizeof a->host, "%.*s", (int)(pc - hp), hp);
+    a->port = atoi(pc + 1);
+}
+
+/* A blocking libmariadb connection, independent of the library under test. */
+static MYSQL *direct(const char *env_name, const char *db)
+{
+    addr a;
+    parse_addr(env(env_name), &a);
+    MYSQL *m = mysql_init(NULL);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_msg(mysql_real_connect(m, a.host, a.user, a.password, db, (unsigned)a.port, NULL, 0),
+                  "direct connect to %s: %s", env_name, mysql_error(m));
+    return m;
+}
+
+static void direct_exec(MYSQL *m, const char *sql)
+{
+    ck_assert_msg(mysql_query(m, sql) == 0, "%s: %s", sql, mysql_error(m));
+    MYSQL_RES *r = mysql_store_result(m);
+    mysql_free_result(r);
+}
+
+/* The first value of the first row (a new string; NULL for SQL NULL or no row). */
+static char *direct_value(MYSQL *m, const char *sql)
+{
+    ck_assert_msg(mysql_query(m, sql) == 0, "%s: %s", sql, mysql_error(m));
+    MYSQL_RES *r = mysql_store_result(m);
+    ck_assert_ptr_nonnull(r);
+    MYSQL_ROW row = mysql_fetch_row(r);
+    char *v = row && row[0] ? strdup(row[0]) : NULL;
+    mysql_free_result(r);
+    return v;
+}
+
+static long direct_long(MYSQL *m, const char *sql)
+{
+    char *v = direct_value(m, sql);
+    ck_assert_msg(v != NULL, "%s returned no value", sql);
+    long n = atol(v);
+    free(v);
+    return n;
+}
+
+/* Waits (bounded) until the replica has applied everything the primary wrote. */
+static void replica_catch_up(void)
+{
+    MYSQL *p = direct("SR_MY_ADMIN_PRIMARY", NULL);
+    MYSQL *r = direct("SR_MY_ADMIN_REPLICA", NULL);
+    char *pos = direct_value(p, "SELECT @@gtid_binlog_pos");
+    char sql[512];
+    snprintf(sql, sizeof sql, "SELECT MASTER_GTID_WAIT('%s', 20)", pos ? pos : "");
+    ck_assert_int_eq(direct_long(r, sql), 0);
+    free(pos);
+    mysql_close(p);
+    mysql_close(r);
+}
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Routers                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Two shards, each the primary and the replica, database shardN. Options are
+ * name/value pairs ending with NULL. */
+static sr_router *open_router_opts(const char *const *opts)
+{
+    sr_config *c = sr_config_new();
+    ck_assert_ptr_nonnull(c);
+    for (int i = 0; opts && opts[i]; i += 2)
+        ck_assert_msg(sr_config_set(c, opts[i], opts[i + 1]) == SR_OK, "%s", sr_config_errmsg(c));
+    for (int i = 0; i < NSHARDS; i++) {
+        char uri[512];
+        ck_assert_int_eq(sr_config_add_shard(c, shard_names[i]), SR_OK);
+        snprintf(uri, sizeof uri, "%s/%s", env("SR_MY_PRIMARY"), shard_names[i]);
+        ck_assert_msg(sr_config_add_node(c, shard_names[i], SR_PRIMARY, uri, 1) == SR_OK, "%s",
+                      sr_config_errmsg(c));
+        /* The replica through the other scheme name: both are this driver's. */
+        const char *rep = env("SR_MY_REPLICA");
+        snprintf(uri, sizeof uri, "mariadb%s/%s", strstr(rep, "://"), shard_names[i]);
+        ck_assert_msg(sr_config_add_node(c, shard_names[i], SR_REPLICA, uri, 1) == SR_OK, "%s",
+                      sr_config_errmsg(c));
+    }
+    sr_router *r = NULL;
+    ck_assert_msg(sr_router_open(c, &r) == SR_OK, "%s", sr_config_errmsg(c));
+    sr_config_free(c);
+    return r;
+}
+
+static sr_router *open_router(void) { return open_router_opts(NULL); }
+
+/* Runs a statement through the router and returns row 0, column 0 (a new
+ * string, NULL for SQL NULL). */
+static char *routed_value(sr_session *s, sr_key key, sr_intent intent, const char *sql,
+                          int nparams, const char *const *params)
+{
+    sr_result *res = NULL;
+    int rc = sr_exec(s, key, intent, sql, nparams, params, &res);
+    ck_assert_msg(rc == SR_OK, "%s: %s (%s)", sql, sr_strerror(rc), sr_session_errmsg(s));
+    ck_assert_int_ge(sr_result_nrows(res), 1);
+    const char *v = sr_result_value(res, 0, 0);
+    char *copy = v ? strdup(v) : NULL;
+    sr_result_free(res);
+    return copy;
+}
+
+/* Creates table `name` (k BIGINT PRIMARY KEY, v TEXT) afresh on every shard. */
+static void create_table(sr_session *s, const char *name)
+{
+    char sql[256];
+    for (int i = 0; i < NSHARDS; i++) {
+        snprintf(sql, sizeof sql, "DROP TABLE IF EXISTS %s", name);
+        ck_assert_msg(sr_exec_shard(s, i, SR_WRITE, sql, 0, NULL, NULL) == SR_OK, "%s",
+                      sr_session_errmsg(s));
+        snprintf(sql, sizeof sql, "CREATE TABLE %s (k BIGINT PRIMARY KEY, v TEXT)", name);
+        ck_assert_msg(sr_exec_shard(s, i, SR_WRITE, sql, 0, NULL, NULL) == SR_OK, "%s",
+                      sr_session_errmsg(s));
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Placement, read/write split, transactions                                */
+/* ------------------------------------------------------------------------ */
+
+START_TEST(test_rows_land_on_the_named_shard)
+{
+    sr_router *r = open_router();
+    sr_session *s = NULL;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    create_table(s, "place");
+    enum { NKEYS = 40 };
+    int per_shard[NSHARDS] = {0};
+    for (int k = 0; k < NKEYS; k++) {
+        char kbuf[32], vbuf[32];
+        snprintf(kbuf, sizeof kbuf, "%d", k);
+        snprintf(vbuf, sizeof vbuf, "value-%d", k);
+        const char *p[] = {kbuf, vbuf};
+        ck_assert_msg(sr_exec(s, sr_key_int(k), SR_AUTO, "INSERT INTO place (k, v) VALUES (?, ?)",
+                              2, p, NULL) == SR_OK,
+                      "%s", sr_session_errmsg(s));
+    }
+    /* Checked on the primary, database by database, without the library. */
+    MYSQL *m = direct("SR_MY_PRIMARY", NULL);
+    for (int k = 0; k < NKEYS; k++) {
+        int shard = sr_router_shard_for(r, sr_key_int(k));
+        ck_assert(shard >= 0 && shard < NSHARDS);
+        per_shard[shard]++;
+        for (int i = 0; i < NSHARDS; i++) {
+            char sql[128];
+            snprintf(sql, sizeof sql, "SELECT COUNT(*) FROM %s.place WHERE k = %d", shard_names[i],
+                     k);
+            ck_assert_int_eq(direct_long(m, sql), i == shard ? 1 : 0);
+        }
+    }
+    for (int i = 0; i < NSHARDS; i++)
+        ck_assert_msg(per_shard[i] > 0, "no key of %d landed on %s", NKEYS, shard_names[i]);
+    mysql_close(m);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(test_reads_on_replica_writes_on_primary)
+{
+    sr_router *r = open_router();
+    sr_session *s = NULL;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    /* Placement only: under the default read_your_writes a read after this
+     * session's SR_WRITE may rightly go to the primary until the replica has
+     * caught up (test_read_your_writes covers that). */
+    ck_assert_int_eq(sr_session_set(s, "consistency", "any"), SR_OK);
+    for (int k = 0; k < 6; k++) {
+        char *v = routed_value(s, sr_key_int(k), SR_READ, "SELECT @@server_id", 0, NULL);
+        ck_assert_str_eq(v, "2");
+        free(v);
+        v = routed_value(s, sr_key_int(k), SR_AUTO, "SELECT @@server_id", 0, NULL);
+        ck_assert_str_eq(v, "2");
+        free(v);
+        v = routed_value(s, sr_key_int(k), SR_READ, "SELECT @@read_only", 0, NULL);
+        ck_assert_str_eq(v, "1");
+        free(v);
+        v = routed_value(s, sr_key_int(k), SR_WRITE, "SELECT @@server_id", 0, NULL);
+        ck_assert_str_eq(v, "1");
+        free(v);
+    }
+    /* A write the lexer classifies: only the primary accepts it (the
+     * replica's read_only rejects the application user). */
+    create_table(s, "rw");
+    const char *p[] = {"7", "seven"};
+    ck_assert_msg(sr_exec(s, sr_key_int(7), SR_AUTO, "INSERT INTO rw VALUES (?, ?)", 2, p, NULL) ==
+                      SR_OK,
+                  "%s", sr_session_errmsg(s));
+    /* The row reaches the replica, and a read finds it there. */
+    replica_catch_up();
+    const char *kp[] = {"7"};
+    char *v = routed_value(s, sr_key_int(7), SR_READ, "SELECT v FROM rw WHERE k = ?", 1, kp);
+    ck_assert_str_eq(v, "seven");
+    free(v);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(test_node_in_the_wrong_role_is_reported_not_used)
+{
+    /* The replica configured as the primary: writes are refused with the reason. */
+    char uri[512];
+    snprintf(uri, sizeof uri, "%s/shard0", env("SR_MY_REPLICA"));
+    sr_config *c = sr_config_new();
+    ck_assert_int_eq(sr_config_add_shard(c, "shard0"), SR_OK);
+    ck_assert_int_eq(sr_config_add_node(c, "shard0", SR_PRIMARY, uri, 1), SR_OK);
+    sr_router *r = NULL;
+    ck_assert_int_eq(sr_router_open(c, &r), SR_OK);
+    sr_config_free(c);
+    sr_session *s = NULL;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    int rc = sr_exec(s, sr_key_int(1), SR_WRITE, "SELECT 1", 0, NULL, NULL);
+    ck_assert_msg(rc == SR_ECONNECT, "got %s (%s)", sr_strerror(rc), sr_session_errmsg(s));
+    ck_assert_msg(strstr(sr_session_errmsg(s), "configured as a primary") &&
+                      strstr(sr_session_errmsg(s), "read-only"),
+                  "%s", sr_session_errmsg(s));
+    sr_session_free(s);
+    sr_router_close(r);
+
+    /* The primary configured as a replica too: reads are not served by it. */
+    c = sr_config_new();
+    ck_assert_int_eq(sr_config_set(c, "balance.primary_reads", "never"), SR_OK);
+    ck_assert_int_eq(sr_config_add_shard(c, "shard0"), SR_OK);
+    snprintf(uri, sizeof uri, "%s/shard0", env("SR_MY_PRIMARY"));
+    ck_assert_int_eq(sr_config_add_node(c, "shard0", SR_PRIMARY, uri, 1), SR_OK);
+    ck_assert_int_eq(sr_config_add_node(c, "shard0", SR_REPLICA, uri, 1), SR_OK);
+    ck_assert_int_eq(sr_router_open(c, &r), SR_OK);
+    sr_config_free(c);
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    rc = sr_exec(s, sr_key_int(1), SR_READ, "SELECT 1", 0, NULL, NULL);
+    ck_assert_msg(rc == SR_ECONNECT, "got %s (%s)", sr_strerror(rc), sr_session_errmsg(s));
+    ck_assert_msg(strstr(sr_session_errmsg(s), "configured as a replica") &&
+                      strstr(sr_session_errmsg(s), "writable"),
+                  "%s", sr_session_errmsg(s));
+    /* Writes, to the correctly configured primary, are unaffected. */
+    ck_assert_int_eq(sr_exec(s, sr_key_int(1), SR_WRITE, "SELECT 1", 0, NULL, NULL), SR_OK);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(test_transactions_pin_to_primary)
+{
+    sr_router *r = open_router();
+    sr_session *s = NULL;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    create_table(s, "txn");
+    int shard = sr_router_shard_for(r, sr_key_int(11));
+    char sql[128];
+    MYSQL *m = direct("SR_MY_PRIMARY", shard_names[shard]);
+
+    ck_assert_int_eq(sr_begin(s, sr_key_int(11)), SR_OK);
+    char *v = routed_value(s, sr_key_int(11), SR_AUTO, "SELECT @@server_id", 0, NULL);
+    ck_assert_str_eq(v, "1");
+    free(v);
+    const char *p[] = {"11", "rolled back"};
+    ck_assert_int_eq(sr_exec(s, sr_key_int(11), SR_AUTO, "INSERT INTO txn VALUES (?, ?)", 2, p, NULL),
+                     SR_OK);
+    /* Uncommitted: invisible to another connection. */
+    ck_assert_int_eq(direct_long(m, "SELECT COUNT(*) FROM txn WHERE k = 11"), 0);
+    ck_assert_int_eq(sr_rollback(s), SR_OK);
+    ck_assert_int_eq(direct_long(m, "SELECT COUNT(*) FROM txn WHERE k = 11"), 0);
+
+    ck_assert_int_eq(sr_begin(s, sr_key_int(11)), SR_OK);
+    const char *p2[] = {"11", "committed"};
+    ck_assert_int_eq(sr_exec(s, sr_key_int(11), SR_AUTO, "INSERT INTO txn VALUES (?, ?)", 2, p2,
+                             NULL),
+                     SR_OK);
+    ck_assert_int_eq(sr_commit(s), SR_OK);
+    snprintf(sql, sizeof sql, "SELECT v FROM txn WHERE k = 11");
+    v = direct_value(m, sql);
+    ck_assert_str_eq(v, "committed");
+    free(v);
+    mysql_close(m);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Errors                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* The session's message holds the MySQL error number and the server's text. */
+static void expect_sql_error(sr_session *s, const char *sql, int nparams, const char *const *p,
+                             const char *sqlstate, const char *number, const char *text)
+{
+    int rc = sr_exec(s, sr_key_int(1), SR_WRITE, sql, nparams, p, NULL);
+    ck_assert_msg(rc == SR_EQUERY, "%s: got %s (%s)", sql, sr_strerror(rc), sr_session_errmsg(s));
+    ck_assert_str_eq(sr_session_sqlstate(s), sqlstate);
+    ck_assert_msg(strstr(sr_session_errmsg(s), number), "no %s in: %s", number,
+                  sr_session_errmsg(s));
+    ck_assert_msg(strstr(sr_session_errmsg(s), text), "no '%s' in: %s", text, sr_session_errmsg(s));
+    addr a;
+    parse_addr(env("SR_MY_PRIMARY"), &a);
+    ck_assert_msg(!strstr(sr_session_errmsg(s), a.password), "password in: %s",
+                  sr_session_errmsg(s));
+    /* The session, and the connection, are still usable. */
+    char *v = routed_value(s, sr_key_int(1), SR_WRITE, "SELECT 40 + 2", 0, NULL);
+    ck_assert_str_eq(v, "42");
+    free(v);
+}
+
+START_TEST(test_errors_keep_numbers_and_session_usable)
+{
+    sr_router *r = open_router_opts((const char *const[]){"pool.max_size", "1", NULL});
+    sr_session *s = NULL;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    create_table(s, "errs");
+    const char *p[] = {"1", "one"};
+    ck_assert_int_eq(sr_exec(s, sr_key_int(1), SR_WRITE, "INSERT INTO errs VALUES (?, ?)", 2, p,
+                             NULL),
+                     SR_OK);
+    expect_sql_error(s, "INSERT INTO errs VALUES (?, ?)", 2, p, "23000", "1062", "Duplicate entry");
+    expect_sql_error(s, "SELECT * FROM no_such_table", 0, NULL, "42S02", "1146", "doesn't exist");
+    expect_sql_error(s, "SELEC 1", 0, NULL, "42000", "1064", "SQL syntax");
+    /* A wrong parameter count is the caller's error, before the server runs anything. */
+    const char *one[] = {"1"};
+    ck_assert_int_eq(sr_exec(s, sr_key_int(1), SR_WRITE, "SELECT ?, ?", 1, one, NULL), SR_EINVAL);
+    char *v = routed_value(s, sr_key_int(1), SR_WRITE, "SELECT COUNT(*) FROM errs", 0, NULL);
+    ck_assert_str_eq(v, "1");
+    free(v);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(test_lost_connection_is_transient_and_replaced)
+{
+    sr_router *r = open_router_opts((const char *const[]){"pool.max_size", "1", NULL});
+    sr_session *s = NULL;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    char *id = routed_value(s, sr_key_int(3), SR_WRITE, "SELECT CONNECTION_ID()", 0, NULL);
+    /* The server drops the pooled connection under the router. */
+    MYSQL *admin = direct("SR_MY_ADMIN_PRIMARY", NULL);
+    char sql[64];
+    snprintf(sql, sizeof sql, "KILL CONNECTION %s", id);
+    direct_exec(admin, sql);
+    mysql_close(admin);
+    int rc = sr_exec(s, sr_key_int(3), SR_WRITE, "SELECT CONNECTION_ID()", 0, NULL, NULL);
+    ck_assert_msg(rc == SR_ECONNECT, "got %s (%s)", sr_strerror(rc), sr_session_errmsg(s));
+    /* The broken connection was discarded: the next statement gets a new one. */
+    char *id2 = routed_value(s, sr_key_int(3), SR_WRITE, "SELECT CONNECTION_ID()", 0, NULL);
+    ck_assert_str_ne(id, id2);
+    free(id);
+    free(id2);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(test_unreachable_port_is_econnect_within_timeout)
+{
+    /* A port nobody listens on: bind one, note it, close it. */
+    MYSQL *m = direct("SR_MY_PRIMARY", NULL);
+    mysql_close(m);
+    addr a;
+    parse_addr(env("SR_MY_PRIMARY"), &a);
+    int port = 1;
+    for (int cand = 59999; cand > 59000; cand--) {
+        char probe[64];
+        snprintf(probe, sizeof probe, "exec 3<>/dev/tcp/127.0.0.1/%d", cand);
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "bash -c '%s' 2>/dev/null", probe);
+        if (system(cmd) != 0) {
+            port = cand;
+            break;
+        }
+    }
+    char uri[256];
+    snprintf(uri, sizeof uri, "mysql://%s:%s@127.0.0.1:%d/shard0", a.user, a.password, port);
+    sr_config *c = sr_config_new();
+    ck_assert_int_eq(sr_config_set(c, "connect_timeout_ms", "1500"), SR_OK);
+    ck_assert_int_eq(sr_config_add_shard(c, "only"), SR_OK);
+    ck_assert_int_eq(sr_config_add_node(c, "only", SR_PRIMARY, uri, 1), SR_OK);
+    sr_router *r = NULL;
+    ck_assert_int_eq(sr_router_open(c, &r), SR_OK);
+    sr_config_free(c);
+    sr_session *s = NULL;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    double t0 = now_ms();
+    int rc = sr_exec(s, sr_key_int(1), SR_WRITE, "SELECT 1", 0, NULL, NULL);
+    double elapsed = now_ms() - t0;
+    ck_assert_msg(rc == SR_ECONNECT, "got %s (%s)", sr_strerror(rc), sr_session_errmsg(s));
+    ck_assert_msg(elapsed < 1500, "took %.0f ms, connect_timeout_ms is 1500", elapsed);
+    const char *msg = sr_session_errmsg(s);
+    ck_assert_msg(strstr(msg, "***") && !strstr(msg, a.password), "message: %s", msg);
+    char portstr[16];
+    snprintf(portstr, sizeof portstr, ":%d", port);
+    ck_assert_msg(strstr(msg, portstr), "message does not name the node: %s", msg);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(test_server_statement_limit_is_a_timeout_on_a_reusable_connection)
+{
+    sr_router *r = open_router_opts((const char *const[]){"pool.max_size", "1", NULL});
+    sr_session *s = NULL;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    char *id = routed_value(s, sr_key_int(1), SR_WRITE, "SELECT CONNECTION_ID()", 0, NULL);
+    int rc = sr_exec(s, sr_key_int(1), SR_WRITE,
+                     "SET STATEMENT max_statement_time = 0.1 FOR SELECT SLEEP(2)", 0, NULL, NULL);
+    ck_assert_msg(rc == SR_ETIMEOUT, "got %s (%s)", sr_strerror(rc), sr_session_errmsg(s));
+    ck_assert_str_eq(sr_session_sqlstate(s), "70100");
+    ck_assert_msg(strstr(sr_session_errmsg(s), "1969"), "%s", sr_session_errmsg(s));
+    /* The server stopped it and the connection survived: the same one serves next. */
+    char *again = routed_value(s, sr_key_int(1), SR_WRITE, "SELECT CONNECTION_ID()", 0, NULL);
+    ck_assert_str_eq(again, id);
+    free(again);
+    free(id);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(test_silent_server_hits_the_connect_timeout)
+{
+    /* Listening but never accepting: the kernel completes TCP, nobody speaks. */
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(fd, 0);
+    struct sockaddr_in a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(fd, 8), 0);
+    socklen_t len = sizeof a;
+    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    char uri[128];
+    snprintf(uri, sizeof uri, "mysql://sr:secret-xyz@127.0.0.1:%d/shard0", ntohs(a.sin_port));
+    sr_config *c = sr_config_new();
+    ck_assert_int_eq(sr_config_set(c, "connect_timeout_ms", "300"), SR_OK);
+    ck_assert_int_eq(sr_config_add_shard(c, "only"), SR_OK);
+    ck_assert_int_eq(sr_config_add_node(c, "only", SR_PRIMARY, uri, 1), SR_OK);
+    sr_router *r = NULL;
+    ck_assert_int_eq(sr_router_open(c, &r), SR_OK);
+    sr_config_free(c);
+    sr_session *s = NULL;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    double t0 = now_ms();
+    int rc = sr_exec(s, sr_key_int(1), SR_WRITE, "SELECT 1", 0, NULL, NULL);
+    double took = now_ms() - t0;
+    ck_assert_msg(rc == SR_ETIMEOUT, "got %s (%s)", sr_strerror(rc), sr_session_errmsg(s));
+    ck_assert_msg(took < 1500.0, "took %.0f ms", took);
+    ck_assert_msg(!strstr(sr_session_errmsg(s), "secret-xyz"), "%s", sr_session_errmsg(s));
+    sr_session_free(s);
+    sr_router_close(r);
+    close(fd);
+}
+END_TEST
+
+/* A one-node router on `uri`; returns the first value of `sql` run there, or
+ * NULL with *rc set when it failed (the message in errmsg). */
+static char *one_node_value(const char *uri, const char *sql, int *rc, char *errmsg, size_t errlen)
+{
+    sr_config *c = sr_config_new();
+    ck_assert_int_eq(sr_config_add_shard(c, "only"), SR_OK);
+    ck_assert_msg(sr_config_add_node(c, "only", SR_PRIMARY, uri, 1) == SR_OK, "%s",
+                  sr_config_errmsg(c));
+    sr_router *r = NULL;
+    ck_assert_int_eq(sr_router_open(c, &r), SR_OK);
+    sr_config_free(c);
+    sr_session *s = NULL;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    sr_result *res = NULL;
+    *rc = sr_exec(s, sr_key_int(1), SR_WRITE, sql, 0, NULL, &res);
+    snprintf(errmsg, errlen, "%s", sr_session_errmsg(s));
+    char *v = NULL;
+    if (*rc == SR_OK && sr_result_nrows(res) > 0 && sr_result_value(res, 0, 0))
+        v = strdup(sr_result_value(res, 0, 0));
+    sr_result_free(res);
+    sr_session_free(s);
+    sr_router_close(r);
+    return v;
+}
+
+START_TEST(test_uri_parameters_and_passwords_reach_the_client)
+{
+    addr a;
+    parse_addr(env("SR_MY_PRIMARY"), &a);
+    char uri[512], msg[1024];
+    int rc;
+    /* charset: the session's client character set. */
+    snprintf(uri, sizeof uri, "mysql://%s:%s@%s:%d/shard0?charset=latin1", a.user, a.password,
+             a.host, a.port);
+    char *v = one_node_value(uri, "SELECT @@character_set_client", &rc, msg, sizeof msg);
+    ck_assert_msg(rc == SR_OK, "%s", msg);
+    ck_assert_str_eq(v, "latin1");
+    free(v);
+    /* ssl-mode=REQUIRED against this server (no TLS configured): refused by the client. */
+    snprintf(uri, sizeof uri, "mysql://%s:%s@%s:%d/shard0?ssl-mode=REQUIRED", a.user, a.password,
+             a.host, a.port);
+    v = one_node_value(uri, "SELECT 1", &rc, msg, sizeof msg);
+    ck_assert_msg(rc == SR_ECONNECT, "got %s (%s)", sr_strerror(rc), msg);
+    ck_assert_msg(strstr(msg, "SSL") || strstr(msg, "TLS"), "%s", msg);
+    ck_assert_msg(!strstr(msg, a.password), "%s", msg);
+    free(v);
+    /* A bad ssl-mode value is the caller's error. */
+    snprintf(uri, sizeof uri, "mysql://%s:%s@%s:%d/shard0?ssl-mode=sometimes", a.user, a.password,
+             a.host, a.port);
+    v = one_node_value(uri, "SELECT 1", &rc, msg, sizeof msg);
+    ck_assert_msg(rc == SR_EINVAL && strstr(msg, "ssl-mode"), "got %s (%s)", sr_strerror(rc), msg);
+    free(v);
+    /* A password with URI-special characters, percent-encoded, and never shown. */
+    MYSQL *admin = direct("SR_MY_ADMIN_PRIMARY", NULL);
+    direct_exec(admin, "DROP USER IF EXISTS 'sr_special'@'127.0.0.1'");
+    direct_exec(admin, "CREATE USER 'sr_special'@'127.0.0.1' IDENTIFIED BY 'p@ss:w/rd%?&#'");
+    direct_exec(admin, "GRANT SELECT ON shard0.* TO 'sr_special'@'127.0.0.1'");
+    snprintf(uri, sizeof uri, "mariadb://sr_special:p%%40ss%%3Aw%%2Frd%%25%%3F%%26%%23@%s:%d/shard0",
+             a.host, a.port);
+    v = one_node_value(uri, "SELECT CURRENT_USER()", &rc, msg, sizeof msg);
+    ck_assert_msg(rc == SR_OK, "%s", msg);
+    ck_assert_str_eq(v, "sr_special@127.0.0.1");
+    free(v);
+    v = one_node_value(uri, "SELECT * FROM no_such_table", &rc, msg, sizeof msg);
+    ck_assert_int_eq(rc, SR_EQUERY);
+    ck_assert_msg(!strstr(msg, "p@ss") && !strstr(msg, "p%40ss"), "password in: %s", msg);
+    free(v);
+    direct_exec(admin, "DROP USER 'sr_special'@'127.0.0.1'");
+    mysql_close(admin);
+    /* socket: the unix socket instead of TCP (root has no password on it). */
+    snprintf(uri, sizeof uri, "mysql://root@localhost/shard0?socket=%s",
+             env("SR_MY_PRIMARY_SOCKET"));
+    v = one_node_value(uri, "SELECT @@server_id", &rc, msg, sizeof msg);
+    ck_assert_msg(rc == SR_OK, "%s", msg);
+    ck_assert_str_eq(v, "1");
+    free(v);
+}
+END_TEST
+
+START_TEST(test_bad_password_and_unknown_parameter)
+{
+    addr a;
+    parse_addr(env("SR_MY_PRIMARY"), &a);
+    const char *variants[] = {"wrong-secret-xyz", NULL};
+    for (int i = 0; i < 2; i++) {
+        char uri[256];
+        if (variants[i])
+            snprintf(uri, sizeof uri, "mysql://%s:%s@%s:%d/shard0", a.user, variants[i], a.host,
+                     a.port);
+        else
+            snprintf(uri, sizeof uri, "mysql://%s:%s@%s:%d/shard0?no_such_option=1", a.user,
+                     a.password, a.host, a.port);
+        sr_config *c = sr_config_new();
+        ck_assert_int_eq(sr_config_add_shard(c, "only"), SR_OK);
+        ck_assert_int_eq(sr_config_add_node(c, "only", SR_PRIMARY, uri, 1), SR_OK);
+        sr_router *r = NULL;
+        ck_assert_int_eq(sr_router_open(c, &r), SR_OK);
+        sr_config_free(c);
+        sr_session *s = NULL;
+        ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+        int rc = sr_exec(s, sr_key_int(1), SR_WRITE, "SELECT 1", 0, NULL, NULL);
+        const char *msg = sr_session_errmsg(s);
+        if (variants[i]) {
+            ck_assert_msg(rc == SR_ECONNECT, "got %s (%s)", sr_strerror(rc), msg);
+            ck_assert_msg(strstr(msg, "1045"), "message: %s", msg);
+            ck_assert_msg(!strstr(msg, variants[i]), "password in: %s", msg);
+        } else {
+            ck_assert_msg(rc == SR_EINVAL, "got %s (%s)", sr_strerror(rc), msg);
+            ck_assert_msg(strstr(msg, "no_such_option"), "message: %s", msg);
+            ck_assert_msg(!strstr(msg, a.password), "password in: %s", msg);
+        }
+        sr_session_free(s);
+        sr_router_close(r);
+    }
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Bounded waits                                                            */
+/* ------------------------------------------------------------------------ */
+
+START_TEST(test_statement_timeout)
+{
+    sr_router *r = open_router_opts(
+        (const char *const[]){"statement_timeout_ms", "200", "pool.max_size", "1", NULL});
+    sr_session *s = NULL;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    /* Warm the pool so the timed statement is all that is measured. */
+    char *v = routed_value(s, sr_key_int(5), SR_WRITE, "SELECT 1", 0, NULL);
+    free(v);
+    double t0 = now_ms();
+    int rc = sr_exec(s, sr_key_int(5), SR_WRITE, "SELECT SLEEP(5)", 0, NULL, NULL);
+    double elapsed = now_ms() - t0;
+    ck_assert_msg(rc == SR_ETIMEOUT, "got %s (%s)", sr_strerror(rc), sr_session_errmsg(s));
+    ck_assert_msg(elapsed < 1000, "SR_ETIMEOUT after %.0f ms", elapsed);
+    /* The session works afterwards. */
+    v = routed_value(s, sr_key_int(5), SR_WRITE, "SELECT 'after'", 0, NULL);
+    ck_assert_str_eq(v, "after");
+    free(v);
+    /* And the server is not left running the statement. */
+    MYSQL *admin = direct("SR_MY_ADMIN_PRIMARY", NULL);
+    long running = 1;
+    for (int i = 0; i < 100 && running; i++) {
+        running = direct_long(admin, "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                                     "WHERE INFO = 'SELECT SLEEP(5)'");
+        if (running)
+            usleep(20000);
+    }
+    ck_assert_int_eq(running, 0);
+    mysql_close(admin);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+/* kill() only queues SIGSTOP: waits (bounded) until every thread of pid is
+ * stopped, so no thread can still answer a query. */
+static int wait_stopped(pid_t pid)
+{
+    char dir[64];
+    snprintf(dir, sizeof dir, "/proc/%ld/task", (long)pid);
+    for (int tries = 0; tries < 200; tries++) {
+        DIR *d = opendir(dir);
+        if (!d)
+            return 0;
+        int running = 0;
+        struct dirent *de;
+        while ((de = readdir(d)) != NULL) {
+            if (de->d_name[0] == '.')
+                continue;
+            char path[400], buf[512];
+            snprintf(path, sizeof path, "%s/%s/stat", dir, de->d_name);
+            FILE *f = fopen(path, "r");
+            if (!f)
+                continue;
+            size_t n = fread(buf, 1, sizeof buf - 1, f);
+            fclose(f);
+            buf[n] = '\0';
+            const char *close_paren = strrchr(buf, ')');
+            if (close_paren && close_paren[1] == ' ' && close_paren[2] != 'T' &&
+                close_paren[2] != 't')
+                running = 1;
+        }
+        closedir(d);
+        if (!running)
+            return 1;
+        usleep(5000);
+    }
+    return 0;
+}
+
+START_TEST(test_stopped_server_cannot_hold_the_caller)
+{
+    pid_t pid = (pid_t)atol(env("SR_MY_REPLICA_PID"));
+    sr_router *r = open_router_opts((const char *const[]){"statement_timeout_ms", "300",
+                                                          "connect_timeout_ms", "300",
+                                                          "balance.primary_reads", "never", NULL});
+    sr_session *s = NULL;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    char *v = routed_value(s, sr_key_int(9), SR_READ, "SELECT @@server_id", 0, NULL);
+    ck_assert_str_eq(v, "2");
+    free(v);
+    ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+    if (!wait_stopped(pid)) {
+        kill(pid, SIGCONT);
+        ck_abort_msg("replica (pid %ld) did not stop", (long)pid);
+    }
+    double t0 = now_ms();
+    int rc = sr_exec(s, sr_key_int(9), SR_READ, "SELECT @@server_id", 0, NULL, NULL);
+    double elapsed = now_ms() - t0;
+    kill(pid, SIGCONT);
+    ck_assert_msg(rc == SR_ETIMEOUT || rc == SR_ECONNECT || rc == SR_EUNAVAILABLE, "got %s (%s)",
+                  sr_strerror(rc), sr_session_errmsg(s));
+    /* 300 ms for the statement, at most 100 ms for the KILL QUERY attempt,
+     * and scheduling slack. */
+    ck_assert_msg(elapsed < 2000, "held for %.0f ms", elapsed);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Parameters and results                                                   */
+/* ------------------------------------------------------------------------ */
+
+START_TEST(test_parameters_round_trip)
+{
+    sr_router *r = open_router();
+    sr_session *s = NULL;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    const char *tricky[] = {"it's", "back\\slash", "\\'", "quote\"d", "?", "", "line\nbreak",
+                            "caf\xc3\xa9 \xe2\x82\xac", "'; DROP TABLE x; --"};
+    const int ntricky = (int)(sizeof tricky / sizeof tricky[0]);
+    for (int i = 0; i < ntricky; i++) {
+        const char *p[] = {tricky[i], NULL};
+        sr_result *res = NULL;
+        ck_assert_int_eq(sr_exec(s, sr_key_int(i), SR_READ, "SELECT ? AS a, ? AS b, 'x?y' AS c",
+                                 2, p, &res),
+                         SR_OK);
+        ck_assert_int_eq(sr_result_ncols(res), 3);
+        ck_assert_str_eq(sr_result_colname(res, 0), "a");
+        ck_assert_str_eq(sr_result_value(res, 0, 0), tricky[i]);
+        ck_assert_uint_eq(sr_result_length(res, 0, 0), strlen(tricky[i]));
+        ck_assert_ptr_null(sr_result_value(res, 0, 1));
+        ck_assert_int_eq(sr_result_is_null(res, 0, 1), 1);
+        ck_assert_str_eq(sr_result_value(res, 0, 2), "x?y");
+        sr_result_free(res);
+    }
+    /* Stored and read back from the table, compared with a direct read. */
+    create_table(s, "params");
+    for (int i = 0; i < ntricky; i++) {
+        char k[16];
+        snprintf(k, sizeof k, "%d", i);
+        const char *p[] = {k, tricky[i]};
+        ck_assert_int_eq(sr_exec(s, sr_key_int(i), SR_WRITE, "INSERT INTO params VALUES (?, ?)", 2,
+                                 p, NULL),
+                         SR_OK);
+        char *v = routed_value(s, sr_key_int(i), SR_WRITE, "SELECT v FROM params WHERE k = ?", 1,
+                               p);
+        ck_assert_str_eq(v, tricky[i]);
+        free(v);
+        MYSQL *m = direct("SR_MY_PRIMARY", shard_names[sr_router_shard_for(r, sr_key_int(i))]);
+        char sql[64];
+        snprintf(sql, sizeof sql, "SELECT v FROM params WHERE k = %d", i);
+        v = direct_value(m, sql);
+        ck_assert_str_eq(v, tricky[i]);
+        free(v);
+        mysql_close(m);
+    }
+    const char *nullp[] = {"100", NULL};
+    ck_assert_int_eq(sr_exec(s, sr_key_int(100), SR_WRITE, "INSERT INTO params VALUES (?, ?)", 2,
+                             nullp, NULL),
+                     SR_OK);
+    sr_result *res = NULL;
+    ck_assert_int_eq(sr_exec(s, sr_key_int(100), SR_WRITE,
+                             "SELECT v, v IS NULL FROM params WHERE k = ?", 1, nullp, &res),
+                     SR_OK);
+    ck_assert_ptr_null(sr_result_value(res, 0, 0));
+    ck_assert_str_eq(sr_result_value(res, 0, 1), "1");
+    sr_result_free(res);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(test_results_values_and_affected_rows)
+{
+    sr_router *r = open_router_opts((const char *const[]){"pool.max_size", "1", NULL});
+    sr_session *s = NULL;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    create_table(s, "res");
+    int shard = sr_router_shard_for(r, sr_key_int(1));
+    /* Several rows in one shard, written through sr_exec_shard. */
+    for (int k = 1; k <= 3; k++) {
+        char kb[8];
+        snprintf(kb, sizeof kb, "%d", k);
+        const char *p[] = {kb, "v"};
+        ck_assert_int_eq(sr_exec_shard(s, shard, SR_WRITE, "INSERT INTO res VALUES (?, ?)", 2, p,
+                                       NULL),
+                         SR_OK);
+    }
+    sr_result *res = NULL;
+    /* Matched rows, as the other drivers count them, even when the value does not change. */
+    ck_assert_int_eq(sr_exec_shard(s, shard, SR_WRITE, "UPDATE res SET v = 'v'", 0, NULL, &res),
+                     SR_OK);
+    ck_assert_int_eq(sr_result_affected(res), 3);
+    ck_assert_int_eq(sr_result_nrows(res), 0);
+    sr_result_free(res);
+    /* Values longer than the driver's first buffer, numbers, dates, binary;
+     * read on the replica once it has the rows. */
+    replica_catch_up();
+    ck_assert_int_eq(sr_exec_shard(s, shard, SR_READ,
+                                   "SELECT REPEAT('ab', 5000) AS big, 42 AS i, 1.5 AS d, "
+                                   "DATE('2024-02-29') AS dt, X'00FF00' AS bin, k FROM res ORDER BY k",
+                                   0, NULL, &res),
+                     SR_OK);
+    ck_assert_int_eq(sr_result_nrows(res), 3);
+    ck_assert_int_eq(sr_result_ncols(res), 6);
+    for (int row = 0; row < 3; row++) {
+        ck_assert_uint_eq(sr_result_length(res, row, 0), 10000);
+        ck_assert_int_eq(strncmp(sr_result_value(res, row, 0), "abab", 4), 0);
+        ck_assert_str_eq(sr_result_value(res, row, 1), "42");
+        ck_assert_str_eq(sr_result_value(res, row, 2), "1.5");
+        ck_assert_str_eq(sr_result_value(res, row, 3), "2024-02-29");
+        ck_assert_uint_eq(sr_result_length(res, row, 4), 3);
+        ck_assert_int_eq(memcmp(sr_result_value(res, row, 4), "\0\xff\0", 3), 0);
+        char kb[8];
+        snprintf(kb, sizeof kb, "%d", row + 1);
+        ck_assert_str_eq(sr_result_value(res, row, 5), kb);
+    }
+    ck_assert_str_eq(sr_result_colname(res, 3), "dt");
+    sr_result_free(res);
+    /* A SQL-level PREPARE cannot itself be prepared (ER_UNSUPPORTED_PS): it
+     * runs as a text query; EXECUTE likewise, on the same pooled connection. */
+    ck_assert_msg(sr_exec_shard(s, shard, SR_WRITE, "PREPARE sr_p FROM 'SELECT 6 * 7'", 0, NULL,
+                                NULL) == SR_OK,
+                  "%s", sr_session_errmsg(s));
+    ck_assert_int_eq(sr_exec_shard(s, shard, SR_WRITE, "EXECUTE sr_p", 0, NULL, &res), SR_OK);
+    ck_assert_str_eq(sr_result_value(res, 0, 0), "42");
+    sr_result_free(res);
+    /* With parameters there is no text fall-back: the error is reported. */
+    const char *one[] = {"1"};
+    ck_assert_int_eq(sr_exec_shard(s, shard, SR_WRITE, "EXECUTE sr_p USING ?", 1, one, NULL),
+                     SR_EQUERY);
+    ck_assert_msg(strstr(sr_session_errmsg(s), "1295"), "%s", sr_session_errmsg(s));
+    /* A procedure's result set through a prepared CALL; the trailing status
+     * result is drained, so the connection stays in step. */
+    ck_assert_int_eq(sr_exec_shard(s, shard, SR_WRITE, "DROP PROCEDURE IF EXISTS sr_proc", 0, NULL,
+                                   NULL),
+                     SR_OK);
+    ck_assert_int_eq(sr_exec_shard(s, shard, SR_WRITE,
+                                   "CREATE PROCEDURE sr_proc(IN x INT) SELECT x * 2 AS twice", 0,
+                                   NULL, NULL),
+                     SR_OK);
+    /* Twice: the cached CALL statement is executed again. */
+    const char *args[2][1] = {{"21"}, {"50"}};
+    const char *want[2] = {"42", "100"};
+    for (int i = 0; i < 2; i++) {
+        ck_assert_int_eq(sr_exec_shard(s, shard, SR_WRITE, "CALL sr_proc(?)", 1, args[i], &res),
+                         SR_OK);
+        ck_assert_str_eq(sr_result_colname(res, 0), "twice");
+        ck_assert_str_eq(sr_result_value(res, 0, 0), want[i]);
+        sr_result_free(res);
+    }
+    ck_assert_int_eq(sr_exec_shard(s, shard, SR_WRITE, "SELECT 'in step'", 0, NULL, &res), SR_OK);
+    ck_assert_str_eq(sr_result_value(res, 0, 0), "in step");
+    sr_result_free(res);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(test_schema_change_under_cached_statement)
+{
+    sr_router *r = open_router_opts((const char *const[]){"pool.max_size", "1", NULL});
+    sr_session *s = NULL;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    create_table(s, "alt");
+    const char *p[] = {"1", "one"};
+    ck_assert_int_eq(sr_exec_shard(s, 0, SR_WRITE, "INSERT INTO alt VALUES (?, ?)", 2, p, NULL),
+                     SR_OK);
+    sr_result *res = NULL;
+    ck_assert_int_eq(sr_exec_shard(s, 0, SR_WRITE, "SELECT * FROM alt", 0, NULL, &res), SR_OK);
+    ck_assert_int_eq(sr_result_ncols(res), 2);
+    sr_result_free(res);
+    /* The cached statement's result gains a column: it is prepared again. */
+    ck_assert_int_eq(sr_exec_shard(s, 0, SR_WRITE,
+                                   "ALTER TABLE alt ADD COLUMN extra VARCHAR(8) DEFAULT 'new'", 0,
+                                   NULL, NULL),
+                     SR_OK);
+    ck_assert_msg(sr_exec_shard(s, 0, SR_WRITE, "SELECT * FROM alt", 0, NULL, &res) == SR_OK, "%s",
+                  sr_session_errmsg(s));
+    ck_assert_int_eq(sr_result_ncols(res), 3);
+    ck_assert_str_eq(sr_result_colname(res, 2), "extra");
+    ck_assert_str_eq(sr_result_value(res, 0, 2), "new");
+    sr_result_free(res);
+    /* The table is gone: an SQL error, and the connection stays in step. */
+    ck_assert_int_eq(sr_exec_shard(s, 0, SR_WRITE, "DROP TABLE alt", 0, NULL, NULL), SR_OK);
+    ck_assert_int_eq(sr_exec_shard(s, 0, SR_WRITE, "SELECT * FROM alt", 0, NULL, NULL), SR_EQUERY);
+    ck_assert_str_eq(sr_session_sqlstate(s), "42S02");
+    char *v = routed_value(s, sr_key_int(0), SR_WRITE, "SELECT 'ok'", 0, NULL);
+    ck_assert_str_eq(v, "ok");
+    free(v);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(test_prepared_statements_cached_and_bounded)
+{
+    sr_router *r = open_router_opts(
+        (const char *const[]){"pool.max_size", "1", "stmt_cache.max_size", "2", NULL});
+    sr_session *s = NULL;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    const char *status = "SHOW SESSION STATUS LIKE 'Com_stmt_prepare'";
+    sr_result *res = NULL;
+    /* The one pooled primary connection of shard 0. */
+    for (int i = 0; i < 5; i++)
+        ck_assert_int_eq(sr_exec_shard(s, 0, SR_WRITE, "SELECT 1 + ?", 1,
+                                       (const char *const[]){"1"}, NULL),
+                         SR_OK);
+    ck_assert_int_eq(sr_exec_shard(s, 0, SR_WRITE, status, 0, NULL, &res), SR_OK);
+    long before = atol(sr_result_value(res, 0, 1));
+    sr_result_free(res);
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(sr_exec_shard(s, 0, SR_WRITE, "SELECT 1 + ?", 1,
+                                       (const char *const[]){"1"}, NULL),
+                         SR_OK);
+    ck_assert_int_eq(sr_exec_shard(s, 0, SR_WRITE, status, 0, NULL, &res), SR_OK);
+    long after = atol(sr_result_value(res, 0, 1));
+    sr_result_free(res);
+    /* A repeated statement is parsed once per connection. */
+    ck_assert_int_eq(after, before);
+    /* Distinct statements: the cache keeps at most two prepared on the
+     * server, closing the least recently used ones. (The count is global;
+     * sessions of earlier tests may take a moment to go away, hence the
+     * bounded wait.) */
+    MYSQL *admin = direct("SR_MY_ADMIN_PRIMARY", NULL);
+    for (int i = 0; i < 6; i++) {
+        char sql[64];
+        snprintf(sql, sizeof sql, "SELECT %d", i);
+        ck_assert_int_eq(sr_exec_shard(s, 0, SR_WRITE, sql, 0, NULL, NULL), SR_OK);
+    }
+    const char *count_sql = "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS "
+                            "WHERE VARIABLE_NAME = 'PREPARED_STMT_COUNT'";
+    long count = direct_long(admin, count_sql);
+    for (int i = 0; i < 200 && count != 2; i++) {
+        usleep(10000);
+        count = direct_long(admin, count_sql);
+    }
+    ck_assert_int_eq(count, 2);
+    mysql_close(admin);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Threads                                                                  */
+/* ------------------------------------------------------------------------ */
+
+typedef struct worker {
+    sr_router *r;
+    int id;
+    int ok;
+} worker;
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    sr_session *s = NULL;
+    if (sr_session_new(w->r, &s) != SR_OK)
+        return NULL;
+    /* Placement: reads on the replica even right after this session's SR_WRITEs. */
+    if (sr_session_set(s, "consistency", "any") != SR_OK) {
+        sr_session_free(s);
+        return NULL;
+    }
+    for (int i = 0; i < 100; i++) {
+        char v[32];
+        snprintf(v, sizeof v, "t%d-%d", w->id, i);
+        const char *p[] = {v};
+        sr_result *res = NULL;
+        /* Reads on the replica and writes' reads on the primary, interleaved. */
+        sr_intent intent = i % 2 ? SR_READ : SR_WRITE;
+        if (sr_exec(s, sr_key_int(w->id * 1000 + i), intent, "SELECT ?, @@server_id", 1, p, &res) !=
+            SR_OK)
+            break;
+        int good = sr_result_nrows(res) == 1 && strcmp(sr_result_value(res, 0, 0), v) == 0 &&
+                   strcmp(sr_result_value(res, 0, 1), intent == SR_READ ? "2" : "1") == 0;
+        sr_result_free(res);
+        if (!good)
+            break;
+        w->ok++;
+    }
+    sr_session_free(s);
+    return NULL;
+}
+
+START_TEST(test_threads_share_the_router)
+{
+    /* Fewer pooled connections than threads: checkouts wait and connections
+     * are reused across threads. */
+    sr_router *r = open_router_opts((const char *const[]){"pool.max_size", "3", NULL});
+    enum { NTHREADS = 8 };
+    pthread_t t[NTHREADS];
+    worker w[NTHREADS];
+    for (int i = 0; i < NTHREADS; i++) {
+        w[i] = (worker){r, i, 0};
+        ck_assert_int_eq(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
+    }
+    for (int i = 0; i < NTHREADS; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < NTHREADS; i++)
+        ck_assert_msg(w[i].ok == 100, "thread %d: %d of 100 statements right", i, w[i].ok);
+    sr_router_close(r);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+/* Replication hooks (through the driver interface)                         */
+/* ------------------------------------------------------------------------ */
+
+typedef struct hook_conn {
+    const sr_driver *d;
+    sr_driver_conn *c;
+    char redacted[256];
+    sr_uri uri;
+    addr a;
+} hook_conn;
+
+static void hook_open(hook_conn *h, const char *env_name, sr_role role)
+{
+    memset(h, 0, sizeof *h);
+    h->d = sr_driver_find("mysql");
+    ck_assert_ptr_nonnull(h->d);
+    ck_assert_ptr_eq(sr_driver_find("mariadb"), h->d);
+    ck_assert(h->d->write_position && h->d->has_replayed && h->d->replica_lag_ms && h->d->server_role);
+    parse_addr(env(env_name), &h->a);
+    snprintf(h->redacted, sizeof h->redacted, "mysql://%s:***@%s:%d/shard0", h->a.user, h->a.host,
+             h->a.port);
+    h->uri.scheme = "mysql";
+    h->uri.user = h->a.user;
+    h->uri.password = h->a.password;
+    h->uri.host = h->a.host;
+    h->uri.port = h->a.port;
+    h->uri.database = "shard0";
+    h->uri.redacted = h->redacted;
+    sr_driver_connect_args args = {&h->uri, role, 2000, 2000, 4};
+    sr_driver_error e;
+    memset(&e, 0, sizeof e);
+    ck_assert_msg(h->d->connect(&args, &h->c, &e) == SR_OK, "%s", e.message);
+}
+
+static int64_t soon(void) { return sr_clock_ns() + 2000LL * 1000000; }
+
+static void hook_write(hook_conn *p, char *pos, size_t len)
+{
+    sr_driver_error e;
+    memset(&e, 0, sizeof e);
+    const char *v[] = {"x"};
+    ck_assert_int_eq(p->d->exec(p->c, "CREATE TABLE IF NOT EXISTS gtid_t (v TEXT)", 0, NULL, soon(),
+                                NULL, &e),
+                     SR_OK);
+    ck_assert_msg(p->d->exec(p->c, "INSERT INTO gtid_t VALUES (?)", 1, v, soon(), NULL, &e) == SR_OK,
+                  "%s", e.message);
+    ck_assert_msg(p->d->write_position(p->c, soon(), pos, len, &e) == SR_OK, "%s", e.message);
+    ck_assert_msg(strlen(pos) > 0, "empty write position");
+}
+
+static int hook_replayed(hook_conn *r, const char *pos)
+{
+    sr_driver_error e;
+    memset(&e, 0, sizeof e);
+    int done = -1;
+    ck_assert_msg(r->d->has_replayed(r->c, pos, soon(), &done, &e) == SR_OK, "%s", e.message);
+    ck_assert(done == 0 || done == 1);
+    return done;
+}
+
+/* Polls (bounded) until the replica reports pos as applied. */
+static int hook_wait_replayed(hook_conn *r, const char *pos)
+{
+    for (int i = 0; i < 1000; i++) {
+        if (hook_replayed(r, pos))
+            return 1;
+        usleep(10000);
+    }
+    return 0;
+}
+
+static int64_t hook_lag(hook_conn *h)
+{
+    sr_driver_error e;
+    memset(&e, 0, sizeof e);
+    int64_t lag = -2;
+    ck_assert_msg(h->d->replica_lag_ms(h->c, soon(), &lag, &e) == SR_OK, "%s", e.message);
+    return lag;
+}
+
+/* 1 once both replication threads of the replica run (bounded wait): a
+ * replica whose IO thread is still connecting reports no lag and is rightly
+ * not eligible for reads, which would send the next test's reads elsewhere. */
+static int replication_running(MYSQL *m)
+{
+    for (int i = 0; i < 500; i++) {
+        if (mysql_query(m, "SHOW SLAVE STATUS") == 0) {
+            MYSQL_RES *r = mysql_store_result(m);
+            MYSQL_ROW row = r ? mysql_fetch_row(r) : NULL;
+            int io = -1, sqlt = -1, sbm = -1;
+            MYSQL_FIELD *f = r ? mysql_fetch_fields(r) : NULL;
+            for (unsigned j = 0; row && j < mysql_num_fields(r); j++) {
+                if (strcmp(f[j].name, "Slave_IO_Running") == 0)
+                    io = row[j] && strcmp(row[j], "Yes") == 0;
+                else if (strcmp(f[j].name, "Slave_SQL_Running") == 0)
+                    sqlt = row[j] && strcmp(row[j], "Yes") == 0;
+                else if (strcmp(f[j].name, "Seconds_Behind_Master") == 0)
+                    sbm = row[j] != NULL;
+            }
+            mysql_free_result(r);
+            if (io == 1 && sqlt == 1 && sbm == 1)
+                return 1;
+        }
+        usleep(20000);
+    }
+    return 0;
+}
+
+/* Restores replication and the replica process whatever a test left. */
+static void restore_replica(void)
+{
+    const char *pid = getenv("SR_MY_REPLICA_PID");
+    if (pid)
+        kill((pid_t)atol(pid), SIGCONT);
+    addr a;
+    const char *uri = getenv("SR_MY_ADMIN_REPLICA");
+    if (!uri)
+        return;
+    parse_addr(uri, &a);
+    MYSQL *m = mysql_init(NULL);
+    if (m && mysql_real_connect(m, a.host, a.user, a.password, NULL, (unsigned)a.port, NULL, 0)) {
+        mysql_query(m, "START SLAVE");
+        replication_running(m);
+    }
+    mysql_close(m);
+}
+
+/* Before a test that reads on the replica: replication runs. */
+static void replication_ready(void)
+{
+    MYSQL *m = direct("SR_MY_ADMIN_REPLICA", NULL);
+    ck_assert_msg(replication_running(m), "replication is not running on the replica");
+    mysql_close(m);
+}
+
+START_TEST(test_role_of_each_server)
+{
+    hook_conn p, r;
+    hook_open(&p, "SR_MY_PRIMARY", SR_PRIMARY);
+    hook_open(&r, "SR_MY_REPLICA", SR_REPLICA);
+    sr_driver_error e;
+    memset(&e, 0, sizeof e);
+    sr_role role = SR_REPLICA;
+    ck_assert_int_eq(p.d->server_role(p.c, soon(), &role, &e), SR_OK);
+    ck_assert_int_eq(role, SR_PRIMARY);
+    ck_assert_int_eq(r.d->server_role(r.c, soon(), &role, &e), SR_OK);
+    ck_assert_int_eq(role, SR_REPLICA);
+    /* A primary is no replica: never an eligible lag. */
+    ck_assert_int_eq(hook_lag(&p), -1);
+    ck_assert_int_ge(hook_lag(&r), 0);
+    p.d->close(p.c);
+    r.d->close(r.c);
+}
+END_TEST
+
+START_TEST(test_gtid_applied_and_held_back)
+{
+    hook_conn p, r;
+    hook_open(&p, "SR_MY_PRIMARY", SR_PRIMARY);
+    hook_open(&r, "SR_MY_REPLICA", SR_REPLICA);
+    char pos[512];
+
+    /* A write is eventually reported as applied on the replica. */
+    hook_write(&p, pos, sizeof pos);
+    ck_assert_msg(hook_wait_replayed(&r, pos), "position %s never applied", pos);
+
+    /* With the SQL thread stopped, a new write is not applied... */
+    MYSQL *admin = direct("SR_MY_ADMIN_REPLICA", NULL);
+    direct_exec(admin, "STOP SLAVE SQL_THREAD");
+    char held[512];
+    hook_write(&p, held, sizeof held);
+    ck_assert_str_ne(held, pos);
+    ck_assert_int_eq(hook_replayed(&r, held), 0);
+    /* ...the earlier one still is... */
+    ck_assert_int_eq(hook_replayed(&r, pos), 1);
+    /* ...waiting for it ends at the deadline with "no", and the connection
+     * stays usable... */
+    sr_driver_error e0;
+    memset(&e0, 0, sizeof e0);
+    int waited = -1;
+    ck_assert_msg(r.d->wait_replayed(r.c, held, sr_clock_ns() + 300LL * 1000000, &waited, &e0) ==
+                      SR_OK,
+                  "%s", e0.message);
+    ck_assert_int_eq(waited, 0);
+    char rpos[512];
+    ck_assert_int_eq(r.d->replay_position(r.c, soon(), rpos, sizeof rpos, &e0), SR_OK);
+    ck_assert_int_eq(r.d->position_covers(rpos, pos), 1);
+    ck_assert_int_eq(r.d->position_covers(rpos, held), 0);
+    /* ...and the replica is not eligible: stopped replication is no lag "0". */
+    ck_assert_int_eq(hook_lag(&r), -1);
+    usleep(100000);
+    ck_assert_int_eq(hook_replayed(&r, held), 0);
+
+    /* A write in a second replication domain: positions become lists, and
+     * each domain is compared on its own. */
+    MYSQL *padmin = direct("SR_MY_ADMIN_PRIMARY", "shard0");
+    direct_exec(padmin, "SET SESSION gtid_domain_id = 7");
+    direct_exec(padmin, "INSERT INTO gtid_t VALUES ('domain 7')");
+    mysql_close(padmin);
+    char multi[512];
+    sr_driver_error e;
+    memset(&e, 0, sizeof e);
+    ck_assert_int_eq(p.d->write_position(p.c, soon(), multi, sizeof multi, &e), SR_OK);
+    ck_assert_msg(strstr(multi, ",") && strstr(multi, "7-1-"), "position %s", multi);
+    ck_assert_int_eq(hook_replayed(&r, multi), 0);
+    /* Domain 0 applied up to `pos`, domain 7 not at all: not applied. */
+    char mixed[1100];
+    const char *d7 = strstr(multi, "7-1-");
+    snprintf(mixed, sizeof mixed, "%s,%.*s", pos, (int)strcspn(d7, ","), d7);
+    ck_assert_int_eq(hook_replayed(&r, mixed), 0);
+
+    /* Replication resumes: a wait sees it applied, and so do the checks. */
+    direct_exec(admin, "START SLAVE SQL_THREAD");
+    waited = -1;
+    ck_assert_msg(r.d->wait_replayed(r.c, multi, sr_clock_ns() + 20000LL * 1000000, &waited, &e0) ==
+                      SR_OK,
+                  "%s", e0.message);
+    ck_assert_int_eq(waited, 1);
+    ck_assert_int_eq(r.d->replay_position(r.c, soon(), rpos, sizeof rpos, &e0), SR_OK);
+    ck_assert_int_eq(r.d->position_covers(rpos, multi), 1);
+    /* The primary has applied what it wrote. */
+    ck_assert_int_eq(p.d->replay_position(p.c, soon(), rpos, sizeof rpos, &e0), SR_OK);
+    ck_assert_int_eq(p.d->position_covers(rpos, multi), 1);
+    ck_assert_msg(hook_wait_replayed(&r, held), "position %s never applied after restart", held);
+    ck_assert_msg(hook_wait_replayed(&r, multi), "position %s never applied after restart", multi);
+    ck_assert_int_eq(hook_replayed(&r, mixed), 1);
+    int64_t lag = -1;
+    for (int i = 0; i < 500 && lag < 0; i++) {
+        lag = hook_lag(&r);
+        if (lag < 0)
+            usleep(10000);
+    }
+    ck_assert_int_ge(lag, 0);
+    mysql_close(admin);
+    p.d->close(p.c);
+    r.d->close(r.c);
+}
+END_TEST
+
+START_TEST(test_position_algebra)
+{
+    const sr_driver *d = sr_driver_find("mysql");
+    ck_assert_ptr_nonnull(d);
+    ck_assert(d->abi_version >= 2 && d->position_covers && d->position_merge);
+    /* MariaDB: per domain, by seq_no. */
+    ck_assert_int_eq(d->position_covers("0-1-10", "0-1-10"), 1);
+    ck_assert_int_eq(d->position_covers("0-1-10", "0-1-11"), 0);
+    ck_assert_int_eq(d->position_covers("0-2-12", "0-1-11"), 1); /* another server, same domain */
+    ck_assert_int_eq(d->position_covers("0-1-10,7-1-3", "7-1-3,0-1-9"), 1);
+    ck_assert_int_eq(d->position_covers("0-1-10", "0-1-9,7-1-1"), 0); /* domain 7 never seen */
+    ck_assert_int_eq(d->position_covers("", "0-1-1"), 0);
+    ck_assert_int_eq(d->position_covers("0-1-1", ""), 1);
+    ck_assert_int_lt(d->position_covers("0-1", "0-1-1"), 0);
+    ck_assert_int_lt(d->position_covers("0-1-1", "x"), 0);
+    char buf[256];
+    ck_assert_int_eq(d->position_merge("0-1-10,7-1-3", "7-2-5,0-1-4,9-1-1", buf, sizeof buf), SR_OK);
+    ck_assert_str_eq(buf, "0-1-10,7-2-5,9-1-1");
+    ck_assert_int_eq(d->position_merge("", "0-1-4", buf, sizeof buf), SR_OK);
+    ck_assert_str_eq(buf, "0-1-4");
+    ck_assert_int_lt(d->position_merge("0-1-10", "0-1-4", buf, 3), 0);
+    /* MySQL GTID sets: superset and union. */
+    const char *u = "3e11fa47-71ca-11e1-9e33-c80aa9429562";
+    char have[256], want[256];
+    snprintf(have, sizeof have, "%s:1-5:7-9,\n4e11fa47-71ca-11e1-9e33-c80aa9429562:1", u);
+    snprintf(want, sizeof want, "%s:2-4:8", u);
+    ck_assert_int_eq(d->position_covers(have, want), 1);
+    snprintf(want, sizeof want, "%s:5-7", u);
+    ck_assert_int_eq(d->position_covers(have, want), 0);
+    snprintf(want, sizeof want, "%s:tag:1", u);
+    ck_assert_int_eq(d->position_covers(have, want), 0);
+    ck_assert_int_lt(d->position_covers(have, "0-1-1"), 0);
+    char a[128], b[128];
+    snprintf(a, sizeof a, "%s:1-3", u);
+    snprintf(b, sizeof b, "%s:4-6:9", u);
+    ck_assert_int_eq(d->position_merge(a, b, buf, sizeof buf), SR_OK);
+    snprintf(want, sizeof want, "%s:1-6:9", u);
+    ck_assert_str_eq(buf, want);
+}
+END_TEST
+
+/* A read right after a write sees it: from the replica once it has applied
+ * the write's GTID, else (within consistency.wait_ms) from the primary. With
+ * the replica's SQL thread stopped the answer must come from the primary; a
+ * session that asks for "any" consistency reads the stale replica instead,
+ * which proves the reads really go there. */
+START_TEST(test_read_your_writes)
+{
+    sr_router *r = open_router_opts((const char *const[]){"consistency.wait_ms", "200", NULL});
+    sr_session *s = NULL, *any = NULL;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    ck_assert_int_eq(sr_session_new(r, &any), SR_OK);
+    ck_assert_int_eq(sr_session_set(any, "consistency", "any"), SR_OK);
+    create_table(s, "ryw");
+    replica_catch_up();
+    for (int k = 0; k < 20; k++) {
+        char kb[16];
+        snprintf(kb, sizeof kb, "%d", k);
+        const char *p[] = {kb, "fresh"};
+        ck_assert_int_eq(sr_exec(s, sr_key_int(k), SR_WRITE, "INSERT INTO ryw VALUES (?, ?)", 2, p,
+                                 NULL),
+                         SR_OK);
+        char *v = routed_value(s, sr_key_int(k), SR_READ, "SELECT v FROM ryw WHERE k = ?", 1, p);
+        ck_assert_str_eq(v, "fresh");
+        free(v);
+    }
+    MYSQL *admin = direct("SR_MY_ADMIN_REPLICA", NULL);
+    direct_exec(admin, "STOP SLAVE SQL_THREAD");
+    const char *p[] = {"100", "held back"};
+    ck_assert_int_eq(sr_exec(s, sr_key_int(100), SR_WRITE, "INSERT INTO ryw VALUES (?, ?)", 2, p,
+                             NULL),
+                     SR_OK);
+    sr_result *res = NULL;
+    ck_assert_int_eq(sr_exec(s, sr_key_int(100), SR_READ, "SELECT v, @@server_id FROM ryw WHERE k = ?",
+                             1, p, &res),
+                     SR_OK);
+    ck_assert_int_eq(sr_result_nrows(res), 1);
+    ck_assert_str_eq(sr_result_value(res, 0, 0), "held back");
+    ck_assert_str_eq(sr_result_value(res, 0, 1), "1"); /* the primary */
+    sr_result_free(res);
+    ck_assert_int_eq(sr_exec(any, sr_key_int(100), SR_READ,
+                             "SELECT COUNT(*), @@server_id FROM ryw WHERE k = ?", 1, p, &res),
+                     SR_OK);
+    ck_assert_str_eq(sr_result_value(res, 0, 0), "0"); /* the replica has not applied it */
+    ck_assert_str_eq(sr_result_value(res, 0, 1), "2");
+    sr_result_free(res);
+    direct_exec(admin, "START SLAVE SQL_THREAD");
+    ck_assert(replication_running(admin));
+    mysql_close(admin);
+    sr_session_free(any);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(test_stopped_replication_not_eligible)
+{
+    hook_conn r;
+    hook_open(&r, "SR_MY_REPLICA", SR_REPLICA);
+    MYSQL *admin = direct("SR_MY_ADMIN_REPLICA", NULL);
+    direct_exec(admin, "STOP SLAVE");
+    ck_assert_int_eq(hook_lag(&r), -1);
+    direct_exec(admin, "START SLAVE");
+    int64_t lag = -1;
+    for (int i = 0; i < 1000 && lag < 0; i++) {
+        lag = hook_lag(&r);
+        if (lag < 0)
+            usleep(10000);
+    }
+    ck_assert_int_ge(lag, 0);
+    /* Only the IO thread stopped (the primary unreachable): also not eligible. */
+    direct_exec(admin, "STOP SLAVE IO_THREAD");
+    ck_assert_int_eq(hook_lag(&r), -1);
+    direct_exec(admin, "START SLAVE IO_THREAD");
+    ck_assert(replication_running(admin));
+    mysql_close(admin);
+    r.d->close(r.c);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
+
+static Suite *mysql_suite(void)
+{
+    Suite *s = suite_create("mysql");
+    TCase *tc = tcase_create("routing");
+    tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, replication_ready, NULL);
+    tcase_add_test(tc, test_rows_land_on_the_named_shard);
+    tcase_add_test(tc, test_reads_on_replica_writes_on_primary);
+    tcase_add_test(tc, test_transactions_pin_to_primary);
+    tcase_add_test(tc, test_node_in_the_wrong_role_is_reported_not_used);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("errors");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_errors_keep_numbers_and_session_usable);
+    tcase_add_test(tc, test_lost_connection_is_transient_and_replaced);
+    tcase_add_test(tc, test_unreachable_port_is_econnect_within_timeout);
+    tcase_add_test(tc, test_bad_password_and_unknown_parameter);
+    tcase_add_test(tc, test_uri_parameters_and_passwords_reach_the_client);
+    tcase_add_test(tc, test_silent_server_hits_the_connect_timeout);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("values");
+    tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, replication_ready, NULL);
+    tcase_add_test(tc, test_parameters_round_trip);
+    tcase_add_test(tc, test_results_values_and_affected_rows);
+    tcase_add_test(tc, test_schema_change_under_cached_statement);
+    tcase_add_test(tc, test_prepared_statements_cached_and_bounded);
+    tcase_add_test(tc, test_threads_share_the_router);
+    suite_add_tcase(s, tc);
+
+    /* Tests that stop the replica or its replication: the teardown restarts
+     * both in the parent process, even when a test failed half-way. */
+    tc = tcase_create("replication");
+    tcase_set_timeout(tc, 60);
+    tcase_add_unchecked_fixture(tc, NULL, restore_replica);
+    tcase_add_checked_fixture(tc, restore_replica, NULL);
+    tcase_add_test(tc, test_statement_timeout);
+    tcase_add_test(tc, test_server_statement_limit_is_a_timeout_on_a_reusable_connection);
+    tcase_add_test(tc, test_stopped_server_cannot_hold_the_caller);
+    tcase_add_test(tc, test_role_of_each_server);
+    tcase_add_test(tc, test_gtid_applied_and_held_back);
+    tcase_add_test(tc, test_stopped_replication_not_eligible);
+    tcase_add_test(tc, test_read_your_writes);
+    tcase_add_test(tc, test_position_algebra);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    if (!getenv("SR_MY_PRIMARY") || !getenv("SR_MY_REPLICA")) {
+        fprintf(stderr, "test_mysql: SR_MY_PRIMARY/SR_MY_REPLICA not set; run it under "
+                        "tests/env/mariadb_cluster.sh run (skipped)\n");
+        return 77;
+    }
+    SRunner *sr = srunner_create(mysql_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
