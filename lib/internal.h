@@ -31,6 +31,19 @@ char *sr__strdup(const char *s);
 /* Deadline helpers: a deadline is an absolute sr_clock_ns() time. */
 static inline int64_t sr__deadline_after_ms(int ms) { return sr_clock_ns() + (int64_t)ms * 1000000; }
 
+/*
+ * Resets a driver error without zeroing its 512-byte message: on the hot path
+ * an error struct is prepared for every statement and almost never used.
+ */
+static inline void sr__driver_error_clear(sr_driver_error *e)
+{
+    e->status = SR_OK;
+    e->transient = 0;
+    e->native_code = 0;
+    e->sqlstate[0] = '\0';
+    e->message[0] = '\0';
+}
+
 /* Whether a driver was built against the ABI that has the position methods. */
 static inline bool sr__driver_has_positions(const sr_driver *d)
 {

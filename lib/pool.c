@@ -105,15 +105,36 @@ static struct timespec timespec_from_ns(int64_t ns)
     return ts;
 }
 
-/* Called with the lock held; drops it. */
-static int open_new(sr_pool *p, sr_driver_conn **out, sr_driver_error *err)
+/*
+ * Called with the lock held; drops it. The connect is bounded by
+ * connect_timeout_ms and, when connect_deadline_ns is set, by what is left
+ * of the statement's own deadline: a caller never waits on a connect past it.
+ */
+static int open_new(sr_pool *p, int64_t connect_deadline_ns, sr_driver_conn **out,
+                    sr_driver_error *err)
 {
     p->open++;
     p->in_use++;
     pthread_mutex_unlock(&p->mu);
 
+    const sr_driver_connect_args *args = p->args;
+    sr_driver_connect_args bounded;
     sr_driver_conn *conn = NULL;
-    int rc = p->driver->connect(p->args, &conn, err);
+    int rc = SR_OK;
+    if (connect_deadline_ns > 0) {
+        int64_t left_ms = (connect_deadline_ns - sr_clock_ns()) / 1000000;
+        if (left_ms <= 0) {
+            rc = sr_driver_error_set(err, SR_ETIMEOUT, 0, NULL, 0,
+                                     "the statement deadline passed before a connection could "
+                                     "be opened");
+        } else if (left_ms < args->connect_timeout_ms) {
+            bounded = *args;
+            bounded.connect_timeout_ms = (int)left_ms;
+            args = &bounded;
+        }
+    }
+    if (rc == SR_OK)
+        rc = p->driver->connect(args, &conn, err);
     if (rc == SR_OK && conn) {
         *out = conn;
         return SR_OK;
@@ -132,7 +153,8 @@ static int open_new(sr_pool *p, sr_driver_conn **out, sr_driver_error *err)
     return rc;
 }
 
-int sr__pool_checkout(sr_pool *p, int64_t deadline_ns, sr_driver_conn **out, sr_driver_error *err)
+int sr__pool_checkout(sr_pool *p, int64_t deadline_ns, int64_t connect_deadline_ns,
+                      sr_driver_conn **out, sr_driver_error *err)
 {
     sr_driver_error local;
     if (!err)
@@ -141,7 +163,7 @@ int sr__pool_checkout(sr_pool *p, int64_t deadline_ns, sr_driver_conn **out, sr_
         return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0, "pool checkout: NULL argument");
     *out = NULL;
 
-    int64_t start = sr_clock_ns();
+    int64_t start = 0; /* read only when the caller has to wait */
     struct timespec until = timespec_from_ns(deadline_ns);
 
     pthread_mutex_lock(&p->mu);
@@ -153,13 +175,16 @@ int sr__pool_checkout(sr_pool *p, int64_t deadline_ns, sr_driver_conn **out, sr_
             return SR_OK;
         }
         /*
-         * A free slot is always used, even past the deadline: the deadline
-         * bounds waiting for another caller's connection, and connect() has
-         * its own bound (connect_timeout_ms).
+         * A free slot is always used, even past the wait deadline: that bounds
+         * waiting for another caller's connection; the connect has its own
+         * bounds (connect_timeout_ms and the statement's deadline).
          */
         if (p->open < p->max_size)
-            return open_new(p, out, err);
-        if (sr_clock_ns() >= deadline_ns)
+            return open_new(p, connect_deadline_ns, out, err);
+        int64_t now = sr_clock_ns();
+        if (!start)
+            start = now;
+        if (now >= deadline_ns)
             break;
         p->waiting++;
         int rc = pthread_cond_timedwait(&p->cv, &p->mu, &until);
@@ -170,7 +195,7 @@ int sr__pool_checkout(sr_pool *p, int64_t deadline_ns, sr_driver_conn **out, sr_
     int in_use = p->in_use;
     pthread_mutex_unlock(&p->mu);
 
-    int64_t waited_ms = (sr_clock_ns() - start) / 1000000;
+    int64_t waited_ms = start ? (sr_clock_ns() - start) / 1000000 : 0;
     return sr_driver_error_set(err, SR_EBUSY, 0, NULL, 0,
                                "pool exhausted: %d connections in use, waited %lld ms", in_use,
                                (long long)waited_ms);

@@ -18,10 +18,14 @@ void sr__pool_free(sr_pool *p);
 
 /*
  * Takes a connection: an idle one, else a new one while fewer than max_size
- * exist, else waits until one is returned or the deadline passes (SR_EBUSY).
- * A failed connect returns the driver's status (SR_ECONNECT / SR_ETIMEOUT) with err filled.
+ * exist, else waits until one is returned or `deadline_ns` passes (SR_EBUSY).
+ * A new connection's connect is bounded by connect_timeout_ms and, when
+ * `connect_deadline_ns` is not 0, by that time too (the statement's deadline;
+ * SR_ETIMEOUT when it has already passed). A failed connect returns the
+ * driver's status (SR_ECONNECT / SR_ETIMEOUT) with err filled.
  */
-int sr__pool_checkout(sr_pool *p, int64_t deadline_ns, sr_driver_conn **out, sr_driver_error *err);
+int sr__pool_checkout(sr_pool *p, int64_t deadline_ns, int64_t connect_deadline_ns,
+                      sr_driver_conn **out, sr_driver_error *err);
 
 /* Returns a connection; broken != 0 closes it and frees its slot. */
 void sr__pool_checkin(sr_pool *p, sr_driver_conn *conn, int broken);

@@ -55,10 +55,10 @@ static void check_node(sr_router *r, sr_node *n)
         checkout_deadline = deadline;
     sr_driver_error e = {0};
     sr_driver_conn *conn = NULL;
-    int rc = sr__pool_checkout(n->pool, checkout_deadline, &conn, &e);
+    int rc = sr__pool_checkout(n->pool, checkout_deadline, deadline, &conn, &e);
     if (rc != SR_OK) {
-        if (rc != SR_EBUSY)
-            e.transient = 1; /* could not connect */
+        if (rc == SR_ECONNECT)
+            e.transient = 1; /* could not connect (a connect timeout is transient already) */
         sr__node_report(r, n, rc, &e, probe);
         return;
     }

@@ -98,7 +98,7 @@ int sr__read_acquire(sr_session *s, int shard, const sr_read_plan *plan, uint64_
     const char *why_not = NULL; /* the last reason a replica was passed over */
     uint64_t stale = 0;         /* replicas that were reachable but behind `need` */
     sr_node *unreachable = NULL; /* the last replica that could not be reached, and why */
-    sr_driver_error unreachable_e = {0};
+    sr_driver_error unreachable_e;
 
     if (need != sr__position_unknown) {
         for (int tries = 0; tries < sh->nnodes; tries++) {
@@ -107,7 +107,8 @@ int sr__read_acquire(sr_session *s, int shard, const sr_read_plan *plan, uint64_
             sr_node *n = pick_candidate(s, sh, plan, exclude | stale, probe);
             if (!n)
                 break;
-            sr_driver_error e = {0};
+            sr_driver_error e;
+            sr__driver_error_clear(&e);
             sr_driver_conn *c = NULL;
             if (sr__node_checkout(s, n, *probe, deadline, &c, &e) != SR_OK) {
                 exclude |= NODE_BIT(n); /* nothing was sent: another node may serve it */
@@ -167,6 +168,16 @@ int sr__read_acquire(sr_session *s, int shard, const sr_read_plan *plan, uint64_
         why_not = "this session's last write position is unknown";
     }
 
+    /* Past the deadline no node is tried any more: sending a statement that is
+     * already late would fail it and count the failure against a healthy node. */
+    if (sr_clock_ns() >= deadline) {
+        if (unreachable)
+            return sr__fail_on_node(s, unreachable, "read (deadline passed)", &unreachable_e);
+        return sr__session_fail(s, SR_ETIMEOUT, "read on shard '%s': the statement deadline "
+                                "(statement_timeout_ms = %d) passed while looking for a node: %s",
+                                sh->name, r->opts.statement_timeout_ms,
+                                why_not ? why_not : "none was eligible");
+    }
     if (r->opts.primary_reads != SR_PRIMARY_READS_NEVER)
         return acquire_primary(s, sh, deadline, node, conn, probe);
     if (need)
@@ -194,7 +205,8 @@ int sr__read_on_shard(sr_session *s, int shard, const sr_read_plan *plan, const 
         int rc = sr__read_acquire(s, shard, plan, exclude, deadline, &n, &c, &probe);
         if (rc != SR_OK)
             return rc;
-        sr_driver_error e = {0};
+        sr_driver_error e;
+        sr__driver_error_clear(&e);
         rc = sr__node_exec(s, n, c, sql, nparams, params, deadline, out, &e);
         if (rc == SR_OK && plan->mode == SR_CONSISTENCY_MONOTONIC)
             sr__record_observed(s, n, c, deadline);

@@ -10,10 +10,36 @@
 
 #define SR_CELL_NULL UINT32_MAX
 
-static int arena_reserve(sr_result *r, size_t extra)
+/* Inline storage carved out of the result's own allocation (see result.h). */
+#define INLINE_CELLS 16
+#define INLINE_NAMES 8
+#define INLINE_ARENA 384
+#define INLINE_BYTES \
+    (INLINE_CELLS * sizeof(sr_cell) + INLINE_NAMES * sizeof(uint32_t) + INLINE_ARENA)
+
+/* Grows a buffer that may still live in the inline store: the first growth copies it out. */
+static void *grow(void *buf, unsigned char *is_inline, size_t used, size_t cap)
 {
-    if (r->arena_len + extra <= r->arena_cap)
-        return SR_OK;
+    if (!*is_inline)
+        return realloc(buf, cap);
+    void *p = malloc(cap);
+    if (p) {
+        if (used)
+            memcpy(p, buf, used);
+        *is_inline = 0;
+    }
+    return p;
+}
+
+static int arena_grow(sr_result *r, size_t extra);
+
+static inline int arena_reserve(sr_result *r, size_t extra)
+{
+    return r->arena_len + extra <= r->arena_cap ? SR_OK : arena_grow(r, extra);
+}
+
+static int arena_grow(sr_result *r, size_t extra)
+{
     size_t cap = r->arena_cap ? r->arena_cap : 256;
     while (cap < r->arena_len + extra) {
         if (cap > SIZE_MAX / 2)
@@ -25,7 +51,7 @@ static int arena_reserve(sr_result *r, size_t extra)
         cap = UINT32_MAX;
     if (r->arena_len + extra > cap)
         return SR_ENOMEM;
-    char *a = realloc(r->arena, cap);
+    char *a = grow(r->arena, &r->arena_inline, r->arena_len, cap);
     if (!a)
         return SR_ENOMEM;
     r->arena = a;
@@ -34,7 +60,7 @@ static int arena_reserve(sr_result *r, size_t extra)
 }
 
 /* Copies bytes plus a NUL into the arena; returns the offset via *off. */
-static int arena_put(sr_result *r, const char *p, size_t len, uint32_t *off)
+static inline int arena_put(sr_result *r, const char *p, size_t len, uint32_t *off)
 {
     if (len >= UINT32_MAX - 1 || arena_reserve(r, len + 1) != SR_OK)
         return SR_ENOMEM;
@@ -46,14 +72,19 @@ static int arena_put(sr_result *r, const char *p, size_t len, uint32_t *off)
     return SR_OK;
 }
 
-static int cells_reserve(sr_result *r, size_t extra)
+static int cells_grow(sr_result *r, size_t extra);
+
+static inline int cells_reserve(sr_result *r, size_t extra)
 {
-    if (r->ncells + extra <= r->cells_cap)
-        return SR_OK;
+    return r->ncells + extra <= r->cells_cap ? SR_OK : cells_grow(r, extra);
+}
+
+static int cells_grow(sr_result *r, size_t extra)
+{
     size_t cap = r->cells_cap ? r->cells_cap * 2 : 16;
     while (cap < r->ncells + extra)
         cap *= 2;
-    sr_cell *c = realloc(r->cells, cap * sizeof *c);
+    sr_cell *c = grow(r->cells, &r->cells_inline, r->ncells * sizeof *c, cap * sizeof *c);
     if (!c)
         return SR_ENOMEM;
     r->cells = c;
@@ -61,18 +92,29 @@ static int cells_reserve(sr_result *r, size_t extra)
     return SR_OK;
 }
 
-static sr_result *result_new(int shard)
+sr_result *sr__result_new(int shard)
 {
-    sr_result *r = calloc(1, sizeof *r);
-    if (r)
-        r->shard = shard;
+    /* malloc, not calloc: the inline store need not be zeroed. */
+    sr_result *r = malloc(sizeof *r + INLINE_BYTES);
+    if (!r)
+        return NULL;
+    memset(r, 0, sizeof *r);
+    r->shard = shard;
+    r->cells = (sr_cell *)(void *)r->inline_store;
+    r->cells_cap = INLINE_CELLS;
+    r->colname_off = (uint32_t *)(void *)(r->inline_store + INLINE_CELLS * sizeof(sr_cell));
+    r->names_cap = INLINE_NAMES;
+    r->arena = (char *)r->inline_store + INLINE_CELLS * sizeof(sr_cell) +
+               INLINE_NAMES * sizeof(uint32_t);
+    r->arena_cap = INLINE_ARENA;
+    r->cells_inline = r->arena_inline = r->names_inline = 1;
     return r;
 }
 
 int sr__result_builder_init(sr_result_builder *rb, int shard)
 {
     rb->failed = 0;
-    rb->res = result_new(shard);
+    rb->res = sr__result_new(shard);
     return rb->res ? SR_OK : SR_ENOMEM;
 }
 
@@ -106,23 +148,26 @@ SR_API int sr_result_builder_columns(sr_result_builder *rb, int ncols, const cha
     if (!rb || !rb->res || ncols < 0 || (ncols > 0 && !names))
         return SR_EINVAL;
     sr_result *r = rb->res;
-    if (r->ncols != 0 || r->ncells != 0)
+    if (r->columns_set || r->ncells != 0)
         return SR_EINVAL; /* columns come once, before values */
-    uint32_t *offs = ncols ? malloc((size_t)ncols * sizeof *offs) : NULL;
-    if (ncols && !offs) {
-        rb->failed = 1;
-        return SR_ENOMEM;
+    if ((size_t)ncols > r->names_cap) {
+        uint32_t *offs = grow(r->colname_off, &r->names_inline, 0, (size_t)ncols * sizeof *offs);
+        if (!offs) {
+            rb->failed = 1;
+            return SR_ENOMEM;
+        }
+        r->colname_off = offs;
+        r->names_cap = (size_t)ncols;
     }
     for (int i = 0; i < ncols; i++) {
         const char *n = names[i] ? names[i] : "";
-        if (arena_put(r, n, strlen(n), &offs[i]) != SR_OK) {
-            free(offs);
+        if (arena_put(r, n, strlen(n), &r->colname_off[i]) != SR_OK) {
             rb->failed = 1;
             return SR_ENOMEM;
         }
     }
-    r->colname_off = offs;
     r->ncols = ncols;
+    r->columns_set = 1;
     return SR_OK;
 }
 
@@ -160,7 +205,7 @@ SR_API void sr_result_builder_affected(sr_result_builder *rb, int64_t affected)
 
 int sr__result_append(sr_result *dst, const sr_result *src)
 {
-    if (dst->ncols == 0 && dst->nrows == 0 && !dst->colname_off) {
+    if (dst->ncols == 0 && dst->nrows == 0 && dst->ncells == 0 && !dst->columns_set) {
         /* First shard to answer: take its columns. */
         sr_result_builder rb = {dst, 0};
         const char **names = NULL;
@@ -265,8 +310,11 @@ SR_API void sr_result_free(sr_result *res)
     if (!res)
         return;
     free(res->row_shards);
-    free(res->cells);
-    free(res->arena);
-    free(res->colname_off);
+    if (!res->cells_inline)
+        free(res->cells);
+    if (!res->arena_inline)
+        free(res->arena);
+    if (!res->names_inline)
+        free(res->colname_off);
     free(res);
 }

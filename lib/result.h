@@ -1,7 +1,9 @@
 /*
- * sr_result and the builder drivers fill. A result keeps its cells in one
- * growable byte arena plus an index of (offset, length) per cell, so a
- * typical point read costs two allocations.
+ * sr_result and the builder drivers fill. A result keeps its values and
+ * column names in one growable byte arena plus an index of (offset, length)
+ * per cell. A small result (a point read) fits in storage allocated with the
+ * struct itself, so it costs one malloc and one free; larger ones move their
+ * cells, names or bytes to buffers of their own as they grow.
  */
 #ifndef SR_RESULT_H
 #define SR_RESULT_H
@@ -23,12 +25,20 @@ struct sr_result {
     char *arena;
     size_t arena_len, arena_cap;
     uint32_t *colname_off; /* ncols offsets of the column names in the arena */
+    /* Which of the three still point into `inline_store` (not to be freed). */
+    unsigned char cells_inline, arena_inline, names_inline;
+    unsigned char columns_set; /* sr_result_builder_columns() was called */
+    size_t names_cap;
+    _Alignas(8) unsigned char inline_store[];
 };
 
 struct sr_result_builder {
     sr_result *res;
     int failed;         /* an allocation failed: the result is unusable */
 };
+
+/* An empty result for `shard` (-1 for a scatter result); NULL when out of memory. */
+sr_result *sr__result_new(int shard);
 
 /* A fresh builder with an empty result for `shard`. */
 int sr__result_builder_init(sr_result_builder *rb, int shard);

@@ -25,10 +25,9 @@ SR_API int sr_exec_all(sr_session *s, sr_intent intent, const char *sql, int npa
                                             "stays on one shard)");
 
     sr_router *r = s->router;
-    sr_result *merged = calloc(1, sizeof *merged);
+    sr_result *merged = sr__result_new(-1);
     if (!merged)
         return sr__session_fail(s, SR_ENOMEM, "out of memory");
-    merged->shard = -1;
 
     /* Failures are collected so that the message names every failed shard. */
     char failures[SR_ERRMSG_LEN] = "";

@@ -134,10 +134,15 @@ int sr__node_checkout(sr_session *s, sr_node *n, bool probe, int64_t deadline,
      * checkout bound from it rather than reading the clock again. */
     int64_t d = deadline - (int64_t)(r->opts.statement_timeout_ms - r->opts.pool_checkout_timeout_ms) *
                                1000000;
-    int rc = sr__pool_checkout(n->pool, d < deadline ? d : deadline, conn, e);
+    int rc = sr__pool_checkout(n->pool, d < deadline ? d : deadline, deadline, conn, e);
     if (rc != SR_OK) {
-        if (rc != SR_EBUSY)
-            e->transient = 1; /* could not connect: counts against the node */
+        /*
+         * Could not connect: counts against the node. A timeout counts when
+         * the driver says the connect itself timed out (transient), not when
+         * the statement's deadline had passed before any connect was tried.
+         */
+        if (rc == SR_ECONNECT)
+            e->transient = 1;
         atomic_fetch_add(&n->errors, 1);
         sr__node_report(r, n, rc, e, probe);
     }
@@ -197,7 +202,8 @@ int sr__primary_acquire(sr_session *s, int shard, const char *what, int64_t dead
         sr__node_describe(primary, sr_clock_ns(), why, sizeof why);
         return sr__session_fail(s, SR_EUNAVAILABLE, "%s on shard '%s': %s", what, sh->name, why);
     }
-    sr_driver_error e = {0};
+    sr_driver_error e;
+    sr__driver_error_clear(&e);
     if (sr__node_checkout(s, primary, *probe, deadline, conn, &e) != SR_OK)
         return sr__fail_on_node(s, primary, what, &e);
     return SR_OK;
@@ -214,7 +220,8 @@ static int write_on_shard(sr_session *s, int shard, const char *sql, int nparams
     int rc = sr__primary_acquire(s, shard, "write", deadline, &conn, &probe);
     if (rc != SR_OK)
         return rc;
-    sr_driver_error e = {0};
+    sr_driver_error e;
+    sr__driver_error_clear(&e);
     rc = sr__node_exec(s, primary, conn, sql, nparams, params, deadline, out, &e);
     if (rc == SR_OK)
         sr__record_write(s, primary, conn, deadline);

@@ -12,7 +12,7 @@
 
 /* Longest KILL QUERY side connection, so a timed-out caller is released soon
  * even when the server itself stopped answering. */
-#define SR_MY_KILL_BUDGET_MS 100
+#define SR_MY_KILL_BUDGET_MS 50
 
 /* The options needed to open a connection, copied out of the URI so that a
  * side connection (KILL QUERY) can be opened after connect() returned. */

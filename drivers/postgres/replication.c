@@ -266,11 +266,11 @@ int sr__pg_wait_replayed(sr_driver_conn *c, const char *position, int64_t deadli
         int rc = sr__pg_has_replayed(c, position, deadline_ns, out, err);
         if (rc != SR_OK || *out)
             return rc;
+        /* A poll sent right at the deadline would time out and cost the connection:
+         * stop polling once the next pause would reach it. */
         int64_t left = deadline_ns - sr_clock_ns();
-        if (left <= 0)
+        if (left <= pause_ns)
             return SR_OK;
-        if (pause_ns > left)
-            pause_ns = left;
         struct timespec ts = {(time_t)(pause_ns / 1000000000), (long)(pause_ns % 1000000000)};
         nanosleep(&ts, NULL);
     }

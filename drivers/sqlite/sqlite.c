@@ -354,13 +354,17 @@ static int step_all(sr_driver_conn *c, sqlite3_stmt *st, sr_result_builder *rb,
         if (!rb)
             continue;
         for (int i = 0; i < ncols; i++) {
+            /* column_text is NULL for SQL NULL (and on out-of-memory, which the type tells). */
+            const unsigned char *v = sqlite3_column_text(st, i);
             int r2;
-            if (sqlite3_column_type(st, i) == SQLITE_NULL) {
+            if (!v && sqlite3_column_type(st, i) == SQLITE_NULL) {
                 r2 = sr_result_builder_value(rb, NULL, 0);
             } else {
-                const unsigned char *v = sqlite3_column_text(st, i);
+                if (!v)
+                    return sr_driver_error_set(err, SR_ENOMEM, 0, NULL, SQLITE_NOMEM,
+                                               "out of memory reading a value");
                 int n = sqlite3_column_bytes(st, i);
-                r2 = sr_result_builder_value(rb, v ? (const char *)v : "", (size_t)n);
+                r2 = sr_result_builder_value(rb, (const char *)v, (size_t)n);
             }
             if (r2 != SR_OK)
                 return sr_driver_error_set(err, r2, 0, NULL, 0, "out of memory");

@@ -5,6 +5,12 @@
 #   pg_cluster.sh start DIR     start the cluster in DIR (an empty temp dir) and
 #                               write DIR/env.sh (connection strings and PIDs)
 #   pg_cluster.sh stop DIR      stop the servers of DIR by PID (bounded)
+#   pg_cluster.sh start-node DIR NAME
+#                               start node NAME (primary, replica1, replica2) of
+#                               the cluster in DIR again after a test killed it,
+#                               on the port it had; waits until it accepts
+#                               connections, records its new PID for `stop` and
+#                               prints it (a replica catches up by itself)
 #   pg_cluster.sh run CMD...    start a cluster in a fresh temp dir, run CMD with
 #                               env.sh's variables exported, stop the cluster
 #                               (also when CMD fails or the script is
@@ -21,7 +27,13 @@
 #   SR_PG_PRIMARY SR_PG_REPLICA1 SR_PG_REPLICA2   postgresql://postgres@127.0.0.1:PORT
 #                                                 (no database: append /shard0 ...)
 #   SR_PG_PRIMARY_PORT SR_PG_REPLICA1_PORT SR_PG_REPLICA2_PORT
-#   SR_PG_PRIMARY_PID SR_PG_REPLICA1_PID SR_PG_REPLICA2_PID   postmaster PIDs
+#   SR_PG_PRIMARY_PID SR_PG_REPLICA1_PID SR_PG_REPLICA2_PID   postmaster PIDs at start
+#                                                 (a restarted node has a new one: read
+#                                                 the first line of DATA/postmaster.pid)
+#   SR_PG_PRIMARY_DATA SR_PG_REPLICA1_DATA SR_PG_REPLICA2_DATA   data directories
+#   SR_PG_PRIMARY_START SR_PG_REPLICA1_START SR_PG_REPLICA2_START
+#                                                 a shell command that starts that
+#                                                 node again (start-node, above)
 #   SR_PG_PW_USER SR_PG_PW_PASSWORD   a user that must authenticate with a password
 #   SR_PG_DIR SR_PG_BIN
 # Databases shard0 and shard1 exist on the primary and have replicated.
@@ -33,6 +45,7 @@ PG_START_TIMEOUT=${PG_START_TIMEOUT:-60}
 PW_USER=sr_pw
 PW_PASSWORD='sr-test-secret'
 NODES=(primary replica1 replica2)
+SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 
 die() {
     echo "pg_cluster: $*" >&2
@@ -40,7 +53,7 @@ die() {
 }
 
 usage() {
-    echo "usage: $0 start DIR | stop DIR | run CMD [ARGS...]" >&2
+    echo "usage: $0 start DIR | stop DIR | start-node DIR NAME | run CMD [ARGS...]" >&2
     exit 2
 }
 
@@ -147,14 +160,16 @@ cmd_start() {
         cat "$dir/initdb.log" >&2
         die "initdb failed"
     }
-    # Durability is irrelevant for a test cluster; speed is not.
+    # Durability is irrelevant for a test cluster; speed is not. fsync is off,
+    # but synchronous_commit stays at its default (on) as in production: with
+    # it off a commit reaches the replicas only at the WAL writer's next round,
+    # which would make read-your-writes figures measure this test setting.
     as_pg tee -a "$dir/primary/postgresql.conf" >/dev/null <<EOF
 listen_addresses = '127.0.0.1'
 unix_socket_directories = '$dir'
 shared_buffers = 16MB
 max_connections = 100
 fsync = off
-synchronous_commit = off
 full_page_writes = off
 wal_level = replica
 max_wal_senders = 8
@@ -232,6 +247,8 @@ EOF
             echo "export $var='postgresql://postgres@127.0.0.1:${port[$r]}'"
             echo "export ${var}_PORT='${port[$r]}'"
             echo "export ${var}_PID='${pid[$r]}'"
+            echo "export ${var}_DATA='$dir/$r'"
+            echo "export ${var}_START=\"'$SELF' start-node '$dir' $r\""
         done
         echo "export SR_PG_PW_USER='$PW_USER'"
         echo "export SR_PG_PW_PASSWORD='$PW_PASSWORD'"
@@ -245,7 +262,19 @@ write_pids() {
     printf '%s\n' "$@" | grep -v '^$' >"$dir/pids"
 }
 
-alive() { kill -0 "$1" 2>/dev/null; }
+# A zombie (a killed server its parent has not reaped yet) counts as gone.
+alive() {
+    kill -0 "$1" 2>/dev/null || return 1
+    [[ $(proc_state "$1") != Z ]]
+}
+
+# The state letter of a process (R, S, T, Z...), empty when there is none.
+proc_state() {
+    local stat
+    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
+    stat=${stat##*) }
+    echo "${stat%% *}"
+}
 
 # Waits up to $2 tenths of a second for every PID in the array named $1 to exit.
 wait_gone() {
@@ -283,6 +312,10 @@ cmd_stop() {
         kill -INT "$p" 2>/dev/null || true
         kill -CONT "$p" 2>/dev/null || true
     done
+    # A test may have frozen a whole server, backends included.
+    for c in "${children[@]}"; do
+        kill -CONT "$c" 2>/dev/null || true
+    done
     wait_gone pids 100 && return 0
     for p in "${pids[@]}"; do
         kill -QUIT "$p" 2>/dev/null || true
@@ -293,6 +326,60 @@ cmd_stop() {
         kill -KILL "$p" 2>/dev/null || true
     done
     wait_gone pids 50 || die "could not kill ${pids[*]}"
+}
+
+# Starts node NAME of the cluster in DIR again, after a test killed it.
+cmd_start_node() {
+    local dir=$1 name=$2 data port old pid p tenths
+    case $name in
+    primary | replica1 | replica2) ;;
+    *) die "unknown node '$name' (primary, replica1 or replica2)" ;;
+    esac
+    [[ -d $dir/$name ]] || die "no node $name in $dir"
+    dir=$(cd "$dir" && pwd)
+    data=$dir/$name
+    check_binaries
+    cd "$dir"
+    port=$(sed -n "s/^port = //p" "$data/node.conf" 2>/dev/null)
+    [[ $port =~ ^[0-9]+$ ]] || die "$name: no port in $data/node.conf"
+    if [[ -f $data/postmaster.pid ]]; then
+        old=$(head -n 1 "$data/postmaster.pid")
+        # A killed server may take a moment to be gone.
+        tenths=50
+        while [[ $old =~ ^[0-9]+$ ]] && alive "$old" && ((tenths > 0)); do
+            sleep 0.1
+            tenths=$((tenths - 1))
+        done
+        if [[ $old =~ ^[0-9]+$ ]] && alive "$old"; then
+            die "$name is still running (PID $old)"
+        fi
+        # PostgreSQL takes a lock file whose PID still answers kill(pid, 0) for
+        # a live server; an unreaped zombie does, so its lock files go.
+        if [[ $old =~ ^[0-9]+$ && $(proc_state "$old") == Z ]]; then
+            rm -f "$data/postmaster.pid" "$dir/.s.PGSQL.$port.lock"
+        fi
+    fi
+    if ! as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$dir/$name.log" -w -t "$PG_START_TIMEOUT" -s start \
+        </dev/null >/dev/null 2>&1; then
+        tail -n 20 "$dir/$name.log" >&2 || true
+        die "$name did not start again"
+    fi
+    pid=$(head -n 1 "$data/postmaster.pid")
+    tenths=$((PG_START_TIMEOUT * 10))
+    until "$PG_BIN/pg_isready" -q -h 127.0.0.1 -p "$port" -d postgres -U postgres; do
+        ((tenths > 0)) || die "$name (port $port) does not accept connections"
+        sleep 0.1
+        tenths=$((tenths - 1))
+    done
+    # `stop` must find the new server, and must not wait for the dead one.
+    local -a keep=()
+    if [[ -f $dir/pids ]]; then
+        while read -r p; do
+            [[ $p =~ ^[0-9]+$ ]] && alive "$p" && [[ $p != "$pid" ]] && keep+=("$p")
+        done <"$dir/pids"
+    fi
+    write_pids "$dir" "${keep[@]}" "$pid"
+    echo "$pid"
 }
 
 cmd_run() {
@@ -353,6 +440,10 @@ main() {
     stop)
         (($# == 1)) || usage
         cmd_stop "$1"
+        ;;
+    start-node)
+        (($# == 2)) || usage
+        cmd_start_node "$1" "$2"
         ;;
     run)
         (($# >= 1)) || usage

@@ -1,0 +1,1600 @@
+/*
+ * Fault injection against real servers: the PostgreSQL primary and two
+ * streaming replicas of tests/env/pg_cluster.sh and the MariaDB primary and
+ * GTID replica of tests/env/mariadb_cluster.sh are killed (SIGKILL of the
+ * server and every process it has), frozen (SIGSTOP of all of them) and
+ * started again while threads issue routed statements through one router.
+ * Each scenario prints its figures (calls, failed calls, longest call, time
+ * to eject, time to re-admit) and asserts the bounds of issue 5.
+ *
+ * Everything is bounded: reader loops stop by themselves after a few seconds
+ * whatever happens, every wait has a deadline, and each tcase has a Check
+ * timeout. Every scenario leaves the servers as it found them: it restores
+ * them at its end, an atexit handler in the forked test continues whatever it
+ * froze (also when an assertion fails), and each tcase's unchecked teardown
+ * (in the parent, so it runs even when the test was killed) continues every
+ * process of every server, starts again any server that is down and waits
+ * for replication to resume.
+ *
+ * Which server answered a read is asked of the server itself (its port, and
+ * pg_is_in_recovery() / @@server_id for its role), not taken from the library.
+ *
+ * Run: tests/env/pg_cluster.sh run tests/env/mariadb_cluster.sh run BUILD/test_faults
+ * (either script alone runs that backend's scenarios). Without any cluster
+ * the suite is skipped (77); under CI (env CI set) a missing cluster fails.
+ */
+#include <check.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <shardroute.h>
+
+/* ---- the settings every scenario uses (small, so the suite is quick) ---- */
+
+#define NTHREADS 4
+#define FAIL_THRESHOLD 3
+#define RETRY_MS 200
+#define RETRY_MAX_MS 1000
+#define CONNECT_TIMEOUT_MS 500
+#define STATEMENT_TIMEOUT_MS 2000
+#define FROZEN_STATEMENT_TIMEOUT_MS 300 /* scenario 2 */
+#define CHECKOUT_TIMEOUT_MS 150         /* scenario 4 */
+#define HOLD_MS 100                     /* scenario 4: how long a transaction is held */
+/* The issue's slack on a statement deadline. */
+#define DEADLINE_SLACK_MS 100
+/*
+ * Scheduling slack for the recovery bounds ("within retry_max_ms + one
+ * probe"): the machine running the suite may be busy (2 cores, sanitizers).
+ */
+#define RECOVERY_SLACK_MS 500
+/* How long a scenario keeps a server down before bringing it back. */
+#define OUTAGE_MS 1200
+/* Hard bound on any reader loop, whatever else happens. */
+#define READERS_HARD_STOP_MS 20000
+
+#define MAXSRV 3        /* primary + up to 2 replicas */
+#define MAXFAIL 512     /* failed calls remembered per thread */
+#define MAXPROCS 256    /* processes of one server */
+
+/* ------------------------------------------------------------------------ */
+/* Time, formatting                                                         */
+/* ------------------------------------------------------------------------ */
+
+static double now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static void xfmt(char *buf, size_t len, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(buf, len, fmt, ap);
+    va_end(ap);
+    ck_assert_msg(n >= 0 && (size_t)n < len, "buffer too small for '%s'", fmt);
+}
+
+/* ------------------------------------------------------------------------ */
+/* The clusters, from the scripts' env.sh                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct server {
+    const char *name;  /* "primary", "replica1", ... for messages */
+    const char *uri;   /* base URI, no database */
+    int port;
+    char pidfile[512]; /* its first line is the server's (main) PID */
+    const char *start; /* shell command that starts it again and waits until it is ready */
+} server;
+
+typedef struct backend {
+    const char *label;
+    server srv[MAXSRV]; /* [0] is the primary */
+    int nsrv;
+    /* One row: the answering server's port and 'primary' or 'replica'. */
+    const char *who_sql;
+    const char *create_sql;
+    /*
+     * Run before create_sql in its transaction so that the table survives
+     * the primary's SIGKILL: the test cluster commits asynchronously
+     * (pg_cluster.sh: synchronous_commit = off), which loses the last commits
+     * of a killed server. NULL when commits are durable anyway.
+     */
+    const char *durable_sql;
+    const char *insert_sql;
+    /* Run on the primary: the number of replicas streaming from it. */
+    const char *streaming_sql;
+    /* Run on a replica: a value that is `replica_ok` while it replicates. */
+    const char *replicating_sql;
+    const char *replica_ok;
+    /* Set (in the parent) when a teardown could not restore it: later scenarios fail at once. */
+    int broken;
+    char broken_why[600];
+} backend;
+
+static backend pg_backend, my_backend;
+static int have_pg, have_my;
+
+static const char *getenv_nonempty(const char *name)
+{
+    const char *v = getenv(name);
+    return v && *v ? v : NULL;
+}
+
+/* Fills one server from PREFIX, PREFIX_PORT, PREFIX_START and a pid file; 0 when incomplete. */
+static int server_from_env(server *sv, const char *name, const char *prefix, const char *pidfile_var,
+                           const char *pidfile_suffix)
+{
+    char var[64];
+    sv->name = name;
+    sv->uri = getenv_nonempty(prefix);
+    snprintf(var, sizeof var, "%s_PORT", prefix);
+    const char *port = getenv_nonempty(var);
+    snprintf(var, sizeof var, "%s_START", prefix);
+    sv->start = getenv_nonempty(var);
+    const char *pf = getenv_nonempty(pidfile_var);
+    if (!sv->uri || !port || !sv->start || !pf)
+        return 0;
+    sv->port = atoi(port);
+    snprintf(sv->pidfile, sizeof sv->pidfile, "%s%s", pf, pidfile_suffix);
+    return sv->port > 0;
+}
+
+static int load_pg(void)
+{
+    backend *b = &pg_backend;
+    b->label = "postgres";
+    b->nsrv = 3;
+    b->who_sql = "SELECT inet_server_port(), "
+                 "CASE WHEN pg_is_in_recovery() THEN 'replica' ELSE 'primary' END";
+    b->create_sql = "CREATE TABLE IF NOT EXISTS sr_faults (id bigserial PRIMARY KEY, v int)";
+    b->durable_sql = "SET LOCAL synchronous_commit = on";
+    b->insert_sql = "INSERT INTO sr_faults (v) VALUES (?)";
+    b->streaming_sql = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'";
+    b->replicating_sql = "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'";
+    b->replica_ok = "1";
+    return server_from_env(&b->srv[0], "primary", "SR_PG_PRIMARY", "SR_PG_PRIMARY_DATA",
+                           "/postmaster.pid") &&
+           server_from_env(&b->srv[1], "replica1", "SR_PG_REPLICA1", "SR_PG_REPLICA1_DATA",
+                           "/postmaster.pid") &&
+           server_from_env(&b->srv[2], "replica2", "SR_PG_REPLICA2", "SR_PG_REPLICA2_DATA",
+                           "/postmaster.pid");
+}
+
+static int load_my(void)
+{
+    backend *b = &my_backend;
+    b->label = "mariadb";
+    b->nsrv = 2;
+    /* mariadb_cluster.sh gives the primary server-id 1 and the replica 2. */
+    b->who_sql = "SELECT @@port, IF(@@server_id = 1, 'primary', 'replica')";
+    b->create_sql = "CREATE TABLE IF NOT EXISTS sr_faults (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
+                    "v INT)";
+    b->durable_sql = NULL; /* InnoDB flushes at commit (innodb_flush_log_at_trx_commit = 1) */
+    b->insert_sql = "INSERT INTO sr_faults (v) VALUES (?)";
+    b->streaming_sql = NULL; /* the replica says it instead */
+    b->replicating_sql = "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS "
+                         "WHERE VARIABLE_NAME = 'SLAVE_RUNNING'";
+    b->replica_ok = "ON";
+    return server_from_env(&b->srv[0], "primary", "SR_MY_PRIMARY", "SR_MY_PRIMARY_PIDFILE", "") &&
+           server_from_env(&b->srv[1], "replica", "SR_MY_REPLICA", "SR_MY_REPLICA_PIDFILE", "");
+}
+
+/* ------------------------------------------------------------------------ */
+/* Server processes: kill, freeze, continue, start again                    */
+/* ------------------------------------------------------------------------ */
+
+static pid_t server_pid(const server *sv)
+{
+    FILE *f = fopen(sv->pidfile, "r");
+    if (!f)
+        return 0;
+    long pid = 0;
+    if (fscanf(f, "%ld", &pid) != 1)
+        pid = 0;
+    fclose(f);
+    return (pid_t)pid;
+}
+
+/* The state letter of a process ('R', 'S', 'T', 'Z', ...), 0 when there is none; its parent in *ppid. */
+static char proc_state(pid_t pid, pid_t *ppid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof path, "/proc/%ld/stat", (long)pid);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return 0;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    /* The command name is in parentheses and may contain anything: skip past the last ')'. */
+    char *p = strrchr(buf, ')');
+    char state = 0;
+    long parent = 0;
+    if (!p || sscanf(p + 1, " %c %ld", &state, &parent) != 2)
+        return 0;
+    if (ppid)
+        *ppid = (pid_t)parent;
+    return state;
+}
+
+static int pid_alive(pid_t pid)
+{
+    char st = pid > 0 ? proc_state(pid, NULL) : 0;
+    return st != 0 && st != 'Z';
+}
+
+static int server_alive(const server *sv) { return pid_alive(server_pid(sv)); }
+
+/*
+ * The server's processes: its main PID first, then its children (a
+ * PostgreSQL postmaster's backends and helpers, which put themselves in
+ * sessions of their own, so a process group would not reach them; MariaDB is
+ * one process). Zombies are left out.
+ */
+static int server_procs(pid_t main_pid, pid_t *out, int max)
+{
+    int n = 0;
+    if (!pid_alive(main_pid))
+        return 0;
+    out[n++] = main_pid;
+    DIR *d = opendir("/proc");
+    if (!d)
+        return n;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL && n < max) {
+        if (!isdigit((unsigned char)de->d_name[0]))
+            continue;
+        pid_t pid = (pid_t)atol(de->d_name), parent = 0;
+        char st = proc_state(pid, &parent);
+        if (st && st != 'Z' && parent == main_pid)
+            out[n++] = pid;
+    }
+    closedir(d);
+    return n;
+}
+
+/* Every process this test stopped, so that they are always continued. */
+static pid_t frozen[MAXPROCS * MAXSRV];
+static int nfrozen;
+
+static void thaw_frozen(void)
+{
+    for (int i = 0; i < nfrozen; i++)
+        kill(frozen[i], SIGCONT);
+    nfrozen = 0;
+}
+
+/* Continues the server and every child it has now (idempotent). */
+static void thaw_server(const server *sv)
+{
+    pid_t procs[MAXPROCS];
+    int n = server_procs(server_pid(sv), procs, MAXPROCS);
+    for (int i = 0; i < n; i++)
+        kill(procs[i], SIGCONT);
+}
+
+/* Waits until each process is stopped (or gone); 1 when all are. */
+static int wait_stopped(const pid_t *procs, int n, int timeout_ms)
+{
+    for (double t0 = now_ms(); now_ms() - t0 < timeout_ms; sleep_ms(5)) {
+        int all = 1;
+        for (int i = 0; i < n; i++) {
+            char st = proc_state(procs[i], NULL);
+            if (st != 0 && st != 'T' && st != 'Z')
+                all = 0;
+        }
+        if (all)
+            return 1;
+    }
+    return 0;
+}
+
+/*
+ * Freezes the whole server: the main process first, so that it forks
+ * nothing while its children are stopped; then every child, so that
+ * connections that are already open hang too.
+ */
+static void freeze_server(const server *sv)
+{
+    pid_t pid = server_pid(sv);
+    ck_assert_msg(pid_alive(pid), "%s is not running (pid file %s)", sv->name, sv->pidfile);
+    ck_assert_int_lt(nfrozen, (int)(sizeof frozen / sizeof frozen[0]));
+    frozen[nfrozen++] = pid;
+    ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+    ck_assert_msg(wait_stopped(&pid, 1, 2000), "%s (pid %ld) did not stop", sv->name, (long)pid);
+    pid_t procs[MAXPROCS];
+    int n = server_procs(pid, procs, MAXPROCS);
+    for (int i = 1; i < n && nfrozen < (int)(sizeof frozen / sizeof frozen[0]); i++) {
+        frozen[nfrozen++] = procs[i];
+        kill(procs[i], SIGSTOP);
+    }
+    ck_assert_msg(wait_stopped(procs, n, 2000), "%s: not every process stopped", sv->name);
+}
+
+/* Continues what freeze_server() stopped (and any child the server has now). */
+static void thaw(const server *sv)
+{
+    thaw_frozen();
+    thaw_server(sv);
+}
+
+/* Kills the server and all its processes at once, as a crash would. */
+static void crash_server(const server *sv)
+{
+    pid_t pid = server_pid(sv);
+    ck_assert_msg(pid_alive(pid), "%s is not running (pid file %s)", sv->name, sv->pidfile);
+    /* Stopped first, so that it neither forks nor reaps while its children are listed. */
+    kill(pid, SIGSTOP);
+    wait_stopped(&pid, 1, 2000);
+    pid_t procs[MAXPROCS];
+    int n = server_procs(pid, procs, MAXPROCS);
+    for (int i = n - 1; i >= 0; i--)
+        kill(procs[i], SIGKILL);
+    for (double t0 = now_ms(); now_ms() - t0 < 5000; sleep_ms(10)) {
+        int any = 0;
+        for (int i = 0; i < n; i++)
+            any |= pid_alive(procs[i]);
+        if (!any)
+            return;
+    }
+    ck_abort_msg("%s: processes still alive 5 s after SIGKILL", sv->name);
+}
+
+/*
+ * Runs the cluster script's start command for a server (it waits until the
+ * server accepts connections). The child closes every descriptor this
+ * process has: a server that inherited, say, the test runner's output pipe
+ * would keep the runner waiting for it. Returns the exit status, -1 when it
+ * did not finish in time.
+ */
+static int run_start_command(const server *sv, char *why, size_t whylen)
+{
+    pid_t child = fork();
+    if (child < 0) {
+        snprintf(why, whylen, "fork: %s", strerror(errno));
+        return -1;
+    }
+    if (child == 0) {
+        /* Only async-signal-safe calls here: other threads may hold locks. */
+        int null = open("/dev/null", O_RDWR);
+        if (null >= 0) {
+            dup2(null, 0);
+            dup2(null, 1);
+        }
+        long max = sysconf(_SC_OPEN_MAX);
+        for (long fd = 3; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
+            close((int)fd);
+        execl("/bin/sh", "sh", "-c", sv->start, (char *)NULL);
+        _exit(127);
+    }
+    int status = 0;
+    for (double t0 = now_ms(); now_ms() - t0 < 60000; sleep_ms(20)) {
+        pid_t w = waitpid(child, &status, WNOHANG);
+        if (w == child) {
+            int rc = WIFEXITED(status) ? WEXITSTATUS(status) : 128;
+            if (rc != 0)
+                snprintf(why, whylen, "'%s' exited with %d", sv->start, rc);
+            return rc;
+        }
+        if (w < 0 && errno != EINTR) {
+            snprintf(why, whylen, "waitpid: %s", strerror(errno));
+            return -1;
+        }
+    }
+    kill(child, SIGKILL);
+    waitpid(child, &status, 0);
+    snprintf(why, whylen, "'%s' did not finish in 60 s", sv->start);
+    return -1;
+}
+
+static void restart_server(const server *sv)
+{
+    char why[512] = "";
+    int rc = run_start_command(sv, why, sizeof why);
+    ck_assert_msg(rc == 0, "starting %s again: %s", sv->name, why);
+    ck_assert_msg(server_alive(sv), "%s: started, but its pid file names no live process",
+                  sv->name);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Routers                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* What the log callback saw about the node under test (by port). */
+typedef struct watch_counts {
+    int ejected, readmitted, still_down;
+    int failed_attempts;      /* "read ... failed; retrying" naming it */
+    int failed_before_eject;  /* of those, logged before its first ejection */
+    int other_ejected;        /* ejections of any other node */
+    double t_ejected, t_readmitted; /* first of each */
+    int healthy_at_eject;
+    uint64_t errors_at_eject;
+} watch_counts;
+
+#define RING 128
+
+typedef struct watch {
+    pthread_mutex_t mu;
+    int port;                 /* the node under test */
+    const sr_router *router;  /* set after open, for node_info at ejection */
+    int node;                 /* its index in shard 0 */
+    watch_counts c;
+    /* The latest lines with their times, for failure messages. */
+    struct {
+        double t;
+        char msg[320];
+    } ring[RING];
+    int nring;
+} watch;
+
+/* The port of the first node URI in a message ("...@127.0.0.1:PORT/..."), 0 if none. */
+static int port_in(const char *msg)
+{
+    const char *p = strstr(msg, "127.0.0.1:");
+    return p ? atoi(p + strlen("127.0.0.1:")) : 0;
+}
+
+static int starts_with(const char *s, const char *prefix)
+{
+    return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static void on_log(void *ud, sr_log_level level, const char *msg)
+{
+    (void)level;
+    watch *w = ud;
+    watch_counts *c = &w->c;
+    int port = port_in(msg);
+    double t = now_ms();
+    pthread_mutex_lock(&w->mu);
+    w->ring[w->nring % RING].t = t;
+    snprintf(w->ring[w->nring % RING].msg, sizeof w->ring[0].msg, "%s", msg);
+    w->nring++;
+    if (starts_with(msg, "node ejected")) {
+        if (port != w->port) {
+            c->other_ejected++;
+        } else if (c->ejected++ == 0) {
+            c->t_ejected = t;
+            c->failed_before_eject = c->failed_attempts;
+            sr_node_info ni;
+            if (w->router && sr_router_node_info(w->router, 0, w->node, &ni) == SR_OK) {
+                c->healthy_at_eject = ni.healthy;
+                c->errors_at_eject = ni.errors;
+            }
+        }
+    } else if (starts_with(msg, "node re-admitted") && port == w->port) {
+        if (c->readmitted++ == 0)
+            c->t_readmitted = t;
+    } else if (starts_with(msg, "node still down") && port == w->port) {
+        c->still_down++;
+    } else if (starts_with(msg, "read on shard") && port == w->port) {
+        c->failed_attempts++;
+    }
+    pthread_mutex_unlock(&w->mu);
+}
+
+static void watch_init(watch *w, int port, int node)
+{
+    memset(w, 0, sizeof *w);
+    pthread_mutex_init(&w->mu, NULL);
+    w->port = port;
+    w->node = node;
+}
+
+/* A consistent copy of the counters. */
+static watch_counts watch_get(watch *w)
+{
+    pthread_mutex_lock(&w->mu);
+    watch_counts c = w->c;
+    pthread_mutex_unlock(&w->mu);
+    return c;
+}
+
+/* The lines logged between `from` and `to` (all of the latest when from is 0), times relative to `zero`. */
+static const char *watch_lines(watch *w, double from, double to, double zero, char *buf, size_t len)
+{
+    buf[0] = '\0';
+    pthread_mutex_lock(&w->mu);
+    int first = w->nring > RING ? w->nring - RING : 0;
+    if (from == 0 && w->nring - first > 4)
+        first = w->nring - 4;
+    for (int i = first; i < w->nring; i++) {
+        double t = w->ring[i % RING].t;
+        if (from != 0 && (t < from || t > to))
+            continue;
+        size_t used = strlen(buf);
+        if (used + 1 >= len)
+            break;
+        snprintf(buf + used, len - used, "\n    %+6.0f ms log: %s", t - zero, w->ring[i % RING].msg);
+    }
+    pthread_mutex_unlock(&w->mu);
+    return buf;
+}
+
+static const char *watch_tail(watch *w, char *buf, size_t len)
+{
+    return watch_lines(w, 0, 0, 0, buf, len);
+}
+
+typedef struct router_opts {
+    int statement_timeout_ms;
+    int retry_ms, retry_max_ms;
+    int pool_max_size;
+    int checkout_timeout_ms;
+    const char *primary_reads;
+    int replicas; /* how many of the backend's replicas are nodes; -1: all */
+} router_opts;
+
+static router_opts default_opts(void)
+{
+    router_opts o = {STATEMENT_TIMEOUT_MS, RETRY_MS, RETRY_MAX_MS, 0, 0, "fallback", -1};
+    return o;
+}
+
+static void set_int(sr_config *c, const char *name, int v)
+{
+    char buf[32];
+    snprintf(buf, sizeof buf, "%d", v);
+    ck_assert_msg(sr_config_set(c, name, buf) == SR_OK, "%s", sr_config_errmsg(c));
+}
+
+/* One shard, shard0, on the backend's primary and replicas (node i is server i). */
+static sr_router *open_router(const backend *b, router_opts o, watch *w)
+{
+    sr_config *c = sr_config_new();
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(sr_config_set(c, "balance.policy", "round_robin"), SR_OK);
+    ck_assert_int_eq(sr_config_set(c, "balance.primary_reads", o.primary_reads), SR_OK);
+    set_int(c, "health.fail_threshold", FAIL_THRESHOLD);
+    set_int(c, "health.retry_ms", o.retry_ms);
+    set_int(c, "health.retry_max_ms", o.retry_max_ms);
+    set_int(c, "connect_timeout_ms", CONNECT_TIMEOUT_MS);
+    set_int(c, "statement_timeout_ms", o.statement_timeout_ms);
+    if (o.pool_max_size > 0)
+        set_int(c, "pool.max_size", o.pool_max_size);
+    if (o.checkout_timeout_ms > 0)
+        set_int(c, "pool.checkout_timeout_ms", o.checkout_timeout_ms);
+    ck_assert_int_eq(sr_config_add_shard(c, "shard0"), SR_OK);
+    int nrep = o.replicas < 0 ? b->nsrv - 1 : o.replicas;
+    for (int i = 0; i <= nrep; i++) {
+        char uri[512];
+        xfmt(uri, sizeof uri, "%s/shard0", b->srv[i].uri);
+        ck_assert_msg(sr_config_add_node(c, "shard0", i == 0 ? SR_PRIMARY : SR_REPLICA, uri, 1) ==
+                          SR_OK,
+                      "%s", sr_config_errmsg(c));
+    }
+    if (w)
+        ck_assert_int_eq(sr_config_set_log_fn(c, on_log, w), SR_OK);
+    sr_router *r = NULL;
+    int rc = sr_router_open(c, &r);
+    ck_assert_msg(rc == SR_OK, "open: %s", sr_config_errmsg(c));
+    sr_config_free(c);
+    if (w)
+        w->router = r;
+    return r;
+}
+
+static sr_session *session(sr_router *r)
+{
+    sr_session *s = NULL;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    return s;
+}
+
+static sr_node_info node_info(const sr_router *r, int node)
+{
+    sr_node_info ni;
+    ck_assert_int_eq(sr_router_node_info(r, 0, node, &ni), SR_OK);
+    return ni;
+}
+
+/* Index of the server listening on `port`, or MAXSRV when none. */
+static int server_index(const backend *b, int port)
+{
+    for (int i = 0; i < b->nsrv; i++)
+        if (b->srv[i].port == port)
+            return i;
+    return MAXSRV;
+}
+
+/*
+ * One statement on one server of the backend, through a router of its own
+ * (so it does not disturb the router under test): the first value of the
+ * first row into `out`. 0 on success, else the status with the message in
+ * `out`. Used for the health of the cluster, so it never asserts.
+ */
+static int server_value(const backend *b, int idx, const char *sql, char *out, size_t len)
+{
+    sr_config *c = sr_config_new();
+    sr_router *r = NULL;
+    sr_session *s = NULL;
+    sr_result *res = NULL;
+    char uri[512];
+    int rc = c ? SR_OK : SR_ENOMEM;
+    if (rc == SR_OK)
+        rc = sr_config_set(c, "balance.primary_reads", "never");
+    if (rc == SR_OK)
+        rc = sr_config_set(c, "connect_timeout_ms", "2000");
+    if (rc == SR_OK)
+        rc = sr_config_set(c, "statement_timeout_ms", "5000");
+    if (rc == SR_OK)
+        rc = sr_config_add_shard(c, "shard0");
+    snprintf(uri, sizeof uri, "%s/shard0", b->srv[0].uri);
+    if (rc == SR_OK)
+        rc = sr_config_add_node(c, "shard0", SR_PRIMARY, uri, 1);
+    snprintf(uri, sizeof uri, "%s/shard0", b->srv[idx].uri);
+    if (rc == SR_OK && idx > 0)
+        rc = sr_config_add_node(c, "shard0", SR_REPLICA, uri, 1);
+    if (rc == SR_OK)
+        rc = sr_router_open(c, &r);
+    if (rc == SR_OK)
+        rc = sr_session_new(r, &s);
+    if (rc == SR_OK)
+        rc = sr_exec_shard(s, 0, idx == 0 ? SR_WRITE : SR_READ, sql, 0, NULL, &res);
+    if (rc == SR_OK) {
+        const char *v = sr_result_nrows(res) > 0 ? sr_result_value(res, 0, 0) : NULL;
+        snprintf(out, len, "%s", v ? v : "(none)");
+    } else {
+        snprintf(out, len, "%s", s ? sr_session_errmsg(s) : c ? sr_config_errmsg(c) : "no memory");
+    }
+    sr_result_free(res);
+    sr_session_free(s);
+    sr_router_close(r);
+    sr_config_free(c);
+    return rc;
+}
+
+/* 1 when every server answers and every replica replicates from the primary. */
+static int cluster_healthy(const backend *b, char *why, size_t len)
+{
+    char v[512];
+    for (int i = 0; i < b->nsrv; i++) {
+        if (server_value(b, i, "SELECT 1", v, sizeof v) != SR_OK) {
+            snprintf(why, len, "%s does not answer: %s", b->srv[i].name, v);
+            return 0;
+        }
+    }
+    if (b->streaming_sql) {
+        if (server_value(b, 0, b->streaming_sql, v, sizeof v) != SR_OK ||
+            atoi(v) != b->nsrv - 1) {
+            snprintf(why, len, "replicas streaming from the primary: %s (want %d)", v,
+                     b->nsrv - 1);
+            return 0;
+        }
+    }
+    for (int i = 1; i < b->nsrv; i++) {
+        if (server_value(b, i, b->replicating_sql, v, sizeof v) != SR_OK ||
+            strcmp(v, b->replica_ok) != 0) {
+            snprintf(why, len, "%s does not replicate: %s", b->srv[i].name, v);
+            return 0;
+        }
+    }
+    return 1;
+}
+
+/*
+ * Puts the backend back as the scenarios expect it: every process
+ * continued, every server that is down started again, replication running.
+ * Never asserts (it also runs in the parent, as the tcase's teardown);
+ * 0 when healthy, else -1 with the reason.
+ */
+static int restore(const backend *b, char *why, size_t len)
+{
+    thaw_frozen();
+    for (int i = 0; i < b->nsrv; i++)
+        thaw_server(&b->srv[i]);
+    for (int i = 0; i < b->nsrv; i++) {
+        if (!server_alive(&b->srv[i]) &&
+            run_start_command(&b->srv[i], why, len) != 0)
+            return -1;
+    }
+    /* A PostgreSQL replica retries its primary every 5 s (wal_retrieve_retry_interval). */
+    for (double t0 = now_ms(); now_ms() - t0 < 20000; sleep_ms(200))
+        if (cluster_healthy(b, why, len))
+            return 0;
+    return -1;
+}
+
+static void require_healthy(const backend *b)
+{
+    ck_assert_msg(!b->broken, "the %s cluster could not be restored after an earlier scenario: %s",
+                  b->label, b->broken_why);
+    char why[600] = "";
+    int ok = 0;
+    for (double t0 = now_ms(); !ok && now_ms() - t0 < 15000; sleep_ms(200))
+        ok = cluster_healthy(b, why, sizeof why);
+    ck_assert_msg(ok, "%s cluster not healthy before the scenario: %s", b->label, why);
+}
+
+static void restore_or_fail(const backend *b)
+{
+    char why[600] = "";
+    ck_assert_msg(restore(b, why, sizeof why) == 0, "%s cluster not restored: %s", b->label, why);
+}
+
+static void teardown_backend(backend *b)
+{
+    if (b->broken)
+        return;
+    if (restore(b, b->broken_why, sizeof b->broken_why) != 0) {
+        b->broken = 1;
+        fprintf(stderr, "test_faults: could not restore the %s cluster: %s\n", b->label,
+                b->broken_why);
+    }
+}
+
+static void teardown_pg(void) { teardown_backend(&pg_backend); }
+static void teardown_my(void) { teardown_backend(&my_backend); }
+
+/* ------------------------------------------------------------------------ */
+/* Reader threads: routed reads, every call measured                        */
+/* ------------------------------------------------------------------------ */
+
+typedef struct call_rec {
+    double start, end;
+    int rc;
+} call_rec;
+
+typedef struct run run;
+
+typedef struct reader {
+    pthread_t th;
+    run *run;
+    sr_session *s;
+    int id;
+    _Atomic long calls;
+    _Atomic long served[MAXSRV + 1]; /* successful reads by answering server; [MAXSRV]: unknown */
+    _Atomic long wrong_role;         /* answers whose role column does not match the server */
+    double longest_ms;               /* read after join */
+    char longest_what[400];          /* how the longest call ended */
+    double longest_start;
+    call_rec fails[MAXFAIL];
+    int nfails;                      /* remembered */
+    long failed;                     /* all */
+    char first_error[400];
+} reader;
+
+struct run {
+    const backend *b;
+    sr_router *r;
+    atomic_int stop;
+    double hard_stop; /* absolute: readers stop by themselves then */
+    int nreaders;
+    reader readers[NTHREADS];
+};
+
+static void *reader_main(void *arg)
+{
+    reader *rd = arg;
+    run *ru = rd->run;
+    const backend *b = ru->b;
+    for (long i = 0; !atomic_load(&ru->stop) && now_ms() < ru->hard_stop; i++) {
+        sr_result *res = NULL;
+        double t0 = now_ms();
+        int rc = sr_exec(rd->s, sr_key_int((int64_t)rd->id * 1000000 + i), SR_READ, b->who_sql, 0,
+                         NULL, &res);
+        double t1 = now_ms();
+        atomic_fetch_add(&rd->calls, 1);
+        if (t1 - t0 > rd->longest_ms) {
+            rd->longest_ms = t1 - t0;
+            rd->longest_start = t0;
+            snprintf(rd->longest_what, sizeof rd->longest_what, "%s%s%s", sr_strerror(rc),
+                     rc ? ": " : "", rc ? sr_session_errmsg(rd->s) : "");
+        }
+        if (rc == SR_OK) {
+            const char *port = sr_result_value(res, 0, 0);
+            const char *role = sr_result_value(res, 0, 1);
+            int idx = server_index(b, port ? atoi(port) : 0);
+            atomic_fetch_add(&rd->served[idx], 1);
+            if (idx < MAXSRV && role && strcmp(role, idx == 0 ? "primary" : "replica") != 0)
+                atomic_fetch_add(&rd->wrong_role, 1);
+            sr_result_free(res);
+        } else {
+            if (rd->failed++ == 0)
+                snprintf(rd->first_error, sizeof rd->first_error, "%s: %s", sr_strerror(rc),
+                         sr_session_errmsg(rd->s));
+            if (rd->nfails < MAXFAIL)
+                rd->fails[rd->nfails++] = (call_rec){t0, t1, rc};
+        }
+        /* Continuous load, with a breath so that 4 threads do not starve a 2-core machine. */
+        sleep_ms(1);
+    }
+    return NULL;
+}
+
+static void readers_start(run *ru, const backend *b, sr_router *r, int n)
+{
+    memset(ru, 0, sizeof *ru);
+    ru->b = b;
+    ru->r = r;
+    ru->nreaders = n;
+    ru->hard_stop = now_ms() + READERS_HARD_STOP_MS;
+    atomic_init(&ru->stop, 0);
+    for (int i = 0; i < n; i++) {
+        reader *rd = &ru->readers[i];
+        rd->run = ru;
+        rd->id = i + 1;
+        rd->s = session(r);
+        ck_assert_int_eq(pthread_create(&rd->th, NULL, reader_main, rd), 0);
+    }
+}
+
+static void readers_stop(run *ru)
+{
+    atomic_store(&ru->stop, 1);
+    for (int i = 0; i < ru->nreaders; i++) {
+        pthread_join(ru->readers[i].th, NULL);
+        sr_session_free(ru->readers[i].s);
+        ru->readers[i].s = NULL;
+    }
+}
+
+static long served_by(run *ru, int idx)
+{
+    long n = 0;
+    for (int i = 0; i < ru->nreaders; i++)
+        n += atomic_load(&ru->readers[i].served[idx]);
+    return n;
+}
+
+typedef struct totals {
+    long calls, failed, wrong_role;
+    double longest_ms;
+    const char *longest_what;
+    double longest_start;
+    const char *first_error;
+} totals;
+
+static totals readers_totals(run *ru)
+{
+    totals t = {0, 0, 0, 0.0, "", 0.0, ""};
+    for (int i = 0; i < ru->nreaders; i++) {
+        reader *rd = &ru->readers[i];
+        t.calls += atomic_load(&rd->calls);
+        t.failed += rd->failed;
+        t.wrong_role += atomic_load(&rd->wrong_role);
+        if (rd->longest_ms > t.longest_ms) {
+            t.longest_ms = rd->longest_ms;
+            t.longest_what = rd->longest_what;
+            t.longest_start = rd->longest_start;
+        }
+        if (rd->failed && !t.first_error[0])
+            t.first_error = rd->first_error;
+    }
+    return t;
+}
+
+/* Failed calls that started before `t` (all remembered ones when t is 0). */
+static long failed_started_before(run *ru, double t, int *other_status)
+{
+    long n = 0;
+    for (int i = 0; i < ru->nreaders; i++) {
+        reader *rd = &ru->readers[i];
+        for (int k = 0; k < rd->nfails; k++) {
+            if (t > 0 && rd->fails[k].start >= t)
+                continue;
+            n++;
+            if (other_status && rd->fails[k].rc != SR_ETIMEOUT)
+                *other_status = rd->fails[k].rc;
+        }
+    }
+    return n;
+}
+
+/* Waits until every server has answered reads of this run (bounded); 1 when they have. */
+static int wait_all_serving(run *ru, int first, int timeout_ms)
+{
+    for (double t0 = now_ms(); now_ms() - t0 < timeout_ms; sleep_ms(10)) {
+        int all = 1;
+        for (int i = first; i < ru->b->nsrv; i++)
+            if (served_by(ru, i) == 0)
+                all = 0;
+        if (all)
+            return 1;
+    }
+    return 0;
+}
+
+/* Waits (bounded) for a watch condition; returns its copy. */
+static watch_counts wait_watch(watch *w, int want_ejected, int want_readmitted, int timeout_ms)
+{
+    watch_counts c = watch_get(w);
+    for (double t0 = now_ms(); now_ms() - t0 < timeout_ms; sleep_ms(5)) {
+        c = watch_get(w);
+        if ((!want_ejected || c.ejected) && (!want_readmitted || c.readmitted))
+            break;
+    }
+    return c;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Scenario 1: SIGKILL one replica under load                               */
+/* ------------------------------------------------------------------------ */
+
+static void kill_one_replica(const backend *b)
+{
+    require_healthy(b);
+    const int victim = 1;
+    const server *sv = &b->srv[victim];
+    watch w;
+    watch_init(&w, sv->port, victim);
+    sr_router *r = open_router(b, default_opts(), &w);
+    run ru;
+    readers_start(&ru, b, r, NTHREADS);
+    ck_assert_msg(wait_all_serving(&ru, 1, 5000), "the replicas did not all serve reads");
+
+    double t_fault = now_ms();
+    crash_server(sv);
+    watch_counts c = wait_watch(&w, 1, 0, 5000);
+    char tail[1400];
+    ck_assert_msg(c.ejected, "%s was never ejected after SIGKILL%s", sv->name,
+                  watch_tail(&w, tail, sizeof tail));
+    sr_node_info down = node_info(r, victim);
+    /* Down for a while: the probes fail and the back-off grows. */
+    double left = OUTAGE_MS - (now_ms() - t_fault);
+    if (left > 0)
+        sleep_ms((int)left);
+    int still_unhealthy = node_info(r, victim).healthy == 0;
+
+    /*
+     * The server is back somewhere between the start command's beginning and
+     * its return (which polls for readiness), so the re-admission is timed
+     * from its return; it may even come first.
+     */
+    double t_restart = now_ms();
+    restart_server(sv);
+    double t_back = now_ms();
+    c = wait_watch(&w, 1, 1, RETRY_MAX_MS + CONNECT_TIMEOUT_MS + 5000);
+    ck_assert_msg(c.readmitted, "%s was not re-admitted after its restart%s", sv->name,
+                  watch_tail(&w, tail, sizeof tail));
+    /* Serving again: its statement counter and the reads it answers both grow. */
+    uint64_t stmts_at_readmit = node_info(r, victim).statements;
+    long served_at_readmit = served_by(&ru, victim);
+    int serving = 0;
+    for (double t0 = now_ms(); !serving && now_ms() - t0 < 3000; sleep_ms(10))
+        serving = node_info(r, victim).statements > stmts_at_readmit &&
+                  served_by(&ru, victim) > served_at_readmit;
+    readers_stop(&ru);
+    totals t = readers_totals(&ru);
+    sr_node_info after = node_info(r, victim);
+    c = watch_get(&w);
+
+    double to_eject = c.t_ejected - t_fault, to_readmit = c.t_readmitted - t_back;
+    printf("[faults] %s s1 SIGKILL %s: %ld reads by %d threads, %ld failed, longest %.0f ms; "
+           "ejected %.0f ms after the kill after %d failed attempts (errors counter %llu, "
+           "healthy %d), %d failed probes; restarted in %.0f ms, re-admitted %.0f ms after "
+           "that (bound %d ms)\n",
+           b->label, sv->name, t.calls, NTHREADS, t.failed, t.longest_ms, to_eject,
+           c.failed_before_eject, (unsigned long long)c.errors_at_eject, c.healthy_at_eject,
+           c.still_down, t_back - t_restart, to_readmit,
+           RETRY_MAX_MS + CONNECT_TIMEOUT_MS + RECOVERY_SLACK_MS);
+    fflush(stdout);
+
+    ck_assert_msg(t.failed == 0, "%ld reads failed; the first: %s", t.failed, t.first_error);
+    ck_assert_int_eq(t.wrong_role, 0);
+    ck_assert_msg(c.ejected == 1, "%s ejected %d times during one outage", sv->name, c.ejected);
+    /*
+     * The kill fails every statement in flight on the node at once: besides
+     * the fail_threshold failures that eject it, each other thread may have
+     * one failure of its own logged (or counted) before the ejection line.
+     * The exact count is checked single-threaded in scenario 5.
+     */
+    ck_assert_msg(c.failed_before_eject <= FAIL_THRESHOLD + NTHREADS - 1,
+                  "%d failed attempts on %s before it was ejected (fail_threshold %d)",
+                  c.failed_before_eject, sv->name, FAIL_THRESHOLD);
+    ck_assert_msg(c.errors_at_eject <= FAIL_THRESHOLD + NTHREADS - 1,
+                  "errors counter %llu when %s was ejected",
+                  (unsigned long long)c.errors_at_eject, sv->name);
+    ck_assert_int_eq(c.healthy_at_eject, 0);
+    ck_assert_int_eq(down.healthy, 0);
+    ck_assert_msg(still_unhealthy, "%s counted as healthy while it was down", sv->name);
+    ck_assert_uint_ge(after.ejections, 1);
+    ck_assert_int_eq(c.other_ejected, 0);
+    ck_assert_msg(to_readmit <= RETRY_MAX_MS + CONNECT_TIMEOUT_MS + RECOVERY_SLACK_MS,
+                  "re-admitted %.0f ms after the restart", to_readmit);
+    ck_assert_msg(serving, "%s re-admitted but not serving reads again", sv->name);
+    ck_assert_int_eq(after.healthy, 1);
+
+    sr_router_close(r);
+    restore_or_fail(b);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Scenario 2: SIGSTOP one replica (a hung server) under load               */
+/* ------------------------------------------------------------------------ */
+
+static void freeze_one_replica(const backend *b)
+{
+    require_healthy(b);
+    const int victim = 1;
+    const server *sv = &b->srv[victim];
+    watch w;
+    watch_init(&w, sv->port, victim);
+    router_opts o = default_opts();
+    o.statement_timeout_ms = FROZEN_STATEMENT_TIMEOUT_MS;
+    sr_router *r = open_router(b, o, &w);
+    run ru;
+    readers_start(&ru, b, r, NTHREADS);
+    ck_assert_msg(wait_all_serving(&ru, 1, 5000), "the replicas did not all serve reads");
+
+    double t_fault = now_ms();
+    freeze_server(sv);
+    watch_counts c = wait_watch(&w, 1, 0, 5000);
+    char tail[1400];
+    ck_assert_msg(c.ejected, "%s was never ejected while frozen%s", sv->name,
+                  watch_tail(&w, tail, sizeof tail));
+    double left = OUTAGE_MS - (now_ms() - t_fault);
+    if (left > 0)
+        sleep_ms((int)left);
+    int still_unhealthy = node_info(r, victim).healthy == 0;
+
+    thaw(sv);
+    double t_back = now_ms();
+    c = wait_watch(&w, 1, 1, RETRY_MAX_MS + FROZEN_STATEMENT_TIMEOUT_MS + 5000);
+    ck_assert_msg(c.readmitted, "%s was not re-admitted after SIGCONT%s", sv->name,
+                  watch_tail(&w, tail, sizeof tail));
+    long served_at_readmit = served_by(&ru, victim);
+    int serving = 0;
+    for (double t0 = now_ms(); !serving && now_ms() - t0 < 3000; sleep_ms(10))
+        serving = served_by(&ru, victim) > served_at_readmit;
+    readers_stop(&ru);
+    totals t = readers_totals(&ru);
+    c = watch_get(&w);
+    int other_status = SR_OK;
+    long paid_before = failed_started_before(&ru, c.t_ejected, &other_status);
+    failed_started_before(&ru, 0, &other_status);
+
+    double to_eject = c.t_ejected - t_fault, to_readmit = c.t_readmitted - t_back;
+    printf("[faults] %s s2 SIGSTOP %s (statement_timeout_ms %d): %ld reads by %d threads, "
+           "%ld failed (%ld started before the ejection, bound %d; %d failed probes after), "
+           "longest %.0f ms (bound %d; %s); %d other nodes ejected; ejected %.0f ms after the freeze; re-admitted %.0f ms "
+           "after SIGCONT (bound %d ms)\n",
+           b->label, sv->name, FROZEN_STATEMENT_TIMEOUT_MS, t.calls, NTHREADS, t.failed,
+           paid_before, FAIL_THRESHOLD + NTHREADS, c.still_down, t.longest_ms,
+           FROZEN_STATEMENT_TIMEOUT_MS + DEADLINE_SLACK_MS, t.longest_what, c.other_ejected,
+           to_eject, to_readmit,
+           RETRY_MAX_MS + FROZEN_STATEMENT_TIMEOUT_MS + RECOVERY_SLACK_MS);
+    fflush(stdout);
+
+    /*
+     * KNOWN LIBRARY ISSUE (fails as of this writing, both backends): a call
+     * that has to open a connection to the frozen server waits
+     * connect_timeout_ms (500 ms) whatever is left of the statement deadline:
+     * sr__pool_checkout() -> open_new() -> driver->connect(args) is bounded by
+     * connect_timeout_ms alone (lib/pool.c: "connect() has its own bound").
+     * Then sr__read_acquire() (lib/read.c) leaves its candidate loop because
+     * the deadline has passed and still falls back to the primary, which runs
+     * the read with the expired deadline and fails it with SR_ETIMEOUT, a
+     * transient failure charged to the primary (see the other_ejected check
+     * below: three of them eject a healthy primary). The issue's bound is the
+     * statement deadline: the connect should get min(deadline, connect
+     * timeout) and no node should be tried once the deadline has passed.
+     */
+    if (t.longest_ms > FROZEN_STATEMENT_TIMEOUT_MS + DEADLINE_SLACK_MS) {
+        char trace[16000];
+        fprintf(stderr, "[faults] %s s2: the longest call started %+.0f ms after the freeze "
+                        "(SIGCONT at %+.0f ms); the router logged meanwhile:%s\n",
+                b->label, t.longest_start - t_fault, t_back - t_fault,
+                watch_lines(&w, t.longest_start, t.longest_start + t.longest_ms, t_fault, trace,
+                            sizeof trace));
+    }
+    ck_assert_msg(t.longest_ms <= FROZEN_STATEMENT_TIMEOUT_MS + DEADLINE_SLACK_MS,
+                  "a call took %.0f ms with statement_timeout_ms = %d (%s)", t.longest_ms,
+                  FROZEN_STATEMENT_TIMEOUT_MS, t.longest_what);
+    ck_assert_msg(paid_before <= FAIL_THRESHOLD + NTHREADS,
+                  "%ld calls paid the timeout before the ejection (bound %d)", paid_before,
+                  FAIL_THRESHOLD + NTHREADS);
+    ck_assert_msg(t.failed > 0, "no call noticed the frozen server");
+    ck_assert_msg(other_status == SR_OK, "a frozen server failed a call with %s, not a timeout",
+                  sr_strerror(other_status));
+    ck_assert_int_eq(t.wrong_role, 0);
+    ck_assert_msg(still_unhealthy, "%s counted as healthy while it was frozen", sv->name);
+    /* A hung replica must cost no other node its health (the primary least of all). */
+    ck_assert_msg(c.other_ejected == 0, "%d other nodes were ejected while %s was frozen",
+                  c.other_ejected, sv->name);
+    ck_assert_msg(to_readmit <= RETRY_MAX_MS + FROZEN_STATEMENT_TIMEOUT_MS + RECOVERY_SLACK_MS,
+                  "re-admitted %.0f ms after SIGCONT", to_readmit);
+    ck_assert_msg(serving, "%s re-admitted but not serving reads again", sv->name);
+
+    sr_router_close(r);
+    restore_or_fail(b);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Scenario 3: SIGKILL the primary                                          */
+/* ------------------------------------------------------------------------ */
+
+typedef struct writer {
+    pthread_t th;
+    sr_session *s;
+    atomic_int *stop;
+    double hard_stop;
+    _Atomic long ok;
+    _Atomic double recovered_at; /* the first success after a failure */
+    _Atomic double last_ok_at;
+    long calls, failed, bad_status;
+    int first_bad;
+    double longest_ms, longest_failed_ms;
+    char first_error[400], first_bad_error[400];
+} writer;
+
+static const backend *writer_backend;
+
+static void *writer_main(void *arg)
+{
+    writer *wr = arg;
+    for (long i = 0; !atomic_load(wr->stop) && now_ms() < wr->hard_stop; i++) {
+        char v[32];
+        snprintf(v, sizeof v, "%ld", i);
+        const char *params[1] = {v};
+        double t0 = now_ms();
+        int rc = sr_exec(wr->s, sr_key_int(i), SR_WRITE, writer_backend->insert_sql, 1, params,
+                         NULL);
+        double t1 = now_ms();
+        wr->calls++;
+        if (t1 - t0 > wr->longest_ms)
+            wr->longest_ms = t1 - t0;
+        if (rc == SR_OK) {
+            atomic_fetch_add(&wr->ok, 1);
+            atomic_store(&wr->last_ok_at, t1);
+            if (wr->failed > 0 && atomic_load(&wr->recovered_at) == 0)
+                atomic_store(&wr->recovered_at, t1);
+        } else {
+            if (wr->failed++ == 0)
+                snprintf(wr->first_error, sizeof wr->first_error, "%s: %s", sr_strerror(rc),
+                         sr_session_errmsg(wr->s));
+            if (t1 - t0 > wr->longest_failed_ms)
+                wr->longest_failed_ms = t1 - t0;
+            if (rc != SR_ECONNECT && rc != SR_EUNAVAILABLE && wr->bad_status++ == 0) {
+                wr->first_bad = rc;
+                snprintf(wr->first_bad_error, sizeof wr->first_bad_error, "%.0f ms after the "
+                         "previous success: %s", t1 - atomic_load(&wr->last_ok_at),
+                         sr_session_errmsg(wr->s));
+            }
+        }
+        sleep_ms(10);
+    }
+    return NULL;
+}
+
+static void kill_primary(const backend *b)
+{
+    require_healthy(b);
+    const server *sv = &b->srv[0];
+    watch w;
+    watch_init(&w, sv->port, 0);
+    sr_router *r = open_router(b, default_opts(), &w);
+    sr_session *s = session(r);
+    ck_assert_msg(sr_begin_shard(s, 0) == SR_OK, "%s", sr_session_errmsg(s));
+    if (b->durable_sql)
+        ck_assert_msg(sr_exec_shard(s, 0, SR_WRITE, b->durable_sql, 0, NULL, NULL) == SR_OK, "%s",
+                      sr_session_errmsg(s));
+    ck_assert_msg(sr_exec_shard(s, 0, SR_WRITE, b->create_sql, 0, NULL, NULL) == SR_OK, "%s",
+                  sr_session_errmsg(s));
+    ck_assert_msg(sr_commit(s) == SR_OK, "%s", sr_session_errmsg(s));
+    sr_session_free(s);
+
+    run ru;
+    readers_start(&ru, b, r, 2);
+    writer wr;
+    memset(&wr, 0, sizeof wr);
+    writer_backend = b;
+    wr.s = session(r);
+    wr.stop = &ru.stop;
+    wr.hard_stop = ru.hard_stop;
+    ck_assert_int_eq(pthread_create(&wr.th, NULL, writer_main, &wr), 0);
+    int warm = 0;
+    for (double t0 = now_ms(); !warm && now_ms() - t0 < 5000; sleep_ms(10))
+        warm = atomic_load(&wr.ok) > 0 && served_by(&ru, 1) > 0;
+    ck_assert_msg(warm, "no write and read succeeded before the fault");
+
+    long served_primary_before = served_by(&ru, 0);
+    double t_fault = now_ms();
+    crash_server(sv);
+    double left = OUTAGE_MS - (now_ms() - t_fault);
+    if (left > 0)
+        sleep_ms((int)left);
+    double t_restart = now_ms();
+    restart_server(sv);
+    double t_back = now_ms();
+    int again = 0;
+    for (double t0 = now_ms(); !again && now_ms() - t0 < RETRY_MAX_MS + 5000; sleep_ms(5))
+        again = atomic_load(&wr.recovered_at) > 0;
+    /* Timed from the start command's return, like re-admissions in scenario 1. */
+    double to_write = again ? atomic_load(&wr.recovered_at) - t_back : -1.0;
+    readers_stop(&ru);
+    pthread_join(wr.th, NULL);
+    sr_session_free(wr.s);
+    totals t = readers_totals(&ru);
+    watch_counts c = watch_get(&w);
+
+    printf("[faults] %s s3 SIGKILL primary: %ld writes, %ld failed (longest failed %.0f ms, "
+           "bound %d), longest write %.0f ms; ejected %.0f ms after the kill; "
+           "%ld reads by 2 threads, %ld failed, longest %.0f ms; restarted in %.0f ms, "
+           "first write that succeeded %.0f ms after that (bound %d ms)\n",
+           b->label, wr.calls, wr.failed, wr.longest_failed_ms,
+           CONNECT_TIMEOUT_MS + DEADLINE_SLACK_MS, wr.longest_ms,
+           c.ejected ? c.t_ejected - t_fault : -1.0, t.calls, t.failed, t.longest_ms,
+           t_back - t_restart, to_write,
+           RETRY_MAX_MS + CONNECT_TIMEOUT_MS + RECOVERY_SLACK_MS);
+    fflush(stdout);
+
+    ck_assert_msg(wr.failed > 0, "no write noticed the primary was down");
+    ck_assert_msg(wr.bad_status == 0, "%ld writes failed with another status than "
+                  "SR_ECONNECT / SR_EUNAVAILABLE, the first %s (%s)", wr.bad_status,
+                  sr_strerror(wr.first_bad), wr.first_bad_error);
+    ck_assert_msg(wr.longest_failed_ms <= CONNECT_TIMEOUT_MS + DEADLINE_SLACK_MS,
+                  "a write to the dead primary took %.0f ms", wr.longest_failed_ms);
+    ck_assert_msg(t.failed == 0, "%ld reads failed while the primary was down; the first: %s",
+                  t.failed, t.first_error);
+    /* Reads stayed on the replicas (the primary is a fallback only). */
+    ck_assert_int_eq(served_by(&ru, 0), served_primary_before);
+    ck_assert_int_eq(t.wrong_role, 0);
+    ck_assert_msg(again, "no write succeeded after the primary was restarted (%s)",
+                  wr.first_error);
+    ck_assert_msg(to_write <= RETRY_MAX_MS + CONNECT_TIMEOUT_MS + RECOVERY_SLACK_MS,
+                  "writes came back %.0f ms after the restart", to_write);
+
+    sr_router_close(r);
+    restore_or_fail(b);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Scenario 4: pool exhaustion                                              */
+/* ------------------------------------------------------------------------ */
+
+#define TXN_THREADS 8
+#define TXN_ROUNDS 6
+
+typedef struct txn_worker {
+    pthread_t th;
+    sr_session *s;
+    int id;
+    atomic_int *finished;
+    long committed, busy, other;
+    int first_other;
+    double busy_min_ms, busy_max_ms;
+    char first_error[400];
+} txn_worker;
+
+static void *txn_main(void *arg)
+{
+    txn_worker *tw = arg;
+    tw->busy_min_ms = 1e9;
+    double hard_stop = now_ms() + 15000;
+    for (int i = 0; i < TXN_ROUNDS && now_ms() < hard_stop; i++) {
+        double t0 = now_ms();
+        int rc = sr_begin(tw->s, sr_key_int(tw->id));
+        double took = now_ms() - t0;
+        if (rc == SR_EBUSY) {
+            tw->busy++;
+            if (took < tw->busy_min_ms)
+                tw->busy_min_ms = took;
+            if (took > tw->busy_max_ms)
+                tw->busy_max_ms = took;
+            continue;
+        }
+        if (rc == SR_OK)
+            rc = sr_exec(tw->s, sr_key_int(tw->id), SR_AUTO, "SELECT 1", 0, NULL, NULL);
+        if (rc == SR_OK) {
+            sleep_ms(HOLD_MS);
+            rc = sr_commit(tw->s);
+        }
+        if (rc == SR_OK) {
+            tw->committed++;
+        } else {
+            if (tw->other++ == 0) {
+                tw->first_other = rc;
+                snprintf(tw->first_error, sizeof tw->first_error, "%s",
+                         sr_session_errmsg(tw->s));
+            }
+            if (sr_in_transaction(tw->s))
+                sr_rollback(tw->s);
+        }
+    }
+    atomic_fetch_add(tw->finished, 1);
+    return NULL;
+}
+
+static void exhaust_pool(const backend *b)
+{
+    require_healthy(b);
+    watch w;
+    watch_init(&w, b->srv[0].port, 0);
+    router_opts o = default_opts();
+    o.pool_max_size = 2;
+    o.checkout_timeout_ms = CHECKOUT_TIMEOUT_MS;
+    sr_router *r = open_router(b, o, &w);
+    atomic_int finished;
+    atomic_init(&finished, 0);
+    txn_worker tw[TXN_THREADS];
+    memset(tw, 0, sizeof tw);
+    double t_start = now_ms();
+    for (int i = 0; i < TXN_THREADS; i++) {
+        tw[i].s = session(r);
+        tw[i].id = i + 1;
+        tw[i].finished = &finished;
+        ck_assert_int_eq(pthread_create(&tw[i].th, NULL, txn_main, &tw[i]), 0);
+    }
+    /* No deadlock: every thread finishes, well within its own 15 s bound. */
+    int done = 0;
+    for (double t0 = now_ms(); (done = atomic_load(&finished)) < TXN_THREADS &&
+                               now_ms() - t0 < 20000;
+         sleep_ms(10)) {
+    }
+    ck_assert_msg(done == TXN_THREADS, "%d of %d threads finished in 20 s: deadlock?", done,
+                  TXN_THREADS);
+    double took = now_ms() - t_start;
+    long committed = 0, busy = 0, other = 0;
+    double busy_min = 1e9, busy_max = 0;
+    const char *err = "";
+    int first_other = SR_OK;
+    for (int i = 0; i < TXN_THREADS; i++) {
+        pthread_join(tw[i].th, NULL);
+        sr_session_free(tw[i].s);
+        committed += tw[i].committed;
+        busy += tw[i].busy;
+        if (tw[i].other && !other) {
+            err = tw[i].first_error;
+            first_other = tw[i].first_other;
+        }
+        other += tw[i].other;
+        if (tw[i].busy && tw[i].busy_min_ms < busy_min)
+            busy_min = tw[i].busy_min_ms;
+        if (tw[i].busy_max_ms > busy_max)
+            busy_max = tw[i].busy_max_ms;
+    }
+    sr_node_info p = node_info(r, 0);
+    watch_counts c = watch_get(&w);
+    printf("[faults] %s s4 pool.max_size 2, %d threads x %d transactions held %d ms: "
+           "%ld committed, %ld SR_EBUSY (waited %.0f..%.0f ms, checkout_timeout_ms %d), "
+           "%ld other failures; all threads done in %.0f ms; %llu connections open\n",
+           b->label, TXN_THREADS, TXN_ROUNDS, HOLD_MS, committed, busy,
+           busy ? busy_min : 0.0, busy_max, CHECKOUT_TIMEOUT_MS, other, took,
+           (unsigned long long)p.connections);
+    fflush(stdout);
+
+    ck_assert_msg(other == 0, "%ld transactions failed otherwise than SR_EBUSY, the first %s: %s",
+                  other, sr_strerror(first_other), err);
+    ck_assert_msg(busy > 0, "no SR_EBUSY from a pool of 2 shared by %d threads", TXN_THREADS);
+    ck_assert_msg(committed > 0, "no transaction committed");
+    ck_assert_int_eq(committed + busy, TXN_THREADS * TXN_ROUNDS);
+    /* SR_EBUSY comes after the checkout timeout, not before, and not much later. */
+    ck_assert_msg(busy_min >= CHECKOUT_TIMEOUT_MS - 5, "SR_EBUSY after %.0f ms", busy_min);
+    ck_assert_msg(busy_max <= CHECKOUT_TIMEOUT_MS + DEADLINE_SLACK_MS, "SR_EBUSY after %.0f ms",
+                  busy_max);
+    ck_assert_uint_le(p.connections, 2);
+    /* A full pool says nothing about the node. */
+    ck_assert_int_eq(p.healthy, 1);
+    ck_assert_int_eq(c.ejected + c.other_ejected, 0);
+    sr_router_close(r);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Scenario 5: every replica down                                           */
+/* ------------------------------------------------------------------------ */
+
+static int replicas_ejected(const sr_router *r, const backend *b)
+{
+    for (int i = 1; i < b->nsrv; i++)
+        if (node_info(r, i).healthy)
+            return 0;
+    return 1;
+}
+
+static void all_replicas_down(const backend *b)
+{
+    require_healthy(b);
+    sr_router *fb = open_router(b, default_opts(), NULL);
+    router_opts o = default_opts();
+    o.primary_reads = "never";
+    /* No probe during the check: each read must meet the ejected replicas. */
+    o.retry_ms = o.retry_max_ms = 60000;
+    sr_router *nv = open_router(b, o, NULL);
+    sr_session *sfb = session(fb), *snv = session(nv);
+    /* Both routers have live connections to the replicas before they die. */
+    for (int i = 0; i < 2 * b->nsrv; i++) {
+        ck_assert_msg(sr_exec(sfb, sr_key_int(i), SR_READ, b->who_sql, 0, NULL, NULL) == SR_OK,
+                      "%s", sr_session_errmsg(sfb));
+        ck_assert_msg(sr_exec(snv, sr_key_int(i), SR_READ, b->who_sql, 0, NULL, NULL) == SR_OK,
+                      "%s", sr_session_errmsg(snv));
+    }
+    for (int i = 1; i < b->nsrv; i++)
+        crash_server(&b->srv[i]);
+
+    /* fallback: failures only until every replica is ejected, then the primary answers. */
+    long fb_failed_first = 0, fb_calls = 0, fb_failed_after = 0, fb_primary = 0, fb_other = 0;
+    char first_after[400] = "";
+    double t0 = now_ms(), t_ejected = 0;
+    while (now_ms() - t0 < 5000 && !replicas_ejected(fb, b)) {
+        if (sr_exec(sfb, sr_key_int(fb_calls++), SR_READ, b->who_sql, 0, NULL, NULL) != SR_OK)
+            fb_failed_first++;
+        sleep_ms(1);
+    }
+    int fb_ejected = replicas_ejected(fb, b);
+    t_ejected = now_ms();
+    /* Long enough for the ejected replicas to be probed a few times (and fail). */
+    while (fb_ejected && now_ms() - t_ejected < 1500) {
+        sr_result *res = NULL;
+        int rc = sr_exec(sfb, sr_key_int(fb_calls++), SR_READ, b->who_sql, 0, NULL, &res);
+        if (rc == SR_OK) {
+            const char *port = sr_result_value(res, 0, 0);
+            const char *role = sr_result_value(res, 0, 1);
+            if (port && atoi(port) == b->srv[0].port && role && strcmp(role, "primary") == 0)
+                fb_primary++;
+            else
+                fb_other++;
+            sr_result_free(res);
+        } else if (fb_failed_after++ == 0) {
+            snprintf(first_after, sizeof first_after, "%s: %s", sr_strerror(rc),
+                     sr_session_errmsg(sfb));
+        }
+        sleep_ms(2);
+    }
+
+    /* never: connection errors until every replica is ejected, then SR_EUNAVAILABLE. */
+    long nv_failed_first = 0, nv_calls = 0, nv_ok = 0, nv_unavailable = 0, nv_named = 0;
+    char nv_msg[600] = "";
+    double t1 = now_ms();
+    while (now_ms() - t1 < 5000 && !replicas_ejected(nv, b)) {
+        int rc = sr_exec(snv, sr_key_int(nv_calls++), SR_READ, b->who_sql, 0, NULL, NULL);
+        if (rc == SR_OK)
+            nv_ok++;
+        else
+            nv_failed_first++;
+        sleep_ms(1);
+    }
+    int nv_ejected = replicas_ejected(nv, b);
+    for (int i = 0; nv_ejected && i < 5; i++) {
+        int rc = sr_exec(snv, sr_key_int(nv_calls++), SR_READ, b->who_sql, 0, NULL, NULL);
+        if (rc == SR_OK)
+            nv_ok++;
+        if (rc == SR_EUNAVAILABLE)
+            nv_unavailable++;
+        snprintf(nv_msg, sizeof nv_msg, "%s", sr_session_errmsg(snv));
+        if (strstr(nv_msg, "shard0"))
+            nv_named++;
+    }
+    /* Writes are not affected by replicas being down. */
+    ck_assert_msg(sr_exec(snv, sr_key_int(1), SR_WRITE, "SELECT 1", 0, NULL, NULL) == SR_OK, "%s",
+                  sr_session_errmsg(snv));
+
+    printf("[faults] %s s5 every replica down: primary_reads=fallback: %ld reads, %ld failed "
+           "before every replica was ejected (bound %d), then %ld answered by the primary, "
+           "%ld by another server, %ld failed; primary_reads=never: %ld failed before the "
+           "ejection, then %ld of 5 SR_EUNAVAILABLE: %s\n",
+           b->label, fb_calls, fb_failed_first, FAIL_THRESHOLD, fb_primary, fb_other,
+           fb_failed_after, nv_failed_first, nv_unavailable, nv_msg);
+    fflush(stdout);
+
+    ck_assert_msg(fb_ejected, "fallback router: the replicas were not all ejected in 5 s");
+    ck_assert_msg(fb_failed_first <= FAIL_THRESHOLD, "%ld reads failed before the ejection",
+                  fb_failed_first);
+    /*
+     * The replicas' probes fall due while these reads run (often together,
+     * as they were ejected together); a failed probe must fall through to the
+     * primary, not fail the read.
+     */
+    ck_assert_msg(fb_failed_after == 0,
+                  "%ld reads failed with the primary up and primary_reads = fallback; the "
+                  "first: %s",
+                  fb_failed_after, first_after);
+    ck_assert_msg(fb_primary > 0 && fb_other == 0, "%ld reads by the primary, %ld by others",
+                  fb_primary, fb_other);
+    ck_assert_msg(nv_ejected, "never router: the replicas were not all ejected in 5 s");
+    /* Each of those reads failed once on every replica: ejection at exactly the threshold. */
+    ck_assert_int_eq(nv_failed_first, FAIL_THRESHOLD);
+    ck_assert_int_eq(nv_ok, 0);
+    ck_assert_msg(nv_unavailable == 5, "%ld of 5 reads were SR_EUNAVAILABLE; last: %s",
+                  nv_unavailable, nv_msg);
+    ck_assert_msg(nv_named == 5, "SR_EUNAVAILABLE does not name the shard: %s", nv_msg);
+
+    sr_session_free(sfb);
+    sr_session_free(snv);
+    sr_router_close(fb);
+    sr_router_close(nv);
+    restore_or_fail(b);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Suite                                                                    */
+/* ------------------------------------------------------------------------ */
+
+START_TEST(pg_sigkill_replica) { kill_one_replica(&pg_backend); }
+END_TEST
+START_TEST(pg_sigstop_replica) { freeze_one_replica(&pg_backend); }
+END_TEST
+START_TEST(pg_sigkill_primary) { kill_primary(&pg_backend); }
+END_TEST
+START_TEST(pg_pool_exhaustion) { exhaust_pool(&pg_backend); }
+END_TEST
+START_TEST(pg_every_replica_down) { all_replicas_down(&pg_backend); }
+END_TEST
+START_TEST(my_sigkill_replica) { kill_one_replica(&my_backend); }
+END_TEST
+START_TEST(my_sigstop_replica) { freeze_one_replica(&my_backend); }
+END_TEST
+START_TEST(my_sigkill_primary) { kill_primary(&my_backend); }
+END_TEST
+START_TEST(my_pool_exhaustion) { exhaust_pool(&my_backend); }
+END_TEST
+START_TEST(my_every_replica_down) { all_replicas_down(&my_backend); }
+END_TEST
+
+/* One tcase per scenario, so each gets the restoring teardown (in the parent). */
+static void add_case(Suite *s, const char *name, const TTest *test, void (*teardown)(void))
+{
+    TCase *t = tcase_create(name);
+    tcase_add_unchecked_fixture(t, NULL, teardown);
+    tcase_add_test(t, test);
+    tcase_set_timeout(t, 90); /* every wait inside is shorter: a hang fails, never stalls */
+    suite_add_tcase(s, t);
+}
+
+static Suite *faults_suite(void)
+{
+    Suite *s = suite_create("faults");
+    if (have_pg) {
+        add_case(s, "pg_sigkill_replica", pg_sigkill_replica, teardown_pg);
+        add_case(s, "pg_sigstop_replica", pg_sigstop_replica, teardown_pg);
+        add_case(s, "pg_sigkill_primary", pg_sigkill_primary, teardown_pg);
+        add_case(s, "pg_pool_exhaustion", pg_pool_exhaustion, teardown_pg);
+        add_case(s, "pg_every_replica_down", pg_every_replica_down, teardown_pg);
+    }
+    if (have_my) {
+        add_case(s, "my_sigkill_replica", my_sigkill_replica, teardown_my);
+        add_case(s, "my_sigstop_replica", my_sigstop_replica, teardown_my);
+        add_case(s, "my_sigkill_primary", my_sigkill_primary, teardown_my);
+        add_case(s, "my_pool_exhaustion", my_pool_exhaustion, teardown_my);
+        add_case(s, "my_every_replica_down", my_every_replica_down, teardown_my);
+    }
+    return s;
+}
+
+int main(void)
+{
+    have_pg = load_pg();
+    have_my = load_my();
+    int ci = getenv("CI") != NULL;
+    if (!have_pg)
+        fprintf(stderr, "test_faults: no PostgreSQL cluster in the environment (run under "
+                        "tests/env/pg_cluster.sh run)\n");
+    if (!have_my)
+        fprintf(stderr, "test_faults: no MariaDB cluster in the environment (run under "
+                        "tests/env/mariadb_cluster.sh run)\n");
+    if (!have_pg && !have_my)
+        return ci ? 1 : 77;
+    /* Whatever a forked test froze is continued when it exits, failed assertion or not. */
+    atexit(thaw_frozen);
+    /* Reads print figures while the servers are being killed: keep the lines whole. */
+    setvbuf(stdout, NULL, _IOLBF, 0);
+    SRunner *sr = srunner_create(faults_suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    if (ci && (!have_pg || !have_my))
+        failed++;
+    return failed == 0 ? 0 : 1;
+}
