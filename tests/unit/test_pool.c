@@ -32,7 +32,7 @@ static sr_driver_conn *checkout_ok(sr_pool *p)
     sr_driver_conn *c = NULL;
     sr_driver_error err;
     memset(&err, 0, sizeof err);
-    int rc = sr__pool_checkout(p, far_deadline(), &c, &err);
+    int rc = sr__pool_checkout(p, far_deadline(), 0, &c, &err);
     ck_assert_msg(rc == SR_OK, "checkout failed: %d %s", rc, err.message);
     ck_assert_ptr_nonnull(c);
     return c;
@@ -143,7 +143,7 @@ START_TEST(test_exhausted_pool_times_out_with_ebusy)
     memset(&err, 0, sizeof err);
     int64_t start = sr_clock_ns();
     int64_t deadline = start + 50 * 1000000LL;
-    int rc = sr__pool_checkout(p, deadline, &c, &err);
+    int rc = sr__pool_checkout(p, deadline, 0, &c, &err);
     int64_t end = sr_clock_ns();
     ck_assert_int_eq(rc, SR_EBUSY);
     ck_assert_ptr_null(c);
@@ -169,15 +169,15 @@ START_TEST(test_past_deadline_returns_ebusy_without_waiting_but_takes_idle)
     sr_driver_conn *c = NULL;
     sr_driver_error err;
     /* Deadline 0 is long past: a full pool fails at once. */
-    ck_assert_int_eq(sr__pool_checkout(p, 0, &c, &err), SR_EBUSY);
+    ck_assert_int_eq(sr__pool_checkout(p, 0, 0, &c, &err), SR_EBUSY);
     ck_assert_int_eq(err.status, SR_EBUSY);
     ck_assert_ptr_nonnull(strstr(err.message, "pool exhausted: 1 connections in use"));
     /* A NULL err is allowed. */
-    ck_assert_int_eq(sr__pool_checkout(p, 0, &c, NULL), SR_EBUSY);
+    ck_assert_int_eq(sr__pool_checkout(p, 0, 0, &c, NULL), SR_EBUSY);
 
     /* An idle connection is handed out even when the deadline has passed. */
     sr__pool_checkin(p, a, 0);
-    ck_assert_int_eq(sr__pool_checkout(p, 0, &c, &err), SR_OK);
+    ck_assert_int_eq(sr__pool_checkout(p, 0, 0, &c, &err), SR_OK);
     ck_assert_ptr_eq(c, a);
     sr__pool_checkin(p, c, 0);
     sr__pool_free(p);
@@ -195,7 +195,7 @@ struct waiter {
 static void *waiter_main(void *arg)
 {
     struct waiter *w = arg;
-    w->rc = sr__pool_checkout(w->p, w->deadline, &w->conn, &w->err);
+    w->rc = sr__pool_checkout(w->p, w->deadline, 0, &w->conn, &w->err);
     return NULL;
 }
 
@@ -268,7 +268,7 @@ START_TEST(test_connect_failure_returns_status_and_frees_slot)
     sr_driver_conn *c = (sr_driver_conn *)1;
     sr_driver_error err;
     memset(&err, 0, sizeof err);
-    ck_assert_int_eq(sr__pool_checkout(p, far_deadline(), &c, &err), SR_ECONNECT);
+    ck_assert_int_eq(sr__pool_checkout(p, far_deadline(), 0, &c, &err), SR_ECONNECT);
     ck_assert_ptr_null(c);
     ck_assert_int_eq(err.status, SR_ECONNECT);
     ck_assert_int_eq(err.transient, 1);
@@ -415,7 +415,7 @@ static void *stress_main(void *arg)
     for (int i = 0; i < s->iterations; i++) {
         sr_driver_conn *c = NULL;
         sr_driver_error err;
-        if (sr__pool_checkout(s->p, sr__deadline_after_ms(30000), &c, &err) != SR_OK || !c) {
+        if (sr__pool_checkout(s->p, sr__deadline_after_ms(30000), 0, &c, &err) != SR_OK || !c) {
             s->failures++;
             continue;
         }
