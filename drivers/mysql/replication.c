@@ -49,19 +49,17 @@ int sr__my_server_role(sr_driver_conn *c, int64_t deadline_ns, sr_role *out, sr_
     return SR_OK;
 }
 
-int sr__my_write_position(sr_driver_conn *c, int64_t deadline_ns, char *buf, size_t buflen,
-                          sr_driver_error *err)
+/*
+ * Runs a query returning one GTID set and copies it to buf without the
+ * whitespace MySQL uses to break long sets over lines.
+ */
+static int query_position(sr_driver_conn *c, const char *sql, int64_t deadline_ns, char *buf,
+                          size_t buflen, const char *what, sr_driver_error *err)
 {
     char *v = NULL;
-    /* The whole binlog position, not the session's @@last_gtid: a superset
-     * that is never older than this connection's last write, and also right
-     * when the write produced no GTID of its own. */
-    const char *sql = c->flavour == SR_MY_MARIADB ? "SELECT @@GLOBAL.gtid_binlog_pos"
-                                                  : "SELECT @@GLOBAL.gtid_executed";
     int rc = query_value(c, sql, deadline_ns, &v, NULL, err);
     if (rc != SR_OK)
         return rc;
-    /* MySQL breaks long GTID sets over lines. */
     size_t n = 0;
     for (const char *p = v; *p; p++)
         if (*p != '\n' && *p != '\r' && *p != ' ')
@@ -69,12 +67,23 @@ int sr__my_write_position(sr_driver_conn *c, int64_t deadline_ns, char *buf, siz
     v[n] = '\0';
     if (!buf || n + 1 > buflen) {
         free(v);
-        return sr_driver_error_set(err, SR_EINVAL, 0, "", 0,
-                                   "write position (%zu bytes) does not fit the buffer", n);
+        return sr_driver_error_set(err, SR_EINVAL, 0, "", 0, "%s (%zu bytes) does not fit the buffer",
+                                   what, n);
     }
     memcpy(buf, v, n + 1);
     free(v);
     return SR_OK;
+}
+
+int sr__my_write_position(sr_driver_conn *c, int64_t deadline_ns, char *buf, size_t buflen,
+                          sr_driver_error *err)
+{
+    /* The whole binlog position, not the session's @@last_gtid: a superset
+     * that is never older than this connection's last write, and also right
+     * when the write produced no GTID of its own. */
+    const char *sql = c->flavour == SR_MY_MARIADB ? "SELECT @@GLOBAL.gtid_binlog_pos"
+                                                  : "SELECT @@GLOBAL.gtid_executed";
+    return query_position(c, sql, deadline_ns, buf, buflen, "write position", err);
 }
 
 int sr__my_has_replayed(sr_driver_conn *c, const char *position, int64_t deadline_ns, int *out,
@@ -178,23 +187,7 @@ int sr__my_replay_position(sr_driver_conn *c, int64_t deadline_ns, char *buf, si
     const char *sql = c->flavour == SR_MY_MARIADB
                           ? "SELECT IF(@@read_only, @@GLOBAL.gtid_slave_pos, @@GLOBAL.gtid_binlog_pos)"
                           : "SELECT @@GLOBAL.gtid_executed";
-    char *v = NULL;
-    int rc = query_value(c, sql, deadline_ns, &v, NULL, err);
-    if (rc != SR_OK)
-        return rc;
-    size_t n = 0;
-    for (const char *p = v; *p; p++)
-        if (*p != '\n' && *p != '\r' && *p != ' ')
-            v[n++] = *p;
-    v[n] = '\0';
-    if (!buf || n + 1 > buflen) {
-        free(v);
-        return sr_driver_error_set(err, SR_EINVAL, 0, "", 0,
-                                   "replication position (%zu bytes) does not fit the buffer", n);
-    }
-    memcpy(buf, v, n + 1);
-    free(v);
-    return SR_OK;
+    return query_position(c, sql, deadline_ns, buf, buflen, "replication position", err);
 }
 
 int sr__my_wait_replayed(sr_driver_conn *c, const char *position, int64_t deadline_ns, int *out,

@@ -311,7 +311,14 @@ cmd_start_node() {
     dir=$(cd "$dir" && pwd)
     [ -s "$dir/$node/cmdline" ] || die "no saved command line for $node in $dir"
     old=$(cat "$dir/$node.pid" 2>/dev/null || true)
-    # A killed server nobody has reaped yet (a zombie) is gone.
+    # A killed server nobody has reaped yet (a zombie) is gone; one that was
+    # just killed may take a moment to finish exiting (a loaded machine, a
+    # large process): wait for it, boundedly, before calling it still running.
+    local until=$((SECONDS + 10))
+    while [ -n "$old" ] && kill -0 "$old" 2>/dev/null && [ "$(proc_state "$old")" != Z ] &&
+        [ "$SECONDS" -lt "$until" ]; do
+        sleep 0.1
+    done
     if [ -n "$old" ] && kill -0 "$old" 2>/dev/null && [ "$(proc_state "$old")" != Z ]; then
         die "$node is still running (pid $old)"
     fi
