@@ -5,8 +5,60 @@
  */
 #include "result.h"
 
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
+
+/* ---- shared column names ---- */
+
+struct sr_colset {
+    _Atomic int refs;
+    int ncols;
+    char *names[]; /* ncols pointers, then the strings, in one allocation */
+};
+
+SR_API sr_colset *sr_colset_new(int ncols, const char *const *names)
+{
+    if (ncols < 0 || (ncols > 0 && !names))
+        return NULL;
+    size_t bytes = sizeof(sr_colset) + (size_t)ncols * sizeof(char *);
+    for (int i = 0; i < ncols; i++)
+        bytes += strlen(names[i] ? names[i] : "") + 1;
+    sr_colset *cs = malloc(bytes);
+    if (!cs)
+        return NULL;
+    atomic_init(&cs->refs, 1);
+    cs->ncols = ncols;
+    char *p = (char *)&cs->names[ncols];
+    for (int i = 0; i < ncols; i++) {
+        const char *n = names[i] ? names[i] : "";
+        size_t len = strlen(n) + 1;
+        memcpy(p, n, len);
+        cs->names[i] = p;
+        p += len;
+    }
+    return cs;
+}
+
+SR_API void sr_colset_release(sr_colset *cs)
+{
+    if (cs && atomic_fetch_sub_explicit(&cs->refs, 1, memory_order_acq_rel) == 1)
+        free(cs);
+}
+
+SR_API int sr_result_builder_colset(sr_result_builder *rb, sr_colset *cs)
+{
+    if (!rb || !rb->res || !cs)
+        return SR_EINVAL;
+    sr_result *r = rb->res;
+    if (r->columns_set || r->ncells != 0)
+        return SR_EINVAL; /* columns come once, before values */
+    atomic_fetch_add_explicit(&cs->refs, 1, memory_order_relaxed);
+    r->colset = cs;
+    r->ncols = cs->ncols;
+    r->columns_set = 1;
+    return SR_OK;
+}
 
 #define SR_CELL_NULL UINT32_MAX
 
@@ -214,7 +266,7 @@ int sr__result_append(sr_result *dst, const sr_result *src)
             if (!names)
                 return SR_ENOMEM;
             for (int i = 0; i < src->ncols; i++)
-                names[i] = src->arena + src->colname_off[i];
+                names[i] = sr_result_colname(src, i);
         }
         int rc = sr_result_builder_columns(&rb, src->ncols, names);
         free(names);
@@ -224,7 +276,7 @@ int sr__result_append(sr_result *dst, const sr_result *src)
         if (dst->ncols != src->ncols)
             return SR_EINVAL;
         for (int i = 0; i < src->ncols; i++)
-            if (strcmp(dst->arena + dst->colname_off[i], src->arena + src->colname_off[i]) != 0)
+            if (strcmp(sr_result_colname(dst, i), sr_result_colname(src, i)) != 0)
                 return SR_EINVAL;
     }
     dst->affected += src->affected;
@@ -273,7 +325,7 @@ SR_API const char *sr_result_colname(const sr_result *res, int col)
 {
     if (!res || col < 0 || col >= res->ncols)
         return NULL;
-    return res->arena + res->colname_off[col];
+    return res->colset ? res->colset->names[col] : res->arena + res->colname_off[col];
 }
 
 SR_API const char *sr_result_value(const sr_result *res, int row, int col)
@@ -310,6 +362,7 @@ SR_API void sr_result_free(sr_result *res)
     if (!res)
         return;
     free(res->row_shards);
+    sr_colset_release(res->colset);
     if (!res->cells_inline)
         free(res->cells);
     if (!res->arena_inline)

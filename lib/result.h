@@ -27,7 +27,8 @@ struct sr_result {
     uint32_t *colname_off; /* ncols offsets of the column names in the arena */
     /* Which of the three still point into `inline_store` (not to be freed). */
     unsigned char cells_inline, arena_inline, names_inline;
-    unsigned char columns_set; /* sr_result_builder_columns() was called */
+    unsigned char columns_set; /* the columns were set (names copied or shared) */
+    sr_colset *colset;         /* shared column names, or NULL when they are in the arena */
     size_t names_cap;
     _Alignas(8) unsigned char inline_store[];
 };

@@ -26,6 +26,10 @@ typedef struct stmt_entry {
     uint64_t last_used;
     char *sql;
     sqlite3_stmt *stmt;
+    /* The statement's column names, shared by its results (see sr_colset_new), and
+     * the re-prepare count they belong to: SQLite re-prepares after a schema change. */
+    sr_colset *cols;
+    int cols_reprepares;
 } stmt_entry;
 
 struct sr_driver_conn {
@@ -149,6 +153,7 @@ static void sqlite_close(sr_driver_conn *c)
     for (int i = 0; i < c->cache_len; i++) {
         sqlite3_finalize(c->cache[i].stmt);
         free(c->cache[i].sql);
+        sr_colset_release(c->cache[i].cols);
     }
     free(c->cache);
     sqlite3_close_v2(c->db);
@@ -258,14 +263,14 @@ static int only_space(const char *p)
 
 /*
  * Returns a statement for `sql`: cached (and reset) when the cache has it,
- * else freshly prepared and cached. *cached tells the caller whether to
- * finalize it afterwards. *tail points past the first statement.
+ * else freshly prepared and cached. *cached is its cache entry, NULL when it
+ * is not cached (the caller then finalizes it). *tail points past the first statement.
  */
-static int get_stmt(sr_driver_conn *c, const char *sql, sqlite3_stmt **out, int *cached,
+static int get_stmt(sr_driver_conn *c, const char *sql, sqlite3_stmt **out, stmt_entry **cached,
                     const char **tail, sr_driver_error *err)
 {
     size_t len = strlen(sql);
-    *cached = 0;
+    *cached = NULL;
     if (c->cache_cap == 0)
         return prepare(c, sql, len, 0, out, tail, err);
 
@@ -275,7 +280,7 @@ static int get_stmt(sr_driver_conn *c, const char *sql, sqlite3_stmt **out, int 
         if (e->hash == h && strcmp(e->sql, sql) == 0) {
             e->last_used = ++c->tick;
             *out = e->stmt;
-            *cached = 1;
+            *cached = e;
             *tail = NULL;
             return SR_OK;
         }
@@ -298,11 +303,12 @@ static int get_stmt(sr_driver_conn *c, const char *sql, sqlite3_stmt **out, int 
                 slot = i;
         sqlite3_finalize(c->cache[slot].stmt);
         free(c->cache[slot].sql);
+        sr_colset_release(c->cache[slot].cols);
     } else {
         c->cache_len++;
     }
-    c->cache[slot] = (stmt_entry){h, ++c->tick, copy, *out};
-    *cached = 1;
+    c->cache[slot] = (stmt_entry){h, ++c->tick, copy, *out, NULL, 0};
+    *cached = &c->cache[slot];
     *tail = NULL;
     return SR_OK;
 }
@@ -327,30 +333,65 @@ static int bind_params(sr_driver_conn *c, sqlite3_stmt *st, int nparams, const c
     return SR_OK;
 }
 
-/* Steps a bound statement to completion, feeding rows to rb (when not NULL). */
-static int step_all(sr_driver_conn *c, sqlite3_stmt *st, sr_result_builder *rb,
+/*
+ * The result's columns: a cached statement shares one set of names with all
+ * its results (rebuilt when SQLite re-prepared it), others copy theirs.
+ */
+static int set_columns(sqlite3_stmt *st, int ncols, stmt_entry *entry, sr_result_builder *rb,
+                       sr_driver_error *err)
+{
+    if (entry) {
+        int reprepares = sqlite3_stmt_status(st, SQLITE_STMTSTATUS_REPREPARE, 0);
+        if (!entry->cols || entry->cols_reprepares != reprepares) {
+            sr_colset_release(entry->cols);
+            entry->cols = NULL;
+        }
+    }
+    if (entry && entry->cols)
+        return sr_result_builder_colset(rb, entry->cols) == SR_OK
+                   ? SR_OK
+                   : sr_driver_error_set(err, SR_ENOMEM, 0, NULL, 0, "out of memory");
+    const char *stack_names[16];
+    const char **names = ncols <= 16 ? stack_names : malloc((size_t)ncols * sizeof *names);
+    if (!names)
+        return sr_driver_error_set(err, SR_ENOMEM, 0, NULL, 0, "out of memory");
+    for (int i = 0; i < ncols; i++)
+        names[i] = sqlite3_column_name(st, i);
+    int rc;
+    if (entry && (entry->cols = sr_colset_new(ncols, names)) != NULL) {
+        entry->cols_reprepares = sqlite3_stmt_status(st, SQLITE_STMTSTATUS_REPREPARE, 0);
+        rc = sr_result_builder_colset(rb, entry->cols);
+    } else {
+        rc = sr_result_builder_columns(rb, ncols, names);
+    }
+    if (names != stack_names)
+        free(names);
+    return rc == SR_OK ? SR_OK : sr_driver_error_set(err, rc, 0, NULL, 0, "out of memory");
+}
+
+/*
+ * Steps a bound statement to completion, feeding rows to rb (when not NULL).
+ * Columns are read after the first step: SQLite may re-prepare the statement
+ * there (after a schema change) and its columns may differ from before.
+ */
+static int step_all(sr_driver_conn *c, sqlite3_stmt *st, stmt_entry *entry, sr_result_builder *rb,
                     sr_driver_error *err)
 {
-    int ncols = sqlite3_column_count(st);
-    if (rb && ncols > 0) {
-        const char *stack_names[16];
-        const char **names = ncols <= 16 ? stack_names : malloc((size_t)ncols * sizeof *names);
-        if (!names)
-            return sr_driver_error_set(err, SR_ENOMEM, 0, NULL, 0, "out of memory");
-        for (int i = 0; i < ncols; i++)
-            names[i] = sqlite3_column_name(st, i);
-        int rc = sr_result_builder_columns(rb, ncols, names);
-        if (names != stack_names)
-            free(names);
-        if (rc != SR_OK)
-            return sr_driver_error_set(err, rc, 0, NULL, 0, "out of memory");
-    }
+    int ncols = -1;
     for (;;) {
         int rc = sqlite3_step(st);
+        if (rc != SQLITE_DONE && rc != SQLITE_ROW)
+            return fail_sqlite(c, rc, err);
+        if (ncols < 0) {
+            ncols = sqlite3_column_count(st);
+            if (rb && ncols > 0) {
+                int r = set_columns(st, ncols, entry, rb, err);
+                if (r != SR_OK)
+                    return r;
+            }
+        }
         if (rc == SQLITE_DONE)
             break;
-        if (rc != SQLITE_ROW)
-            return fail_sqlite(c, rc, err);
         if (!rb)
             continue;
         for (int i = 0; i < ncols; i++) {
@@ -381,7 +422,7 @@ static int sqlite_exec(sr_driver_conn *c, const char *sql, int nparams, const ch
     c->deadline_ns = deadline_ns;
     c->timed_out = 0;
     sqlite3_stmt *st = NULL;
-    int cached = 0;
+    stmt_entry *cached = NULL;
     const char *tail = NULL;
     int rc = get_stmt(c, sql, &st, &cached, &tail, err);
     if (rc != SR_OK)
@@ -394,7 +435,7 @@ static int sqlite_exec(sr_driver_conn *c, const char *sql, int nparams, const ch
             return sr_driver_error_set(err, SR_EQUERY, 0, NULL, 0,
                                        "parameters are not supported with several statements");
         }
-        rc = step_all(c, st, NULL, err);
+        rc = step_all(c, st, NULL, NULL, err);
         sqlite3_finalize(st);
         if (rc != SR_OK)
             return rc;
@@ -406,10 +447,12 @@ static int sqlite_exec(sr_driver_conn *c, const char *sql, int nparams, const ch
 
     rc = bind_params(c, st, nparams, params, err);
     if (rc == SR_OK)
-        rc = step_all(c, st, rb, err);
+        rc = step_all(c, st, cached, rb, err);
     if (cached) {
+        /* The bound strings (SQLITE_STATIC) belong to the caller and may dangle
+         * after this call: harmless, every parameter is bound again before the
+         * statement next runs (the count is checked), so no clear_bindings. */
         sqlite3_reset(st);
-        sqlite3_clear_bindings(st); /* the bound strings belong to the caller */
     } else {
         sqlite3_finalize(st);
     }

@@ -178,6 +178,21 @@ SR_API int sr_driver_error_set(sr_driver_error *err, int status, int transient,
  * (SR_EINVAL when called out of order).
  */
 SR_API int sr_result_builder_columns(sr_result_builder *rb, int ncols, const char *const *names);
+
+/**
+ * An immutable, reference-counted set of column names that results can
+ * share: a driver keeps one per cached prepared statement and hands it to
+ * every result of that statement instead of copying the names each time.
+ * sr_colset_new() copies the names (NULL when out of memory); the creator
+ * holds one reference and drops it with sr_colset_release() (NULL is a
+ * no-op; thread-safe: results on other threads may still hold theirs).
+ * sr_result_builder_colset() is sr_result_builder_columns() with a shared
+ * set: the result takes its own reference.
+ */
+typedef struct sr_colset sr_colset;
+SR_API sr_colset *sr_colset_new(int ncols, const char *const *names);
+SR_API void sr_colset_release(sr_colset *cs);
+SR_API int sr_result_builder_colset(sr_result_builder *rb, sr_colset *cs);
 SR_API int sr_result_builder_value(sr_result_builder *rb, const char *value, size_t len);
 SR_API void sr_result_builder_affected(sr_result_builder *rb, int64_t affected);
 

@@ -489,6 +489,40 @@ START_TEST(several_statements_in_one_string)
 }
 END_TEST
 
+START_TEST(cached_statement_follows_a_schema_change)
+{
+    sr_router *r = open_router(0, NULL, NULL);
+    sr_session *s;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    ck_assert_int_eq(sr_exec_shard(s, 0, SR_WRITE, "CREATE TABLE sc (a)", 0, NULL, NULL), SR_OK);
+    ck_assert_int_eq(sr_exec_shard(s, 0, SR_WRITE, "INSERT INTO sc VALUES (1)", 0, NULL, NULL), SR_OK);
+    /* The same text twice: the second run comes from the statement cache and
+     * shares its column names with the first result, which stays valid. */
+    sr_result *before = NULL, *again = NULL, *after = NULL;
+    ck_assert_int_eq(sr_exec_shard(s, 0, SR_WRITE, "SELECT * FROM sc", 0, NULL, &before), SR_OK);
+    ck_assert_int_eq(sr_exec_shard(s, 0, SR_WRITE, "SELECT * FROM sc", 0, NULL, &again), SR_OK);
+    ck_assert_int_eq(sr_exec_shard(s, 0, SR_WRITE, "ALTER TABLE sc ADD COLUMN b DEFAULT 'bee'", 0,
+                                   NULL, NULL),
+                     SR_OK);
+    /* SQLite re-prepares the cached statement: the new column shows, with its name. */
+    ck_assert_int_eq(sr_exec_shard(s, 0, SR_WRITE, "SELECT * FROM sc", 0, NULL, &after), SR_OK);
+    ck_assert_int_eq(sr_result_ncols(before), 1);
+    ck_assert_str_eq(sr_result_colname(before, 0), "a");
+    ck_assert_int_eq(sr_result_ncols(again), 1);
+    ck_assert_int_eq(sr_result_ncols(after), 2);
+    ck_assert_str_eq(sr_result_colname(after, 1), "b");
+    ck_assert_str_eq(sr_result_value(after, 0, 1), "bee");
+    sr_result_free(before);
+    sr_result_free(after);
+    /* A result outlives the router that produced it. */
+    sr_session_free(s);
+    sr_router_close(r);
+    ck_assert_str_eq(sr_result_colname(again, 0), "a");
+    ck_assert_str_eq(sr_result_value(again, 0, 0), "1");
+    sr_result_free(again);
+}
+END_TEST
+
 START_TEST(unreachable_file_is_a_connect_error)
 {
     sr_config *c = sr_config_new();
@@ -975,6 +1009,7 @@ static Suite *sqlite_suite(void)
     tcase_add_test(tc, parameters_round_trip);
     tcase_add_test(tc, sql_errors_keep_the_session_usable);
     tcase_add_test(tc, several_statements_in_one_string);
+    tcase_add_test(tc, cached_statement_follows_a_schema_change);
     tcase_add_test(tc, unreachable_file_is_a_connect_error);
     tcase_add_test(tc, unknown_scheme_is_a_driver_error);
     tcase_add_test(tc, long_statement_times_out);
