@@ -459,8 +459,11 @@ SR_API int sr_session_set_token(sr_session *s, const char *token)
                     name);
             continue;
         }
+        /* A position the driver cannot merge is not one (merge parses; covers may
+         * short-cut equal strings). */
         const sr_driver *d = positions_driver(r, e.shard);
-        if (!d || d->position_covers(e.pos, e.pos) < 0) {
+        char check[SR_POSITION_MAX];
+        if (!d || d->position_merge(e.pos, e.pos, check, sizeof check) != SR_OK) {
             rc = SR_EINVAL;
             break;
         }

@@ -132,8 +132,15 @@ static int txn_stmt(sr_driver_conn *c, const char *sql, int64_t deadline_ns, sr_
 
 static int my_begin(sr_driver_conn *c, int read_only, int64_t deadline_ns, sr_driver_error *err)
 {
-    return txn_stmt(c, read_only ? "START TRANSACTION READ ONLY" : "START TRANSACTION", deadline_ns,
-                    err);
+    if (!read_only)
+        return txn_stmt(c, "START TRANSACTION", deadline_ns, err);
+    /* A read-only transaction promises one snapshot: REPEATABLE READ whatever the
+     * server's default isolation is (SET TRANSACTION applies to the next one). The
+     * snapshot is taken at once, not at the first read. */
+    int rc = txn_stmt(c, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", deadline_ns, err);
+    return rc != SR_OK ? rc
+                       : txn_stmt(c, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+                                  deadline_ns, err);
 }
 
 static int my_commit(sr_driver_conn *c, int64_t deadline_ns, sr_driver_error *err)
