@@ -38,6 +38,8 @@
 #include <shardroute.h>
 #include <shardroute/driver.h>
 
+#include "pg_direct.h"
+
 /* The MariaDB scenarios need Connector/C's header, on the include path when the build has the
  * mysql driver (its dependency); without it they are left out. */
 #if defined(__has_include)
@@ -75,63 +77,11 @@ static double wall_ms(void)
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec / 1e6;
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
-static char *xfmt(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    ck_assert_int_ge(n, 0);
-    char *s = malloc((size_t)n + 1);
-    ck_assert_ptr_nonnull(s);
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return s;
-}
 
-static void quiet(void *arg, const char *msg)
-{
-    (void)arg;
-    (void)msg;
-}
 
-/* A direct libpq connection (not through shardroute) to `base`/`db`. */
-static PGconn *direct(const char *base, const char *db)
-{
-    char *uri = xfmt("%s/%s", base, db);
-    PGconn *c = PQconnectdb(uri);
-    free(uri);
-    ck_assert_msg(PQstatus(c) == CONNECTION_OK, "direct connect: %s", PQerrorMessage(c));
-    PQsetNoticeProcessor(c, quiet, NULL);
-    return c;
-}
 
-static void direct_exec(PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    ExecStatusType st = PQresultStatus(r);
-    ck_assert_msg(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK, "%s: %s", sql,
-                  PQresultErrorMessage(r));
-    PQclear(r);
-}
 
-/* The single value of a one-row query, as a new string (NULL for SQL NULL). */
-static char *direct_value(PGconn *c, const char *sql)
-{
-    PGresult *r = PQexec(c, sql);
-    ck_assert_msg(PQresultStatus(r) == PGRES_TUPLES_OK && PQntuples(r) == 1, "%s: %s", sql,
-                  PQresultErrorMessage(r));
-    char *v = PQgetisnull(r, 0, 0) ? NULL : strdup(PQgetvalue(r, 0, 0));
-    PQclear(r);
-    return v;
-}
 
 static int direct_true(PGconn *c, const char *sql)
 {
