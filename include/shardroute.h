@@ -278,14 +278,15 @@ SR_API int sr_router_nnodes(const sr_router *r, int shard);
 typedef struct sr_node_info {
     sr_role role;
     const char *uri;       /* redacted (no password); valid until the router closes */
-    int healthy;           /* 1 if the node is eligible for statements */
+    int healthy;           /* 1 unless health checks have ejected the node */
     uint64_t statements;   /* statements completed on the node (success or SQL error) */
-    uint64_t errors;       /* statements that failed (any error) */
+    uint64_t errors;       /* statements that failed, and connects that failed */
     uint64_t in_flight;    /* statements running now */
     uint64_t connections;  /* open connections (idle + in use) */
     double ewma_latency_ms;/* the p2c_ewma policy's current latency estimate */
     int role_mismatch;     /* 1 when the server reported another role than configured */
     uint64_t ejections;    /* times the node was ejected by health checks */
+    int64_t lag_ms;        /* replica's last measured lag: -1 replication broken, -2 not measured */
 } sr_node_info;
 
 /**
@@ -420,10 +421,16 @@ SR_API int sr_exec_opts(sr_session *s, sr_key key, sr_intent intent, const sr_re
  * redacted) and why (the backend's message), sr_session_sqlstate() gives the
  * SQLSTATE when the backend sent one.
  *
+ * Reads follow the session's consistency mode (see sr_session_set()); a
+ * read that fails because its node became unreachable is retried once on
+ * another node within the same deadline; a write is never retried once sent.
+ *
  * Errors: SR_EINVAL (NULL session or SQL, empty SQL, nparams < 0 or params NULL
  * with nparams > 0, invalid key), SR_ENOSHARD, SR_ETXN (key of another shard
  * inside a transaction), SR_EBUSY, SR_ECONNECT, SR_ETIMEOUT (the statement
- * exceeded statement_timeout_ms), SR_EQUERY, SR_EUNAVAILABLE, SR_EDRIVER.
+ * exceeded statement_timeout_ms), SR_EQUERY, SR_EUNAVAILABLE (no eligible
+ * node: the message says why each was skipped), SR_ESTALE (no node fresh
+ * enough and primary reads forbidden), SR_EDRIVER.
  * After any error the session stays usable.
  */
 SR_API int sr_exec(sr_session *s, sr_key key, sr_intent intent, const char *sql, int nparams,

@@ -92,5 +92,6 @@ SR_API int sr_router_node_info(const sr_router *r, int shard, int node, sr_node_
     out->ewma_latency_ms = (double)atomic_load(&n->bal.ewma_ns) / 1e6;
     out->role_mismatch = atomic_load(&n->role_mismatch);
     out->ejections = atomic_load(&n->health.ejections);
+    out->lag_ms = atomic_load(&n->lag_ms);
     return SR_OK;
 }
