@@ -102,7 +102,7 @@ void sr__balance_end(sr_balance_stats *st, int64_t latency_ns, int decay_ms)
     sr__balance_end_at(st, latency_ns, decay_ms, sr_clock_ns());
 }
 
-void sr__balance_end_at(sr_balance_stats *st, int64_t latency_ns, int decay_ms, int64_t now)
+void sr__balance_end_untimed(sr_balance_stats *st)
 {
     /* Never below zero, even if a caller ends more statements than it began. */
     int64_t cur = atomic_load_explicit(&st->in_flight, memory_order_relaxed);
@@ -110,6 +110,11 @@ void sr__balance_end_at(sr_balance_stats *st, int64_t latency_ns, int decay_ms, 
                                                              memory_order_relaxed,
                                                              memory_order_relaxed))
         ;
+}
+
+void sr__balance_end_at(sr_balance_stats *st, int64_t latency_ns, int decay_ms, int64_t now)
+{
+    sr__balance_end_untimed(st);
 
     if (latency_ns < 0)
         latency_ns = 0;

@@ -34,6 +34,8 @@ void sr__balance_begin(sr_balance_stats *st);
 void sr__balance_end(sr_balance_stats *st, int64_t latency_ns, int decay_ms);
 /* The same with the current time supplied (the statement path has just read the clock). */
 void sr__balance_end_at(sr_balance_stats *st, int64_t latency_ns, int decay_ms, int64_t now_ns);
+/* Ends a statement whose latency was not measured: only the in-flight count changes. */
+void sr__balance_end_untimed(sr_balance_stats *st);
 
 /* A fast thread-local random number (xorshift), seeded per thread. */
 uint64_t sr__rand64(void);

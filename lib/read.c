@@ -102,7 +102,8 @@ int sr__read_acquire(sr_session *s, int shard, const sr_read_plan *plan, uint64_
 
     if (need != sr__position_unknown) {
         for (int tries = 0; tries < sh->nnodes; tries++) {
-            if (sr_clock_ns() >= deadline)
+            /* The deadline was set a moment ago: only a second try can be late. */
+            if (tries > 0 && sr_clock_ns() >= deadline)
                 break;
             sr_node *n = pick_candidate(s, sh, plan, exclude | stale, probe);
             if (!n)

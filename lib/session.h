@@ -12,6 +12,7 @@
 struct sr_session {
     sr_router *router;
     uint64_t affinity;
+    unsigned latency_tick; /* statements run: one in SR_LATENCY_SAMPLE is timed (session.c) */
     /* consistency (consistency.c) */
     int mode;           /* sr_consistency */
     int max_lag_ms;     /* -1: the router's replica.max_lag_ms */
