@@ -368,17 +368,6 @@ SR_API const char *sr_session_token(sr_session *s)
     return buf;
 }
 
-static int hexval(char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 /* Decodes percent-escapes of [p, p+n) into out; false when malformed or too long. */
 static bool unescape(const char *p, size_t n, char *out, size_t outlen)
 {
@@ -388,7 +377,7 @@ static bool unescape(const char *p, size_t n, char *out, size_t outlen)
         if (ch == '%') {
             if (i + 2 >= n) /* both hex digits must be inside the entry */
                 return false;
-            int hi = hexval(p[i + 1]), lo = hexval(p[i + 2]);
+            int hi = sr__hexval(p[i + 1]), lo = sr__hexval(p[i + 2]);
             if (hi < 0 || lo < 0)
                 return false;
             ch = (char)(hi * 16 + lo);

@@ -25,6 +25,9 @@ void sr__fmt(char *buf, size_t len, const char *fmt, ...)
     ;
 void sr__vfmt(char *buf, size_t len, const char *fmt, va_list ap);
 
+/* Value of a hexadecimal digit, -1 for anything else. */
+int sr__hexval(int c);
+
 /* strdup that returns NULL for NULL. */
 char *sr__strdup(const char *s);
 

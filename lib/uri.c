@@ -36,17 +36,6 @@ static void out_put(out_buf *o, const char *p, size_t n)
     o->buf[o->len] = '\0';
 }
 
-static int hexval(int c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /*
  * A query key that may carry a secret. Matched loosely (case-insensitive
  * substring of the leniently decoded key) because missing one leaks it,
@@ -60,8 +49,8 @@ static bool sensitive_key(const char *p, size_t n)
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         int c = (unsigned char)p[i];
-        if (c == '%' && i + 2 < n && hexval(p[i + 1]) >= 0 && hexval(p[i + 2]) >= 0) {
-            c = hexval(p[i + 1]) * 16 + hexval(p[i + 2]);
+        if (c == '%' && i + 2 < n && sr__hexval(p[i + 1]) >= 0 && sr__hexval(p[i + 2]) >= 0) {
+            c = sr__hexval(p[i + 1]) * 16 + sr__hexval(p[i + 2]);
             i += 2;
         }
         key[k++] = (char)tolower(c);
@@ -200,11 +189,11 @@ static const char *pool_put(parser *p, const char *s, size_t n, bool decode, con
     for (size_t i = 0; i < n; i++) {
         char c = s[i];
         if (decode && c == '%') {
-            if (i + 2 >= n || hexval(s[i + 1]) < 0 || hexval(s[i + 2]) < 0) {
+            if (i + 2 >= n || sr__hexval(s[i + 1]) < 0 || sr__hexval(s[i + 2]) < 0) {
                 *rc = fail(p, "invalid percent-encoding in the %s (expected %%XX)", what);
                 return NULL;
             }
-            c = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
+            c = (char)(sr__hexval(s[i + 1]) * 16 + sr__hexval(s[i + 2]));
             if (c == '\0') {
                 *rc = fail(p, "a percent-encoded NUL (%%00) in the %s", what);
                 return NULL;

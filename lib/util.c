@@ -29,6 +29,17 @@ void sr__fmt(char *buf, size_t len, const char *fmt, ...)
     va_end(ap);
 }
 
+int sr__hexval(int c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 char *sr__strdup(const char *s)
 {
     if (!s)

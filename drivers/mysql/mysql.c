@@ -29,6 +29,22 @@ static void my_close(sr_driver_conn *c)
 }
 
 /*
+ * A statement run while setting up a new connection failed: the connection
+ * is unusable, so anything but a timeout is reported as a transient connect
+ * error, keeping the server's message and SQLSTATE.
+ */
+static int setup_failed(sr_driver_conn *c, int rc, const char *what, sr_driver_error *err)
+{
+    if (rc == SR_ETIMEOUT)
+        return rc;
+    char why[sizeof err->message], state[sizeof err->sqlstate];
+    memcpy(why, err->message, sizeof why);
+    memcpy(state, err->sqlstate, sizeof state);
+    return sr_driver_error_set(err, SR_ECONNECT, 1, state, err->native_code, "%s %s: %.300s",
+                               what, c->params.redacted, why);
+}
+
+/*
  * The server's actual role checked against the configured one: a read-only
  * server configured as the primary, or a writable one configured as a
  * replica, is reported rather than used.
@@ -37,17 +53,8 @@ static int check_role(sr_driver_conn *c, sr_role role, int64_t deadline, sr_driv
 {
     sr_role actual;
     int rc = sr__my_server_role(c, deadline, &actual, err);
-    if (rc != SR_OK) {
-        if (rc != SR_ETIMEOUT) {
-            char why[sizeof err->message], state[sizeof err->sqlstate];
-            memcpy(why, err->message, sizeof why);
-            memcpy(state, err->sqlstate, sizeof state);
-            sr_driver_error_set(err, SR_ECONNECT, 1, state, err->native_code,
-                                "cannot check the role of %s: %s", c->params.redacted, why);
-            rc = SR_ECONNECT;
-        }
-        return rc;
-    }
+    if (rc != SR_OK)
+        return setup_failed(c, rc, "cannot check the role of", err);
     if (actual == role)
         return SR_OK;
     return sr_driver_error_set(err, SR_ECONNECT, 1, "", 0,
@@ -99,14 +106,7 @@ static int my_connect(const sr_driver_connect_args *args, sr_driver_conn **out,
                 args->statement_timeout_ms / 1000, args->statement_timeout_ms % 1000);
         rc = sr__my_text_query(c, sql, deadline, NULL, err);
         if (rc != SR_OK) {
-            if (rc != SR_ETIMEOUT) {
-                char why[sizeof err->message], state[sizeof err->sqlstate];
-                memcpy(why, err->message, sizeof why);
-                memcpy(state, err->sqlstate, sizeof state);
-                sr_driver_error_set(err, SR_ECONNECT, 1, state, err->native_code,
-                                    "cannot set up %s: %s", c->params.redacted, why);
-                rc = SR_ECONNECT;
-            }
+            rc = setup_failed(c, rc, "cannot set up", err);
             my_close(c);
             return rc;
         }

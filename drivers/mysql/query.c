@@ -34,8 +34,12 @@ static int drain_results(sr_driver_conn *c, int64_t deadline_ns, sr_driver_error
     return SR_OK;
 }
 
-int sr__my_text_query(sr_driver_conn *c, const char *sql, int64_t deadline_ns, MYSQL_RES **res,
-                      sr_driver_error *err)
+/*
+ * Sends a text-protocol statement and stores its first result (*r stays
+ * NULL for a statement that returns no rows), both bounded by the deadline.
+ */
+static int send_and_store(sr_driver_conn *c, const char *sql, int64_t deadline_ns, MYSQL_RES **out,
+                          sr_driver_error *err)
 {
     int qrc = 1;
     int st = mysql_real_query_start(&qrc, c->my, sql, strlen(sql));
@@ -52,7 +56,18 @@ int sr__my_text_query(sr_driver_conn *c, const char *sql, int64_t deadline_ns, M
         return sr__my_timed_out(c, "query", 1, err);
     if (!r && mysql_field_count(c->my) > 0)
         return sr__my_fail_conn(c, "query", err);
-    int rc = drain_results(c, deadline_ns, err);
+    *out = r;
+    return SR_OK;
+}
+
+int sr__my_text_query(sr_driver_conn *c, const char *sql, int64_t deadline_ns, MYSQL_RES **res,
+                      sr_driver_error *err)
+{
+    MYSQL_RES *r = NULL;
+    int rc = send_and_store(c, sql, deadline_ns, &r, err);
+    if (rc != SR_OK)
+        return rc;
+    rc = drain_results(c, deadline_ns, err);
     if (rc != SR_OK) {
         mysql_free_result(r);
         return rc;
@@ -67,24 +82,12 @@ int sr__my_text_query(sr_driver_conn *c, const char *sql, int64_t deadline_ns, M
 int sr__my_text_exec(sr_driver_conn *c, const char *sql, int64_t deadline_ns, sr_result_builder *rb,
                      sr_driver_error *err)
 {
-    int qrc = 1;
-    int st = mysql_real_query_start(&qrc, c->my, sql, strlen(sql));
-    SR_MY_AWAIT(c->my, deadline_ns, st, &qrc, c->my, mysql_real_query_cont);
-    if (st != 0)
-        return sr__my_timed_out(c, "query", 1, err);
-    if (qrc != 0)
-        return sr__my_fail_conn(c, "query", err);
-
     MYSQL_RES *r = NULL;
-    st = mysql_store_result_start(&r, c->my);
-    SR_MY_AWAIT(c->my, deadline_ns, st, &r, c->my, mysql_store_result_cont);
-    if (st != 0)
-        return sr__my_timed_out(c, "query", 1, err);
-    if (!r && mysql_field_count(c->my) > 0)
-        return sr__my_fail_conn(c, "query", err);
+    int rc = send_and_store(c, sql, deadline_ns, &r, err);
+    if (rc != SR_OK)
+        return rc;
     int64_t affected = r ? 0 : (int64_t)mysql_affected_rows(c->my);
 
-    int rc = SR_OK;
     if (r && rb) {
         unsigned ncols = mysql_num_fields(r);
         MYSQL_FIELD *fields = mysql_fetch_fields(r);

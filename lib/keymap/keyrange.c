@@ -33,17 +33,6 @@ typedef struct keyrange_state {
 
 #define MAX_BUCKET_BITS 16
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* Whole bytes only, left-aligned: "40" is the top byte, "4000" the top two. */
 static int parse_bound(const char *s, size_t n, uint64_t *out)
 {
@@ -54,7 +43,7 @@ static int parse_bound(const char *s, size_t n, uint64_t *out)
         return SR_EINVAL;
     uint64_t v = 0;
     for (size_t i = 0; i < n; i++) {
-        int d = hexval(s[i]);
+        int d = sr__hexval(s[i]);
         if (d < 0)
             return SR_EINVAL;
         v = (v << 4) | (uint64_t)d;
