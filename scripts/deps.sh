@@ -2,6 +2,7 @@
 # Installs the Debian packages shardroute needs, if any are missing.
 #   scripts/deps.sh build   compiler, meson, SQLite, xxhash (enough for the quickstart)
 #   scripts/deps.sh test    + Check, PostgreSQL 15, MariaDB, their client libraries, valgrind
+#   scripts/deps.sh fuzz    build + clang and its fuzzer runtime (libclang-rt-14-dev is only a Recommends)
 # As root it runs apt-get itself; otherwise it prints the exact command and fails.
 set -euo pipefail
 
@@ -12,7 +13,8 @@ test_pkgs=("${build_pkgs[@]}" check libsubunit-dev libpq-dev postgresql-15 postg
 case "${1:-build}" in
   build) wanted=("${build_pkgs[@]}") ;;
   test) wanted=("${test_pkgs[@]}") ;;
-  *) echo "usage: $0 build|test" >&2; exit 2 ;;
+  fuzz) wanted=("${build_pkgs[@]}" clang libclang-rt-14-dev) ;;
+  *) echo "usage: $0 build|test|fuzz" >&2; exit 2 ;;
 esac
 
 missing=()

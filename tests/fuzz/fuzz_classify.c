@@ -2,7 +2,7 @@
  * libFuzzer target for the SQL lexer: sr__sql_is_read and
  * sr_sql_rewrite_placeholders on arbitrary bytes, in every dialect.
  *
- * Not part of the meson build. From the source root:
+ * Built by meson with -Dfuzz=true and run by scripts/fuzz.sh; by hand:
  *
  *   clang -g -O1 -std=c11 -fsanitize=fuzzer,address,undefined \
  *         -D_POSIX_C_SOURCE=200809L -DSR_BUILDING_LIBRARY -Iinclude -Ilib \
