@@ -10,14 +10,16 @@
  * per shard, reads per node, throughput and read latency percentiles. Exits
  * non-zero on any mismatch.
  */
-#define _POSIX_C_SOURCE 200809L /* clock_gettime, mkdtemp */
+#define _POSIX_C_SOURCE 200809L /* clock_gettime, mkdtemp, mkdir */
 
 #include <shardroute.h>
 
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 #define NSHARDS 4
@@ -87,6 +89,12 @@ int main(int argc, char **argv)
     const char *dir = argc > 1 ? argv[1] : mkdtemp(dirbuf);
     if (!dir) {
         perror("quickstart: mkdtemp");
+        return 1;
+    }
+    /* A directory named on the command line is created when missing (its
+     * parent must exist): SQLite creates files, not directories. */
+    if (argc > 1 && mkdir(dir, 0777) != 0 && errno != EEXIST) {
+        fprintf(stderr, "quickstart: cannot create the directory %s: %s\n", dir, strerror(errno));
         return 1;
     }
 
