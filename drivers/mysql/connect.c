@@ -138,7 +138,7 @@ int sr__my_params_from_uri(const sr_uri *uri, sr_my_params *p, sr_driver_error *
         sr__my_params_free(p);
         return sr_driver_error_set(err, SR_ENOMEM, 0, "", 0, "out of memory");
     }
-    /* Connector/C verifies a chain only against a CA it was given (see set_tls). */
+    /* Connector/C verifies a chain only against a CA it was given (see set_options). */
     if (p->ssl_mode == SR_MY_SSL_VERIFY_CA && !p->ssl_ca && !p->ssl_capath) {
         sr_driver_error_set(err, SR_EINVAL, 0, "", 0,
                             "ssl-mode=VERIFY_CA needs ssl-ca or ssl-capath (the CA to verify the "
@@ -150,25 +150,35 @@ int sr__my_params_from_uri(const sr_uri *uri, sr_my_params *p, sr_driver_error *
     return SR_OK;
 }
 
-/*
- * ssl-mode to Connector/C 3.3 options. What the library does with them
- * (libmariadb/secure/openssl.c, plugins/auth/my_auth.c):
- * - any of ssl-ca/-capath/-cert/-key/-cipher turns TLS on (use_ssl), and a
- *   CA (ssl-ca/-capath) makes the handshake verify the chain against it;
- * - MYSQL_OPT_SSL_ENFORCE only turns TLS on: it is "try TLS", and the
- *   connection goes on in clear text when the server does not offer it;
- * - MYSQL_OPT_SSL_VERIFY_SERVER_CERT checks the chain (against the system
- *   store when no CA was given) AND the host name or IP against the
- *   certificate, and refuses a server without TLS. There is no chain-only
- *   switch, so VERIFY_CA is ENFORCE with a CA (required at parse time).
- * REQUIRED and VERIFY_CA are enforced after the handshake (sr__my_open).
- */
-static int set_tls(MYSQL *my, const sr_my_params *p)
+static int set_options(MYSQL *my, const sr_my_params *p)
 {
-    /* Any file option would turn TLS back on. */
-    if (p->ssl_mode == SR_MY_SSL_DISABLED)
-        return 0;
     int bad = 0;
+    bad |= mysql_optionsv(my, MYSQL_OPT_NONBLOCK, 0);
+    bad |= mysql_optionsv(my, MYSQL_SET_CHARSET_NAME, p->charset);
+    /* A bound for the few blocking writes (COM_QUIT at close, COM_STMT_CLOSE
+     * at eviction), which must never hang on a server that stopped reading.
+     * Non-blocking writes see it too: a send stalled for a whole second ends
+     * as a lost connection, usually before the caller's deadline would. */
+    unsigned write_timeout_s = 1;
+    bad |= mysql_optionsv(my, MYSQL_OPT_WRITE_TIMEOUT, &write_timeout_s);
+    /* LOAD DATA LOCAL would let a server read client files. */
+    unsigned no_local_infile = 0;
+    bad |= mysql_optionsv(my, MYSQL_OPT_LOCAL_INFILE, &no_local_infile);
+    /*
+     * ssl-mode to Connector/C 3.3 options. What the library does with them
+     * (libmariadb/secure/openssl.c, plugins/auth/my_auth.c):
+     * - any of ssl-ca/-capath/-cert/-key/-cipher turns TLS on (use_ssl), and a
+     *   CA (ssl-ca/-capath) makes the handshake verify the chain against it;
+     * - MYSQL_OPT_SSL_ENFORCE only turns TLS on: it is "try TLS", and the
+     *   connection goes on in clear text when the server does not offer it;
+     * - MYSQL_OPT_SSL_VERIFY_SERVER_CERT checks the chain (against the system
+     *   store when no CA was given) AND the host name or IP against the
+     *   certificate, and refuses a server without TLS. There is no chain-only
+     *   switch, so VERIFY_CA is ENFORCE with a CA (required at parse time).
+     * REQUIRED and VERIFY_CA are enforced after the handshake (sr__my_open).
+     */
+    if (p->ssl_mode == SR_MY_SSL_DISABLED)
+        return bad ? -1 : 0; /* any ssl-* file option would turn TLS back on */
     if (p->ssl_ca)
         bad |= mysql_optionsv(my, MYSQL_OPT_SSL_CA, p->ssl_ca);
     if (p->ssl_capath)
@@ -190,24 +200,6 @@ static int set_tls(MYSQL *my, const sr_my_params *p)
         bad |= mysql_optionsv(my, MYSQL_OPT_SSL_ENFORCE, &on);
     if (p->ssl_mode == SR_MY_SSL_VERIFY_IDENTITY)
         bad |= mysql_optionsv(my, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &on);
-    return bad;
-}
-
-static int set_options(MYSQL *my, const sr_my_params *p)
-{
-    int bad = 0;
-    bad |= mysql_optionsv(my, MYSQL_OPT_NONBLOCK, 0);
-    bad |= mysql_optionsv(my, MYSQL_SET_CHARSET_NAME, p->charset);
-    /* A bound for the few blocking writes (COM_QUIT at close, COM_STMT_CLOSE
-     * at eviction), which must never hang on a server that stopped reading.
-     * Non-blocking writes see it too: a send stalled for a whole second ends
-     * as a lost connection, usually before the caller's deadline would. */
-    unsigned write_timeout_s = 1;
-    bad |= mysql_optionsv(my, MYSQL_OPT_WRITE_TIMEOUT, &write_timeout_s);
-    /* LOAD DATA LOCAL would let a server read client files. */
-    unsigned no_local_infile = 0;
-    bad |= mysql_optionsv(my, MYSQL_OPT_LOCAL_INFILE, &no_local_infile);
-    bad |= set_tls(my, p);
     return bad ? -1 : 0;
 }
 

@@ -14,7 +14,7 @@
  * even when the server itself stopped answering. */
 #define SR_MY_KILL_BUDGET_MS 50
 
-/* The URI's ssl-mode (see set_tls in connect.c for what each one asks of
+/* The URI's ssl-mode (see set_options in connect.c for what each one asks of
  * Connector/C, docs/drivers.md for what each one verifies). */
 typedef enum sr_my_ssl_mode {
     SR_MY_SSL_UNSET = 0, /* no ssl-mode: Connector/C's default */

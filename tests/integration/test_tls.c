@@ -21,11 +21,18 @@
  * (libpq reads it as the certificate's address). The modes that check the
  * name must refuse it, those that check only the chain must not.
  */
+#include <arpa/inet.h>
 #include <check.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <shardroute.h>
 
@@ -458,6 +465,147 @@ START_TEST(my_large_results_arrive_over_tls)
 }
 END_TEST
 
+/*
+ * A stand-in for a MySQL server without TLS (the real ones offer it): it
+ * greets every connection with a protocol-10 handshake that lacks
+ * CLIENT_SSL, accepts whatever login comes back (an OK packet), then waits
+ * for the client to hang up. Every wait is bounded.
+ */
+typedef struct plain_server {
+    int fd;
+    int port;
+    atomic_int stop;
+    atomic_int logins; /* handshake responses answered with OK */
+    pthread_t thread;
+} plain_server;
+
+/* Waits up to 2 s for fd to be readable; 1 if it is. */
+static int readable(int fd)
+{
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    return poll(&p, 1, 2000) > 0;
+}
+
+static void serve_one(plain_server *srv, int c)
+{
+    static const char version[] = "5.7.99-no-tls";
+    unsigned char g[128];
+    size_t n = 4;
+    g[n++] = 10; /* protocol version */
+    memcpy(g + n, version, sizeof version);
+    n += sizeof version;
+    memcpy(g + n, "\1\0\0\0", 4); /* connection id */
+    n += 4;
+    memcpy(g + n, "abcdefgh", 8); /* scramble, first part */
+    n += 8;
+    g[n++] = 0;
+    /* LONG_PASSWORD FOUND_ROWS LONG_FLAG CONNECT_WITH_DB PROTOCOL_41
+     * TRANSACTIONS SECURE_CONNECTION, and no SSL (0x0800) */
+    g[n++] = 0x0f;
+    g[n++] = 0xa2;
+    g[n++] = 45; /* utf8mb4_general_ci */
+    g[n++] = 2;  /* status: autocommit */
+    g[n++] = 0;
+    g[n++] = 0x0f; /* MULTI_STATEMENTS MULTI_RESULTS PS_MULTI_RESULTS PLUGIN_AUTH */
+    g[n++] = 0;
+    g[n++] = 21; /* scramble length */
+    memset(g + n, 0, 10);
+    n += 10;
+    memcpy(g + n, "ijklmnopqrst", 13); /* scramble, second part, NUL-terminated */
+    n += 13;
+    memcpy(g + n, "mysql_native_password", 22);
+    n += 22;
+    size_t len = n - 4;
+    g[0] = (unsigned char)len;
+    g[1] = (unsigned char)(len >> 8);
+    g[2] = 0;
+    g[3] = 0; /* sequence id */
+    if (write(c, g, n) != (ssize_t)n)
+        return;
+    unsigned char buf[4096];
+    if (!readable(c) || read(c, buf, sizeof buf) < 4)
+        return; /* the client gave up before logging in */
+    static const unsigned char ok[] = {7, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0};
+    if (write(c, ok, sizeof ok) != (ssize_t)sizeof ok)
+        return;
+    atomic_fetch_add(&srv->logins, 1);
+    while (!atomic_load(&srv->stop) && readable(c) && read(c, buf, sizeof buf) > 0)
+        ; /* COM_QUIT, then the close */
+}
+
+static void *plain_server_run(void *arg)
+{
+    plain_server *srv = arg;
+    while (!atomic_load(&srv->stop)) {
+        struct pollfd p = {.fd = srv->fd, .events = POLLIN};
+        if (poll(&p, 1, 100) <= 0)
+            continue;
+        int c = accept(srv->fd, NULL, NULL);
+        if (c < 0)
+            continue;
+        serve_one(srv, c);
+        close(c);
+    }
+    return NULL;
+}
+
+static void plain_server_start(plain_server *srv)
+{
+    memset(srv, 0, sizeof *srv);
+    srv->fd = socket(AF_INET, SOCK_STREAM, 0);
+    ck_assert_int_ge(srv->fd, 0);
+    struct sockaddr_in a = {0};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    ck_assert_int_eq(bind(srv->fd, (struct sockaddr *)&a, sizeof a), 0);
+    ck_assert_int_eq(listen(srv->fd, 8), 0);
+    socklen_t alen = sizeof a;
+    ck_assert_int_eq(getsockname(srv->fd, (struct sockaddr *)&a, &alen), 0);
+    srv->port = ntohs(a.sin_port);
+    ck_assert_int_eq(pthread_create(&srv->thread, NULL, plain_server_run, srv), 0);
+}
+
+static void plain_server_stop(plain_server *srv)
+{
+    atomic_store(&srv->stop, 1);
+    pthread_join(srv->thread, NULL);
+    close(srv->fd);
+}
+
+/* REQUIRED and VERIFY_CA are enforced by the driver (Connector/C would go on
+ * in clear text), VERIFY_IDENTITY by Connector/C itself: all three refuse a
+ * server that does not offer TLS, and the password is not in the message. */
+START_TEST(my_required_modes_refuse_a_server_without_tls)
+{
+    plain_server srv;
+    plain_server_start(&srv);
+    const struct {
+        const char *query;
+        const char *why;
+    } cases[] = {
+        {"?ssl-mode=REQUIRED", "does not offer it"},
+        {"?ssl-mode=VERIFY_CA&ssl-ca=%s", "does not offer it"},
+        {"?ssl-mode=VERIFY_IDENTITY&ssl-ca=%s", "TLS failed"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char *q = xfmt(cases[i].query, env("SR_MY_TLS_CA"));
+        char *uri = xfmt("mysql://sr:not-sent-4711@127.0.0.1:%d/shard0%s", srv.port, q);
+        sr_router *r = open_router(uri, NULL);
+        sr_session *s = session(r);
+        char *node = xfmt("sr:***@127.0.0.1:%d/shard0", srv.port);
+        expect_refused(s, SR_ECONNECT, node, cases[i].why, "not-sent-4711");
+        free(node);
+        sr_session_free(s);
+        sr_router_close(r);
+        free(uri);
+        free(q);
+    }
+    /* The stand-in does log clients in: the refusals above are the TLS checks. */
+    ck_assert_int_ge(atomic_load(&srv.logins), 1);
+    plain_server_stop(&srv);
+}
+END_TEST
+
 /* ---- suite ------------------------------------------------------------------- */
 
 static int have(const char *const *names)
@@ -508,6 +656,7 @@ int main(void)
         tcase_add_test(t, my_verify_identity_checks_the_host_name_verify_ca_does_not);
         tcase_add_test(t, my_ssl_modes_do_what_they_say);
         tcase_add_test(t, my_large_results_arrive_over_tls);
+        tcase_add_test(t, my_required_modes_refuse_a_server_without_tls);
         tcase_set_timeout(t, 120);
         suite_add_tcase(suite, t);
     }
