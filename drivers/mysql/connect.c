@@ -5,6 +5,8 @@
  */
 #include "my_internal.h"
 
+#include <errmsg.h>
+
 #include <ctype.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +28,21 @@ static int param_is(const char *key, const char *want)
             return 0;
     }
     return *key == '\0' && *want == '\0';
+}
+
+/* ssl-mode's values, any case, '_' or '-'; SR_MY_SSL_UNSET for anything else. */
+static sr_my_ssl_mode ssl_mode_of(const char *v)
+{
+    static const struct {
+        const char *name;
+        sr_my_ssl_mode mode;
+    } modes[] = {{"disabled", SR_MY_SSL_DISABLED},   {"preferred", SR_MY_SSL_PREFERRED},
+                 {"required", SR_MY_SSL_REQUIRED},   {"verify-ca", SR_MY_SSL_VERIFY_CA},
+                 {"verify-identity", SR_MY_SSL_VERIFY_IDENTITY}};
+    for (size_t i = 0; i < SR_ARRAY_LEN(modes); i++)
+        if (param_is(v, modes[i].name))
+            return modes[i].mode;
+    return SR_MY_SSL_UNSET;
 }
 
 void sr__my_params_free(sr_my_params *p)
@@ -75,16 +92,8 @@ int sr__my_params_from_uri(const sr_uri *uri, sr_my_params *p, sr_driver_error *
         const char *k = uri->params[i].key ? uri->params[i].key : "";
         const char *v = uri->params[i].value ? uri->params[i].value : "";
         if (param_is(k, "ssl-mode")) {
-            if (!strcasecmp(v, "disabled") || !strcasecmp(v, "preferred")) {
-                /* Connector/C 3.3 does not try TLS unless asked: both mean "no TLS required". */
-                p->ssl_enforce = p->ssl_verify = 0;
-            } else if (!strcasecmp(v, "required")) {
-                p->ssl_enforce = 1;
-                p->ssl_verify = 0;
-            } else if (!strcasecmp(v, "verify_ca") || !strcasecmp(v, "verify-ca") ||
-                       !strcasecmp(v, "verify_identity") || !strcasecmp(v, "verify-identity")) {
-                p->ssl_enforce = p->ssl_verify = 1;
-            } else {
+            p->ssl_mode = ssl_mode_of(v);
+            if (p->ssl_mode == SR_MY_SSL_UNSET) {
                 sr_driver_error_set(err, SR_EINVAL, 0, "", 0,
                                     "bad ssl-mode '%s' in %s (DISABLED, PREFERRED, REQUIRED, "
                                     "VERIFY_CA or VERIFY_IDENTITY)",
@@ -129,6 +138,15 @@ int sr__my_params_from_uri(const sr_uri *uri, sr_my_params *p, sr_driver_error *
         sr__my_params_free(p);
         return sr_driver_error_set(err, SR_ENOMEM, 0, "", 0, "out of memory");
     }
+    /* Connector/C verifies a chain only against a CA it was given (see set_options). */
+    if (p->ssl_mode == SR_MY_SSL_VERIFY_CA && !p->ssl_ca && !p->ssl_capath) {
+        sr_driver_error_set(err, SR_EINVAL, 0, "", 0,
+                            "ssl-mode=VERIFY_CA needs ssl-ca or ssl-capath (the CA to verify the "
+                            "server against) in %s",
+                            redacted);
+        sr__my_params_free(p);
+        return SR_EINVAL;
+    }
     return SR_OK;
 }
 
@@ -146,6 +164,21 @@ static int set_options(MYSQL *my, const sr_my_params *p)
     /* LOAD DATA LOCAL would let a server read client files. */
     unsigned no_local_infile = 0;
     bad |= mysql_optionsv(my, MYSQL_OPT_LOCAL_INFILE, &no_local_infile);
+    /*
+     * ssl-mode to Connector/C 3.3 options. What the library does with them
+     * (libmariadb/secure/openssl.c, plugins/auth/my_auth.c):
+     * - any of ssl-ca/-capath/-cert/-key/-cipher turns TLS on (use_ssl), and a
+     *   CA (ssl-ca/-capath) makes the handshake verify the chain against it;
+     * - MYSQL_OPT_SSL_ENFORCE only turns TLS on: it is "try TLS", and the
+     *   connection goes on in clear text when the server does not offer it;
+     * - MYSQL_OPT_SSL_VERIFY_SERVER_CERT checks the chain (against the system
+     *   store when no CA was given) AND the host name or IP against the
+     *   certificate, and refuses a server without TLS. There is no chain-only
+     *   switch, so VERIFY_CA is ENFORCE with a CA (required at parse time).
+     * REQUIRED and VERIFY_CA are enforced after the handshake (sr__my_open).
+     */
+    if (p->ssl_mode == SR_MY_SSL_DISABLED)
+        return bad ? -1 : 0; /* any ssl-* file option would turn TLS back on */
     if (p->ssl_ca)
         bad |= mysql_optionsv(my, MYSQL_OPT_SSL_CA, p->ssl_ca);
     if (p->ssl_capath)
@@ -162,14 +195,11 @@ static int set_options(MYSQL *my, const sr_my_params *p)
         bad |= mysql_optionsv(my, MYSQL_OPT_SSL_CRLPATH, p->ssl_crlpath);
     if (p->tls_version)
         bad |= mysql_optionsv(my, MARIADB_OPT_TLS_VERSION, p->tls_version);
-    if (p->ssl_enforce) {
-        my_bool on = 1;
+    my_bool on = 1;
+    if (p->ssl_mode >= SR_MY_SSL_PREFERRED)
         bad |= mysql_optionsv(my, MYSQL_OPT_SSL_ENFORCE, &on);
-    }
-    if (p->ssl_verify) {
-        my_bool on = 1;
+    if (p->ssl_mode == SR_MY_SSL_VERIFY_IDENTITY)
         bad |= mysql_optionsv(my, MYSQL_OPT_SSL_VERIFY_SERVER_CERT, &on);
-    }
     return bad ? -1 : 0;
 }
 
@@ -210,16 +240,21 @@ int sr__my_open(const sr_my_params *p, int64_t deadline_ns, MYSQL **out, sr_driv
     }
     if (!ret) {
         const char *state = mysql_sqlstate(my);
+        /* CR_SSL_CONNECTION_ERROR: say it is TLS, Connector/C's text may not. */
+        int tls = mysql_errno(my) == CR_SSL_CONNECTION_ERROR;
         int rc = sr_driver_error_set(err, SR_ECONNECT, 1, state, (int)mysql_errno(my),
-                                     "cannot connect to %s: ERROR %u (%s): %s", p->redacted,
+                                     "cannot connect to %s: %sERROR %u (%s): %s", p->redacted,
+                                     tls ? "TLS failed (check ssl-mode, ssl-ca and the host "
+                                           "name against the server's certificate): "
+                                         : "",
                                      mysql_errno(my), state, mysql_error(my));
         sr__my_close_handle(my, 1);
         return rc;
     }
     /* Connector/C 3.3 asks for TLS under MYSQL_OPT_SSL_ENFORCE but, without
-     * certificate verification, goes on in clear text when the server does
-     * not offer it: ssl-mode=REQUIRED is enforced here. */
-    if (p->ssl_enforce && !mysql_get_ssl_cipher(my)) {
+     * MYSQL_OPT_SSL_VERIFY_SERVER_CERT, goes on in clear text when the server
+     * does not offer it: REQUIRED and VERIFY_CA are enforced here. */
+    if (p->ssl_mode >= SR_MY_SSL_REQUIRED && !mysql_get_ssl_cipher(my)) {
         sr__my_close_handle(my, 1);
         return sr_driver_error_set(err, SR_ECONNECT, 1, "", 0,
                                    "cannot connect to %s: ssl-mode requires TLS (SSL) but the "

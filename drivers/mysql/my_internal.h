@@ -14,6 +14,17 @@
  * even when the server itself stopped answering. */
 #define SR_MY_KILL_BUDGET_MS 50
 
+/* The URI's ssl-mode (see set_options in connect.c for what each one asks of
+ * Connector/C, docs/drivers.md for what each one verifies). */
+typedef enum sr_my_ssl_mode {
+    SR_MY_SSL_UNSET = 0, /* no ssl-mode: Connector/C's default */
+    SR_MY_SSL_DISABLED,
+    SR_MY_SSL_PREFERRED,
+    SR_MY_SSL_REQUIRED,
+    SR_MY_SSL_VERIFY_CA,
+    SR_MY_SSL_VERIFY_IDENTITY
+} sr_my_ssl_mode;
+
 /* The options needed to open a connection, copied out of the URI so that a
  * side connection (KILL QUERY) can be opened after connect() returned. */
 typedef struct sr_my_params {
@@ -23,8 +34,7 @@ typedef struct sr_my_params {
     char *database;
     char *unix_socket;
     unsigned port;
-    int ssl_enforce;      /* ssl-mode=REQUIRED and stricter */
-    int ssl_verify;       /* ssl-mode=VERIFY_CA / VERIFY_IDENTITY */
+    sr_my_ssl_mode ssl_mode;
     char *ssl_ca, *ssl_capath, *ssl_cert, *ssl_key, *ssl_cipher, *ssl_crl, *ssl_crlpath;
     char *tls_version;
     char *charset;

@@ -31,6 +31,10 @@
 #                                             the PIDs at start; start-node changes it)
 #   SR_MY_PRIMARY_START, SR_MY_REPLICA_START  a shell command that starts that
 #                                             server again (start-node, above)
+#   SR_MY_TLS_CA, SR_MY_TLS_WRONG_CA          the CA that signed both servers'
+#                                             certificate (IP 127.0.0.1, DNS localhost)
+#                                             and an unrelated one; TLS is offered,
+#                                             not required
 #
 # The application user `sr` has every privilege on the shard databases and the
 # monitoring privileges the driver needs, but not READ ONLY ADMIN / SUPER, so
@@ -204,12 +208,14 @@ cmd_start() {
     CLUSTER_DIR=$dir
     install_node "$dir/primary"
     install_node "$dir/replica"
+    "$(dirname "$SELF")/make_certs.sh" "$dir/tls"
+    local -a tls=(--ssl-ca="$dir/tls/ca.crt" --ssl-cert="$dir/tls/server.crt" --ssl-key="$dir/tls/server.key")
     LAUNCHED=1
     local pport rport ppid rpid
-    launch_node primary "${MY_BASE_PORT:-53306}" 1 --log-bin=mysql-bin --binlog-format=ROW
+    launch_node primary "${MY_BASE_PORT:-53306}" 1 --log-bin=mysql-bin --binlog-format=ROW "${tls[@]}"
     pport=$NODE_PORT
     ppid=$NODE_PID
-    launch_node replica "$((pport + 1))" 2 --read-only --relay-log=relay-bin
+    launch_node replica "$((pport + 1))" 2 --read-only --relay-log=relay-bin "${tls[@]}"
     rport=$NODE_PORT
     rpid=$NODE_PID
 
@@ -257,6 +263,7 @@ export SR_MY_PRIMARY_PIDFILE='$dir/primary.pid'
 export SR_MY_REPLICA_PIDFILE='$dir/replica.pid'
 export SR_MY_PRIMARY_START="'$SELF' start-node '$dir' primary"
 export SR_MY_REPLICA_START="'$SELF' start-node '$dir' replica"
+export SR_MY_TLS_CA='$dir/tls/ca.crt' SR_MY_TLS_WRONG_CA='$dir/tls/wrong-ca.crt'
 EOF
     log "primary 127.0.0.1:$pport (pid $ppid), replica 127.0.0.1:$rport (pid $rpid), env in $dir/env.sh"
 }

@@ -35,6 +35,9 @@
 #                                                 a shell command that starts that
 #                                                 node again (start-node, above)
 #   SR_PG_PW_USER SR_PG_PW_PASSWORD   a user that must authenticate with a password
+#   SR_PG_TLS_CA SR_PG_TLS_WRONG_CA   the CA that signed the servers' certificate (IP
+#                                     127.0.0.1, DNS localhost) and an unrelated one
+#                                     (ssl = on; plain connections work as before)
 #   SR_PG_DIR SR_PG_BIN
 # Databases shard0 and shard1 exist on the primary and have replicated.
 set -euo pipefail
@@ -160,6 +163,9 @@ cmd_start() {
         cat "$dir/initdb.log" >&2
         die "initdb failed"
     }
+    # TLS (make_certs.sh); the replicas' copies of postgresql.conf name the same files.
+    "$(dirname "$SELF")/make_certs.sh" "$dir/tls"
+    [[ $(id -u) -ne 0 ]] || chown -R postgres: "$dir/tls"
     # Durability is irrelevant for a test cluster; speed is not. fsync is off,
     # but synchronous_commit stays at its default (on) as in production: with
     # it off a commit reaches the replicas only at the WAL writer's next round,
@@ -179,6 +185,9 @@ wal_receiver_status_interval = 1s
 checkpoint_timeout = 30min
 log_min_messages = warning
 include_if_exists = 'node.conf'
+ssl = on
+ssl_cert_file = '$dir/tls/server.crt'
+ssl_key_file = '$dir/tls/server.key'
 EOF
     # The password user authenticates; everyone else is trusted on loopback.
     as_pg tee "$dir/primary/pg_hba.conf" >/dev/null <<EOF
@@ -252,6 +261,7 @@ EOF
         done
         echo "export SR_PG_PW_USER='$PW_USER'"
         echo "export SR_PG_PW_PASSWORD='$PW_PASSWORD'"
+        echo "export SR_PG_TLS_CA='$dir/tls/ca.crt' SR_PG_TLS_WRONG_CA='$dir/tls/wrong-ca.crt'"
     } >"$dir/env.sh"
     echo "pg_cluster: primary :${port[primary]}, replicas :${port[replica1]} :${port[replica2]} in $dir" >&2
 }
