@@ -716,10 +716,24 @@ static bool is_read_as(const char *sql, sr_sql_dialect dialect, bool no_backslas
  * MySQL and MariaDB: a read in every sql_mode the session might have. The
  * modes only differ on a backslash or a double quote, so a statement
  * without them is lexed once.
+ *
+ * With a multi-byte connection charset (gbk, big5, sjis, cp932, gb18030)
+ * a byte >= 0x80 starts a character whose second byte may be a backslash or
+ * a backtick, which then neither escapes nor closes anything: such a pair
+ * is never judged. UTF-8 text pays for this only where a non-ASCII
+ * character directly precedes a backslash or backtick, as in `café`.
  */
 static bool mysql_is_read(const char *sql)
 {
-    bool backslash = strchr(sql, '\\') != NULL, dquote = strchr(sql, '"') != NULL;
+    bool backslash = false, dquote = false;
+    for (const unsigned char *p = (const unsigned char *)sql; *p; p++) {
+        if (*p == '\\')
+            backslash = true;
+        else if (*p == '"')
+            dquote = true;
+        if (*p >= 0x80 && (p[1] == '\\' || p[1] == '`'))
+            return false;
+    }
     for (int mode = 0; mode < 4; mode++) {
         bool no_backslash = mode & 1, ansi_quotes = mode & 2;
         if ((no_backslash && !backslash) || (ansi_quotes && !dquote))

@@ -288,6 +288,12 @@ static const class_case class_cases[] = {
     {"mysql ansi_quotes function name", M, "SELECT \"get_lock\"('x', 10)", W},
     {"mysql backslash before other byte", M, "SELECT 'a\\nb', \"c\\td\" FROM t", R},
     {"mysql dquote string without backslash", M, "SELECT \"a\", \"b\"\"c\" FROM t", R},
+    /* gbk/big5/sjis: a byte >= 0x80 and the backslash or backtick after it are one character */
+    {"mysql multi-byte backslash is not judged", M, "SELECT '\xbf\\n' FROM t", W},
+    {"mysql multi-byte backtick", M, "SELECT a\xbf` , id FROM t FOR UPDATE -- `", W},
+    {"mysql utf-8 text is a read", M, "SELECT '\xc3\xa9t\xc3\xa9', `\xc3\xa9t` FROM t", R},
+    /* the price: a name ending in a non-ASCII character before its backtick is not judged */
+    {"mysql utf-8 before backtick", M, "SELECT `\xc3\xa9` FROM t", W},
     {"generic mysql backslash", G, "SELECT 'a\\' , id FROM t FOR UPDATE -- '", W},
 
     /* PostgreSQL U&"..." identifiers spell names with escapes (audit #9) */
