@@ -29,7 +29,7 @@ typedef enum tok_kind {
     T_QIDENT, /* quoted identifier: "..", `..`, [..] */
     T_STRING, /* string literal or dollar-quoted body */
     T_NUMBER,
-    T_PARAM,  /* $1 (PostgreSQL), $name (SQLite) */
+    T_PARAM,  /* $1 (PostgreSQL); $name, :name, @name, #name (SQLite) */
     T_PUNCT   /* any other single byte: ( ) ; , ? = ... */
 } tok_kind;
 
@@ -37,11 +37,19 @@ typedef struct token {
     tok_kind kind;
     const char *s; /* first byte of the token (quotes included) */
     size_t n;
+    bool uesc; /* PostgreSQL U&".." or U&'..': escapes may spell any name */
 } token;
 
 typedef struct lexer {
     const char *p;
     sr_sql_dialect d;
+    /*
+     * MySQL's sql_mode, which the lexer cannot see: NO_BACKSLASH_ESCAPES
+     * makes a backslash an ordinary byte in strings, ANSI_QUOTES makes ".."
+     * an identifier. A statement is lexed once per mode it could be run in.
+     */
+    bool no_backslash;
+    bool ansi_quotes;
     /*
      * Lexed, but a server with a non-default setting could see different
      * token boundaries (PostgreSQL with standard_conforming_strings off) or
@@ -71,7 +79,7 @@ static bool is_ident_cont(unsigned char c) { return is_alpha(c) || is_digit(c) |
 
 static token make(tok_kind kind, const char *s, const char *e)
 {
-    token t = {kind, s, (size_t)(e - s)};
+    token t = {kind, s, (size_t)(e - s), false};
     return t;
 }
 
@@ -94,8 +102,11 @@ static bool skip_trivia(lexer *lx)
     const char *p = lx->p;
     for (;;) {
         unsigned char c = (unsigned char)*p;
-        if (is_space(c)) {
+        if (is_space(c) && !(c == '\v' && lx->d == SR_SQL_SQLITE)) { /* \v: an illegal token to SQLite */
             p++;
+        } else if (lx->d == SR_SQL_SQLITE && c == 0xef && (unsigned char)p[1] == 0xbb &&
+                   (unsigned char)p[2] == 0xbf) {
+            p += 3; /* SQLite reads a UTF-8 byte order mark as a space wherever a token starts */
         } else if (c == '-' && p[1] == '-' &&
                    /* MySQL needs "-- " + space or control char: "1--1" is 1 - -1 there */
                    (lx->d != SR_SQL_MYSQL || p[2] == '\0' || is_space((unsigned char)p[2]) ||
@@ -215,6 +226,42 @@ static token lex_dollar(lexer *lx, const char *s)
     return bad(lx, s);
 }
 
+/*
+ * At ':', '$', '@' or '#' in SQLite, exactly as SQLite's tokenizer reads a
+ * variable: name bytes, "::" pairs, and (after at least one name byte) a
+ * TCL-style suffix "(...)" that runs to the first ')' with no regard for
+ * quotes or comments, so ":a(')" is one token. A suffix cut by a space or
+ * the end, or a sigil with no name, is an illegal token to SQLite: T_BAD.
+ */
+static token lex_sqlite_var(lexer *lx, const char *s)
+{
+    const char *p = s + 1;
+    size_t n = 0;
+    for (;;) {
+        unsigned char c = (unsigned char)*p;
+        if (c != '\0' && is_ident_cont(c)) {
+            n++;
+            p++;
+        } else if (c == '(' && n > 0) {
+            p++;
+            while (*p && !is_space((unsigned char)*p) && *p != ')')
+                p++;
+            if (*p != ')')
+                return bad(lx, s);
+            p++;
+            break;
+        } else if (c == ':' && p[1] == ':') {
+            p += 2;
+        } else {
+            break;
+        }
+    }
+    if (n == 0)
+        return bad(lx, s);
+    lx->p = p;
+    return make(T_PARAM, s, p);
+}
+
 static token lex_next(lexer *lx)
 {
     if (!skip_trivia(lx))
@@ -226,11 +273,11 @@ static token lex_next(lexer *lx)
     if (c == '\0')
         return make(T_END, s, s);
     if (c == '\'')
-        return lex_quoted(lx, s, s, '\'', d == SR_SQL_MYSQL, T_STRING);
+        return lex_quoted(lx, s, s, '\'', d == SR_SQL_MYSQL && !lx->no_backslash, T_STRING);
     if (c == '"')
-        /* MySQL: a string (ANSI_QUOTES off, the default); elsewhere an identifier */
-        return d == SR_SQL_MYSQL ? lex_quoted(lx, s, s, '"', true, T_STRING)
-                                 : lex_quoted(lx, s, s, '"', false, T_QIDENT);
+        /* MySQL: a string unless ANSI_QUOTES; elsewhere an identifier */
+        return d == SR_SQL_MYSQL && !lx->ansi_quotes ? lex_quoted(lx, s, s, '"', !lx->no_backslash, T_STRING)
+                                                     : lex_quoted(lx, s, s, '"', false, T_QIDENT);
     if (c == '`' && (d == SR_SQL_MYSQL || d == SR_SQL_SQLITE))
         return lex_quoted(lx, s, s, '`', false, T_QIDENT);
     if (c == '[' && d == SR_SQL_SQLITE) {
@@ -242,13 +289,8 @@ static token lex_next(lexer *lx)
     }
     if (c == '$' && pg_like(d))
         return lex_dollar(lx, s);
-    if (c == '$' && d == SR_SQL_SQLITE && is_ident_cont((unsigned char)s[1])) {
-        const char *p = s + 1;
-        while (is_ident_cont((unsigned char)*p))
-            p++;
-        lx->p = p;
-        return make(T_PARAM, s, p);
-    }
+    if (d == SR_SQL_SQLITE && (c == '$' || c == ':' || c == '@' || c == '#'))
+        return lex_sqlite_var(lx, s);
     if (is_digit(c) || (c == '.' && is_digit((unsigned char)s[1]))) {
         /*
          * Digits, '.', and an exponent. Letters after it start a new word, so
@@ -274,6 +316,12 @@ static token lex_next(lexer *lx)
         /* E'..': PostgreSQL's escape string, where \' does not end it */
         if (p == s + 1 && (c | 0x20) == 'e' && *p == '\'' && pg_like(d))
             return lex_quoted(lx, s, p, '\'', true, T_STRING);
+        /* U&".." and U&'..': PostgreSQL's Unicode escapes, decoded later */
+        if (p == s + 1 && (c | 0x20) == 'u' && p[0] == '&' && (p[1] == '"' || p[1] == '\'') && pg_like(d)) {
+            token t = lex_quoted(lx, s, p + 1, p[1], false, p[1] == '"' ? T_QIDENT : T_STRING);
+            t.uesc = t.kind != T_BAD;
+            return t;
+        }
         lx->p = p;
         return make(T_WORD, s, p);
     }
@@ -318,42 +366,112 @@ static bool punct(const token *t, char c) { return t->kind == T_PUNCT && t->s[0]
  * that call writing functions from a SELECT must pass SR_WRITE.
  *
  *  PostgreSQL: sequences (nextval, setval, and currval/lastval, which are
- *    per-session), set_config, xid assignment (txid_current,
- *    pg_current_xact_id), pg_notify, pg_logical_emit_message, WAL and
- *    server control (pg_switch_wal, pg_create_restore_point, pg_reload_conf,
- *    pg_rotate_logfile, pg_promote, pg_cancel_backend, pg_terminate_backend),
- *    replication slots, adminpack file writes, and the prefixes
- *    pg_advisory_*, pg_try_advisory_* (locks), lo_* (large objects),
- *    pg_stat_reset*, pg_logical_slot_*, pg_replication_origin_*, dblink*
- *    (runs SQL elsewhere).
- *  MySQL / MariaDB: GET_LOCK, RELEASE_LOCK, RELEASE_ALL_LOCKS, and the
- *    per-connection LAST_INSERT_ID, ROW_COUNT, FOUND_ROWS (MariaDB's
- *    NEXTVAL/SETVAL/LASTVAL are in the PostgreSQL list; NEXT/PREVIOUS VALUE
- *    FOR is matched as a keyword sequence).
- *  SQLite: the per-connection last_insert_rowid, changes, total_changes, and
- *    load_extension.
+ *    per-session), setseed (the session's random()), set_config, xid
+ *    assignment (txid_current, pg_current_xact_id), pg_notify,
+ *    pg_logical_emit_message, WAL, backup and server control
+ *    (pg_switch_wal, pg_create_restore_point, pg_backup_start/stop and the
+ *    old pg_start/stop_backup, pg_wal_replay_pause/resume, pg_reload_conf,
+ *    pg_rotate_logfile*, pg_promote, pg_cancel_backend,
+ *    pg_terminate_backend, pg_log_backend_memory_contexts,
+ *    pg_log_standby_snapshot), pg_export_snapshot, replication slots,
+ *    adminpack file writes, pg_import_system_collations, the large-object
+ *    lo_* and loread/lowrite, functions that run a query given as text
+ *    (query_to_xml*, cursor_to_xml*, ts_stat, ts_rewrite: the query may call
+ *    any of these), and the prefixes pg_advisory_*, pg_try_advisory_*
+ *    (locks), pg_stat_reset*, pg_stat_statements_reset, pg_logical_slot_*,
+ *    pg_replication_origin_*, binary_upgrade_*, dblink* (runs SQL elsewhere).
+ *  MySQL / MariaDB: GET_LOCK, RELEASE_LOCK, RELEASE_ALL_LOCKS, IS_FREE_LOCK,
+ *    IS_USED_LOCK (user locks live on one server), and the per-connection
+ *    LAST_INSERT_ID, ROW_COUNT, FOUND_ROWS (MariaDB's NEXTVAL/SETVAL/LASTVAL
+ *    are in the PostgreSQL list; NEXT/PREVIOUS VALUE FOR is matched as a
+ *    keyword sequence, and ":=" as an assignment to a user variable).
+ *  SQLite: the per-connection last_insert_rowid, changes, total_changes,
+ *    load_extension, fts3_tokenizer (registers a tokenizer), and the shell's
+ *    writefile.
  */
 static const char *const side_effect_fns[] = {
-    "nextval", "setval", "currval", "lastval", "set_config", "txid_current", "pg_current_xact_id",
-    "pg_notify", "pg_logical_emit_message", "pg_switch_wal", "pg_switch_xlog", "pg_create_restore_point",
-    "pg_reload_conf", "pg_rotate_logfile", "pg_promote", "pg_cancel_backend", "pg_terminate_backend",
+    "nextval", "setval", "currval", "lastval", "setseed", "set_config", "txid_current",
+    "pg_current_xact_id", "pg_notify", "pg_logical_emit_message", "pg_switch_wal", "pg_switch_xlog",
+    "pg_create_restore_point", "pg_backup_start", "pg_backup_stop", "pg_start_backup", "pg_stop_backup",
+    "pg_wal_replay_pause", "pg_wal_replay_resume", "pg_xlog_replay_pause", "pg_xlog_replay_resume",
+    "pg_reload_conf", "pg_promote", "pg_cancel_backend", "pg_terminate_backend",
+    "pg_log_backend_memory_contexts", "pg_log_standby_snapshot", "pg_export_snapshot",
     "pg_create_physical_replication_slot", "pg_create_logical_replication_slot",
     "pg_drop_replication_slot", "pg_replication_slot_advance", "pg_copy_physical_replication_slot",
-    "pg_copy_logical_replication_slot", "pg_file_write", "pg_file_rename", "pg_file_unlink",
-    "pg_file_sync",
-    "get_lock", "release_lock", "release_all_locks", "last_insert_id", "row_count", "found_rows",
-    "last_insert_rowid", "changes", "total_changes", "load_extension",
+    "pg_copy_logical_replication_slot", "pg_sync_replication_slots", "pg_file_write", "pg_file_rename",
+    "pg_file_unlink", "pg_file_sync", "pg_import_system_collations", "loread", "lowrite", "ts_stat",
+    "ts_rewrite",
+    "get_lock", "release_lock", "release_all_locks", "is_free_lock", "is_used_lock", "last_insert_id",
+    "row_count", "found_rows",
+    "last_insert_rowid", "changes", "total_changes", "load_extension", "fts3_tokenizer", "writefile",
 };
 static const char *const side_effect_prefixes[] = {
-    "pg_advisory_", "pg_try_advisory_", "lo_", "pg_stat_reset", "pg_logical_slot_",
-    "pg_replication_origin_", "dblink",
+    "pg_advisory_", "pg_try_advisory_", "lo_", "pg_stat_reset", "pg_stat_statements_reset",
+    "pg_rotate_logfile", "pg_logical_slot_", "pg_replication_origin_", "binary_upgrade_", "dblink",
+    "query_to_xml", "cursor_to_xml",
 };
+
+static int hexval(unsigned char c)
+{
+    if (is_digit(c))
+        return c - '0';
+    c |= 0x20;
+    return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+/*
+ * The name a U&".." identifier spells with the default escape '\':
+ * \XXXX and \+XXXXXX are code points, \\ a backslash, "" a quote. ASCII
+ * code points are kept and any other becomes the byte 0x80, which matches
+ * no name of the lists (all ASCII); at most `cap` bytes are kept, as
+ * PostgreSQL truncates a name to NAMEDATALEN - 1. False when PostgreSQL
+ * would reject the escape (then the name cannot be judged).
+ */
+static bool uident_decode(const token *t, char *buf, size_t cap, size_t *len)
+{
+    const char *p = t->s + 3, *e = t->s + t->n - 1; /* inside U&" and the closing quote */
+    size_t w = 0;
+    while (p < e) {
+        unsigned long cp;
+        if (*p == '\\' && p + 1 < e && p[1] == '\\') {
+            cp = '\\';
+            p += 2;
+        } else if (*p == '\\') {
+            int digits = p + 1 < e && p[1] == '+' ? 6 : 4;
+            const char *h = p + 1 + (digits == 6);
+            if (e - h < digits)
+                return false;
+            cp = 0;
+            for (int i = 0; i < digits; i++) {
+                int v = hexval((unsigned char)h[i]);
+                if (v < 0)
+                    return false;
+                cp = cp * 16 + (unsigned long)v; /* at most 6 hex digits: no overflow */
+            }
+            if (cp == 0 || cp > 0x10ffff)
+                return false;
+            p = h + digits;
+        } else {
+            cp = (unsigned char)*p;
+            p += *p == '"' ? 2 : 1; /* "" stands for one quote */
+        }
+        if (w < cap)
+            buf[w++] = cp < 0x80 ? (char)cp : (char)0x80;
+    }
+    *len = w;
+    return true;
+}
 
 static bool side_effect_fn(const token *t)
 {
     const char *s = t->s;
     size_t n = t->n;
-    if (t->kind == T_QIDENT) {
+    char decoded[63];
+    if (t->kind == T_QIDENT && t->uesc) {
+        if (!uident_decode(t, decoded, sizeof decoded, &n))
+            return true;
+        s = decoded;
+    } else if (t->kind == T_QIDENT) {
         s++;
         n -= 2; /* a T_QIDENT is terminated, so at least its two quotes */
     } else if (t->kind != T_WORD) {
@@ -380,6 +498,7 @@ typedef struct scan {
     token cur, prev, prev2;
     bool write; /* settled: a write pattern was seen */
     bool after_semi;
+    int nest; /* WITH clauses open (bounded: the head is parsed by recursion) */
 } scan;
 
 /* Looks at the newest token in the light of the two before it. */
@@ -407,8 +526,13 @@ static void check(scan *s)
         /* NEXT VALUE FOR seq (MariaDB, SQL standard), PREVIOUS VALUE FOR (per session) */
         if (kw(t, "for") && kw(&s->prev, "value") && (kw(&s->prev2, "next") || kw(&s->prev2, "previous")))
             s->write = true;
+        /* U&".." UESCAPE 'c': any byte may be the escape, so the name is anyone's guess */
+        if (kw(t, "uescape") && s->prev.uesc)
+            s->write = true;
     } else if (punct(t, '(') && side_effect_fn(&s->prev)) {
         s->write = true;
+    } else if (punct(t, '=') && punct(&s->prev, ':') && s->lx.d == SR_SQL_MYSQL) {
+        s->write = true; /* SELECT @x := 1 assigns a user variable (PostgreSQL: a named argument) */
     }
 }
 
@@ -424,7 +548,7 @@ static void advance(scan *s)
  * At an open parenthesis, after `depth` of them were consumed: consumes up
  * to and including the matching close. False when the input ends first.
  */
-static bool skip_group(scan *s, int depth)
+static bool skip_group(scan *s, size_t depth)
 {
     while (depth > 0) {
         advance(s);
@@ -461,6 +585,8 @@ static bool query_head(scan *s)
  */
 static bool with_clause(scan *s)
 {
+    if (++s->nest > 64)
+        return false; /* nested deeper than any real query: not judged */
     advance(s);
     if (kw(&s->cur, "recursive"))
         advance(s);
@@ -479,7 +605,7 @@ static bool with_clause(scan *s)
             advance(s);
         if (!punct(&s->cur, '('))
             return false;
-        int depth = 0;
+        size_t depth = 0;
         while (punct(&s->cur, '(')) {
             depth++;
             advance(s);
@@ -518,7 +644,7 @@ static bool explain(scan *s)
     advance(s);
     /* PostgreSQL's option list; in MySQL a '(' here opens the query itself */
     if (!mysql && punct(&s->cur, '(')) {
-        int depth = 1;
+        size_t depth = 1;
         while (depth > 0) {
             advance(s);
             if (s->cur.kind == T_END || s->cur.kind == T_BAD || kw(&s->cur, "analyze") ||
@@ -567,14 +693,15 @@ static bool read_head(scan *s)
     return false;
 }
 
-bool sr__sql_is_read(const char *sql, sr_sql_dialect dialect)
+/* One reading of the statement: one dialect, and for MySQL one sql_mode. */
+static bool is_read_as(const char *sql, sr_sql_dialect dialect, bool no_backslash, bool ansi_quotes)
 {
-    if (!sql)
-        return false;
     scan s;
     memset(&s, 0, sizeof s);
     s.lx.p = sql;
     s.lx.d = dialect;
+    s.lx.no_backslash = no_backslash;
+    s.lx.ansi_quotes = ansi_quotes;
     s.cur = lex_next(&s.lx);
     check(&s);
     if (s.cur.kind == T_END)
@@ -583,6 +710,61 @@ bool sr__sql_is_read(const char *sql, sr_sql_dialect dialect)
     while (read && !s.write && s.cur.kind != T_END)
         advance(&s);
     return read && !s.write && !s.lx.uncertain;
+}
+
+/*
+ * MySQL and MariaDB: a read in every sql_mode the session might have. The
+ * modes only differ on a backslash or a double quote, so a statement
+ * without them is lexed once.
+ *
+ * With a multi-byte connection charset (gbk, big5, sjis, cp932, gb18030)
+ * a byte >= 0x80 starts a character whose second byte may be a backslash or
+ * a backtick, which then neither escapes nor closes anything: such a pair
+ * is never judged. UTF-8 text pays for this only where a non-ASCII
+ * character directly precedes a backslash or backtick, as in `café`.
+ */
+static bool mysql_is_read(const char *sql)
+{
+    bool backslash = false, dquote = false;
+    for (const unsigned char *p = (const unsigned char *)sql; *p; p++) {
+        if (*p == '\\')
+            backslash = true;
+        else if (*p == '"')
+            dquote = true;
+        if (*p >= 0x80 && (p[1] == '\\' || p[1] == '`'))
+            return false;
+    }
+    for (int mode = 0; mode < 4; mode++) {
+        bool no_backslash = mode & 1, ansi_quotes = mode & 2;
+        if ((no_backslash && !backslash) || (ansi_quotes && !dquote))
+            continue;
+        if (!is_read_as(sql, SR_SQL_MYSQL, no_backslash, ansi_quotes))
+            return false;
+    }
+    return true;
+}
+
+bool sr__sql_is_read(const char *sql, sr_sql_dialect dialect)
+{
+    if (!sql)
+        return false;
+    switch (dialect) {
+    case SR_SQL_POSTGRES:
+        return is_read_as(sql, SR_SQL_POSTGRES, false, false);
+    case SR_SQL_MYSQL:
+        return mysql_is_read(sql);
+    case SR_SQL_SQLITE:
+        return is_read_as(sql, SR_SQL_SQLITE, false, false);
+    case SR_SQL_GENERIC:
+    default:
+        /*
+         * The server is unknown: a read only if every dialect reads it as
+         * one, since the same bytes can be one statement to PostgreSQL and
+         * two to SQLite (":a(')") or MySQL (backslashes).
+         */
+        return is_read_as(sql, SR_SQL_GENERIC, false, false) && mysql_is_read(sql) &&
+               is_read_as(sql, SR_SQL_SQLITE, false, false);
+    }
 }
 
 /* ---- placeholder rewriting ----------------------------------------------- */
@@ -612,6 +794,25 @@ static bool is_placeholder(const char *sql, const token *t, sr_sql_dialect d)
         return false;
     if (p[1] == '-' && p[2] == '|')
         return false;
+    return true;
+}
+
+/*
+ * A native numeric parameter: '$' and digits only (SQLite's "$1abc" is a
+ * name). *v is its number, saturated at INT_MAX.
+ */
+static bool native_param(const token *t, int *v)
+{
+    if (t->kind != T_PARAM || t->s[0] != '$' || t->n < 2)
+        return false;
+    int64_t acc = 0;
+    for (size_t i = 1; i < t->n; i++) {
+        if (!is_digit((unsigned char)t->s[i]))
+            return false;
+        if (acc <= INT_MAX) /* so acc * 10 + 9 stays far below INT64_MAX */
+            acc = acc * 10 + (t->s[i] - '0');
+    }
+    *v = acc > INT_MAX ? INT_MAX : (int)acc;
     return true;
 }
 
@@ -647,21 +848,22 @@ SR_API int sr_sql_rewrite_placeholders(const char *sql, sr_sql_dialect dialect, 
         return SR_EINVAL;
 
     /* Pass 1: count placeholders and the bytes they need; look for native $n. */
-    lexer lx = {sql, dialect, false};
+    lexer lx;
+    memset(&lx, 0, sizeof lx);
+    lx.p = sql;
+    lx.d = dialect;
     size_t nq = 0, extra = 0;
-    int64_t native_max = 0;
+    int native_max = 0;
     bool native = false;
     for (token t = lex_next(&lx); t.kind != T_END; t = lex_next(&lx)) {
+        int v;
         if (is_placeholder(sql, &t, dialect)) {
             nq++;
             extra += ndigits(nq) + pad_before(sql, &t) + pad_after(&t); /* "$" replaces "?" */
-        } else if (t.kind == T_PARAM && is_digit((unsigned char)t.s[1])) {
+        } else if (native_param(&t, &v)) {
             native = true;
-            int64_t v = 0;
-            for (size_t i = 1; i < t.n && v <= INT_MAX; i++)
-                v = v * 10 + (t.s[i] - '0');
             if (v > native_max)
-                native_max = v > INT_MAX ? INT_MAX : v;
+                native_max = v;
         }
     }
 
@@ -673,7 +875,7 @@ SR_API int sr_sql_rewrite_placeholders(const char *sql, sr_sql_dialect dialect, 
             return SR_ENOMEM;
         memcpy(*out, sql, len + 1);
         if (nplaceholders)
-            *nplaceholders = (int)native_max;
+            *nplaceholders = native_max;
         return SR_OK;
     }
     if (nq > INT_MAX)

@@ -33,7 +33,7 @@ typedef struct sr_result_builder sr_result_builder;
 
 /** SQL dialects the lexer knows (comments, quoting and placeholder forms differ). */
 typedef enum sr_sql_dialect {
-    SR_SQL_GENERIC = 0,  /* ANSI: '..' strings, ".." identifiers, -- and block comments */
+    SR_SQL_GENERIC = 0,  /* server unknown: a read only if it is one in every dialect below */
     SR_SQL_POSTGRES = 1, /* + nested comments, $tag$ dollar quotes, E'..' escapes */
     SR_SQL_MYSQL = 2,    /* + backslash escapes in strings, `..` identifiers, # comments */
     SR_SQL_SQLITE = 3    /* + `..` and [..] identifiers */
@@ -204,7 +204,8 @@ SR_API void sr_result_builder_affected(sr_result_builder *rb, int64_t affected);
  * returned unchanged (the way to use jsonb's plain `?` operator). On success
  * *out is a new string the caller frees with free(), and *nplaceholders (may
  * be NULL) the number of parameters the statement takes: the '?' count, or
- * the highest native $n.
+ * the highest native $n (saturated at INT_MAX; '$' must be followed by
+ * digits only, so SQLite's $name is not counted).
  * Errors: SR_EINVAL (NULL), SR_ENOMEM.
  */
 SR_API int sr_sql_rewrite_placeholders(const char *sql, sr_sql_dialect dialect, char **out,

@@ -5,6 +5,7 @@
  * the '?' to $n rewrite.
  */
 #include <check.h>
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -81,7 +82,9 @@ static const class_case class_cases[] = {
     {"tagged dollar quote", P, "SELECT $fn$ ; DELETE FROM t; $x$ $fn$", R},
     {"dollar param is not a quote", P, "SELECT $1, $2 FROM t; DELETE FROM t", W},
     {"dollar in identifier is not a quote", P, "SELECT a$$ FROM t; DELETE FROM t; SELECT $$", W},
-    {"dollar quote in generic", G, "SELECT $$ ; DELETE $$", R},
+    /* generic: a read only in every dialect; to SQLite "$$" is a variable, then a second statement */
+    {"dollar quote in generic", G, "SELECT $$ ; DELETE $$", W},
+    {"generic plain read", G, "SELECT a, 'x;y', \"z\" FROM t -- c", R},
     {"no dollar quotes in mysql", M, "SELECT $$ ; DELETE FROM t; $$", W},
     {"selected is not select", P, "SELECTED 1", W},
     {"keyword prefix column", P, "SELECT updated_at, deleted, into_x FROM t", R},
@@ -102,8 +105,9 @@ static const class_case class_cases[] = {
     {"pg unterminated nested comment", P, "SELECT 1 /* a /* b */", W},
 
     /* backslashes */
-    {"mysql backslash quote", M, "SELECT 'it\\'s; DELETE'", R},
-    {"mysql backslash dquote string", M, "SELECT \"a\\\"; DELETE FROM t\"", R},
+    /* a read with backslash escapes, two statements with NO_BACKSLASH_ESCAPES */
+    {"mysql backslash quote", M, "SELECT 'it\\'s; DELETE'", W},
+    {"mysql backslash dquote string", M, "SELECT \"a\\\"; DELETE FROM t\"", W},
     {"mysql escaped backslash", M, "SELECT 'a\\\\'; DELETE FROM t", W},
     {"pg standard string backslash", P, "SELECT 'C:\\temp' FROM t", R},
     {"pg backslash before quote is uncertain", P, "SELECT 'x\\' , 'y; DELETE FROM t; --'", W},
@@ -247,6 +251,88 @@ static const class_case class_cases[] = {
     {"unterminated E string", P, "SELECT E'abc\\'", W},
     {"mysql trailing backslash", M, "SELECT 'abc\\", W},
     {"mysql unterminated backtick", M, "SELECT `abc", W},
+
+    /*
+     * SQLite variables: ':', '$', '@' and '#' followed by name bytes, "::"
+     * pairs, and a TCL-style "(...)" suffix that runs to the first ')' or
+     * space and swallows quotes (audit #9, item 2).
+     */
+    {"sqlite :a( swallows a quote", S, "SELECT :a(');DELETE FROM t;--'", W},
+    {"sqlite $a( swallows a quote", S, "SELECT $a(');DELETE FROM t;--'", W},
+    {"sqlite @a( swallows a quote", S, "SELECT @a(');DELETE FROM t;--'", W},
+    {"sqlite #a( swallows a quote", S, "SELECT #a(');DELETE FROM t;--'", W},
+    {"sqlite $a::b( swallows a quote", S, "SELECT $a::b(');DELETE FROM t;--'", W},
+    {"sqlite variable swallows a dquote", S, "SELECT :a(\"x) FROM t; DELETE FROM t; --\"", W},
+    {"sqlite variable swallows a comment", S, "SELECT :a(/*x) FROM t; DELETE FROM t; --*/", W},
+    {"sqlite variables are reads", S, "SELECT * FROM t WHERE a = :a AND b = @b AND c = $c AND d = #d", R},
+    {"sqlite tcl variable is a read", S, "SELECT $a(b), $x::y::z(1) FROM t", R},
+    {"sqlite variable suffix ends at space", S, "SELECT $a(b c) FROM t", W},
+    {"sqlite lone sigil", S, "SELECT : a FROM t", W},
+    {"sqlite variable ending the input", S, "SELECT :a", R},
+    {"sqlite byte order mark is space", S, "\xef\xbb\xbfSELECT 1", R},
+    /* the same bytes in the other dialects: there the quote opens a string */
+    {"pg :a( is a string", P, "SELECT :a(');DELETE FROM t;--'", R},
+    {"mysql @a( is a string", M, "SELECT @a(');DELETE FROM t;--'", R},
+    {"mysql #a( is a comment", M, "SELECT 1 #a(');DELETE FROM t;--'", R},
+    {"generic :a( is a write", G, "SELECT :a(');DELETE FROM t;--'", W},
+    {"generic $a( is a write", G, "SELECT $a(');DELETE FROM t;--'", W},
+
+    /*
+     * MySQL sql_mode: with NO_BACKSLASH_ESCAPES a backslash is literal, with
+     * ANSI_QUOTES "..." is an identifier; the lexer cannot know the mode, so a
+     * statement is a read only if it is one in every mode (audit #9, item 3).
+     */
+    {"mysql no_backslash_escapes for update", M, "SELECT 'a\\' , id FROM t FOR UPDATE -- '", W},
+    {"mysql no_backslash_escapes second statement", M, "SELECT 'a\\'; DELETE FROM t; -- '", W},
+    {"mysql ansi_quotes for update", M, "SELECT \"a\\\" , id FROM t FOR UPDATE -- \"", W},
+    {"mysql ansi_quotes function name", M, "SELECT \"get_lock\"('x', 10)", W},
+    {"mysql backslash before other byte", M, "SELECT 'a\\nb', \"c\\td\" FROM t", R},
+    {"mysql dquote string without backslash", M, "SELECT \"a\", \"b\"\"c\" FROM t", R},
+    /* gbk/big5/sjis: a byte >= 0x80 and the backslash or backtick after it are one character */
+    {"mysql multi-byte backslash is not judged", M, "SELECT '\xbf\\n' FROM t", W},
+    {"mysql multi-byte backtick", M, "SELECT a\xbf` , id FROM t FOR UPDATE -- `", W},
+    {"mysql utf-8 text is a read", M, "SELECT '\xc3\xa9t\xc3\xa9', `\xc3\xa9t` FROM t", R},
+    /* the price: a name ending in a non-ASCII character before its backtick is not judged */
+    {"mysql utf-8 before backtick", M, "SELECT `\xc3\xa9` FROM t", W},
+    {"generic mysql backslash", G, "SELECT 'a\\' , id FROM t FOR UPDATE -- '", W},
+
+    /* PostgreSQL U&"..." identifiers spell names with escapes (audit #9) */
+    {"pg U& nextval", P, "SELECT U&\"\\006Eextval\"('s')", W},
+    {"pg u& six-digit escape", P, "SELECT u&\"\\+00006Eextval\"('s')", W},
+    {"pg U& plain nextval", P, "SELECT U&\"nextval\"('s')", W},
+    {"pg U& advisory prefix", P, "SELECT U&\"pg_advisory\\005Flock\"(1)", W},
+    {"pg U& uescape", P, "SELECT U&\"!006Eextval\" UESCAPE '!' ('s')", W},
+    {"pg U& qualified", P, "SELECT pg_catalog.U&\"\\006Eextval\"('s')", W},
+    {"pg U& bad escape", P, "SELECT U&\"\\zz\"('s')", W},
+    {"pg U& column is a read", P, "SELECT U&\"d\\0061t\\+000061\" FROM t", R},
+    {"pg U& harmless function", P, "SELECT U&\"\\0063oalesce\"(a, b) FROM t", R},
+    {"pg U& string is a read", P, "SELECT U&'\\0041' FROM t", R},
+    {"generic U& nextval", G, "SELECT U&\"\\006Eextval\"('s')", W},
+
+    /* more side effects (audit #9) */
+    {"setseed", P, "SELECT setseed(0.5)", W},
+    {"pg_backup_start", P, "SELECT pg_backup_start('x')", W},
+    {"pg_backup_stop", P, "SELECT * FROM pg_backup_stop()", W},
+    {"pg_start_backup", P, "SELECT pg_start_backup('x')", W},
+    {"pg_stop_backup", P, "SELECT pg_stop_backup()", W},
+    {"pg_wal_replay_pause", P, "SELECT pg_wal_replay_pause()", W},
+    {"pg_export_snapshot", P, "SELECT pg_export_snapshot()", W},
+    {"pg_log_backend_memory_contexts", P, "SELECT pg_log_backend_memory_contexts(1)", W},
+    {"pg_stat_statements_reset", P, "SELECT pg_stat_statements_reset()", W},
+    {"query_to_xml runs a query", P, "SELECT query_to_xml('SELECT nextval(''s'')', true, false, '')", W},
+    {"ts_stat runs a query", P, "SELECT * FROM ts_stat('SELECT v FROM t')", W},
+    {"lowrite", P, "SELECT lowrite(0, 'x')", W},
+    {"advisory unlock all", P, "SELECT pg_advisory_unlock_all()", W},
+    {"dblink_exec", P, "SELECT dblink_exec('c', 'DELETE FROM t')", W},
+    {"pg named argument is a read", P, "SELECT f(a := 1) FROM t", R},
+    {"mysql assign user variable", M, "SELECT @x:=1", W},
+    {"mysql assign in select list", M, "SELECT @n := @n + 1 AS rn FROM t", W},
+    {"mysql is_used_lock", M, "SELECT IS_USED_LOCK('x')", W},
+    {"mysql is_free_lock", M, "SELECT IS_FREE_LOCK('x')", W},
+    {"mysql quoted get_lock", M, "SELECT `GET_LOCK`('x', 1)", W},
+    {"mysql user variable is a read", M, "SELECT @x, @@version FROM t WHERE a = @x", R},
+    {"sqlite writefile", S, "SELECT writefile('/tmp/x', 'y')", W},
+    {"sqlite fts3_tokenizer", S, "SELECT fts3_tokenizer('t', x'00')", W},
 };
 
 START_TEST(test_classify_table)
@@ -279,7 +365,7 @@ START_TEST(test_classify_truncated)
     } cases[] = {
         {P, "SELECT 'ab', $t$x$t$, \"qr\", E'\\'' /* c /* d */ e */ FROM t",
          "ccccccc___ccccc____ccc___cccc___ccc_______________cccccccc"},
-        {M, "SELECT 'a\\'b', \"c\", `de` # x", "ccccccc_____ccc__ccc___ccccc"},
+        {M, "SELECT 'a\\nb', \"c\", `de` # x", "ccccccc_____ccc__ccc___ccccc"},
         {S, "SELECT [a b], `c`, \"d\" -- e", "ccccccc____ccc__ccc__cccccc"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -341,6 +427,12 @@ static const rw_case rw_cases[] = {
     {"mysql ?& is a placeholder", M, "SELECT ?&1", "SELECT $1&1", 1},
     {"sqlite brackets", S, "SELECT [?] FROM t WHERE a = ?", "SELECT [?] FROM t WHERE a = $1", 1},
     {"unterminated string", P, "SELECT ?, 'abc ?", "SELECT $1, 'abc ?", 1},
+    /* native parameters are counted by their digits alone, and bounded (audit #9, item 4) */
+    {"sqlite $1 then letters is a name", S, "SELECT $1abc", "SELECT $1abc", 0},
+    {"sqlite native $n", S, "SELECT $12, $3", "SELECT $12, $3", 12},
+    {"native $n clamped", P, "SELECT $99999999999999999999", "SELECT $99999999999999999999", INT_MAX},
+    {"native $n at INT_MAX", P, "SELECT $2147483647", "SELECT $2147483647", INT_MAX},
+    {"sqlite tcl variable keeps its ?", S, "SELECT $a(?) , ?", "SELECT $a(?) , $1", 1},
     {"twelve", P, "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
      "VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12)", 12},
 };
@@ -399,6 +491,40 @@ START_TEST(test_rewrite_args)
 }
 END_TEST
 
+/*
+ * "$1" followed by letters or high bytes is one SQLite name, not parameter 1:
+ * the digit accumulator once ran over them, overflowing (UBSan) and counting
+ * thousands of parameters.
+ */
+START_TEST(test_rewrite_sqlite_name_after_digit)
+{
+    static const char tails[] = {'a', 'Z', '_', '$', (char)0xff, (char)0x80, '9'};
+    for (size_t i = 0; i < sizeof tails; i++) {
+        enum { N = 4000 };
+        char *sql = malloc(N + 16);
+        ck_assert_ptr_nonnull(sql);
+        int len = sprintf(sql, "SELECT $1");
+        memset(sql + len, tails[i], N);
+        sql[len + N] = '\0';
+        for (int d = G; d <= S; d++) {
+            char *out = NULL;
+            int n = -1;
+            ck_assert_int_eq(sr_sql_rewrite_placeholders(sql, (sr_sql_dialect)d, &out, &n), SR_OK);
+            ck_assert_str_eq(out, sql);
+            /*
+             * MySQL: "$1..." is an identifier. PostgreSQL: $1 then a word.
+             * SQLite: one name. All digits: $n clamped, never wrapped.
+             */
+            int want = d == M ? 0 : tails[i] == '9' ? INT_MAX : d == S ? 0 : 1;
+            ck_assert_msg(n == want, "dialect %d tail %02x: counted %d, expected %d", d,
+                          (unsigned char)tails[i], n, want);
+            free(out);
+        }
+        free(sql);
+    }
+}
+END_TEST
+
 /* The rewrite must not change how the statement classifies. */
 START_TEST(test_rewrite_keeps_class)
 {
@@ -433,6 +559,7 @@ static Suite *classify_suite(void)
     tcase_add_loop_test(tc, test_rewrite_table, 0, (int)(sizeof rw_cases / sizeof rw_cases[0]));
     tcase_add_test(tc, test_rewrite_many);
     tcase_add_test(tc, test_rewrite_args);
+    tcase_add_test(tc, test_rewrite_sqlite_name_after_digit);
     tcase_add_test(tc, test_rewrite_keeps_class);
     suite_add_tcase(s, tc);
     return s;
