@@ -110,8 +110,11 @@ int sr__check_statement_args(sr_session *s, const char *sql, int nparams,
 {
     if (!sql)
         return sr__session_fail(s, SR_EINVAL, "SQL is NULL");
+    /* The union of the backends' white space (SQLite and PostgreSQL's scan.l: space
+     * \t \n \f \r; MySQL/MariaDB's ctype: space and \t..\r, so \v too): text of only
+     * these is empty, or a syntax error, on every backend: refused before it is sent. */
     const char *p = sql;
-    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+    while (*p == ' ' || (*p >= '\t' && *p <= '\r'))
         p++;
     if (!*p)
         return sr__session_fail(s, SR_EINVAL, "SQL is empty");
