@@ -177,7 +177,8 @@ typedef struct sr_token_parsed {
  * Parses and checks a whole token against the router (topology, names,
  * positions the shard's driver accepts, the size and entry caps) without
  * changing anything. SR_EINVAL or SR_ENOMEM with the reason in `why`
- * (untrusted bytes escaped); on success free `out` with sr__token_parsed_free().
+ * (untrusted bytes escaped); on success free `out` with sr__token_parsed_free()
+ * (pos_of is NULL for the empty token).
  */
 int sr__token_parse(sr_router *r, const char *token, sr_token_parsed *out, char *why,
                     size_t whylen);
