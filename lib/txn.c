@@ -170,6 +170,7 @@ static int rollback(sr_session *s)
     return rc;
 }
 
+/* The public entry points: the NULL check, then the work inside the misuse guard (session.h). */
 #define SR_GUARDED(call)                 \
     do {                                 \
         if (!s)                          \
