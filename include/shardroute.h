@@ -61,7 +61,16 @@ typedef enum sr_status {
     SR_EDRIVER = -9,      /* no driver for that URI scheme (not built, or unknown) */
     SR_ETXN = -10,        /* transaction misuse: cross-shard statement, nested begin, no txn */
     SR_EBUSY = -11,       /* the node's pool had no free connection before the checkout timeout */
-    SR_EPARTIAL = -12     /* a scatter statement failed on some shards (see the message) */
+    SR_EPARTIAL = -12,    /* a scatter statement failed on some shards (see the message) */
+    /*
+     * A session was entered by a second thread while a call on it was
+     * running (a session is for one thread at a time). The second call did
+     * nothing: it left the session, its message and SQLSTATE untouched (they
+     * belong to the running call), so use sr_strerror() for the text. The
+     * check costs one uncontended atomic exchange per call; it catches
+     * overlapping calls, not every misuse (e.g. a call after sr_session_free).
+     */
+    SR_EMISUSE = -13
 } sr_status;
 
 /** Version of the library as "MAJOR.MINOR.PATCH". Static storage. */
@@ -317,13 +326,21 @@ SR_API int sr_router_maintain(sr_router *r);
 
 /**
  * A new session on a router: the handle for statements, transactions and the
- * last error. Cheap (no connection is held outside a transaction). One thread
- * at a time. The caller frees it with sr_session_free() before closing the
- * router. Errors: SR_EINVAL, SR_ENOMEM.
+ * last error. Cheap (no connection is held outside a transaction). The caller
+ * frees it with sr_session_free() before closing the router.
+ * Threads: one thread at a time (it may move between threads between calls).
+ * A call that starts while another thread is inside a call on the same session
+ * returns SR_EMISUSE (sr_session_token(): NULL) and does nothing; every
+ * function that takes a non-const sr_session checks this.
+ * Errors: SR_EINVAL, SR_ENOMEM.
  */
 SR_API int sr_session_new(sr_router *r, sr_session **out);
 
-/** Frees a session; an open transaction is rolled back. NULL is a no-op. */
+/**
+ * Frees a session; an open transaction is rolled back. NULL is a no-op. A
+ * session another thread is inside a call on is not freed (misuse: it is
+ * leaked, and an SR_LOG_ERROR line says so) rather than freed under that call.
+ */
 SR_API void sr_session_free(sr_session *s);
 
 /**
@@ -371,8 +388,10 @@ SR_API int sr_session_set(sr_session *s, const char *option, const char *value);
  * The session's replication positions as a printable token, to hand to
  * another session or process (sr_session_set_token()). Versioned; names the
  * shards; holds no secret. "" when the session has no position yet.
- * Borrowed: valid until the next call on the session. NULL on error
- * (SR_EINVAL for NULL, SR_ENOMEM).
+ * Every token this returns is accepted by sr_session_set_token() on a router
+ * of the same topology. Borrowed: valid until the next call on the session.
+ * NULL on error: a NULL session, out of memory (SR_ENOMEM in the message), or
+ * another thread inside a call on the session (SR_EMISUSE; message untouched).
  */
 SR_API const char *sr_session_token(sr_session *s);
 
@@ -381,7 +400,11 @@ SR_API const char *sr_session_token(sr_session *s);
  * its reads see what the token's session wrote. A malformed token, or one
  * from a router with another topology (other distribution or backends), is
  * SR_EINVAL with a message and leaves the session unchanged; entries for
- * shards this router does not have are ignored (with a log line).
+ * shards this router does not have are ignored (one log line with their
+ * count). Tokens come from outside, so their cost is bounded: longer than
+ * 64 KiB (or than the longest token this router can emit, when more), a shard
+ * named twice, or more than 64 entries for shards this router does not have
+ * is SR_EINVAL. Errors: SR_EINVAL, SR_ENOMEM, SR_EMISUSE.
  */
 SR_API int sr_session_set_token(sr_session *s, const char *token);
 
@@ -430,7 +453,8 @@ SR_API int sr_exec_opts(sr_session *s, sr_key key, sr_intent intent, const sr_re
  * inside a transaction), SR_EBUSY, SR_ECONNECT, SR_ETIMEOUT (the statement
  * exceeded statement_timeout_ms), SR_EQUERY, SR_EUNAVAILABLE (no eligible
  * node: the message says why each was skipped), SR_ESTALE (no node fresh
- * enough and primary reads forbidden), SR_EDRIVER.
+ * enough and primary reads forbidden), SR_EDRIVER, SR_EMISUSE (another thread
+ * is inside a call on this session; nothing was done).
  * After any error the session stays usable.
  */
 SR_API int sr_exec(sr_session *s, sr_key key, sr_intent intent, const char *sql, int nparams,

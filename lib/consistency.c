@@ -62,9 +62,16 @@ static void merge_into(sr_session *s, char ***slots, int shard, const char *pos)
     char **slot = &(*slots)[shard];
     char merged[SR_POSITION_MAX];
     const char *keep = pos;
-    if (*slot && pos != sr__position_unknown && strcmp(*slot, sr__position_unknown) != 0) {
-        if (d && d->position_merge(*slot, pos, merged, sizeof merged) == SR_OK)
-            keep = merged;
+    if (d && pos != sr__position_unknown && strcmp(pos, sr__position_unknown) != 0) {
+        /*
+         * Even a first position goes through the driver's merge: what is kept is
+         * then always the driver's own canonical form (" " from a GTID source is
+         * ""), which sr_session_set_token() takes back. A position the driver
+         * cannot parse guarantees nothing: the shard's reads go to the primary.
+         */
+        const char *with = *slot && strcmp(*slot, sr__position_unknown) != 0 ? *slot : pos;
+        keep = d->position_merge(with, pos, merged, sizeof merged) == SR_OK ? merged
+                                                                              : sr__position_unknown;
     }
     char *copy = sr__strdup(keep);
     if (!copy)
@@ -232,10 +239,8 @@ bool sr__node_lag_ok(sr_session *s, sr_node *n, int max_lag_ms)
 
 /* ---- session options ---- */
 
-SR_API int sr_session_set(sr_session *s, const char *option, const char *value)
+static int session_set(sr_session *s, const char *option, const char *value)
 {
-    if (!s)
-        return SR_EINVAL;
     sr__session_clear_error(s);
     if (!option || !value)
         return sr__session_fail(s, SR_EINVAL, "sr_session_set: option and value must not be NULL");
@@ -266,6 +271,17 @@ SR_API int sr_session_set(sr_session *s, const char *option, const char *value)
                             option);
 }
 
+SR_API int sr_session_set(sr_session *s, const char *option, const char *value)
+{
+    if (!s)
+        return SR_EINVAL;
+    if (!sr__session_enter(s))
+        return SR_EMISUSE;
+    int rc = session_set(s, option, value);
+    sr__session_leave(s);
+    return rc;
+}
+
 /* ---- tokens ----
  *
  *   sr1;c=<16 hex digits>;<shard>=<position>;<shard>=<position>...
@@ -273,7 +289,17 @@ SR_API int sr_session_set(sr_session *s, const char *option, const char *value)
  * c identifies the topology a position makes sense in: the distribution and
  * the backends of the shards. Shard names and positions are percent-encoded
  * where they hold ';', '=', '%' or anything outside printable ASCII.
+ *
+ * A token comes from outside (an HTTP header, a cookie), so what parsing one
+ * may cost is bounded: its length (sr__token_max_bytes), one entry per shard
+ * of this router plus SR_TOKEN_UNKNOWN_MAX for shards it does not have, a
+ * binary search per name, one log line.
  */
+
+/* Tokens up to this size are accepted by every router (more when the router can emit more). */
+#define SR_TOKEN_MIN_BYTES (64 * 1024)
+/* Entries for shards this router does not have that a token may hold (ignored). */
+#define SR_TOKEN_UNKNOWN_MAX 64
 
 static uint64_t topology_id(const sr_router *r)
 {
@@ -307,6 +333,81 @@ static uint64_t topology_id(const sr_router *r)
     return XXH3_64bits_digest(&st);
 }
 
+/* What tokens need of the router, computed once: it never changes after open. */
+typedef struct sr_token_index {
+    uint64_t topology;
+    size_t max_bytes;    /* longest token accepted: at least what this router can emit */
+    size_t longest_name; /* a longer name is no shard here, without a search */
+    int n;
+    struct named_shard {
+        const char *name; /* the router's own string */
+        int shard;
+    } by_name[];          /* sorted by name */
+} sr_token_index;
+
+static int cmp_named(const void *a, const void *b)
+{
+    return strcmp(((const struct named_shard *)a)->name, ((const struct named_shard *)b)->name);
+}
+
+/*
+ * The router's token index, built by the first caller that needs it: racing
+ * builders each build one, one wins the exchange, the others free theirs.
+ * NULL when out of memory.
+ */
+static const sr_token_index *token_index(sr_router *r)
+{
+    sr_token_index *ix = atomic_load_explicit(&r->token_index, memory_order_acquire);
+    if (ix)
+        return ix;
+    ix = malloc(sizeof *ix + (size_t)r->nshards * sizeof ix->by_name[0]);
+    if (!ix)
+        return NULL;
+    ix->topology = topology_id(r);
+    ix->n = r->nshards;
+    ix->longest_name = 0;
+    /* The longest token sr_session_token() can build: every shard, every byte escaped. */
+    size_t emit = 32;
+    for (int i = 0; i < r->nshards; i++) {
+        size_t len = strlen(r->shards[i].name);
+        ix->by_name[i] = (struct named_shard){r->shards[i].name, i};
+        if (len > ix->longest_name)
+            ix->longest_name = len;
+        emit += 2 + 3 * len + 3 * (SR_POSITION_MAX - 1);
+    }
+    ix->max_bytes = emit > SR_TOKEN_MIN_BYTES ? emit : SR_TOKEN_MIN_BYTES;
+    qsort(ix->by_name, (size_t)ix->n, sizeof ix->by_name[0], cmp_named);
+    sr_token_index *none = NULL;
+    if (!atomic_compare_exchange_strong_explicit(&r->token_index, &none, ix, memory_order_acq_rel,
+                                                 memory_order_acquire)) {
+        free(ix);
+        return none;
+    }
+    return ix;
+}
+
+void sr__token_index_free(sr_router *r)
+{
+    free(atomic_exchange(&r->token_index, NULL));
+}
+
+/* The shard named `name` (NUL-terminated, `len` bytes), or -1. */
+static int shard_by_name(const sr_token_index *ix, const char *name, size_t len)
+{
+    if (len == 0 || len > ix->longest_name)
+        return -1;
+    struct named_shard key = {name, -1};
+    const struct named_shard *hit =
+        bsearch(&key, ix->by_name, (size_t)ix->n, sizeof key, cmp_named);
+    return hit ? hit->shard : -1;
+}
+
+size_t sr__token_max_bytes(sr_router *r)
+{
+    const sr_token_index *ix = token_index(r);
+    return ix ? ix->max_bytes : SR_TOKEN_MIN_BYTES;
+}
+
 static int needs_escape(unsigned char ch)
 {
     return ch == ';' || ch == '=' || ch == '%' || ch <= ' ' || ch >= 0x7f;
@@ -315,11 +416,15 @@ static int needs_escape(unsigned char ch)
 /* Appends `text` escaped; returns false when out of room. */
 static bool put_escaped(char **p, char *end, const char *text)
 {
+    static const char hex[] = "0123456789ABCDEF";
     for (const unsigned char *t = (const unsigned char *)text; *t; t++) {
         if (needs_escape(*t)) {
             if (end - *p < 4)
                 return false;
-            *p += sprintf(*p, "%%%02X", *t);
+            (*p)[0] = '%';
+            (*p)[1] = hex[*t >> 4];
+            (*p)[2] = hex[*t & 15];
+            *p += 3;
         } else {
             if (end - *p < 2)
                 return false;
@@ -330,150 +435,276 @@ static bool put_escaped(char **p, char *end, const char *text)
     return true;
 }
 
-SR_API const char *sr_session_token(sr_session *s)
+size_t sr__token_encode(uint64_t topology, const char *const *names, const char *const *positions,
+                        int n, char *buf, size_t cap)
 {
-    if (!s)
-        return NULL;
+    if (cap < 32)
+        return 0;
+    char *p = buf + snprintf(buf, cap, "sr1;c=%016llx", (unsigned long long)topology);
+    char *end = buf + cap;
+    int entries = 0;
+    for (int i = 0; i < n; i++) {
+        if (!positions[i] || strcmp(positions[i], sr__position_unknown) == 0)
+            continue; /* nothing another process could wait for */
+        if (end - p < 2)
+            return 0;
+        *p++ = ';';
+        if (!put_escaped(&p, end, names[i]) || end - p < 2)
+            return 0;
+        *p++ = '=';
+        if (!put_escaped(&p, end, positions[i]))
+            return 0;
+        entries++;
+    }
+    if (entries == 0)
+        p = buf;
+    *p = '\0';
+    return (size_t)(p - buf);
+}
+
+static const char *session_token(sr_session *s)
+{
     sr__session_clear_error(s);
     sr_router *r = s->router;
+    const sr_token_index *ix = token_index(r);
+    if (!ix) {
+        sr__session_fail(s, SR_ENOMEM, "out of memory building the token");
+        return NULL;
+    }
     size_t cap = 64;
     for (int i = 0; s->written && i < r->nshards; i++)
         if (s->written[i])
             cap += 3 * (strlen(r->shards[i].name) + strlen(s->written[i])) + 2;
     char *buf = malloc(cap);
-    if (!buf) {
+    const char **names = malloc((size_t)r->nshards * sizeof *names);
+    if (!buf || !names) {
+        free(buf);
+        free(names);
         sr__session_fail(s, SR_ENOMEM, "out of memory building the token");
         return NULL;
     }
-    buf[0] = '\0';
-    int entries = 0;
-    char *p = buf + sprintf(buf, "sr1;c=%016llx", (unsigned long long)topology_id(r));
-    char *end = buf + cap;
-    for (int i = 0; s->written && i < r->nshards; i++) {
-        const char *pos = s->written[i];
-        if (!pos || strcmp(pos, sr__position_unknown) == 0)
-            continue; /* nothing another process could wait for */
-        *p++ = ';';
-        if (!put_escaped(&p, end, r->shards[i].name) || end - p < 2)
-            break;
-        *p++ = '=';
-        if (!put_escaped(&p, end, pos))
-            break;
-        entries++;
-    }
-    if (entries == 0)
+    for (int i = 0; i < r->nshards; i++)
+        names[i] = r->shards[i].name;
+    const char *const none[1] = {NULL};
+    /* cap holds every entry escaped, so encoding cannot run out of room. */
+    size_t len = sr__token_encode(ix->topology, names,
+                                  s->written ? (const char *const *)s->written : none,
+                                  s->written ? r->nshards : 0, buf, cap);
+    free(names);
+    if (len == 0)
         buf[0] = '\0';
     free(s->token);
     s->token = buf;
     return buf;
 }
 
-/* Decodes percent-escapes of [p, p+n) into out; false when malformed or too long. */
-static bool unescape(const char *p, size_t n, char *out, size_t outlen)
+SR_API const char *sr_session_token(sr_session *s)
+{
+    if (!s || !sr__session_enter(s))
+        return NULL;
+    const char *t = session_token(s);
+    sr__session_leave(s);
+    return t;
+}
+
+/* Decodes percent-escapes of [p, p+n) into out; the decoded length, or -1 when
+ * malformed or longer than outlen - 1. */
+static long unescape(const char *p, size_t n, char *out, size_t outlen)
 {
     size_t o = 0;
     for (size_t i = 0; i < n; i++) {
         char ch = p[i];
         if (ch == '%') {
-            if (i + 2 >= n) /* both hex digits must be inside the entry */
-                return false;
+            if (i + 2 >= n) /* both hex digits must be inside the field */
+                return -1;
             int hi = sr__hexval(p[i + 1]), lo = sr__hexval(p[i + 2]);
             if (hi < 0 || lo < 0)
-                return false;
+                return -1;
             ch = (char)(hi * 16 + lo);
             i += 2;
         } else if ((unsigned char)ch <= ' ' || (unsigned char)ch >= 0x7f) {
-            return false;
+            return -1;
         }
         if (o + 1 >= outlen)
-            return false;
+            return -1;
         out[o++] = ch;
     }
     out[o] = '\0';
-    return true;
+    return (long)o;
+}
+
+/* Copies up to `max` bytes of untrusted text for a message or a log line: printable
+ * ASCII as is, anything else as \xNN, so that it cannot forge lines or escapes. */
+static void printable(char *dst, size_t dstlen, const char *src, size_t max)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t o = 0;
+    for (size_t i = 0; src[i] && i < max && o + 5 < dstlen; i++) {
+        unsigned char ch = (unsigned char)src[i];
+        if (ch >= 0x20 && ch < 0x7f && ch != '\\') {
+            dst[o++] = (char)ch;
+        } else {
+            dst[o++] = '\\';
+            dst[o++] = 'x';
+            dst[o++] = hex[ch >> 4];
+            dst[o++] = hex[ch & 15];
+        }
+    }
+    if (src[0] && strnlen(src, max + 1) > max && o + 4 < dstlen) {
+        memcpy(dst + o, "...", 3);
+        o += 3;
+    }
+    dst[o] = '\0';
+}
+
+int sr__token_parse(sr_router *r, const char *token, sr_token_parsed *out, char *why,
+                    size_t whylen)
+{
+    memset(out, 0, sizeof *out);
+    const sr_token_index *ix = token_index(r);
+    if (!ix) {
+        sr__fmt(why, whylen, "out of memory reading the token");
+        return SR_ENOMEM;
+    }
+    size_t len = strnlen(token, ix->max_bytes + 1);
+    if (len > ix->max_bytes) {
+        sr__fmt(why, whylen, "consistency token longer than %zu bytes", ix->max_bytes);
+        return SR_EINVAL;
+    }
+    if (len == 0)
+        return SR_OK; /* the token of a session that had written nothing */
+    int used = 0;
+    uint64_t id = 0;
+    if (len >= 22 && memcmp(token, "sr1;c=", 6) == 0) {
+        for (used = 6; used < 22; used++) {
+            int v = sr__hexval(token[used]);
+            if (v < 0)
+                break;
+            id = id * 16 + (uint64_t)v;
+        }
+    }
+    if (used != 22 || (token[22] != ';' && token[22] != '\0')) {
+        sr__fmt(why, whylen, "malformed consistency token (expected 'sr1;c=...;shard=position...')");
+        return SR_EINVAL;
+    }
+    if (id != ix->topology) {
+        sr__fmt(why, whylen, "this consistency token comes from another topology (other "
+                             "distribution or backends)");
+        return SR_EINVAL;
+    }
+
+    /* Decoded text is never longer than the token: one buffer holds every position. */
+    out->pos_of = malloc((size_t)r->nshards * sizeof *out->pos_of);
+    out->text = malloc(len + 1);
+    if (!out->pos_of || !out->text) {
+        sr__token_parsed_free(out);
+        sr__fmt(why, whylen, "out of memory reading the token");
+        return SR_ENOMEM;
+    }
+    for (int i = 0; i < r->nshards; i++)
+        out->pos_of[i] = -1;
+    size_t used_text = 0;
+    const char *p = token + 22;
+    const char *bad = NULL;
+    const char *what = "";
+    while (*p == ';') {
+        const char *entry = ++p;
+        const char *semi = entry, *eq = NULL;
+        while (*semi && *semi != ';') {
+            if (*semi == '=' && !eq)
+                eq = semi;
+            semi++;
+        }
+        char name[256];
+        long nlen = eq ? unescape(entry, (size_t)(eq - entry), name, sizeof name) : -1;
+        if (nlen <= 0) {
+            bad = entry, what = "bad shard name";
+            break;
+        }
+        char *pos = out->text + used_text;
+        long plen = unescape(eq + 1, (size_t)(semi - eq - 1), pos, SR_POSITION_MAX);
+        if (plen < 0) {
+            bad = entry, what = "bad position";
+            break;
+        }
+        p = semi;
+        int shard = shard_by_name(ix, name, (size_t)nlen);
+        if (shard < 0) {
+            if (out->unknown++ == 0)
+                printable(out->first_unknown, sizeof out->first_unknown, name, 64);
+            if (out->unknown > SR_TOKEN_UNKNOWN_MAX) {
+                bad = entry, what = "too many entries for shards this router does not have";
+                break;
+            }
+            continue;
+        }
+        if (out->pos_of[shard] >= 0) {
+            bad = entry, what = "a shard appears twice";
+            break;
+        }
+        /* A position the driver cannot merge is not one (merge parses; covers may
+         * short-cut equal strings). */
+        const sr_driver *d = positions_driver(r, shard);
+        char check[SR_POSITION_MAX];
+        if (!d || d->position_merge(pos, pos, check, sizeof check) != SR_OK) {
+            bad = entry, what = d ? "the backend does not take this position" :
+                                    "this shard's backend has no positions";
+            break;
+        }
+        out->pos_of[shard] = (long)used_text;
+        used_text += (size_t)plen + 1;
+        out->entries++;
+    }
+    if (!bad && *p != '\0')
+        bad = p, what = "unexpected text";
+    if (bad) {
+        char near[64 * 4 + 8];
+        printable(near, sizeof near, bad, 32);
+        sr__fmt(why, whylen, "malformed consistency token: %s near '%s'", what, near);
+        sr__token_parsed_free(out);
+        return SR_EINVAL;
+    }
+    return SR_OK;
+}
+
+void sr__token_parsed_free(sr_token_parsed *t)
+{
+    free(t->pos_of);
+    free(t->text);
+    t->pos_of = NULL;
+    t->text = NULL;
+}
+
+static int session_set_token(sr_session *s, const char *token)
+{
+    sr__session_clear_error(s);
+    if (!token)
+        return sr__session_fail(s, SR_EINVAL, "sr_session_set_token: token is NULL");
+    sr_router *r = s->router;
+    sr_token_parsed t;
+    char why[SR_ERRMSG_LEN];
+    /* Every entry is checked before any is merged, so a bad token changes nothing. */
+    int rc = sr__token_parse(r, token, &t, why, sizeof why);
+    if (rc != SR_OK)
+        return sr__session_fail(s, rc, "%s", why);
+    if (t.unknown > 0)
+        sr__log(r, SR_LOG_INFO, "consistency token: %d entr%s for shards this router does not "
+                                "have ignored (first: '%s')",
+                t.unknown, t.unknown == 1 ? "y" : "ies", t.first_unknown);
+    for (int i = 0; t.pos_of && i < r->nshards; i++)
+        if (t.pos_of[i] >= 0)
+            merge_into(s, &s->written, i, t.text + t.pos_of[i]);
+    sr__token_parsed_free(&t);
+    return SR_OK;
 }
 
 SR_API int sr_session_set_token(sr_session *s, const char *token)
 {
     if (!s)
         return SR_EINVAL;
-    sr__session_clear_error(s);
-    if (!token)
-        return sr__session_fail(s, SR_EINVAL, "sr_session_set_token: token is NULL");
-    if (!*token)
-        return SR_OK; /* the token of a session that had written nothing */
-    sr_router *r = s->router;
-    unsigned long long id;
-    int used = 0;
-    if (sscanf(token, "sr1;c=%16llx%n", &id, &used) != 1 || used != 22 ||
-        (token[used] != ';' && token[used] != '\0'))
-        return sr__session_fail(s, SR_EINVAL, "malformed consistency token (expected "
-                                              "'sr1;c=...;shard=position...')");
-    if (id != topology_id(r))
-        return sr__session_fail(s, SR_EINVAL, "this consistency token comes from another topology "
-                                              "(other distribution or backends)");
-
-    /* Parse every entry before merging any, so a bad token changes nothing. */
-    enum { MAX_ENTRIES = 4096 };
-    int nentries = 0;
-    struct entry {
-        int shard;
-        char pos[SR_POSITION_MAX];
-    } *entries = NULL;
-    const char *p = token + used;
-    int rc = SR_OK;
-    while (*p == ';' && rc == SR_OK) {
-        p++;
-        const char *eq = strchr(p, '=');
-        const char *semi = strchr(p, ';');
-        if (!semi)
-            semi = p + strlen(p);
-        char name[256];
-        if (!eq || eq > semi || !unescape(p, (size_t)(eq - p), name, sizeof name) || !name[0]) {
-            rc = SR_EINVAL;
-            break;
-        }
-        struct entry e;
-        if (!unescape(eq + 1, (size_t)(semi - eq - 1), e.pos, sizeof e.pos) || !e.pos[0]) {
-            rc = SR_EINVAL;
-            break;
-        }
-        e.shard = -1;
-        for (int i = 0; i < r->nshards; i++)
-            if (strcmp(r->shards[i].name, name) == 0)
-                e.shard = i;
-        p = semi;
-        if (e.shard < 0) {
-            sr__log(r, SR_LOG_INFO, "consistency token: shard '%s' does not exist here; ignored",
-                    name);
-            continue;
-        }
-        /* A position the driver cannot merge is not one (merge parses; covers may
-         * short-cut equal strings). */
-        const sr_driver *d = positions_driver(r, e.shard);
-        char check[SR_POSITION_MAX];
-        if (!d || d->position_merge(e.pos, e.pos, check, sizeof check) != SR_OK) {
-            rc = SR_EINVAL;
-            break;
-        }
-        if (nentries == MAX_ENTRIES) {
-            rc = SR_EINVAL;
-            break;
-        }
-        struct entry *grown = realloc(entries, (size_t)(nentries + 1) * sizeof *entries);
-        if (!grown) {
-            free(entries);
-            return sr__session_fail(s, SR_ENOMEM, "out of memory reading the token");
-        }
-        entries = grown;
-        entries[nentries++] = e;
-    }
-    if (rc != SR_OK || *p != '\0') {
-        free(entries);
-        return sr__session_fail(s, SR_EINVAL, "malformed consistency token near '%.32s'", p);
-    }
-    for (int i = 0; i < nentries; i++)
-        merge_into(s, &s->written, entries[i].shard, entries[i].pos);
-    free(entries);
-    return SR_OK;
+    if (!sr__session_enter(s))
+        return SR_EMISUSE;
+    int rc = session_set_token(s, token);
+    sr__session_leave(s);
+    return rc;
 }

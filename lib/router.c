@@ -43,6 +43,7 @@ SR_API void sr_router_close(sr_router *r)
     if (!r)
         return;
     sr__prober_stop(r);
+    sr__token_index_free(r);
     sr__topology_free(r);
     free(r);
 }

@@ -9,11 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-SR_API int sr_exec_all(sr_session *s, sr_intent intent, const char *sql, int nparams,
-                       const char *const *params, sr_result **out)
+static int exec_all(sr_session *s, sr_intent intent, const char *sql, int nparams,
+                    const char *const *params, sr_result **out)
 {
-    if (!s)
-        return SR_EINVAL;
     sr__session_clear_error(s);
     if (intent != SR_AUTO && intent != SR_READ && intent != SR_WRITE)
         return sr__session_fail(s, SR_EINVAL, "unknown intent %d", (int)intent);
@@ -72,5 +70,17 @@ SR_API int sr_exec_all(sr_session *s, sr_intent intent, const char *sql, int npa
     rc = nfailed == r->nshards ? first_error : SR_EPARTIAL;
     sr__session_fail(s, rc, "%d of %d shards failed: %s", nfailed, r->nshards, failures);
     memcpy(s->sqlstate, sqlstate, sizeof sqlstate);
+    return rc;
+}
+
+SR_API int sr_exec_all(sr_session *s, sr_intent intent, const char *sql, int nparams,
+                       const char *const *params, sr_result **out)
+{
+    if (!s)
+        return SR_EINVAL;
+    if (!sr__session_enter(s))
+        return SR_EMISUSE;
+    int rc = exec_all(s, intent, sql, nparams, params, out);
+    sr__session_leave(s);
     return rc;
 }

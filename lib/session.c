@@ -89,6 +89,12 @@ SR_API void sr_session_free(sr_session *s)
 {
     if (!s)
         return;
+    if (!sr__session_enter(s)) {
+        /* Freeing it now would pull it from under the other thread: leak it instead. */
+        sr__log(s->router, SR_LOG_ERROR, "sr_session_free: the session is in use by another "
+                                         "thread (misuse); it is not freed");
+        return;
+    }
     sr__txn_abandon(s);
     sr__consistency_free(s);
     free(s);
@@ -98,11 +104,16 @@ SR_API int sr_session_set_affinity(sr_session *s, sr_key key)
 {
     if (!s)
         return SR_EINVAL;
+    if (!sr__session_enter(s))
+        return SR_EMISUSE;
     sr__session_clear_error(s);
+    int rc = SR_OK;
     if (!sr__key_valid(key))
-        return sr__session_fail(s, SR_EINVAL, "sr_session_set_affinity: invalid key");
-    s->affinity = sr__hash_key(key);
-    return SR_OK;
+        rc = sr__session_fail(s, SR_EINVAL, "sr_session_set_affinity: invalid key");
+    else
+        s->affinity = sr__hash_key(key);
+    sr__session_leave(s);
+    return rc;
 }
 
 int sr__check_statement_args(sr_session *s, const char *sql, int nparams,
@@ -110,8 +121,11 @@ int sr__check_statement_args(sr_session *s, const char *sql, int nparams,
 {
     if (!sql)
         return sr__session_fail(s, SR_EINVAL, "SQL is NULL");
+    /* The union of the backends' white space (SQLite and PostgreSQL's scan.l: space
+     * \t \n \f \r; MySQL/MariaDB's ctype: space and \t..\r, so \v too): text of only
+     * these is empty, or a syntax error, on every backend: refused before it is sent. */
     const char *p = sql;
-    while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r')
+    while (*p == ' ' || (*p >= '\t' && *p <= '\r'))
         p++;
     if (!*p)
         return sr__session_fail(s, SR_EINVAL, "SQL is empty");
@@ -295,11 +309,9 @@ static int check_read_opts(sr_session *s, const sr_read_opts *o)
     return SR_OK;
 }
 
-SR_API int sr_exec_opts(sr_session *s, sr_key key, sr_intent intent, const sr_read_opts *opts,
-                        const char *sql, int nparams, const char *const *params, sr_result **out)
+static int exec_key(sr_session *s, sr_key key, sr_intent intent, const sr_read_opts *opts,
+                    const char *sql, int nparams, const char *const *params, sr_result **out)
 {
-    if (!s)
-        return SR_EINVAL;
     sr__session_clear_error(s);
     int rc = check_intent(s, intent);
     if (rc == SR_OK)
@@ -314,17 +326,27 @@ SR_API int sr_exec_opts(sr_session *s, sr_key key, sr_intent intent, const sr_re
     return sr__exec_on_shard(s, shard, intent, opts, sql, nparams, params, out);
 }
 
+SR_API int sr_exec_opts(sr_session *s, sr_key key, sr_intent intent, const sr_read_opts *opts,
+                        const char *sql, int nparams, const char *const *params, sr_result **out)
+{
+    if (!s)
+        return SR_EINVAL;
+    if (!sr__session_enter(s))
+        return SR_EMISUSE;
+    int rc = exec_key(s, key, intent, opts, sql, nparams, params, out);
+    sr__session_leave(s);
+    return rc;
+}
+
 SR_API int sr_exec(sr_session *s, sr_key key, sr_intent intent, const char *sql, int nparams,
                    const char *const *params, sr_result **out)
 {
     return sr_exec_opts(s, key, intent, NULL, sql, nparams, params, out);
 }
 
-SR_API int sr_exec_shard(sr_session *s, int shard, sr_intent intent, const char *sql, int nparams,
-                         const char *const *params, sr_result **out)
+static int exec_shard(sr_session *s, int shard, sr_intent intent, const char *sql, int nparams,
+                      const char *const *params, sr_result **out)
 {
-    if (!s)
-        return SR_EINVAL;
     sr__session_clear_error(s);
     int rc = check_intent(s, intent);
     if (rc == SR_OK)
@@ -334,6 +356,18 @@ SR_API int sr_exec_shard(sr_session *s, int shard, sr_intent intent, const char 
     if (rc != SR_OK)
         return rc;
     return sr__exec_on_shard(s, shard, intent, NULL, sql, nparams, params, out);
+}
+
+SR_API int sr_exec_shard(sr_session *s, int shard, sr_intent intent, const char *sql, int nparams,
+                         const char *const *params, sr_result **out)
+{
+    if (!s)
+        return SR_EINVAL;
+    if (!sr__session_enter(s))
+        return SR_EMISUSE;
+    int rc = exec_shard(s, shard, intent, sql, nparams, params, out);
+    sr__session_leave(s);
+    return rc;
 }
 
 SR_API const char *sr_session_errmsg(const sr_session *s)

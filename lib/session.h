@@ -11,6 +11,7 @@
 
 struct sr_session {
     sr_router *router;
+    _Atomic int busy;   /* 1 while a public call runs on this session (SR_EMISUSE) */
     uint64_t affinity;
     unsigned latency_tick; /* statements run: one in SR_LATENCY_SAMPLE is timed (session.c) */
     /* consistency (consistency.c) */
@@ -28,6 +29,24 @@ struct sr_session {
     char errmsg[SR_ERRMSG_LEN];
     char sqlstate[6];
 };
+
+/*
+ * Two threads in one session is misuse (documented), and it used to end in a
+ * use-after-free. Every public function that takes a session runs between
+ * enter and leave: one uncontended atomic exchange and one store. A second
+ * thread that enters while the first is inside gets false and returns
+ * SR_EMISUSE without touching the session, not even its message. Acquire /
+ * release make one call's writes visible to the next call on another thread.
+ */
+static inline bool sr__session_enter(sr_session *s)
+{
+    return atomic_exchange_explicit(&s->busy, 1, memory_order_acquire) == 0;
+}
+
+static inline void sr__session_leave(sr_session *s)
+{
+    atomic_store_explicit(&s->busy, 0, memory_order_release);
+}
 
 /* ---- errors (session.c) ---- */
 
@@ -140,6 +159,38 @@ int sr__node_has_applied(sr_node *n, sr_driver_conn *conn, const char *want, int
 
 /* Whether the replica `n` is within the lag bound (measured lazily, see replica.lag_refresh_ms). */
 bool sr__node_lag_ok(sr_session *s, sr_node *n, int max_lag_ms);
+
+/*
+ * Tokens, split from the session so that tests and the fuzzer reach them.
+ * A parsed token: for each shard of the router the offset of its position in
+ * `text`, or -1; entries for shards the router does not have are counted.
+ */
+typedef struct sr_token_parsed {
+    long *pos_of;           /* [nshards] */
+    char *text;             /* the decoded positions, NUL-terminated each */
+    int entries;            /* shards with a position */
+    int unknown;            /* entries ignored: no such shard here */
+    char first_unknown[64 * 4 + 8]; /* its name, control bytes escaped (for the log) */
+} sr_token_parsed;
+
+/*
+ * Parses and checks a whole token against the router (topology, names,
+ * positions the shard's driver accepts, the size and entry caps) without
+ * changing anything. SR_EINVAL or SR_ENOMEM with the reason in `why`
+ * (untrusted bytes escaped); on success free `out` with sr__token_parsed_free()
+ * (pos_of is NULL for the empty token).
+ */
+int sr__token_parse(sr_router *r, const char *token, sr_token_parsed *out, char *why,
+                    size_t whylen);
+void sr__token_parsed_free(sr_token_parsed *t);
+/*
+ * Writes the token of `n` shards (names[i], positions[i]; NULL or the unknown
+ * marker: no entry) into buf; its length, 0 when it has no entry or did not fit.
+ */
+size_t sr__token_encode(uint64_t topology, const char *const *names, const char *const *positions,
+                        int n, char *buf, size_t cap);
+/* The longest token the router accepts (>= the longest it can emit). */
+size_t sr__token_max_bytes(sr_router *r);
 
 /* Stores a lag measurement / a replayed position (also used by the prober). */
 void sr__node_store_lag(sr_node *n, int64_t lag_ms);

@@ -21,6 +21,7 @@ SR_API const char *sr_strerror(int status)
     case SR_ETXN: return "transaction misuse";
     case SR_EBUSY: return "connection pool exhausted";
     case SR_EPARTIAL: return "statement failed on some shards";
+    case SR_EMISUSE: return "session used by two threads at once";
     default: return "unknown status";
     }
 }

@@ -62,7 +62,12 @@ struct sr_router {
     int prober_stop;
     pthread_mutex_t prober_lock;
     pthread_cond_t prober_wake;
+    /* Shard names sorted for token parsing, built on first use (consistency.c). */
+    struct sr_token_index *_Atomic token_index;
 };
+
+/* consistency.c: frees the token index (sr_router_close). */
+void sr__token_index_free(sr_router *r);
 
 /* prober.c: starts the background prober when configured; stops and joins it. */
 int sr__prober_start(sr_router *r);

@@ -83,10 +83,8 @@ static int begin_on(sr_session *s, int shard, sr_node *n, sr_driver_conn *conn, 
     return SR_OK;
 }
 
-SR_API int sr_begin_shard(sr_session *s, int shard)
+static int begin_shard(sr_session *s, int shard)
 {
-    if (!s)
-        return SR_EINVAL;
     sr__session_clear_error(s);
     int rc = sr__session_check_shard(s, shard);
     if (rc != SR_OK)
@@ -102,21 +100,17 @@ SR_API int sr_begin_shard(sr_session *s, int shard)
     return begin_on(s, shard, &s->router->shards[shard].nodes[0], conn, probe, 0, deadline);
 }
 
-SR_API int sr_begin(sr_session *s, sr_key key)
+static int begin(sr_session *s, sr_key key)
 {
-    if (!s)
-        return SR_EINVAL;
     sr__session_clear_error(s);
     int shard = sr__session_shard_for_key(s, key);
     if (shard < 0)
         return shard;
-    return sr_begin_shard(s, shard);
+    return begin_shard(s, shard);
 }
 
-SR_API int sr_begin_read_only(sr_session *s, sr_key key)
+static int begin_read_only(sr_session *s, sr_key key)
 {
-    if (!s)
-        return SR_EINVAL;
     sr__session_clear_error(s);
     int shard = sr__session_shard_for_key(s, key);
     if (shard < 0)
@@ -134,10 +128,8 @@ SR_API int sr_begin_read_only(sr_session *s, sr_key key)
     return begin_on(s, shard, n, conn, probe, 1, deadline);
 }
 
-SR_API int sr_commit(sr_session *s)
+static int commit(sr_session *s)
 {
-    if (!s)
-        return SR_EINVAL;
     sr__session_clear_error(s);
     if (!s->in_txn)
         return sr__session_fail(s, SR_ETXN, "commit without an open transaction");
@@ -162,10 +154,8 @@ SR_API int sr_commit(sr_session *s)
     return rc;
 }
 
-SR_API int sr_rollback(sr_session *s)
+static int rollback(sr_session *s)
 {
-    if (!s)
-        return SR_EINVAL;
     sr__session_clear_error(s);
     if (!s->in_txn)
         return sr__session_fail(s, SR_ETXN, "rollback without an open transaction");
@@ -179,5 +169,23 @@ SR_API int sr_rollback(sr_session *s)
     unpin(s, rc, &e);
     return rc;
 }
+
+/* The public entry points: the NULL check, then the work inside the misuse guard (session.h). */
+#define SR_GUARDED(call)                 \
+    do {                                 \
+        if (!s)                          \
+            return SR_EINVAL;            \
+        if (!sr__session_enter(s))       \
+            return SR_EMISUSE;           \
+        int rc_ = call;                  \
+        sr__session_leave(s);            \
+        return rc_;                      \
+    } while (0)
+
+SR_API int sr_begin_shard(sr_session *s, int shard) { SR_GUARDED(begin_shard(s, shard)); }
+SR_API int sr_begin(sr_session *s, sr_key key) { SR_GUARDED(begin(s, key)); }
+SR_API int sr_begin_read_only(sr_session *s, sr_key key) { SR_GUARDED(begin_read_only(s, key)); }
+SR_API int sr_commit(sr_session *s) { SR_GUARDED(commit(s)); }
+SR_API int sr_rollback(sr_session *s) { SR_GUARDED(rollback(s)); }
 
 SR_API int sr_in_transaction(const sr_session *s) { return s ? s->in_txn : 0; }

@@ -283,7 +283,10 @@ static void set_normalise(my_set *s)
     size_t k = 0;
     for (size_t i = 1; i < s->n; i++) {
         my_range *last = &s->r[k];
-        if (strcmp(last->key, s->r[i].key) == 0 && s->r[i].lo <= last->hi + 1) {
+        /* hi + 1 would wrap at UINT64_MAX and leave overlapping ranges unmerged (found by
+         * tests/fuzz/fuzz_token.c: merge was not idempotent, so positions grew). */
+        if (strcmp(last->key, s->r[i].key) == 0 &&
+            (last->hi == UINT64_MAX || s->r[i].lo <= last->hi + 1)) {
             if (s->r[i].hi > last->hi)
                 last->hi = s->r[i].hi;
         } else {

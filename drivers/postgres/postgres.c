@@ -293,13 +293,18 @@ static int rewrite(const char *sql, int nparams, char **owned, const char **text
     return SR_OK;
 }
 
-/* Several statements in one string cannot be prepared; they go as a simple query. */
+/*
+ * Several statements in one string cannot be prepared; they go as a simple
+ * query. White space is scan.l's {space} (space \t \n \r \f). Erring towards
+ * "several" is safe: the server parses a simple query whole before running
+ * any of it, so nothing runs twice or runs and then fails on the tail.
+ */
 static int is_multi_statement(const char *sql)
 {
     const char *p = strchr(sql, ';');
     while (p) {
         for (const char *q = p + 1; *q; q++)
-            if (*q != ' ' && *q != '\t' && *q != '\n' && *q != '\r' && *q != ';')
+            if (*q != ' ' && *q != '\t' && *q != '\n' && *q != '\r' && *q != '\f' && *q != ';')
                 return 1;
         p = strchr(p + 1, ';');
     }

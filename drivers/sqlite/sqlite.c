@@ -240,11 +240,17 @@ static int prepare(sr_driver_conn *c, const char *sql, size_t len, unsigned flag
     return SR_OK;
 }
 
-/* true when `p` holds no further statement: only whitespace, ';' and comments. */
+/*
+ * true when `p` holds no further statement: only white space, ';' and
+ * comments. White space is exactly what SQLite's tokenizer skips (space, \t,
+ * \n, \f, \r; \v is an illegal token to it): a narrower set made a trailing
+ * ";\f" look like a second statement that SQLite then found empty, and a write
+ * that had run was reported as failed.
+ */
 static int only_space(const char *p)
 {
     while (p && *p) {
-        if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == ';') {
+        if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\f' || *p == '\r' || *p == ';') {
             p++;
         } else if (p[0] == '-' && p[1] == '-') {
             while (*p && *p != '\n')
@@ -440,9 +446,16 @@ static int sqlite_exec(sr_driver_conn *c, const char *sql, int nparams, const ch
         if (rc != SR_OK)
             return rc;
         const char *next = tail;
-        rc = prepare(c, next, strlen(next), 0, &st, &tail, err);
-        if (rc != SR_OK)
-            return rc;
+        rc = sqlite3_prepare_v3(c->db, next, -1, 0, &st, &tail);
+        if (rc != SQLITE_OK)
+            return fail_sqlite(c, rc, err);
+        if (!st) {
+            /* Nothing but what SQLite skips was left (only_space should have said so): the
+             * statements before ran, so this is success, never "statement is empty". */
+            if (rb)
+                sr_result_builder_affected(rb, sqlite3_changes64(c->db));
+            return SR_OK;
+        }
     }
 
     rc = bind_params(c, st, nparams, params, err);

@@ -155,6 +155,11 @@ START_TEST(bad_sql_arguments)
     ck_assert_int_eq(sr_exec(session, sr_key_int(1), SR_READ, "", 0, NULL, NULL), SR_EINVAL);
     has_message();
     ck_assert_int_eq(sr_exec(session, sr_key_int(1), SR_READ, "  \n\t ", 0, NULL, NULL), SR_EINVAL);
+    /* White space of any backend's class (\f and \v too) is empty SQL, not a statement. */
+    ck_assert_int_eq(sr_exec(session, sr_key_int(1), SR_WRITE, "\f", 0, NULL, NULL), SR_EINVAL);
+    ck_assert_ptr_nonnull(strstr(sr_session_errmsg(session), "SQL is empty"));
+    ck_assert_int_eq(sr_exec_shard(session, 0, SR_WRITE, " \v\r\f\n", 0, NULL, NULL), SR_EINVAL);
+    ck_assert_int_eq(sr_exec_all(session, SR_WRITE, "\v", 0, NULL, NULL), SR_EINVAL);
     ck_assert_int_eq(sr_exec(session, sr_key_int(1), SR_READ, "SELECT ?", -1, p, NULL), SR_EINVAL);
     ck_assert_int_eq(sr_exec(session, sr_key_int(1), SR_READ, "SELECT ?", 1, NULL, NULL), SR_EINVAL);
     ck_assert_int_eq(sr_exec(session, sr_key_int(1), (sr_intent)42, "SELECT 1", 0, NULL, NULL),
@@ -364,6 +369,21 @@ START_TEST(bad_consistency_calls)
     ck_assert_int_eq(sr_session_set_token(session, "sr1;c=0000000000000000;s0=0/1"), SR_EINVAL);
     ck_assert_ptr_nonnull(strstr(sr_session_errmsg(session), "topology"));
     ck_assert_int_eq(sr_session_set_token(session, ""), SR_OK); /* a session that wrote nothing */
+    /* Untrusted bytes never reach the message raw. */
+    ck_assert_int_eq(sr_session_set_token(session, "sr1;c=\n\x1b[2J"), SR_EINVAL);
+    ck_assert_ptr_null(strchr(sr_session_errmsg(session), '\n'));
+    ck_assert_ptr_null(strchr(sr_session_errmsg(session), 0x1b));
+    /* A token far beyond any router's size is refused on its length. */
+    size_t big = 20u * 1024 * 1024;
+    char *huge = malloc(big + 1);
+    ck_assert_ptr_nonnull(huge);
+    memset(huge, 'x', big);
+    memcpy(huge, "sr1;c=0000000000000000;", 23);
+    huge[big] = '\0';
+    ck_assert_int_eq(sr_session_set_token(session, huge), SR_EINVAL);
+    ck_assert_ptr_nonnull(strstr(sr_session_errmsg(session), "longer than"));
+    free(huge);
+    ck_assert_str_eq(sr_strerror(SR_EMISUSE), "session used by two threads at once");
 
     sr_read_opts bad = {-7, -1};
     ck_assert_int_eq(

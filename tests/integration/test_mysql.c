@@ -1402,6 +1402,44 @@ END_TEST
 
 /* ------------------------------------------------------------------------ */
 
+/*
+ * A statement that ran is never reported as failed, whatever white space
+ * follows it (MariaDB's lexer skips \t..\r, so \f and \v too): each insert
+ * either succeeds and is there exactly once, or fails and is not there.
+ */
+START_TEST(test_trailing_white_space_never_turns_a_write_into_a_failure)
+{
+    sr_router *r = open_router();
+    sr_session *s = NULL;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    ck_assert_int_eq(sr_session_set(s, "consistency", "primary"), SR_OK);
+    create_table(s, "ws_once");
+    static const char *const tails[] = {";\f", ";\f\f", "\f;\f", "; \f-- done\f", ";\v", "\v"};
+    for (int i = 0; i < (int)(sizeof tails / sizeof tails[0]); i++) {
+        for (int with_param = 0; with_param < 2; with_param++) {
+            int k = 100 + 2 * i + with_param;
+            char ks[16], sql[128], count[96];
+            snprintf(ks, sizeof ks, "%d", k);
+            const char *p[] = {ks};
+            if (with_param)
+                snprintf(sql, sizeof sql, "INSERT INTO ws_once (k, v) VALUES (?, 'w')%s", tails[i]);
+            else
+                snprintf(sql, sizeof sql, "INSERT INTO ws_once (k, v) VALUES (%d, 'w')%s", k,
+                         tails[i]);
+            int rc = sr_exec(s, sr_key_int(k), SR_WRITE, sql, with_param, p, NULL);
+            snprintf(count, sizeof count, "SELECT COUNT(*) FROM ws_once WHERE k = %d", k);
+            char *n = routed_value(s, sr_key_int(k), SR_READ, count, 0, NULL);
+            ck_assert_msg(strcmp(n, rc == SR_OK ? "1" : "0") == 0,
+                          "tail %d (param %d): %s, %s row(s): %s", i, with_param, sr_strerror(rc), n,
+                          sr_session_errmsg(s));
+            free(n);
+        }
+    }
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
 static Suite *mysql_suite(void)
 {
     Suite *s = suite_create("mysql");
@@ -1428,6 +1466,7 @@ static Suite *mysql_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_checked_fixture(tc, replication_ready, NULL);
     tcase_add_test(tc, test_parameters_round_trip);
+    tcase_add_test(tc, test_trailing_white_space_never_turns_a_write_into_a_failure);
     tcase_add_test(tc, test_results_values_and_affected_rows);
     tcase_add_test(tc, test_schema_change_under_cached_statement);
     tcase_add_test(tc, test_prepared_statements_cached_and_bounded);

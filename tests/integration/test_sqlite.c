@@ -5,7 +5,9 @@
  */
 #include <check.h>
 #include <pthread.h>
+#include <sched.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -484,6 +486,52 @@ START_TEST(several_statements_in_one_string)
     ck_assert_int_eq(sr_result_nrows(res), 1);
     ck_assert_str_eq(sr_result_value(res, 0, 0), "3");
     sr_result_free(res);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+/*
+ * A statement that ran is never reported as failed: SQLite's tokenizer takes
+ * space, \t, \n, \f and \r as white space, so a trailing ";\f" is no second
+ * statement. Each write must be reported SR_OK and land exactly once (a caller
+ * that retried a "failed" insert would have written it twice).
+ */
+START_TEST(trailing_white_space_of_every_class_is_no_statement)
+{
+    sr_router *r = open_router(0, NULL, NULL);
+    sr_session *s;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    create_tables(s);
+    static const char *const tails[] = {";\f", ";\f\f", "\f;\f", ";\t\n\r\f ", "; \f-- done\f",
+                                        ";\f/* done */\f;", "\f"};
+    for (int i = 0; i < (int)(sizeof tails / sizeof tails[0]); i++) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "INSERT INTO kv (k, v) VALUES (%d, 'ws')%s", 700 + i, tails[i]);
+        sr_result *res = NULL;
+        int rc = sr_exec(s, sr_key_int(700 + i), SR_WRITE, sql, 0, NULL, &res);
+        ck_assert_msg(rc == SR_OK, "tail %d: %s: %s", i, sr_strerror(rc), sr_session_errmsg(s));
+        ck_assert_int_eq(sr_result_affected(res), 1);
+        sr_result_free(res);
+        int shard = sr_router_shard_for(r, sr_key_int(700 + i));
+        ck_assert_int_eq(count_direct(shard, 700 + i), 1);
+        /* Twice: the second run may come from the statement cache. */
+        char sel[128];
+        snprintf(sel, sizeof sel, "SELECT v FROM kv WHERE k = %d%s", 700 + i, tails[i]);
+        for (int j = 0; j < 2; j++) {
+            ck_assert_int_eq(sr_exec(s, sr_key_int(700 + i), SR_READ, sel, 0, NULL, &res), SR_OK);
+            ck_assert_int_eq(sr_result_nrows(res), 1);
+            ck_assert_str_eq(sr_result_value(res, 0, 0), "ws");
+            sr_result_free(res);
+        }
+    }
+    /* White space of every backend's class alone is empty SQL, refused before it is sent. */
+    static const char *const blank[] = {"\f", " \t\n\v\f\r", "\v"};
+    for (int i = 0; i < (int)(sizeof blank / sizeof blank[0]); i++) {
+        int rc = sr_exec(s, sr_key_int(1), SR_WRITE, blank[i], 0, NULL, NULL);
+        ck_assert_int_eq(rc, SR_EINVAL);
+        ck_assert_ptr_nonnull(strstr(sr_session_errmsg(s), "empty"));
+    }
     sr_session_free(s);
     sr_router_close(r);
 }
@@ -990,6 +1038,208 @@ START_TEST(many_threads_share_one_router)
 }
 END_TEST
 
+/* ---- misuse: one session, two threads ---- */
+
+/* A statement that runs for a long while (seconds) and then ends by itself. */
+#define SLOW_SQL                                                                                   \
+    "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 3000000) "          \
+    "SELECT COUNT(*) FROM c"
+
+typedef struct slow_arg {
+    sr_session *s;
+    _Atomic int started, done;
+    int rc;
+    char count[32];
+} slow_arg;
+
+static void *run_slow(void *p)
+{
+    slow_arg *a = p;
+    sr_result *res = NULL;
+    atomic_store(&a->started, 1);
+    a->rc = sr_exec(a->s, sr_key_int(1), SR_READ, SLOW_SQL, 0, NULL, &res);
+    if (a->rc == SR_OK)
+        snprintf(a->count, sizeof a->count, "%s", sr_result_value(res, 0, 0));
+    sr_result_free(res);
+    atomic_store(&a->done, 1);
+    return NULL;
+}
+
+typedef struct misuse_log {
+    pthread_mutex_t lock;
+    int in_use;
+} misuse_log;
+
+static void capture_misuse(void *ud, sr_log_level level, const char *msg)
+{
+    misuse_log *ml = ud;
+    pthread_mutex_lock(&ml->lock);
+    if (level == SR_LOG_ERROR && strstr(msg, "in use by another thread"))
+        ml->in_use++;
+    pthread_mutex_unlock(&ml->lock);
+}
+
+/*
+ * A session used by two threads at once (documented as forbidden) used to
+ * end in a use-after-free. Now the second caller gets SR_EMISUSE and nothing
+ * happens: thread A runs a long statement while this thread calls every entry
+ * point on the same session until each has said SR_EMISUSE.
+ */
+START_TEST(a_second_thread_in_a_session_gets_misuse)
+{
+    sr_config *c = make_config(0, "statement_timeout_ms", "60000");
+    misuse_log ml = {PTHREAD_MUTEX_INITIALIZER, 0};
+    ck_assert_int_eq(sr_config_set_log_fn(c, capture_misuse, &ml), SR_OK);
+    sr_router *r = NULL;
+    ck_assert_int_eq(sr_router_open(c, &r), SR_OK);
+    sr_config_free(c);
+    sr_session *s;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    create_tables(s);
+    ck_assert_int_eq(sr_exec(s, sr_key_int(5), SR_WRITE, "INSERT INTO kv (k, v) VALUES (5, 'x')",
+                             0, NULL, NULL),
+                     SR_OK);
+
+    slow_arg a = {.s = s};
+    pthread_t th;
+    ck_assert_int_eq(pthread_create(&th, NULL, run_slow, &a), 0);
+    while (!atomic_load(&a.started))
+        sched_yield();
+    /* Between "started" and A's entry a call may still get in (and succeed); poll until
+     * A is inside. Bounded: A's statement ends by itself. */
+    int misuse = 0, polls = 0;
+    while (!misuse && !atomic_load(&a.done)) {
+        int rc = sr_exec(s, sr_key_int(5), SR_READ, "SELECT v FROM kv WHERE k = 5", 0, NULL, NULL);
+        ck_assert_msg(rc == SR_OK || rc == SR_EMISUSE, "%s", sr_strerror(rc));
+        misuse = rc == SR_EMISUSE;
+        polls++;
+        if (!misuse)
+            usleep(200);
+    }
+    ck_assert_msg(misuse, "the slow statement ended before a second call overlapped it");
+    /* A is inside (it never leaves before its statement ends): every entry point refuses. */
+    const char *p1[] = {"6", "y"};
+    ck_assert_int_eq(sr_exec(s, sr_key_int(6), SR_WRITE, "INSERT INTO kv (k, v) VALUES (?, ?)", 2,
+                             p1, NULL),
+                     SR_EMISUSE);
+    sr_read_opts o = SR_READ_OPTS_INIT;
+    ck_assert_int_eq(sr_exec_opts(s, sr_key_int(6), SR_READ, &o, "SELECT 1", 0, NULL, NULL),
+                     SR_EMISUSE);
+    ck_assert_int_eq(sr_exec_shard(s, 0, SR_READ, "SELECT 1", 0, NULL, NULL), SR_EMISUSE);
+    ck_assert_int_eq(sr_exec_all(s, SR_READ, "SELECT 1", 0, NULL, NULL), SR_EMISUSE);
+    ck_assert_int_eq(sr_begin(s, sr_key_int(6)), SR_EMISUSE);
+    ck_assert_int_eq(sr_begin_shard(s, 0), SR_EMISUSE);
+    ck_assert_int_eq(sr_begin_read_only(s, sr_key_int(6)), SR_EMISUSE);
+    ck_assert_int_eq(sr_commit(s), SR_EMISUSE);
+    ck_assert_int_eq(sr_rollback(s), SR_EMISUSE);
+    ck_assert_int_eq(sr_session_set(s, "consistency", "primary"), SR_EMISUSE);
+    ck_assert_int_eq(sr_session_set_affinity(s, sr_key_int(6)), SR_EMISUSE);
+    ck_assert_int_eq(sr_session_set_token(s, ""), SR_EMISUSE);
+    ck_assert_ptr_null(sr_session_token(s));
+    ck_assert_str_eq(sr_strerror(SR_EMISUSE), "session used by two threads at once");
+    /* Freeing it under A would be the use-after-free: it is refused, and logged. */
+    sr_session_free(s);
+    pthread_mutex_lock(&ml.lock);
+    ck_assert_int_eq(ml.in_use, 1);
+    pthread_mutex_unlock(&ml.lock);
+    ck_assert(!atomic_load(&a.done)); /* all of the above while A was still inside */
+    pthread_join(th, NULL);
+    ck_assert_msg(a.rc == SR_OK, "%s", sr_strerror(a.rc));
+    ck_assert_str_eq(a.count, "3000000");
+    printf("misuse: SR_EMISUSE after %d poll(s)\n", polls);
+
+    /* Nothing of the refused calls happened: no row 6, the session is usable, its mode unchanged. */
+    ck_assert_int_eq(count_direct(sr_router_shard_for(r, sr_key_int(6)), 6), 0);
+    ck_assert_int_eq(sr_exec(s, sr_key_int(7), SR_WRITE, "INSERT INTO kv (k, v) VALUES (7, 'z')",
+                             0, NULL, NULL),
+                     SR_OK);
+    ck_assert_str_eq(sr_session_errmsg(s), "");
+    ck_assert_int_eq(sr_in_transaction(s), 0);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+typedef struct hammer_arg {
+    sr_session *s;
+    int id;
+    int nok, nmisuse, nother;
+} hammer_arg;
+
+/* One call of the mix; SR_EMISUSE when the other thread was inside. */
+static int hammer_call(sr_session *s, int64_t k, int i)
+{
+    char ks[24];
+    snprintf(ks, sizeof ks, "%lld", (long long)k);
+    const char *params[] = {ks, "h"};
+    switch (i % 4) {
+    case 0:
+    case 1:
+        return sr_exec(s, sr_key_int(k), SR_WRITE, "INSERT INTO kv (k, v) VALUES (?, ?)", 2, params,
+                       NULL);
+    case 2:
+        return sr_exec_all(s, SR_READ, "SELECT COUNT(*) FROM kv", 0, NULL, NULL);
+    default:
+        if (!sr_session_token(s))
+            return SR_EMISUSE;
+        return sr_session_set(s, "consistency", i % 8 == 3 ? "monotonic" : "any");
+    }
+}
+
+static void *hammer(void *p)
+{
+    hammer_arg *h = p;
+    for (int i = 0; i < 400; i++) {
+        int64_t k = (int64_t)h->id * 10000 + i;
+        /* A refused call did nothing, so it is simply made again (a refused insert that had
+         * written would now fail on the primary key: nother). Bounded. */
+        for (int tries = 0; tries < 100000; tries++) {
+            int rc = hammer_call(h->s, k, i);
+            if (rc == SR_EMISUSE) {
+                h->nmisuse++;
+                usleep(20);
+                continue;
+            }
+            if (rc == SR_OK)
+                h->nok++;
+            else
+                h->nother++;
+            break;
+        }
+    }
+    return NULL;
+}
+
+/* Two threads hammer one session: every call succeeds or is refused whole (SR_EMISUSE), no
+ * crash (ASan/TSan clean), and every insert lands exactly once. */
+START_TEST(two_threads_hammering_one_session)
+{
+    sr_router *r = open_router(1, NULL, NULL);
+    sr_session *s;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    create_tables(s);
+    hammer_arg h[2] = {{.s = s, .id = 1}, {.s = s, .id = 2}};
+    pthread_t th[2];
+    for (int i = 0; i < 2; i++)
+        ck_assert_int_eq(pthread_create(&th[i], NULL, hammer, &h[i]), 0);
+    for (int i = 0; i < 2; i++)
+        pthread_join(th[i], NULL);
+    printf("hammer: %d+%d calls succeeded, %d+%d refused with SR_EMISUSE\n", h[0].nok, h[1].nok,
+           h[0].nmisuse, h[1].nmisuse);
+    for (int t = 0; t < 2; t++) {
+        ck_assert_int_eq(h[t].nother, 0);
+        ck_assert_int_eq(h[t].nok, 400);
+        for (int i = 0; i < 400; i++) {
+            int64_t k = (int64_t)h[t].id * 10000 + i;
+            if (i % 4 <= 1)
+                ck_assert_int_eq(count_direct(sr_router_shard_for(r, sr_key_int(k)), k), 1);
+        }
+    }
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
 static Suite *sqlite_suite(void)
 {
     Suite *su = suite_create("sqlite");
@@ -1009,6 +1259,7 @@ static Suite *sqlite_suite(void)
     tcase_add_test(tc, parameters_round_trip);
     tcase_add_test(tc, sql_errors_keep_the_session_usable);
     tcase_add_test(tc, several_statements_in_one_string);
+    tcase_add_test(tc, trailing_white_space_of_every_class_is_no_statement);
     tcase_add_test(tc, cached_statement_follows_a_schema_change);
     tcase_add_test(tc, unreachable_file_is_a_connect_error);
     tcase_add_test(tc, unknown_scheme_is_a_driver_error);
@@ -1023,6 +1274,8 @@ static Suite *sqlite_suite(void)
     tcase_add_test(tc, every_consistency_mode_is_fully_consistent);
     tcase_add_test(tc, read_only_transaction_on_a_replica);
     tcase_add_test(tc, many_threads_share_one_router);
+    tcase_add_test(tc, a_second_thread_in_a_session_gets_misuse);
+    tcase_add_test(tc, two_threads_hammering_one_session);
     suite_add_tcase(su, tc);
     return su;
 }
