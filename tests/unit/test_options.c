@@ -654,7 +654,8 @@ START_TEST(test_add_node)
     EXPECT_FAIL_UNCHANGED(c, SR_EINVAL, sr_config_add_node(c, "nope", SR_REPLICA, "postgresql://r/db", 1));
     ck_assert_msg_has(c, "unknown shard 'nope'");
     EXPECT_FAIL_UNCHANGED(c, SR_EINVAL, sr_config_add_node(c, "s0", SR_REPLICA, "postgresql://r:0/db", 1));
-    ck_assert_msg_has(c, "shard 's0': invalid URI 'postgresql://r:0/db'");
+    /* A URI that does not parse is shown by its scheme only: any more could be a password. */
+    ck_assert_msg_has(c, "shard 's0': invalid URI 'postgresql://***' at offset 15: the port is out of range");
     EXPECT_FAIL_UNCHANGED(c, SR_EINVAL, sr_config_add_node(c, "s0", SR_REPLICA, "", 1));
     EXPECT_FAIL_UNCHANGED(c, SR_EINVAL, sr_config_add_node(c, "s0", SR_REPLICA, "not a uri", 1));
     EXPECT_FAIL_UNCHANGED(c, SR_EINVAL, sr_config_add_node(c, "s0", SR_REPLICA, NULL, 1));
