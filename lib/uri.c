@@ -58,8 +58,6 @@ static bool source_key(const char *p, size_t n)
 static bool sensitive_key(const char *p, size_t n)
 {
     char key[64];
-    if (source_key(p, n))
-        return false;
     if (n >= sizeof key)
         return true; /* too long to be a real parameter name: hide rather than guess */
     size_t k = 0;
@@ -69,9 +67,14 @@ static bool sensitive_key(const char *p, size_t n)
             c = sr__hexval(p[i + 1]) * 16 + sr__hexval(p[i + 2]);
             i += 2;
         }
-        key[k++] = (char)tolower(c);
+        key[k++] = (char)c;
     }
     key[k] = '\0';
+    /* Exactly the names check_password_source() takes as sources (so case-sensitive). */
+    if (source_key(key, k))
+        return false;
+    for (size_t i = 0; i < k; i++)
+        key[i] = (char)tolower((unsigned char)key[i]);
     return strstr(key, "pass") || strstr(key, "pwd") || strstr(key, "secret");
 }
 
