@@ -119,6 +119,14 @@ static size_t scheme_len(const char *text)
     return text[sl] == ':' ? sl : 0;
 }
 
+static bool scheme_is_sqlite(const char *text)
+{
+    for (size_t i = 0; i < 6; i++)
+        if (tolower((unsigned char)text[i]) != "sqlite"[i])
+            return false;
+    return true;
+}
+
 /*
  * What a message shows of text that did not parse: the scheme, "//" and
  * "***" (or "sqlite:***"), else just "***". A scheme is shown only when "//" follows it (or
@@ -130,7 +138,7 @@ static void put_unparsed(out_buf *o, const char *text)
     if (sl > 0 && sl <= MAX_SHOWN_SCHEME) {
         if (strncmp(text + sl + 1, "//", 2) == 0) {
             out_put(o, text, sl + 3);
-        } else if (sl == 6 && strncasecmp(text, "sqlite", 6) == 0) {
+        } else if (sl == 6 && scheme_is_sqlite(text)) {
             out_put(o, text, sl + 1);
         }
     }
