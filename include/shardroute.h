@@ -181,8 +181,20 @@ SR_API int sr_config_shard_set(sr_config *c, const char *shard, const char *attr
  * The URI is checked for syntax here; whether its driver was built is checked
  * when the router opens (SR_EDRIVER). Each shard needs exactly one primary.
  *
+ * The password may come from outside the URI instead, with one of the query
+ * parameters "password_file=/path" (the file's content, one trailing line end
+ * removed; the file must be a regular file with no group or other permission
+ * bits, at most 1024 bytes) or "password_env=NAME" (that environment
+ * variable's value). The core reads it once, when the router opens, and
+ * hands the driver the URI with that password and without the parameter; an
+ * unreadable or unsafe file or an unset variable makes sr_router_open() fail
+ * with SR_EINVAL and a message naming the file or variable (never the
+ * password). Either one together with a password in the URI is refused here.
+ * docs/options.md has the details.
+ *
  * Errors: SR_EINVAL (unknown shard, malformed URI, bad role or weight, second
- * primary); the message shows the URI with its password redacted.
+ * primary); the message shows a valid URI with its password redacted, and a
+ * malformed one by its scheme only (e.g. "postgresql://" then "***").
  */
 SR_API int sr_config_add_node(sr_config *c, const char *shard, sr_role role, const char *uri,
                               int weight);

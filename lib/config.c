@@ -45,14 +45,46 @@ static int succeed(sr_config *c)
     return SR_OK;
 }
 
+static uint64_t name_hash(const char *name) { return sr__hash_key(sr_key_text(name)); }
+
 int sr__config_find_shard(const sr_config *c, const char *name)
 {
-    if (!c || !name)
+    if (!c || !name || !c->name_slots)
         return -1;
+    for (size_t at = (size_t)name_hash(name) & c->name_mask;; at = (at + 1) & c->name_mask) {
+        int32_t slot = c->name_slots[at];
+        if (slot == 0)
+            return -1;
+        if (strcmp(c->shards[slot - 1].name, name) == 0)
+            return slot - 1;
+    }
+}
+
+static void index_put(int32_t *slots, size_t mask, const char *name, int index)
+{
+    size_t at = (size_t)name_hash(name) & mask;
+    while (slots[at] != 0)
+        at = (at + 1) & mask;
+    slots[at] = index + 1;
+}
+
+/* Makes room in the name index for `n` shards (rebuilding it when it grows). */
+static int index_reserve(sr_config *c, int n)
+{
+    size_t need = 16;
+    while (need < (size_t)n * 2)
+        need *= 2;
+    if (c->name_slots && need <= c->name_mask + 1)
+        return SR_OK;
+    int32_t *slots = calloc(need, sizeof *slots);
+    if (!slots)
+        return SR_ENOMEM;
     for (int i = 0; i < c->nshards; i++)
-        if (strcmp(c->shards[i].name, name) == 0)
-            return i;
-    return -1;
+        index_put(slots, need - 1, c->shards[i].name, i);
+    free(c->name_slots);
+    c->name_slots = slots;
+    c->name_mask = need - 1;
+    return SR_OK;
 }
 
 /* Room for one more element; *cap doubles. The array is untouched on failure. */
@@ -74,6 +106,20 @@ static bool parse_int64(const char *s, long long *out)
 {
     bool overflow;
     return sr__parse_int64(s, out, &overflow) && !overflow;
+}
+
+/*
+ * Text from the caller or a file as messages may echo it: bounded, and
+ * redacted as if it were a URI (sr__uri_redact), because a node URI typed
+ * on the wrong line or in the wrong argument must not put its password in a
+ * message.
+ */
+static const char *excerpt(const char *v, char *buf, size_t len)
+{
+    char red[256];
+    sr__uri_redact(v, red, sizeof red);
+    sr__fmt(buf, len, "%.64s%s", red, strlen(red) > 64 ? "..." : "");
+    return buf;
 }
 
 /* ------------------------------------------------------------ lifecycle */
@@ -103,6 +149,7 @@ SR_API void sr_config_free(sr_config *c)
     for (int i = 0; i < c->nshards; i++)
         free_shard(&c->shards[i]);
     free(c->shards);
+    free(c->name_slots);
     for (int i = 0; i < c->npins; i++)
         free(c->pins[i].bytes);
     free(c->pins);
@@ -138,21 +185,24 @@ static const char *bad_shard_name(const char *name)
 static int add_shard(sr_config *c, const char *name)
 {
     const char *why = bad_shard_name(name);
+    char buf[80];
     if (why)
-        return sr__config_fail(c, SR_EINVAL, "shard '%.64s%s': %s", name,
-                               strlen(name) > MAX_SHARD_NAME ? "..." : "", why);
+        return sr__config_fail(c, SR_EINVAL, "shard '%s': %s", excerpt(name, buf, sizeof buf), why);
     if (sr__config_find_shard(c, name) >= 0)
         return sr__config_fail(c, SR_EINVAL, "shard '%s' is already declared", name);
     if (c->nshards >= MAX_SHARDS)
         return sr__config_fail(c, SR_EINVAL, "too many shards (at most %d)", MAX_SHARDS);
     char *copy = sr__strdup(name);
-    if (!copy || reserve((void **)&c->shards, &c->shards_cap, c->nshards, sizeof *c->shards) != SR_OK) {
+    if (!copy || reserve((void **)&c->shards, &c->shards_cap, c->nshards, sizeof *c->shards) != SR_OK ||
+        index_reserve(c, c->nshards + 1) != SR_OK) {
         free(copy);
         return sr__config_fail(c, SR_ENOMEM, "out of memory declaring shard '%s'", name);
     }
-    sr_config_shard *s = &c->shards[c->nshards++];
+    sr_config_shard *s = &c->shards[c->nshards];
     memset(s, 0, sizeof *s);
     s->name = copy;
+    index_put(c->name_slots, c->name_mask, copy, c->nshards);
+    c->nshards++;
     return SR_OK;
 }
 
@@ -170,9 +220,10 @@ SR_API int sr_config_add_shard(sr_config *c, const char *shard)
 static int declare_shards(sr_config *c, const char *value)
 {
     long long n;
+    char buf[80];
     if (!parse_int64(value, &n) || n < 1 || n > MAX_SHARDS)
-        return sr__config_fail(c, SR_EINVAL, "shards: '%.64s' is not a shard count (1..%d)", value,
-                               MAX_SHARDS);
+        return sr__config_fail(c, SR_EINVAL, "shards: '%s' is not a shard count (1..%d)",
+                               excerpt(value, buf, sizeof buf), MAX_SHARDS);
     if (c->nshards > 0)
         return sr__config_fail(c, SR_EINVAL,
                                "shards: %d shard%s already declared (shards = N declares them all at once)",
@@ -193,6 +244,17 @@ static int declare_shards(sr_config *c, const char *value)
             return sr__config_fail(c, SR_ENOMEM, "out of memory declaring %lld shards", n);
         }
     }
+    /* The index is rebuilt for the new shards (nshards is 0 here, so it starts empty). */
+    free(c->name_slots);
+    c->name_slots = NULL;
+    if (index_reserve(c, (int)n) != SR_OK) {
+        for (int j = 0; j < (int)n; j++)
+            free(arr[j].name);
+        free(arr);
+        return sr__config_fail(c, SR_ENOMEM, "out of memory declaring %lld shards", n);
+    }
+    for (int i = 0; i < (int)n; i++)
+        index_put(c->name_slots, c->name_mask, arr[i].name, i);
     free(c->shards);
     c->shards = arr;
     c->nshards = c->shards_cap = (int)n;
@@ -202,8 +264,9 @@ static int declare_shards(sr_config *c, const char *value)
 static int shard_or_fail(sr_config *c, const char *shard)
 {
     int i = sr__config_find_shard(c, shard);
+    char buf[80];
     if (i < 0)
-        sr__config_fail(c, SR_EINVAL, "unknown shard '%.64s' (declare it first)", shard);
+        sr__config_fail(c, SR_EINVAL, "unknown shard '%s' (declare it first)", excerpt(shard, buf, sizeof buf));
     return i;
 }
 
@@ -217,14 +280,15 @@ SR_API int sr_config_shard_set(sr_config *c, const char *shard, const char *attr
     if (i < 0)
         return SR_EINVAL;
     char **slot;
+    char buf[80];
     if (strcmp(attr, "keyrange") == 0) {
         uint64_t start, end;
         int end_is_max;
         if (sr__keyrange_parse(value, &start, &end, &end_is_max) != 0)
             return sr__config_fail(c, SR_EINVAL,
-                                   "shard '%s': keyrange '%.64s' is malformed (expected hex bounds of whole "
+                                   "shard '%s': keyrange '%s' is malformed (expected hex bounds of whole "
                                    "bytes, start below end: \"-40\", \"40-80\", \"c0-\")",
-                                   shard, value);
+                                   shard, excerpt(value, buf, sizeof buf));
         slot = &c->shards[i].keyrange;
     } else if (strcmp(attr, "range") == 0) {
         int64_t lo, hi;
@@ -233,11 +297,11 @@ SR_API int sr_config_shard_set(sr_config *c, const char *shard, const char *attr
                                    "shard '%s': range '%.64s' is malformed (expected LO..HI with int64 "
                                    "bounds, LO < HI, an empty bound unbounded: \"..1000\", \"1000..2000\", "
                                    "\"2000..\")",
-                                   shard, value);
+                                   shard, excerpt(value, buf, sizeof buf));
         slot = &c->shards[i].range;
     } else {
-        return sr__config_fail(c, SR_EINVAL, "shard '%s': unknown attribute '%.64s' (expected keyrange or range)",
-                               shard, attr);
+        return sr__config_fail(c, SR_EINVAL, "shard '%s': unknown attribute '%s' (expected keyrange or range)",
+                               shard, excerpt(attr, buf, sizeof buf));
     }
     char *copy = sr__strdup(value);
     if (!copy)
@@ -472,8 +536,10 @@ static int parse_shard_line(sr_config *c, int shard, const char *key, char *valu
         return sr_config_shard_set(c, name, key, value);
     if (strcmp(key, "pin_int") == 0) {
         long long v;
+        char buf[80];
         if (!parse_int64(value, &v))
-            return sr__config_fail(c, SR_EINVAL, "pin_int: '%.64s' is not a 64-bit integer", value);
+            return sr__config_fail(c, SR_EINVAL, "pin_int: '%s' is not a 64-bit integer",
+                                   excerpt(value, buf, sizeof buf));
         return sr_config_pin_key(c, sr_key_int(v), name);
     }
     if (strcmp(key, "pin_text") == 0) {
@@ -484,12 +550,11 @@ static int parse_shard_line(sr_config *c, int shard, const char *key, char *valu
     if (is_global_key(key))
         return sr__config_fail(c, SR_EINVAL, "global option '%s' must come before the first [shard] section",
                                key);
-    char shown[128];
-    sr__uri_redact(key, shown, sizeof shown);
+    char shown[80];
     return sr__config_fail(c, SR_EINVAL,
-                           "unknown key '%.64s' in [shard %s] (expected primary, replica, keyrange, range, "
+                           "unknown key '%s' in [shard %s] (expected primary, replica, keyrange, range, "
                            "pin_int or pin_text)",
-                           shown, name);
+                           excerpt(key, shown, sizeof shown), name);
 }
 
 /* One line (modified in place). *section is the current shard, -1 before the first. */
@@ -513,8 +578,10 @@ static int parse_line(sr_config *c, char *line, int *section)
             return sr__config_fail(c, SR_EINVAL, "a section header must end with ']'");
         s[n - 1] = '\0';
         char *inner = trim(s + 1);
+        char buf[80];
         if (strncmp(inner, "shard", 5) != 0 || (inner[5] && !isspace((unsigned char)inner[5])))
-            return sr__config_fail(c, SR_EINVAL, "unknown section '[%.64s]' (expected [shard NAME])", inner);
+            return sr__config_fail(c, SR_EINVAL, "unknown section '[%s]' (expected [shard NAME])",
+                                   excerpt(inner, buf, sizeof buf));
         char *name = trim(inner + 5);
         if (!*name)
             return sr__config_fail(c, SR_EINVAL, "[shard] needs a name: [shard NAME]");

@@ -34,6 +34,11 @@ struct sr_config {
     sr_options opts;
     sr_config_shard *shards;
     int nshards, shards_cap;
+    /* Shard names hashed (open addressing, linear probing): slot = 1 + index,
+     * 0 empty; at most half full. Lookups by name are O(1), so building a
+     * config of N shards is O(N), not O(N^2). */
+    int32_t *name_slots;
+    size_t name_mask;
     sr_config_pin *pins;
     int npins, pins_cap;
     sr_keymap_fn keymap_fn;

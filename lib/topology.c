@@ -48,6 +48,18 @@ static int build_node(sr_router *r, sr_node *n, int shard, int index, const sr_c
         sr__fmt(err, errlen, "shard '%s': %s", shard_name, uerr);
         return rc;
     }
+    /* password_file / password_env are read here, once: a missing or
+     * unsafe file is an error of sr_router_open(), not of the first statement. */
+    sr_uri *resolved;
+    rc = sr__uri_resolve_password(n->uri, &resolved, uerr, sizeof uerr);
+    if (rc != SR_OK) {
+        sr__fmt(err, errlen, "shard '%s' node %s: %s", shard_name, n->uri->redacted, uerr);
+        return rc;
+    }
+    if (resolved) {
+        sr__uri_free(n->uri);
+        n->uri = resolved;
+    }
     rc = sr__driver_lookup(n->uri->scheme, &n->driver, uerr, sizeof uerr);
     if (rc != SR_OK) {
         sr__fmt(err, errlen, "shard '%s' node %s: %s", shard_name, n->uri->redacted, uerr);
@@ -73,7 +85,8 @@ static int build_node(sr_router *r, sr_node *n, int shard, int index, const sr_c
     return SR_OK;
 }
 
-static int build_shard(sr_router *r, int si, const sr_config_shard *cs, char *err, size_t errlen)
+static int build_shard(sr_router *r, int si, const sr_config_shard *cs, sr_node *slots, char *err,
+                       size_t errlen)
 {
     sr_shard *sh = &r->shards[si];
     atomic_init(&sh->rr_counter, 0);
@@ -101,9 +114,7 @@ static int build_shard(sr_router *r, int si, const sr_config_shard *cs, char *er
                 cs->nnodes, SR_MAX_NODES_PER_SHARD);
         return SR_EINVAL;
     }
-    sh->nodes = calloc((size_t)cs->nnodes, sizeof *sh->nodes);
-    if (!sh->nodes)
-        return SR_ENOMEM;
+    sh->nodes = slots;
 
     /* The primary is node 0, then the replicas in configuration order. */
     int rc = build_node(r, &sh->nodes[0], si, 0, &cs->nodes[primary], cs->name, err, errlen);
@@ -171,12 +182,20 @@ int sr__topology_build(sr_router *r, const sr_config *c, char *err, size_t errle
                              "(sr_config_set_keymap_fn)");
         return SR_EINVAL;
     }
+    /* Every node in one block: with tens of thousands of shards, one
+     * allocation per shard was most of the cost of opening. */
+    size_t total = 0;
+    for (int i = 0; i < c->nshards; i++)
+        total += (size_t)c->shards[i].nnodes;
     r->shards = calloc((size_t)c->nshards, sizeof *r->shards);
-    if (!r->shards)
+    r->node_store = calloc(total ? total : 1, sizeof *r->node_store);
+    if (!r->shards || !r->node_store)
         return SR_ENOMEM;
     r->nshards = c->nshards;
+    size_t used = 0;
     for (int i = 0; i < c->nshards; i++) {
-        int rc = build_shard(r, i, &c->shards[i], err, errlen);
+        int rc = build_shard(r, i, &c->shards[i], r->node_store + used, err, errlen);
+        used += (size_t)c->shards[i].nnodes;
         if (rc != SR_OK) {
             if (rc == SR_ENOMEM && !err[0])
                 sr__fmt(err, errlen, "out of memory building shard '%s'", c->shards[i].name);
@@ -200,11 +219,12 @@ void sr__topology_free(sr_router *r)
             pthread_mutex_destroy(&sh->nodes[j].pos_lock);
             sr__uri_free(sh->nodes[j].uri);
         }
-        free(sh->nodes);
         free(sh->name);
     }
     free(r->shards);
+    free(r->node_store);
     r->shards = NULL;
+    r->node_store = NULL;
     r->nshards = 0;
     sr__keymap_free(r->keymap);
     r->keymap = NULL;

@@ -43,7 +43,7 @@ typedef struct sr_node {
 
 typedef struct sr_shard {
     char *name;
-    sr_node *nodes;       /* nodes[0] is the primary, then the replicas */
+    sr_node *nodes;       /* into the router's node_store; nodes[0] is the primary, then the replicas */
     int nnodes;
     _Atomic uint64_t rr_counter;
 } sr_shard;
@@ -53,6 +53,7 @@ struct sr_router {
     sr_health_policy health_policy;
     sr_shard *shards;
     int nshards;
+    sr_node *node_store; /* every shard's nodes, in shard order (one allocation) */
     sr_keymap *keymap;
     sr_log_fn log_fn;
     void *log_ud;

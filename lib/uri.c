@@ -1,22 +1,29 @@
 /*
- * Node URIs: parsing into an sr_uri (one allocation) and password redaction.
+ * Node URIs: parsing into an sr_uri (one allocation), password redaction,
+ * and the password sources (password_file, password_env) read at open.
  *
  * The rule that matters most here is that a password never reaches a
- * message. Valid URIs are redacted exactly (the parsed password span and the
- * values of password-like query parameters). Text that does not parse is
- * redacted by a heuristic that errs towards hiding too much: everything
- * between the first ':' of the authority and the last '@' of the text, or,
- * without '@', anything after a ':' that is not a port number.
+ * message. A URI that parses is redacted exactly (the parsed password span
+ * and the values of password-like query parameters). Text that does not
+ * parse is never echoed beyond its scheme: any guess at where a password
+ * starts and ends in malformed text can be wrong (an audit found such guesses
+ * showing "hunter2" of "?password=hunter2:x@y#"), and a message that names
+ * the scheme, the reason and an offset is enough to find the mistake.
  */
 #include "uri.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #define HIDDEN "***"
 #define HIDDEN_LEN 3
+#define MAX_SHOWN_SCHEME 32
 
 /* A bounded writer: appends what fits and always terminates. */
 typedef struct out_buf {
@@ -36,6 +43,13 @@ static void out_put(out_buf *o, const char *p, size_t n)
     o->buf[o->len] = '\0';
 }
 
+/* The core's own password sources: their values are a path and a variable
+ * name, not secrets, and messages about them must be able to name them. */
+static bool source_key(const char *p, size_t n)
+{
+    return (n == 13 && memcmp(p, "password_file", 13) == 0) || (n == 12 && memcmp(p, "password_env", 12) == 0);
+}
+
 /*
  * A query key that may carry a secret. Matched loosely (case-insensitive
  * substring of the leniently decoded key) because missing one leaks it,
@@ -53,18 +67,19 @@ static bool sensitive_key(const char *p, size_t n)
             c = sr__hexval(p[i + 1]) * 16 + sr__hexval(p[i + 2]);
             i += 2;
         }
-        key[k++] = (char)tolower(c);
+        key[k++] = (char)c;
     }
     key[k] = '\0';
+    /* Exactly the names check_password_source() takes as sources (so case-sensitive). */
+    if (source_key(key, k))
+        return false;
+    for (size_t i = 0; i < k; i++)
+        key[i] = (char)tolower((unsigned char)key[i]);
     return strstr(key, "pass") || strstr(key, "pwd") || strstr(key, "secret");
 }
 
-/*
- * Copies a query string, hiding the values of sensitive keys. In a URI that
- * parsed, '&' ends every value. In malformed text (`greedy`) a raw '&' may
- * be part of a password, so everything after a sensitive key is hidden.
- */
-static void put_query_redacted(out_buf *o, const char *q, size_t n, bool greedy)
+/* Copies the query of a URI that parsed, hiding the values of sensitive keys ('&' ends every value). */
+static void put_query_redacted(out_buf *o, const char *q, size_t n)
 {
     size_t i = 0;
     while (i <= n) {
@@ -75,8 +90,6 @@ static void put_query_redacted(out_buf *o, const char *q, size_t n, bool greedy)
         if (eq && sensitive_key(q + i, (size_t)(eq - (q + i)))) {
             out_put(o, q + i, (size_t)(eq + 1 - (q + i)));
             out_put(o, HIDDEN, HIDDEN_LEN);
-            if (greedy)
-                return;
         } else {
             out_put(o, q + i, j - i);
         }
@@ -94,63 +107,42 @@ static bool all_digits(const char *p, size_t n)
     return true;
 }
 
-/* Best-effort redaction of text that may not be a valid URI (see the top comment). */
-static void redact_loose(const char *text, char *buf, size_t buflen)
+static bool is_scheme_char(int c) { return isalnum(c) || c == '+' || c == '.' || c == '-'; }
+
+/* Length of the scheme `text` starts with (letters, then scheme characters, then ':'), else 0. */
+static size_t scheme_len(const char *text)
 {
-    out_buf o = {buf, buflen, 0};
-    if (buflen == 0)
-        return;
-    buf[0] = '\0';
-    size_t n = strlen(text);
-    const char *sep = strstr(text, "://");
-    size_t start = sep ? (size_t)(sep - text) + 3 : 0; /* where an authority would begin */
-    size_t pos = 0;                                    /* copied (or hidden) up to here */
-    const char *at = strrchr(text, '@');
-    if (at) {
-        /* Without "://" (or with the '@' before it) the scheme may be missing
-         * and "user:password@" begin the text: search from the start. */
-        if (!sep || (size_t)(at - text) < start)
-            start = 0;
-        const char *colon = memchr(text + start, ':', (size_t)(at - (text + start)));
-        if (colon) {
-            out_put(&o, text, (size_t)(colon + 1 - text));
-            out_put(&o, HIDDEN, HIDDEN_LEN);
-            /* A '?' in the hidden part means the '@' may sit inside a query
-             * value (a password parameter): then hide everything. */
-            if (memchr(colon, '?', (size_t)(at - colon)))
-                return;
-            pos = (size_t)(at - text);
-        }
-    } else {
-        if (!sep) {
-            const char *colon = strchr(text, ':');
-            start = colon ? (size_t)(colon - text) + 1 : 0;
-            while (text[start] == '/')
-                start++;
-        }
-        size_t end = start + strcspn(text + start, "/?#");
-        size_t i = start;
-        if (text[i] == '[') {
-            const char *close = memchr(text + i, ']', end - i);
-            i = close ? (size_t)(close - text) + 1 : end;
-        }
-        const char *colon = memchr(text + i, ':', end - i);
-        if (colon && !all_digits(colon + 1, (size_t)(text + end - (colon + 1)))) {
-            /* Not a port: maybe "user:password" with the "@host" forgotten. */
-            out_put(&o, text, (size_t)(colon + 1 - text));
-            out_put(&o, HIDDEN, HIDDEN_LEN);
-            return;
+    size_t sl = 0;
+    if (isalpha((unsigned char)text[0]))
+        while (is_scheme_char((unsigned char)text[sl]))
+            sl++;
+    return text[sl] == ':' ? sl : 0;
+}
+
+static bool scheme_is_sqlite(const char *text)
+{
+    for (size_t i = 0; i < 6; i++)
+        if (tolower((unsigned char)text[i]) != "sqlite"[i])
+            return false;
+    return true;
+}
+
+/*
+ * What a message shows of text that did not parse: the scheme, "//" and
+ * "***" (or "sqlite:***"), else just "***". A scheme is shown only when "//" follows it (or
+ * it is sqlite's): in "bob:pw@h" the would-be scheme is a user name.
+ */
+static void put_unparsed(out_buf *o, const char *text)
+{
+    size_t sl = scheme_len(text);
+    if (sl > 0 && sl <= MAX_SHOWN_SCHEME) {
+        if (strncmp(text + sl + 1, "//", 2) == 0) {
+            out_put(o, text, sl + 3);
+        } else if (sl == 6 && scheme_is_sqlite(text)) {
+            out_put(o, text, sl + 1);
         }
     }
-    const char *q = memchr(text + pos, '?', n - pos);
-    if (!q) {
-        out_put(&o, text + pos, n - pos);
-        return;
-    }
-    /* The query runs to the end: '#' is invalid here anyway, and treating it
-     * as a fragment could show the rest of a password that contained it. */
-    out_put(&o, text + pos, (size_t)(q + 1 - (text + pos)));
-    put_query_redacted(&o, q + 1, strlen(q + 1), true);
+    out_put(o, HIDDEN, HIDDEN_LEN);
 }
 
 /* ---------------------------------------------------------------- parsing */
@@ -163,26 +155,39 @@ typedef struct parser {
     size_t used, cap;
 } parser;
 
-static int fail(parser *p, const char *fmt, ...)
+static int fail_at(parser *p, const char *at, const char *fmt, ...)
 #if defined(__GNUC__)
-    __attribute__((format(printf, 2, 3)))
+    __attribute__((format(printf, 3, 4)))
 #endif
     ;
-static int fail(parser *p, const char *fmt, ...)
+/*
+ * Writes "invalid URI 'S' at offset N: reason", S as put_unparsed() shows
+ * it. `at` is where in the text the problem is, or NULL when it lies
+ * inside a password (an offset there would tell the password's length).
+ */
+static int fail_at(parser *p, const char *at, const char *fmt, ...)
 {
-    char shown[256];
-    redact_loose(p->text, shown, sizeof shown);
+    char shown[MAX_SHOWN_SCHEME + 8];
+    out_buf o = {shown, sizeof shown, 0};
+    put_unparsed(&o, p->text);
     char reason[200];
     va_list ap;
     va_start(ap, fmt);
     sr__vfmt(reason, sizeof reason, fmt, ap);
     va_end(ap);
-    sr__fmt(p->err, p->errlen, "invalid URI '%s': %s", shown, reason);
+    if (at)
+        sr__fmt(p->err, p->errlen, "invalid URI '%s' at offset %zu: %s", shown, (size_t)(at - p->text), reason);
+    else
+        sr__fmt(p->err, p->errlen, "invalid URI '%s': %s", shown, reason);
     return SR_EINVAL;
 }
 
-/* Copies [s, s+n) into the pool, percent-decoded when `decode`; NULL on a bad escape. */
-static const char *pool_put(parser *p, const char *s, size_t n, bool decode, const char *what, int *rc)
+/*
+ * Copies [s, s+n) into the pool, percent-decoded when `decode`; NULL on a bad
+ * escape. `secret`: the span is a password, so an error gives no offset.
+ */
+static const char *pool_put(parser *p, const char *s, size_t n, bool decode, bool secret, const char *what,
+                            int *rc)
 {
     char *d = p->pool + p->used;
     size_t k = 0;
@@ -190,12 +195,13 @@ static const char *pool_put(parser *p, const char *s, size_t n, bool decode, con
         char c = s[i];
         if (decode && c == '%') {
             if (i + 2 >= n || sr__hexval(s[i + 1]) < 0 || sr__hexval(s[i + 2]) < 0) {
-                *rc = fail(p, "invalid percent-encoding in the %s (expected %%XX)", what);
+                *rc = fail_at(p, secret ? NULL : s + i, "invalid percent-encoding in the %s (expected %%XX)",
+                              what);
                 return NULL;
             }
             c = (char)(sr__hexval(s[i + 1]) * 16 + sr__hexval(s[i + 2]));
             if (c == '\0') {
-                *rc = fail(p, "a percent-encoded NUL (%%00) in the %s", what);
+                *rc = fail_at(p, secret ? NULL : s + i, "a percent-encoded NUL (%%00) in the %s", what);
                 return NULL;
             }
             i += 2;
@@ -206,8 +212,6 @@ static const char *pool_put(parser *p, const char *s, size_t n, bool decode, con
     p->used += k + 1;
     return d;
 }
-
-static bool is_scheme_char(int c) { return isalnum(c) || c == '+' || c == '.' || c == '-'; }
 
 /* RFC 3986 reg-name characters plus '%' (decoded later, e.g. a socket path). */
 static bool is_host_char(int c)
@@ -262,13 +266,15 @@ static int parse_query(parser *p, sr_uri *u, sr_uri_param *params, const char *q
         if (j > i) {
             const char *eq = memchr(q + i, '=', j - i);
             if (!eq)
-                return fail(p, "a query parameter has no '=' (expected key=value)");
+                return fail_at(p, q + i, "a query parameter has no '=' (expected key=value)");
             if (eq == q + i)
-                return fail(p, "a query parameter has an empty name");
+                return fail_at(p, q + i, "a query parameter has an empty name");
             sr_uri_param *pr = &params[u->nparams];
-            if (!(pr->key = pool_put(p, q + i, (size_t)(eq - (q + i)), true, "parameter names", &rc)))
+            size_t kn = (size_t)(eq - (q + i));
+            if (!(pr->key = pool_put(p, q + i, kn, true, false, "parameter names", &rc)))
                 return rc;
-            if (!(pr->value = pool_put(p, eq + 1, (size_t)(q + j - (eq + 1)), true, "parameter values", &rc)))
+            if (!(pr->value = pool_put(p, eq + 1, (size_t)(q + j - (eq + 1)), true, sensitive_key(q + i, kn),
+                                       "parameter values", &rc)))
                 return rc;
             u->nparams++;
         }
@@ -287,15 +293,15 @@ static int parse_hostport(parser *p, sr_uri *u, const char *s, size_t n, bool st
     if (n > 0 && s[0] == '[') {
         const char *close = memchr(s, ']', n);
         if (!close)
-            return fail(p, "unterminated IPv6 literal (missing ']')%s", hint);
+            return fail_at(p, s, "unterminated IPv6 literal (missing ']')%s", hint);
         host.p = s + 1;
         host.n = (size_t)(close - host.p);
         if (!valid_ipv6(host.p, host.n))
-            return fail(p, "malformed IPv6 literal%s", hint);
+            return fail_at(p, s, "malformed IPv6 literal%s", hint);
         size_t after = (size_t)(close + 1 - s);
         if (after < n) {
             if (s[after] != ':')
-                return fail(p, "unexpected text after the IPv6 literal (expected ':port')%s", hint);
+                return fail_at(p, s + after, "unexpected text after the IPv6 literal (expected ':port')%s", hint);
             has_port = true;
             port.p = s + after + 1;
             port.n = n - after - 1;
@@ -308,30 +314,78 @@ static int parse_hostport(parser *p, sr_uri *u, const char *s, size_t n, bool st
             port.p = colon + 1;
             port.n = n - host.n - 1;
             if (memchr(port.p, ':', port.n))
-                return fail(p, "more than one ':' in the host (write IPv6 addresses in brackets, "
+                return fail_at(p, colon, "more than one ':' in the host (write IPv6 addresses in brackets, "
                                "e.g. [::1])%s", hint);
         }
         for (size_t i = 0; i < host.n; i++) {
             int c = (unsigned char)host.p[i];
             if (c == ',')
-                return fail(p, "a list of hosts is not supported (one node per URI)");
+                return fail_at(p, host.p + i, "a list of hosts is not supported (one node per URI)");
             if (!is_host_char(c))
-                return fail(p, "invalid character in the host name%s", hint);
+                return fail_at(p, host.p + i, "invalid character in the host name%s", hint);
         }
     }
-    if (host.n > 0 && !(u->host = pool_put(p, host.p, host.n, true, "host", &rc)))
+    if (host.n > 0 && !(u->host = pool_put(p, host.p, host.n, true, false, "host", &rc)))
         return rc;
     if (has_port) {
         if (port.n == 0)
-            return fail(p, "empty port after ':'%s", hint);
+            return fail_at(p, port.p, "empty port after ':'%s", hint);
         if (!all_digits(port.p, port.n))
-            return fail(p, "the port is not a number%s", hint);
+            return fail_at(p, port.p, "the port is not a number%s", hint);
         long v = 0;
         for (size_t i = 0; i < port.n && v <= 65535; i++)
             v = v * 10 + (port.p[i] - '0');
         if (v < 1 || v > 65535)
-            return fail(p, "the port is out of range (1..65535)");
+            return fail_at(p, port.p, "the port is out of range (1..65535)");
         u->port = (int)v;
+    }
+    return SR_OK;
+}
+
+/* The password_file or password_env parameter of a parsed URI, or NULL. */
+static const sr_uri_param *password_source(const sr_uri *u)
+{
+    for (int i = 0; i < u->nparams; i++)
+        if (source_key(u->params[i].key, strlen(u->params[i].key)))
+            return &u->params[i];
+    return NULL;
+}
+
+/*
+ * What can be checked of password_file / password_env without reading them:
+ * at most one source, no password written in the URI beside it (which one
+ * would win?), a plausible value.
+ */
+static int check_password_source(parser *p, sr_uri *u)
+{
+    const sr_uri_param *src = NULL;
+    bool other = u->password != NULL;
+    for (int i = 0; i < u->nparams; i++) {
+        const char *k = u->params[i].key;
+        if (source_key(k, strlen(k))) {
+            if (src)
+                return fail_at(p, NULL, "more than one of password_file and password_env (give one)");
+            src = &u->params[i];
+        } else if (strcmp(k, "password") == 0) {
+            other = true;
+        }
+    }
+    if (!src)
+        return SR_OK;
+    if (other)
+        return fail_at(p, NULL, "%s and a password in the URI are given together (give one)", src->key);
+    size_t n = strlen(src->value);
+    if (n == 0)
+        return fail_at(p, NULL, "%s is empty", src->key);
+    if (strcmp(src->key, "password_env") == 0) {
+        bool ok = n <= 128 && (isalpha((unsigned char)src->value[0]) || src->value[0] == '_');
+        for (size_t i = 0; ok && i < n; i++)
+            ok = isalnum((unsigned char)src->value[i]) || src->value[i] == '_';
+        if (!ok)
+            return fail_at(p, NULL, "password_env is not an environment variable name "
+                                    "(letters, digits and '_', not starting with a digit, at most 128)");
+    } else if (n > 4096) {
+        return fail_at(p, NULL, "password_file is longer than 4096 bytes");
     }
     return SR_OK;
 }
@@ -352,7 +406,7 @@ static void build_redacted(parser *p, sr_uri *u, span pw, const char *query, siz
         out_put(&o, t, upto);
     }
     if (query)
-        put_query_redacted(&o, query, qn, false);
+        put_query_redacted(&o, query, qn);
     p->used += o.len + 1;
     u->redacted = d;
 }
@@ -378,13 +432,13 @@ int sr__uri_parse(const char *text, sr_uri **out, char *err, size_t errlen)
     int rc = SR_EINVAL;
 
     if (n == 0) {
-        rc = fail(&p, "empty");
+        rc = fail_at(&p, NULL, "empty");
         goto fail;
     }
     for (size_t i = 0; i < n; i++) {
         unsigned char c = (unsigned char)text[i];
         if (c <= ' ' || c == 0x7f) {
-            rc = fail(&p, "whitespace or a control character (percent-encode it)");
+            rc = fail_at(&p, text + i, "whitespace or a control character (percent-encode it)");
             goto fail;
         }
     }
@@ -394,7 +448,7 @@ int sr__uri_parse(const char *text, sr_uri **out, char *err, size_t errlen)
         while (is_scheme_char((unsigned char)text[sl]))
             sl++;
     if (sl == 0 || text[sl] != ':') {
-        rc = fail(&p, "missing or malformed scheme (expected e.g. postgresql://host/db, "
+        rc = fail_at(&p, text, "missing or malformed scheme (expected e.g. postgresql://host/db, "
                      "mysql://host/db or sqlite:/path/file.db)");
         goto fail;
     }
@@ -418,26 +472,26 @@ int sr__uri_parse(const char *text, sr_uri **out, char *err, size_t errlen)
         const char *path = rest;
         if (strncmp(rest, "//", 2) == 0) {
             if (rest[2] != '/') {
-                rc = fail(&p, "a sqlite URI takes no host: write sqlite:relative.db, "
+                rc = fail_at(&p, rest, "a sqlite URI takes no host: write sqlite:relative.db, "
                              "sqlite:/abs/path.db or sqlite:///abs/path.db");
                 goto fail;
             }
             path = rest + 2;
         }
         if (strchr(rest, '#')) {
-            rc = fail(&p, "'#' is not allowed (percent-encode it as %%23)");
+            rc = fail_at(&p, strchr(rest, '#'), "'#' is not allowed (percent-encode it as %%23)");
             goto fail;
         }
         size_t pl = query ? (size_t)(query - path) : strlen(path);
         if (pl == 0) {
-            rc = fail(&p, "the sqlite path is empty");
+            rc = fail_at(&p, path, "the sqlite path is empty");
             goto fail;
         }
-        if (!(u->path = pool_put(&p, path, pl, true, "path", &rc)))
+        if (!(u->path = pool_put(&p, path, pl, true, false, "path", &rc)))
             goto fail;
     } else {
         if (strncmp(rest, "//", 2) != 0) {
-            rc = fail(&p, "expected '//' after the scheme (SCHEME://[user[:password]@]host[:port][/database])");
+            rc = fail_at(&p, rest, "expected '//' after the scheme (SCHEME://[user[:password]@]host[:port][/database])");
             goto fail;
         }
         const char *auth = rest + 2;
@@ -451,19 +505,19 @@ int sr__uri_parse(const char *text, sr_uri **out, char *err, size_t errlen)
         if (at) {
             const char *colon = memchr(auth, ':', (size_t)(at - auth));
             size_t ul = colon ? (size_t)(colon - auth) : (size_t)(at - auth);
-            if (ul > 0 && !(u->user = pool_put(&p, auth, ul, true, "user name", &rc)))
+            if (ul > 0 && !(u->user = pool_put(&p, auth, ul, true, false, "user name", &rc)))
                 goto fail;
             if (colon) {
                 pw.p = colon + 1;
                 pw.n = (size_t)(at - pw.p);
-                if (!(u->password = pool_put(&p, pw.p, pw.n, true, "password", &rc)))
+                if (!(u->password = pool_put(&p, pw.p, pw.n, true, true, "password", &rc)))
                     goto fail;
             }
             hp = at + 1;
         }
         /* A raw '#' is tolerated in a password (libpq does too), nowhere else. */
         if (strchr(hp, '#')) {
-            rc = fail(&p, "'#' is not allowed after the user name and password (percent-encode it as %%23)");
+            rc = fail_at(&p, strchr(hp, '#'), "'#' is not allowed after the user name and password (percent-encode it as %%23)");
             goto fail;
         }
         bool stray_at = !at && strchr(auth_end, '@') != NULL;
@@ -472,13 +526,15 @@ int sr__uri_parse(const char *text, sr_uri **out, char *err, size_t errlen)
         if (*auth_end == '/') {
             const char *db = auth_end + 1;
             size_t dl = query ? (size_t)(query - db) : strlen(db);
-            if (dl > 0 && !(u->database = pool_put(&p, db, dl, true, "database name", &rc)))
+            if (dl > 0 && !(u->database = pool_put(&p, db, dl, true, false, "database name", &rc)))
                 goto fail;
         }
     }
     if (query && (rc = parse_query(&p, u, params, query + 1, qn)) != SR_OK)
         goto fail;
     u->params = u->nparams ? params : NULL;
+    if ((rc = check_password_source(&p, u)) != SR_OK)
+        goto fail;
     build_redacted(&p, u, pw, query ? query + 1 : NULL, qn);
     *out = u;
     return SR_OK;
@@ -488,7 +544,18 @@ fail:
     return rc;
 }
 
-void sr__uri_free(sr_uri *u) { free(u); }
+void sr__uri_free(sr_uri *u)
+{
+    if (!u)
+        return;
+    /* Wipe the password before the memory goes back to the allocator. */
+    if (u->password) {
+        volatile char *pw = (volatile char *)(uintptr_t)u->password;
+        while (*pw)
+            *pw++ = '\0';
+    }
+    free(u);
+}
 
 void sr__uri_redact(const char *text, char *buf, size_t buflen)
 {
@@ -499,11 +566,181 @@ void sr__uri_redact(const char *text, char *buf, size_t buflen)
         return;
     }
     sr_uri *u;
-    char err[8];
-    if (sr__uri_parse(text, &u, err, sizeof err) == SR_OK) {
+    if (sr__uri_parse(text, &u, NULL, 0) == SR_OK) {
         sr__fmt(buf, buflen, "%s", u->redacted);
         sr__uri_free(u);
         return;
     }
-    redact_loose(text, buf, buflen);
+    /* A password needs a ':' (user:password@) or an '=' (password=): text
+     * with neither holds none and may be shown, e.g. an option's bad value. */
+    if (!strpbrk(text, ":@=")) {
+        sr__fmt(buf, buflen, "%s", text);
+        return;
+    }
+    out_buf o = {buf, buflen, 0};
+    buf[0] = '\0';
+    put_unparsed(&o, text);
+}
+
+/* ------------------------------------------------------ password sources */
+
+#define MAX_SECRET 1024
+
+static void wipe(char *p, size_t n)
+{
+    volatile char *v = p;
+    while (n--)
+        *v++ = '\0';
+}
+
+/*
+ * Reads the password file into buf (NUL-terminated). Like libpq's passfile
+ * it must be private to its owner; unlike it, a file that is not is an error
+ * rather than a warning, since there is no other password to fall back on.
+ * Messages name the file, never its content.
+ */
+static int read_password_file(const char *path, char *buf, size_t cap, char *err, size_t errlen)
+{
+    /* O_NONBLOCK: opening a FIFO must not wait for a writer. */
+    int fd = open(path, O_RDONLY | O_NOCTTY | O_CLOEXEC | O_NONBLOCK);
+    if (fd < 0) {
+        sr__fmt(err, errlen, "cannot read password_file '%.300s': %s", path, strerror(errno));
+        return SR_EINVAL;
+    }
+    struct stat st;
+    int rc = SR_EINVAL;
+    if (fstat(fd, &st) != 0) {
+        sr__fmt(err, errlen, "cannot read password_file '%.300s': %s", path, strerror(errno));
+    } else if (!S_ISREG(st.st_mode)) {
+        sr__fmt(err, errlen, "password_file '%.300s' is not a regular file", path);
+    } else if (st.st_mode & (S_IRWXG | S_IRWXO)) {
+        sr__fmt(err, errlen,
+                "password_file '%.300s' is accessible by group or others (mode %03o); "
+                "make it private to its owner (chmod 600)",
+                path, (unsigned)(st.st_mode & 0777));
+    } else {
+        size_t n = 0;
+        bool failed = false;
+        while (n < cap) {
+            ssize_t k = read(fd, buf + n, cap - n);
+            if (k < 0 && errno == EINTR)
+                continue;
+            if (k < 0) {
+                sr__fmt(err, errlen, "cannot read password_file '%.300s': %s", path, strerror(errno));
+                failed = true;
+                break;
+            }
+            if (k == 0)
+                break;
+            n += (size_t)k;
+        }
+        /* One trailing line end, as editors and `echo` leave it. */
+        if (!failed && n > 0 && n <= cap - 1 && buf[n - 1] == '\n') {
+            n--;
+            if (n > 0 && buf[n - 1] == '\r')
+                n--;
+        }
+        if (failed) {
+            /* err is written */
+        } else if (n > MAX_SECRET) {
+            sr__fmt(err, errlen, "password_file '%.300s' is larger than %d bytes", path, MAX_SECRET);
+        } else if (n == 0) {
+            sr__fmt(err, errlen, "password_file '%.300s' is empty", path);
+        } else if (memchr(buf, '\0', n)) {
+            sr__fmt(err, errlen, "password_file '%.300s' contains a NUL byte", path);
+        } else {
+            buf[n] = '\0';
+            rc = SR_OK;
+        }
+    }
+    close(fd);
+    return rc;
+}
+
+static int read_password_env(const char *name, char *buf, size_t cap, char *err, size_t errlen)
+{
+    const char *v = getenv(name);
+    if (!v) {
+        sr__fmt(err, errlen, "password_env: the environment variable %s is not set", name);
+        return SR_EINVAL;
+    }
+    size_t n = strlen(v);
+    if (n == 0) {
+        sr__fmt(err, errlen, "password_env: the environment variable %s is empty", name);
+        return SR_EINVAL;
+    }
+    if (n > MAX_SECRET || n >= cap) {
+        sr__fmt(err, errlen, "password_env: the environment variable %s is longer than %d bytes", name,
+                MAX_SECRET);
+        return SR_EINVAL;
+    }
+    memcpy(buf, v, n + 1);
+    return SR_OK;
+}
+
+/* Room for one string in a clone's pool. */
+static const char *clone_str(char **pool, const char *s)
+{
+    if (!s)
+        return NULL;
+    size_t n = strlen(s) + 1;
+    memcpy(*pool, s, n);
+    const char *d = *pool;
+    *pool += n;
+    return d;
+}
+
+int sr__uri_resolve_password(const sr_uri *u, sr_uri **out, char *err, size_t errlen)
+{
+    if (!u || !out) {
+        sr__fmt(err, errlen, "invalid URI: NULL");
+        return SR_EINVAL;
+    }
+    *out = NULL;
+    const sr_uri_param *src = password_source(u);
+    if (!src)
+        return SR_OK;
+    char secret[MAX_SECRET + 2];
+    bool file = strcmp(src->key, "password_file") == 0;
+    int rc = file ? read_password_file(src->value, secret, sizeof secret, err, errlen)
+                  : read_password_env(src->value, secret, sizeof secret, err, errlen);
+    if (rc != SR_OK) {
+        wipe(secret, sizeof secret);
+        return rc;
+    }
+    /* One allocation as sr__uri_parse makes, without the source parameter. */
+    const char *strs[] = {u->scheme, u->user, secret, u->host, u->database, u->path, u->redacted};
+    size_t bytes = sizeof(sr_uri) + (size_t)u->nparams * sizeof(sr_uri_param);
+    for (size_t i = 0; i < SR_ARRAY_LEN(strs); i++)
+        bytes += strs[i] ? strlen(strs[i]) + 1 : 0;
+    for (int i = 0; i < u->nparams; i++)
+        bytes += strlen(u->params[i].key) + strlen(u->params[i].value) + 2;
+    char *mem = calloc(1, bytes);
+    if (!mem) {
+        wipe(secret, sizeof secret);
+        sr__fmt(err, errlen, "out of memory");
+        return SR_ENOMEM;
+    }
+    sr_uri *c = (sr_uri *)(void *)mem;
+    sr_uri_param *params = (sr_uri_param *)(void *)(mem + sizeof(sr_uri));
+    char *pool = (char *)(params + u->nparams);
+    c->scheme = clone_str(&pool, u->scheme);
+    c->user = clone_str(&pool, u->user);
+    c->password = clone_str(&pool, secret);
+    c->host = clone_str(&pool, u->host);
+    c->port = u->port;
+    c->database = clone_str(&pool, u->database);
+    c->path = clone_str(&pool, u->path);
+    c->redacted = clone_str(&pool, u->redacted);
+    for (int i = 0; i < u->nparams; i++) {
+        if (&u->params[i] == src)
+            continue;
+        params[c->nparams].key = clone_str(&pool, u->params[i].key);
+        params[c->nparams].value = clone_str(&pool, u->params[i].value);
+        c->nparams++;
+    }
+    c->params = c->nparams ? params : NULL;
+    wipe(secret, sizeof secret);
+    *out = c;
+    return SR_OK;
 }

@@ -5,10 +5,13 @@
  * form of the password reaches any output.
  */
 #include <check.h>
+#include <errno.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "config.h"
 #include "uri.h"
@@ -461,6 +464,339 @@ START_TEST(test_stored_uri_keeps_password)
 }
 END_TEST
 
+/* ------------------------------------------------- malformed URIs (audit) */
+
+/* The messages a malformed URI can reach: the parser's, the redactor's and the config builder's. */
+static void collect_messages(const char *uri, char msgs[][1100], int *n)
+{
+    *n = 0;
+    sr_uri *u = NULL;
+    if (sr__uri_parse(uri, &u, msgs[*n], 1100) == SR_OK)
+        sr__uri_free(u);
+    (*n)++;
+    sr__uri_redact(uri, msgs[(*n)++], 1100);
+
+    sr_config *c = sr_config_new();
+    sr_config_add_shard(c, "s0");
+    sr_config_add_node(c, "s0", SR_PRIMARY, uri, 1);
+    snprintf(msgs[(*n)++], 1100, "%s", sr_config_errmsg(c));
+    sr_config_set(c, "pool.max_size", uri);
+    snprintf(msgs[(*n)++], 1100, "%s", sr_config_errmsg(c));
+    sr_config_shard_set(c, "s0", "keyrange", uri);
+    snprintf(msgs[(*n)++], 1100, "%s", sr_config_errmsg(c));
+    sr_config_add_shard(c, uri);
+    snprintf(msgs[(*n)++], 1100, "%s", sr_config_errmsg(c));
+    sr_config_free(c);
+
+    /* The same URI on the lines of a file: as a node, an option, a section. */
+    static const char *const files[] = {"[shard a]\nprimary = %s\n", "pool.max_size = %s\n", "[shard %s]\n",
+                                        "[%s]\n", "[shard a]\n%s = 1\n", "[shard a]\nkeyrange = %s\n",
+                                        "[shard a]\npin_int = %s\n"};
+    for (size_t i = 0; i < SR_ARRAY_LEN(files); i++) {
+        char text[1200];
+        snprintf(text, sizeof text, files[i], uri);
+        c = sr_config_new();
+        sr_config_parse(c, text);
+        snprintf(msgs[(*n)++], 1100, "%s", sr_config_errmsg(c));
+        sr_config_free(c);
+    }
+}
+
+#define MAX_MSGS 16
+
+/* No `len`-byte piece of `secret` in any message about `uri`. */
+static void assert_no_piece(const char *uri, const char *secret, size_t len)
+{
+    char msgs[MAX_MSGS][1100];
+    int n;
+    collect_messages(uri, msgs, &n);
+    size_t sl = strlen(secret);
+    for (int m = 0; m < n; m++) {
+        for (size_t i = 0; i + len <= sl; i++) {
+            char piece[8] = "";
+            memcpy(piece, secret + i, len);
+            ck_assert_msg(strstr(msgs[m], piece) == NULL, "message %d about '%s' shows '%s' of '%s': %s", m, uri,
+                          piece, secret, msgs[m]);
+        }
+    }
+}
+
+START_TEST(test_audit_inputs)
+{
+    /* The audit's reproducers: no ':' in the authority, "password=x:y@z" in the query. */
+    static const char *const audit[] = {
+        "postgresql://db.example.com/app?password=hunter2:x@y#",
+        "postgresql://db.example.com/app?password=hunter2:x@y%zz",
+        "postgresql://db.example.com/app?password=hunter2:x@y ",
+        "postgresql://db.example.com/app?password=hunter2%:x@y",
+        "postgresql://db.example.com/app?password=hunter2 :x@y",
+        "mysql://db.example.com/app?sslmode=x&password=hunter2:x@y#",
+    };
+    for (size_t i = 0; i < SR_ARRAY_LEN(audit); i++) {
+        const char *err = parse_bad(audit[i]);
+        ck_assert_msg(strstr(err, "invalid URI 'postgresql://***'") == err ||
+                          strstr(err, "invalid URI 'mysql://***'") == err,
+                      "%s", err);
+        /* 4 bytes: "ter" of "hunter2" is in the word "after" of a reason. */
+        assert_no_piece(audit[i], "hunter2", 4);
+    }
+}
+END_TEST
+
+/*
+ * Secrets for the sweep: their 3-byte pieces occur in no template and in no
+ * message text, so any piece found in a message came from the secret.
+ */
+static const char *const sweep_secrets[] = {
+    "ZQJXKV",        "ZQ:JX@KV",     "ZQ@JX:KV",    "ZQ%JX%KV",       "ZQ%zzJXKV",  "ZQJ#X#KV",
+    "ZQ?JX=KV",      "ZQJ&X&KV",     "ZQ/JX/KV",    "ZQJX KV",        "ZQ[JX]KV",   "ZQ%40JX%3AKV",
+    "ZQ**JX*KV",     "ZQJ,XKV",      "ZQJX\tKV",    "ZQ'JX\"KV",      "ZQJ%0X0KV",  "ZQ::JX@@KV",
+    "ZQpAsSwOrD=JX", "ZQJX@h:5q/KV", "ZQJX?a=b#KV", "ZQ%%JX%2%KV",   "ZQJ\\X\\KV", "ZQJX;KV",
+};
+
+/* Malformed templates (%s is the secret): every way the audit found, and more. */
+static const char *const sweep_templates[] = {
+    "postgresql://db.example.com/app?password=%s#",
+    "postgresql://db.example.com/app?password=%s:x@y#",
+    "postgresql://db.example.com/app?password=%s:x@y%%zz",
+    "postgresql://db.example.com/app?password=%s:x@y ",
+    "postgresql://db.example.com/app?password=%s%%",
+    "postgresql://db.example.com/app?password=%s&x",
+    "postgresql://db.example.com/app?x&password=%s",
+    "postgresql://db.example.com/app?=v&password=%s",
+    "postgresql://db.example.com:0/app?password=%s",
+    "postgresql://db.example.com/app?pwd=%s:x@y#",
+    "postgresql://db.example.com/app?sslpassword=%s#",
+    "postgresql://u:%s",
+    "postgresql://u:%s/app",
+    "postgresql://u:%s@",
+    "postgresql://u:%s@h:0/app",
+    "postgresql://u:%s@h/app#f",
+    "postgresql://u:%s@h/a%%zz",
+    "postgresql://u:%s@[::1/app",
+    "postgresql://u:%s@h1,h2/app",
+    "postgresql://u:%s@h/app?x",
+    "postgresql://u:%s@h/app ",
+    "postgresql://u:%s@h/app\n",
+    "postgresql://u:%s%%@h/app",
+    "postgresql:u:%s@h/app",
+    "postgresql:/u:%s@h/app",
+    "u:%s@h/app",
+    ":%s@h",
+    "1pg://u:%s@h",
+    "my sql://u:%s@h",
+    "sqlite://h/a.db?password=%s",
+    "sqlite:/a#b.db?password=%s",
+    "sqlite:/a.db?password=%s%%zz",
+    "mysql://u:%s@h:99999/db",
+    "mysql://u@h/db?password=%s&password_env=X",
+    "postgresql://u:%s@h/db?password_file=/x",
+    "postgresql://u@h/db?password=%s&password_file=/x",
+};
+
+START_TEST(test_malformed_sweep)
+{
+    const char *secret = sweep_secrets[_i];
+    int checked = 0;
+    for (size_t t = 0; t < SR_ARRAY_LEN(sweep_templates); t++) {
+        char uri[512];
+        snprintf(uri, sizeof uri, sweep_templates[t], secret);
+        sr_uri *u = NULL;
+        if (sr__uri_parse(uri, &u, NULL, 0) == SR_OK) {
+            sr__uri_free(u); /* the secret made it valid: the parsed cases test that */
+            continue;
+        }
+        assert_no_piece(uri, secret, 3);
+        checked++;
+    }
+    ck_assert_int_ge(checked, (int)SR_ARRAY_LEN(sweep_templates) - 6);
+}
+END_TEST
+
+START_TEST(test_unparsed_shown_by_scheme)
+{
+    /* Only the scheme, the reason and (outside passwords) an offset. */
+    ck_assert_str_eq(parse_bad("postgresql://h:54a/db"),
+                     "invalid URI 'postgresql://***' at offset 15: the port is not a number");
+    ck_assert_str_eq(parse_bad("postgresql://u:p%zz@h/db"),
+                     "invalid URI 'postgresql://***': invalid percent-encoding in the password (expected %XX)");
+    ck_assert_str_eq(parse_bad("postgresql://h/db?password=a%zz"),
+                     "invalid URI 'postgresql://***': invalid percent-encoding in the parameter values "
+                     "(expected %XX)");
+    ck_assert_str_eq(parse_bad("postgresql://h/db?app=a%zz"),
+                     "invalid URI 'postgresql://***' at offset 23: invalid percent-encoding in the parameter "
+                     "values (expected %XX)");
+    ck_assert_str_eq(parse_bad("sqlite:a%zz.db"),
+                     "invalid URI 'sqlite:***' at offset 8: invalid percent-encoding in the path (expected %XX)");
+    ck_assert_str_eq(parse_bad("bob:pw@h/db"), "invalid URI '***' at offset 4: expected '//' after the scheme "
+                                               "(SCHEME://[user[:password]@]host[:port][/database])");
+    ck_assert_str_eq(parse_bad("pg sql://h"),
+                     "invalid URI '***' at offset 2: whitespace or a control character (percent-encode it)");
+
+    /* The redactor: text with no ':', '@' or '=' holds no URI password and is shown. */
+    char buf[128];
+    sr__uri_redact("16x", buf, sizeof buf);
+    ck_assert_str_eq(buf, "16x");
+    sr__uri_redact("postgresql://u:pw@h:0/db", buf, sizeof buf);
+    ck_assert_str_eq(buf, "postgresql://***");
+    sr__uri_redact("u:pw@h", buf, sizeof buf);
+    ck_assert_str_eq(buf, "***");
+    sr__uri_redact("a=b", buf, sizeof buf);
+    ck_assert_str_eq(buf, "***");
+}
+END_TEST
+
+/* ------------------------------------------------------- password sources */
+
+START_TEST(test_source_parse)
+{
+    sr_uri *u = parse_ok("postgresql://bob@h/db?password_file=/run/secrets/pw&sslmode=disable");
+    /* The path is not a secret: messages may name it. */
+    ck_assert_str_eq(u->redacted, "postgresql://bob@h/db?password_file=/run/secrets/pw&sslmode=disable");
+    ck_assert_ptr_null(u->password);
+    sr__uri_free(u);
+    u = parse_ok("mysql://bob@h/db?password_env=DB_PW");
+    ck_assert_str_eq(u->redacted, "mysql://bob@h/db?password_env=DB_PW");
+    sr__uri_free(u);
+
+    static const invalid_case bad[] = {
+        {"postgresql://bob:pw@h/db?password_file=/x", "password_file and a password"},
+        {"postgresql://bob:@h/db?password_env=X", "password_env and a password"},
+        {"postgresql://bob@h/db?password=pw&password_file=/x", "password_file and a password"},
+        {"postgresql://bob@h/db?password_file=/x&password_env=X", "more than one"},
+        {"postgresql://bob@h/db?password_file=/x&password_file=/y", "more than one"},
+        {"postgresql://bob@h/db?password_file=", "password_file is empty"},
+        {"postgresql://bob@h/db?password_env=", "password_env is empty"},
+        {"postgresql://bob@h/db?password_env=1X", "not an environment variable name"},
+        {"postgresql://bob@h/db?password_env=A-B", "not an environment variable name"},
+    };
+    for (size_t i = 0; i < SR_ARRAY_LEN(bad); i++) {
+        const char *err = parse_bad(bad[i].text);
+        ck_assert_msg(strstr(err, bad[i].reason), "'%s': %s", bad[i].text, err);
+        ck_assert_msg(!strstr(err, "pw"), "'%s': %s", bad[i].text, err);
+    }
+}
+END_TEST
+
+static char tmpdir[64];
+
+static void make_tmpdir(void)
+{
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/sr_uri_test_XXXXXX");
+    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
+}
+
+static void write_file(const char *path, const char *content, mode_t mode)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(content, f);
+    fclose(f);
+    ck_assert_int_eq(chmod(path, mode), 0);
+}
+
+/* Resolves `text`; returns the status, and the password (or the message) in out. */
+static int resolve(const char *text, char *out, size_t len)
+{
+    sr_uri *u = parse_ok(text), *r = NULL;
+    char err[1024] = "";
+    int rc = sr__uri_resolve_password(u, &r, err, sizeof err);
+    if (rc == SR_OK) {
+        ck_assert_ptr_nonnull(r);
+        snprintf(out, len, "%s", r->password);
+        /* The source is gone from what drivers see; the redacted form still names it. */
+        for (int i = 0; i < r->nparams; i++)
+            ck_assert(strncmp(r->params[i].key, "password_", 9) != 0);
+        ck_assert_int_eq(r->nparams, u->nparams - 1);
+        ck_assert_str_eq(r->redacted, u->redacted);
+        ck_assert_str_eq(r->host, u->host);
+        ck_assert_str_eq(r->user, u->user);
+        sr__uri_free(r);
+    } else {
+        ck_assert_ptr_null(r);
+        snprintf(out, len, "%s", err);
+    }
+    sr__uri_free(u);
+    return rc;
+}
+
+START_TEST(test_source_file)
+{
+    make_tmpdir();
+    char path[128], uri[256], out[1100];
+    snprintf(path, sizeof path, "%s/pw", tmpdir);
+    snprintf(uri, sizeof uri, "postgresql://bob@h/db?sslmode=disable&password_file=%s", path);
+
+    write_file(path, "Zs3cr3t-file\n", 0600);
+    ck_assert_int_eq(resolve(uri, out, sizeof out), SR_OK);
+    ck_assert_str_eq(out, "Zs3cr3t-file"); /* one trailing newline dropped */
+    write_file(path, "Zs3cr3t-file\r\n", 0400);
+    ck_assert_int_eq(resolve(uri, out, sizeof out), SR_OK);
+    ck_assert_str_eq(out, "Zs3cr3t-file");
+    write_file(path, "Zs3 cr3t \n\n", 0600);
+    ck_assert_int_eq(resolve(uri, out, sizeof out), SR_OK);
+    ck_assert_str_eq(out, "Zs3 cr3t \n"); /* only one line end: the rest is the password */
+
+    /* Errors name the file and never show its content. */
+    write_file(path, "Zs3cr3t-file\n", 0640);
+    ck_assert_int_eq(resolve(uri, out, sizeof out), SR_EINVAL);
+    ck_assert_msg(strstr(out, path) && strstr(out, "group or others") && strstr(out, "640"), "%s", out);
+    ck_assert_msg(!strstr(out, "Zs3"), "%s", out);
+    write_file(path, "Zs3cr3t-file\n", 0604);
+    ck_assert_int_eq(resolve(uri, out, sizeof out), SR_EINVAL);
+    ck_assert_msg(!strstr(out, "Zs3"), "%s", out);
+    write_file(path, "", 0600);
+    ck_assert_int_eq(resolve(uri, out, sizeof out), SR_EINVAL);
+    ck_assert_msg(strstr(out, "is empty"), "%s", out);
+    write_file(path, "\n", 0600);
+    ck_assert_int_eq(resolve(uri, out, sizeof out), SR_EINVAL);
+    ck_assert_msg(strstr(out, "is empty"), "%s", out);
+    char big[1100];
+    memset(big, 'Z', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    write_file(path, big, 0600);
+    ck_assert_int_eq(resolve(uri, out, sizeof out), SR_EINVAL);
+    ck_assert_msg(strstr(out, "larger than 1024 bytes") && !strstr(out, "ZZZ"), "%s", out);
+    unlink(path);
+    ck_assert_int_eq(resolve(uri, out, sizeof out), SR_EINVAL);
+    ck_assert_msg(strstr(out, path) && strstr(out, strerror(ENOENT)), "%s", out);
+
+    /* A directory, and a FIFO (opening it must not wait for a writer). */
+    snprintf(uri, sizeof uri, "postgresql://bob@h/db?password_file=%s", tmpdir);
+    ck_assert_int_eq(resolve(uri, out, sizeof out), SR_EINVAL);
+    ck_assert_msg(strstr(out, "not a regular file"), "%s", out);
+    char fifo[128];
+    snprintf(fifo, sizeof fifo, "%s/fifo", tmpdir);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    snprintf(uri, sizeof uri, "postgresql://bob@h/db?password_file=%s", fifo);
+    ck_assert_int_eq(resolve(uri, out, sizeof out), SR_EINVAL);
+    ck_assert_msg(strstr(out, "not a regular file"), "%s", out);
+    unlink(fifo);
+    rmdir(tmpdir);
+
+    /* No source: nothing to do, the URI is used as is. */
+    sr_uri *u = parse_ok("postgresql://bob:pw@h/db"), *r = (sr_uri *)1;
+    ck_assert_int_eq(sr__uri_resolve_password(u, &r, out, sizeof out), SR_OK);
+    ck_assert_ptr_null(r);
+    sr__uri_free(u);
+}
+END_TEST
+
+START_TEST(test_source_env)
+{
+    char out[1100];
+    setenv("SR_TEST_PW", "Zenv-s3cr3t", 1);
+    ck_assert_int_eq(resolve("mysql://bob@h/db?password_env=SR_TEST_PW&charset=utf8mb4", out, sizeof out), SR_OK);
+    ck_assert_str_eq(out, "Zenv-s3cr3t");
+    setenv("SR_TEST_PW", "", 1);
+    ck_assert_int_eq(resolve("mysql://bob@h/db?password_env=SR_TEST_PW", out, sizeof out), SR_EINVAL);
+    ck_assert_msg(strstr(out, "SR_TEST_PW is empty"), "%s", out);
+    unsetenv("SR_TEST_PW");
+    ck_assert_int_eq(resolve("mysql://bob@h/db?password_env=SR_TEST_PW", out, sizeof out), SR_EINVAL);
+    ck_assert_msg(strstr(out, "SR_TEST_PW is not set"), "%s", out);
+}
+END_TEST
+
 static Suite *uri_suite(void)
 {
     Suite *s = suite_create("uri");
@@ -477,6 +813,15 @@ static Suite *uri_suite(void)
     tcase_add_loop_test(tc, test_redaction_never_leaks, 0, (int)SR_ARRAY_LEN(secrets));
     tcase_add_test(tc, test_redaction_in_config_file_errors);
     tcase_add_test(tc, test_stored_uri_keeps_password);
+    tcase_add_test(tc, test_audit_inputs);
+    tcase_add_loop_test(tc, test_malformed_sweep, 0, (int)SR_ARRAY_LEN(sweep_secrets));
+    tcase_add_test(tc, test_unparsed_shown_by_scheme);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("sources");
+    tcase_add_test(tc, test_source_parse);
+    tcase_add_test(tc, test_source_file);
+    tcase_add_test(tc, test_source_env);
     suite_add_tcase(s, tc);
     return s;
 }
