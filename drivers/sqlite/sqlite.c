@@ -281,8 +281,9 @@ static int get_stmt(sr_driver_conn *c, const char *sql, sqlite3_stmt **out, stmt
     if (!only_space(*tail))
         return SR_OK; /* several statements: run uncached */
     /* Charged with what SQLite holds for it (its own copy of the text, the
-     * program, constants) on top of the key: a statement with a huge literal
-     * costs twice its length. Not taken (too large, out of memory): still usable. */
+     * program, constants, column names) on top of the key: a statement with a
+     * huge literal costs several times its length. Not taken (too large, out
+     * of memory): still usable, finalized after this run. */
     stmt_entry fresh = {*out, NULL, 0};
     int memused = sqlite3_stmt_status(*out, SQLITE_STMTSTATUS_MEMUSED, 0);
     *cached = sr_stmt_cache_put(c->cache, sql, len, &fresh, memused > 0 ? (size_t)memused : 0);
