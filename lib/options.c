@@ -46,6 +46,8 @@ static const sr_option_def option_defs[] = {
             "default bound on one statement"),
     INT_OPT("stmt_cache.max_size", stmt_cache_size, 64, 0, 100000,
             "prepared statements kept per connection (0 disables)"),
+    INT_OPT("stmt_cache.max_bytes", stmt_cache_bytes, 8 * 1024 * 1024, 0, 1024 * 1024 * 1024,
+            "bytes of prepared statements kept per connection (0 disables)"),
     INT_OPT("health.fail_threshold", health_fail_threshold, 3, 1, 1000,
             "consecutive connection-level failures that eject a node"),
     INT_OPT("health.retry_ms", health_retry_ms, 1000, 1, 3600000,

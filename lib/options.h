@@ -43,6 +43,7 @@ typedef struct sr_options {
     int connect_timeout_ms;
     int statement_timeout_ms;
     int stmt_cache_size;
+    int stmt_cache_bytes;
     int ewma_decay_ms;
     int health_fail_threshold;
     int health_retry_ms;

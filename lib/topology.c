@@ -70,6 +70,7 @@ static int build_node(sr_router *r, sr_node *n, int shard, int index, const sr_c
     n->connect_args.connect_timeout_ms = r->opts.connect_timeout_ms;
     n->connect_args.statement_timeout_ms = r->opts.statement_timeout_ms;
     n->connect_args.stmt_cache_size = r->opts.stmt_cache_size;
+    n->connect_args.stmt_cache_bytes = (size_t)r->opts.stmt_cache_bytes;
 
     /* A stable per-node identity for affinity hashing: same topology, same sticking. */
     char id[600];

@@ -297,7 +297,7 @@ static int prepare(sr_driver_conn *c, const char *sql, size_t len, int nparams,
                    int64_t deadline_ns, sr_my_stmt *local, sr_my_stmt **out, int *cached,
                    sr_driver_error *err)
 {
-    sr_my_stmt *e = sr__my_stmt_cache_get(c->cache, sql, len);
+    sr_my_stmt *e = sr_stmt_cache_get(c->cache, sql, len);
     if (e) {
         *out = e;
         *cached = 1;
@@ -322,14 +322,13 @@ static int prepare(sr_driver_conn *c, const char *sql, size_t len, int nparams,
         mysql_stmt_close(stmt);
         return rc;
     }
-    e = sr__my_stmt_cache_put(c->cache, sql, len, stmt);
+    /* Not taken (too large for the byte bound, caching off, out of memory):
+     * the caller closes it after use. */
+    memset(local, 0, sizeof *local);
+    local->stmt = stmt;
+    e = sr_stmt_cache_put(c->cache, sql, len, local, 0);
     *cached = e != NULL;
-    if (!e) {
-        memset(local, 0, sizeof *local);
-        local->stmt = stmt;
-        e = local;
-    }
-    *out = e;
+    *out = e ? e : local;
     return SR_OK;
 }
 
@@ -394,8 +393,9 @@ again:;
              * has another number of columns: Connector/C cannot read it with
              * this handle. Close it (reading the pending result away) and
              * prepare the statement afresh, once. */
-            if (cached)
-                sr__my_stmt_cache_detach(c->cache, stmt);
+            sr_my_stmt gone;
+            if (cached && sr_stmt_cache_take(c->cache, sql, len, &gone)) /* e is invalid now */
+                free((void *)gone.names);
             rc = close_stmt(c, stmt, deadline_ns, err);
             if (rc != SR_OK)
                 return rc;

@@ -41,8 +41,6 @@ typedef struct sr_my_params {
     char *redacted;       /* the URI without its password: the only form shown */
 } sr_my_params;
 
-typedef struct sr_my_stmt_cache sr_my_stmt_cache;
-
 typedef enum sr_my_flavour { SR_MY_MARIADB = 0, SR_MY_MYSQL = 1 } sr_my_flavour;
 
 /* Growable scratch space for one statement's binds, reused across statements. */
@@ -69,7 +67,7 @@ struct sr_driver_conn {
     unsigned long server_version; /* e.g. 101106, 80036 */
     unsigned long thread_id;
     int broken;                   /* the handle is unusable: close hard, never reuse */
-    sr_my_stmt_cache *cache;
+    sr_stmt_cache *cache;         /* keyed by SQL text; values are sr_my_stmt */
     MYSQL_STMT *orphan;           /* an uncached statement left mid-operation by a timeout */
     sr_my_scratch scratch;
 };
@@ -164,11 +162,12 @@ int sr__my_text_query(sr_driver_conn *c, const char *sql, int64_t deadline_ns, M
 int sr__my_text_exec(sr_driver_conn *c, const char *sql, int64_t deadline_ns, sr_result_builder *rb,
                      sr_driver_error *err);
 
-/* ---- stmt_cache.c: prepared statements per connection, bounded LRU ---- */
+/* ---- stmt_cache.c: what the statement cache (sr_stmt_cache) keeps ---- */
 
 /*
  * A prepared statement and what the driver remembers about it between
  * executions, so a repeated statement costs no metadata copy and no re-bind.
+ * The value of the connection's sr_stmt_cache entries.
  */
 typedef struct sr_my_stmt {
     MYSQL_STMT *stmt;
@@ -178,24 +177,13 @@ typedef struct sr_my_stmt {
     unsigned bound_cols;
 } sr_my_stmt;
 
-/* capacity 0: nothing is cached (every statement is closed after use). */
-int sr__my_stmt_cache_new(int capacity, sr_my_stmt_cache **out);
-/* Frees the cache and mysql_stmt_close()s each statement. Close the MYSQL
- * handle first: its statements are then released without network I/O. */
-void sr__my_stmt_cache_free(sr_my_stmt_cache *sc);
-/* The cached statement for sql, marked most recently used; NULL when absent.
- * The pointer stays valid until the next put or detach. */
-sr_my_stmt *sr__my_stmt_cache_get(sr_my_stmt_cache *sc, const char *sql, size_t len);
 /*
- * Adds a prepared statement (the least recently used one may be closed to
- * make room) and returns its entry, or NULL when the cache did not take it
- * (capacity 0, out of memory): the caller then closes it after use.
+ * The cache's release callback (ctx unused): mysql_stmt_close()s the
+ * statement and frees what was remembered. When the connection closes, close
+ * the MYSQL handle before freeing the cache: its statements are then
+ * released without network I/O.
  */
-sr_my_stmt *sr__my_stmt_cache_put(sr_my_stmt_cache *sc, const char *sql, size_t len,
-                                  MYSQL_STMT *stmt);
-/* Removes the entry holding stmt without closing it (the caller now owns
- * it). Returns 1 when it was cached. */
-int sr__my_stmt_cache_detach(sr_my_stmt_cache *sc, MYSQL_STMT *stmt);
+void sr__my_stmt_release(void *ctx, void *value);
 /* Remembers the result column names of a cached statement (copied). Returns
  * 0, or -1 out of memory (nothing remembered). */
 int sr__my_stmt_remember_names(sr_my_stmt *e, unsigned n, const char *const *names);

@@ -20,7 +20,7 @@ static void my_close(sr_driver_conn *c)
      * are freed without a COM_STMT_CLOSE each (the server drops them with the
      * session). */
     sr__my_close_handle(c->my, c->broken);
-    sr__my_stmt_cache_free(c->cache);
+    sr_stmt_cache_free(c->cache);
     if (c->orphan)
         mysql_stmt_close(c->orphan);
     sr__my_scratch_free(&c->scratch);
@@ -77,7 +77,9 @@ static int my_connect(const sr_driver_connect_args *args, sr_driver_conn **out,
         free(c);
         return rc;
     }
-    if (sr__my_stmt_cache_new(args->stmt_cache_size, &c->cache) != SR_OK) {
+    if (sr_stmt_cache_new(args->stmt_cache_size > 0 ? args->stmt_cache_size : 0,
+                          args->stmt_cache_bytes, sizeof(sr_my_stmt), sr__my_stmt_release, NULL,
+                          &c->cache) != SR_OK) {
         my_close(c);
         return sr_driver_error_set(err, SR_ENOMEM, 0, "", 0, "out of memory");
     }

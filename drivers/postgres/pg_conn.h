@@ -9,14 +9,23 @@
 
 #include <shardroute/driver.h>
 
-#include "stmt_cache.h"
+/* What the statement cache (sr_stmt_cache) keeps per prepared statement. */
+typedef struct sr_pg_stmt {
+    char name[24]; /* the server-side name, "sr_<n>" */
+} sr_pg_stmt;
 
 struct sr_driver_conn {
     PGconn *pg;                /* NULL once discarded: every call then fails as transient */
     char *redacted;            /* the node's URI without its password, for messages */
     char *password;            /* only to scrub it out of server and libpq messages */
     int statement_timeout_ms;  /* default bound when a call passes no deadline */
-    sr_pg_stmt_cache cache;
+    sr_stmt_cache *cache;      /* keyed by the original SQL text; values are sr_pg_stmt */
+    uint64_t next_stmt_id;     /* statement names are never reused on a connection */
+    /* An eviction DEALLOCATEs on the server from inside sr_stmt_cache_put():
+     * the deadline it runs under, and the first failure, for the caller. */
+    int64_t evict_deadline;
+    int evict_rc;
+    sr_driver_error evict_err;
     int64_t wal_block_size;    /* fetched on the first write_position(), 0 before */
     int64_t wal_segment_size;
 };

@@ -39,8 +39,8 @@ static void conn_free(sr_driver_conn *c)
 {
     if (!c)
         return;
-    sr__pg_discard(c);
-    sr__pg_stmt_cache_free(&c->cache);
+    sr__pg_discard(c); /* first: the cache's release then sends nothing */
+    sr_stmt_cache_free(c->cache);
     free(c->redacted);
     if (c->password) {
         /* volatile: the compiler may not drop the wipe of memory about to be freed */
@@ -115,6 +115,8 @@ static void add_kw(const char **kw, const char **val, int *n, const char *k, con
     }
 }
 
+static void release_stmt(void *ctx, void *value);
+
 static int pg_connect(const sr_driver_connect_args *args, sr_driver_conn **out, sr_driver_error *err)
 {
     if (!args || !args->uri || !out)
@@ -131,7 +133,9 @@ static int pg_connect(const sr_driver_connect_args *args, sr_driver_conn **out, 
     c->redacted = dup_or_null(u->redacted ? u->redacted : "postgresql://");
     c->password = dup_or_null(password_of(u));
     if (!c->redacted || (password_of(u) && !c->password) ||
-        sr__pg_stmt_cache_init(&c->cache, args->stmt_cache_size) != SR_OK) {
+        sr_stmt_cache_new(args->stmt_cache_size > 0 ? args->stmt_cache_size : 0,
+                          args->stmt_cache_bytes, sizeof(sr_pg_stmt), release_stmt, c,
+                          &c->cache) != SR_OK) {
         conn_free(c);
         return sr_driver_error_set(err, SR_ENOMEM, 0, NULL, 0, "out of memory");
     }
@@ -345,8 +349,22 @@ static int deallocate(sr_driver_conn *c, const char *name, int64_t deadline, sr_
     return SR_OK;
 }
 
+/*
+ * The cache's release callback: an evicted statement is deallocated on the
+ * server, so the server's prepared statements stay within the same bounds.
+ * Without a connection (closing, or an earlier eviction lost it) there is
+ * nothing to deallocate.
+ */
+static void release_stmt(void *ctx, void *value)
+{
+    sr_driver_conn *c = ctx;
+    if (!c->pg || c->evict_rc != SR_OK)
+        return;
+    c->evict_rc = deallocate(c, ((sr_pg_stmt *)value)->name, c->evict_deadline, &c->evict_err);
+}
+
 /* Prepares `sql` under a new name and caches it, evicting the least recently used. */
-static int prepare(sr_driver_conn *c, const char *sql, int nparams, int64_t deadline,
+static int prepare(sr_driver_conn *c, const char *sql, size_t len, int nparams, int64_t deadline,
                    sr_pg_stmt **out, PGresult **res, sr_driver_error *err)
 {
     char *owned;
@@ -354,43 +372,41 @@ static int prepare(sr_driver_conn *c, const char *sql, int nparams, int64_t dead
     int rc = rewrite(sql, nparams, &owned, &text, err);
     if (rc != SR_OK)
         return rc;
-    sr_pg_stmt *e = sr__pg_stmt_cache_new_entry(&c->cache, sql);
-    if (!e) {
-        free(owned);
-        return sr_driver_error_set(err, SR_ENOMEM, 0, NULL, 0, "out of memory");
-    }
-    int ok = PQsendPrepare(c->pg, e->name, text, 0, NULL);
+    sr_pg_stmt fresh;
+    snprintf(fresh.name, sizeof fresh.name, "sr_%llu", (unsigned long long)++c->next_stmt_id);
+    int ok = PQsendPrepare(c->pg, fresh.name, text, 0, NULL);
     free(owned);
-    if (!ok) {
-        sr__pg_stmt_cache_entry_free(e);
+    if (!ok)
         return sr__pg_conn_error(c, "sending a statement", err);
-    }
     rc = sr__pg_finish_request(c, deadline, res, err);
-    if (rc != SR_OK || is_error_result(*res)) {
-        sr__pg_stmt_cache_entry_free(e);
+    if (rc != SR_OK || is_error_result(*res))
         return rc; /* an SQL error is in *res */
-    }
     PQclear(*res);
     *res = NULL;
-    sr__pg_stmt_cache_insert(&c->cache, e);
-    sr_pg_stmt *old;
-    while ((old = sr__pg_stmt_cache_evict(&c->cache)) != NULL) {
-        rc = deallocate(c, old->name, deadline, err);
-        sr__pg_stmt_cache_entry_free(old);
-        if (rc != SR_OK)
-            return rc;
+    c->evict_deadline = deadline;
+    c->evict_rc = SR_OK;
+    sr_pg_stmt *e = sr_stmt_cache_put(c->cache, sql, len, &fresh, 0);
+    if (c->evict_rc != SR_OK) {
+        *err = c->evict_err;
+        return c->evict_rc;
+    }
+    if (!e) {
+        /* The caller checked that the cache admits it: only memory ran out. */
+        rc = deallocate(c, fresh.name, deadline, err);
+        return rc != SR_OK ? rc : sr_driver_error_set(err, SR_ENOMEM, 0, NULL, 0, "out of memory");
     }
     *out = e;
     return SR_OK;
 }
 
-static int exec_cached(sr_driver_conn *c, const char *sql, int nparams, const char *const *params,
-                       int64_t deadline, PGresult **res, sr_driver_error *err)
+static int exec_cached(sr_driver_conn *c, const char *sql, size_t len, int nparams,
+                       const char *const *params, int64_t deadline, PGresult **res,
+                       sr_driver_error *err)
 {
     for (int attempt = 0;; attempt++) {
-        sr_pg_stmt *e = sr__pg_stmt_cache_get(&c->cache, sql);
+        sr_pg_stmt *e = sr_stmt_cache_get(c->cache, sql, len);
         if (!e) {
-            int rc = prepare(c, sql, nparams, deadline, &e, res, err);
+            int rc = prepare(c, sql, len, nparams, deadline, &e, res, err);
             if (rc != SR_OK || *res)
                 return rc;
         }
@@ -411,18 +427,17 @@ static int exec_cached(sr_driver_conn *c, const char *sql, int nparams, const ch
         int stale = strcmp(state, "0A000") == 0 || strcmp(state, "26000") == 0;
         if (!stale)
             return SR_OK;
-        sr__pg_stmt_cache_remove(&c->cache, e);
+        sr_pg_stmt gone;
+        (void)sr_stmt_cache_take(c->cache, sql, len, &gone); /* e is invalid from here */
         int idle = PQtransactionStatus(c->pg) == PQTRANS_IDLE;
         if (idle && state[1] == 'A') {
-            rc = deallocate(c, e->name, deadline, err);
+            rc = deallocate(c, gone.name, deadline, err);
             if (rc != SR_OK) {
-                sr__pg_stmt_cache_entry_free(e);
                 PQclear(*res);
                 *res = NULL;
                 return rc;
             }
         }
-        sr__pg_stmt_cache_entry_free(e);
         if (!idle || attempt > 0)
             return SR_OK;
         PQclear(*res);
@@ -439,8 +454,11 @@ static int pg_exec(sr_driver_conn *c, const char *sql, int nparams, const char *
         return sr__pg_gone(c, err);
     int64_t deadline = sr__pg_deadline(c, deadline_ns);
     PGresult *res = NULL;
-    int rc = c->cache.capacity > 0 && !(nparams == 0 && is_multi_statement(sql))
-                 ? exec_cached(c, sql, nparams, params, deadline, &res, err)
+    /* Statements the cache would refuse (too large for its byte bound, or
+     * caching off) run unnamed: no prepare-and-deallocate round trips. */
+    size_t len = strlen(sql);
+    int rc = sr_stmt_cache_admits(c->cache, len, 0) && !(nparams == 0 && is_multi_statement(sql))
+                 ? exec_cached(c, sql, len, nparams, params, deadline, &res, err)
                  : exec_unnamed(c, sql, nparams, params, deadline, &res, err);
     if (rc == SR_OK)
         rc = res ? build_result(c, res, rb, err)

@@ -15,16 +15,10 @@
 #include <string.h>
 #include <time.h>
 
-#define XXH_INLINE_ALL
-#include <xxhash.h>
-
 #include "shardroute/driver.h"
 
-/* One cached prepared statement; recency by a tick, so a hit costs no list surgery. */
+/* What the statement cache (sr_stmt_cache) keeps per prepared statement. */
 typedef struct stmt_entry {
-    uint64_t hash;
-    uint64_t last_used;
-    char *sql;
     sqlite3_stmt *stmt;
     /* The statement's column names, shared by its results (see sr_colset_new), and
      * the re-prepare count they belong to: SQLite re-prepares after a schema change. */
@@ -37,9 +31,7 @@ struct sr_driver_conn {
     int read_only;
     int64_t deadline_ns; /* of the statement in progress; read by the handlers */
     int timed_out;       /* set by a handler when it gave up because of the deadline */
-    stmt_entry *cache;
-    int cache_len, cache_cap;
-    uint64_t tick;
+    sr_stmt_cache *cache; /* keyed by SQL text, bounded by count and bytes */
     char redacted[512];
 };
 
@@ -146,16 +138,20 @@ static int run_pragma(sr_driver_conn *c, const char *name, const char *value, sr
     return SR_OK;
 }
 
+/* The statement cache's release callback: the entry was evicted or the connection closes. */
+static void release_stmt(void *ctx, void *value)
+{
+    (void)ctx;
+    stmt_entry *e = value;
+    sqlite3_finalize(e->stmt);
+    sr_colset_release(e->cols);
+}
+
 static void sqlite_close(sr_driver_conn *c)
 {
     if (!c)
         return;
-    for (int i = 0; i < c->cache_len; i++) {
-        sqlite3_finalize(c->cache[i].stmt);
-        free(c->cache[i].sql);
-        sr_colset_release(c->cache[i].cols);
-    }
-    free(c->cache);
+    sr_stmt_cache_free(c->cache); /* finalizes every cached statement */
     sqlite3_close_v2(c->db);
     free(c);
 }
@@ -172,13 +168,10 @@ static int sqlite_connect(const sr_driver_connect_args *a, sr_driver_conn **out,
         return sr_driver_error_set(err, SR_ENOMEM, 0, NULL, 0, "out of memory");
     snprintf(c->redacted, sizeof c->redacted, "%s", u->redacted);
     c->read_only = a->role == SR_REPLICA;
-    c->cache_cap = a->stmt_cache_size > 0 ? a->stmt_cache_size : 0;
-    if (c->cache_cap) {
-        c->cache = calloc((size_t)c->cache_cap, sizeof *c->cache);
-        if (!c->cache) {
-            free(c);
-            return sr_driver_error_set(err, SR_ENOMEM, 0, NULL, 0, "out of memory");
-        }
+    if (sr_stmt_cache_new(a->stmt_cache_size > 0 ? a->stmt_cache_size : 0, a->stmt_cache_bytes,
+                          sizeof(stmt_entry), release_stmt, NULL, &c->cache) != SR_OK) {
+        free(c);
+        return sr_driver_error_set(err, SR_ENOMEM, 0, NULL, 0, "out of memory");
     }
 
     /* Each connection is used by one thread at a time: SQLite's own mutex is not needed. */
@@ -227,7 +220,7 @@ static int sqlite_connect(const sr_driver_connect_args *a, sr_driver_conn **out,
     return SR_OK;
 }
 
-/* ---- prepared statement cache (bounded LRU) ---- */
+/* ---- prepared statements and their cache ---- */
 
 static int prepare(sr_driver_conn *c, const char *sql, size_t len, unsigned flags,
                    sqlite3_stmt **stmt, const char **tail, sr_driver_error *err)
@@ -270,51 +263,36 @@ static int only_space(const char *p)
 /*
  * Returns a statement for `sql`: cached (and reset) when the cache has it,
  * else freshly prepared and cached. *cached is its cache entry, NULL when it
- * is not cached (the caller then finalizes it). *tail points past the first statement.
+ * is not cached (the caller then finalizes it): several statements in one
+ * string, or one too large for the cache's byte bound. *tail points past the
+ * first statement.
  */
 static int get_stmt(sr_driver_conn *c, const char *sql, sqlite3_stmt **out, stmt_entry **cached,
                     const char **tail, sr_driver_error *err)
 {
     size_t len = strlen(sql);
-    *cached = NULL;
-    if (c->cache_cap == 0)
-        return prepare(c, sql, len, 0, out, tail, err);
-
-    uint64_t h = XXH3_64bits(sql, len);
-    for (int i = 0; i < c->cache_len; i++) {
-        stmt_entry *e = &c->cache[i];
-        if (e->hash == h && strcmp(e->sql, sql) == 0) {
-            e->last_used = ++c->tick;
-            *out = e->stmt;
-            *cached = e;
-            *tail = NULL;
-            return SR_OK;
-        }
+    stmt_entry *e = sr_stmt_cache_get(c->cache, sql, len);
+    if (e) {
+        *out = e->stmt;
+        *cached = e;
+        *tail = NULL;
+        return SR_OK;
     }
+    *cached = NULL;
+    if (!sr_stmt_cache_admits(c->cache, len, 0))
+        return prepare(c, sql, len, 0, out, tail, err);
     int rc = prepare(c, sql, len, SQLITE_PREPARE_PERSISTENT, out, tail, err);
     if (rc != SR_OK)
         return rc;
     if (!only_space(*tail))
         return SR_OK; /* several statements: run uncached */
-    char *copy = malloc(len + 1);
-    if (!copy)
-        return SR_OK; /* not cached, still usable */
-    memcpy(copy, sql, len + 1);
-    int slot = c->cache_len;
-    if (slot == c->cache_cap) {
-        /* Evict the least recently used entry. */
-        slot = 0;
-        for (int i = 1; i < c->cache_len; i++)
-            if (c->cache[i].last_used < c->cache[slot].last_used)
-                slot = i;
-        sqlite3_finalize(c->cache[slot].stmt);
-        free(c->cache[slot].sql);
-        sr_colset_release(c->cache[slot].cols);
-    } else {
-        c->cache_len++;
-    }
-    c->cache[slot] = (stmt_entry){h, ++c->tick, copy, *out, NULL, 0};
-    *cached = &c->cache[slot];
+    /* Charged with what SQLite holds for it (its own copy of the text, the
+     * program, constants, column names) on top of the key: a statement with a
+     * huge literal costs several times its length. Not taken (too large, out
+     * of memory): still usable, finalized after this run. */
+    stmt_entry fresh = {*out, NULL, 0};
+    int memused = sqlite3_stmt_status(*out, SQLITE_STMTSTATUS_MEMUSED, 0);
+    *cached = sr_stmt_cache_put(c->cache, sql, len, &fresh, memused > 0 ? (size_t)memused : 0);
     *tail = NULL;
     return SR_OK;
 }

@@ -8,7 +8,11 @@
  *
  * Stability: weaker than shardroute.h. Drivers built against an older
  * SR_DRIVER_ABI_VERSION keep working; methods past their version are treated
- * as absent (ABI 1 ends at replica_lag_ms; ABI 2 adds the position methods).
+ * as absent (ABI 1 ends at replica_lag_ms; ABI 2 adds the position methods;
+ * ABI 3 adds sr_driver_connect_args.stmt_cache_bytes and the statement
+ * cache helpers, sr_stmt_cache_*). Structs the core passes to a driver only
+ * grow at their end, so a driver built against an older header reads the
+ * fields it knows.
  *
  * Threading: the core uses one sr_driver_conn from one thread at a time, but
  * different connections of the same driver from many threads at once, so a
@@ -23,7 +27,7 @@
 extern "C" {
 #endif
 
-#define SR_DRIVER_ABI_VERSION 2
+#define SR_DRIVER_ABI_VERSION 3
 
 /** A driver's connection; each driver defines the struct. */
 typedef struct sr_driver_conn sr_driver_conn;
@@ -65,13 +69,21 @@ typedef struct sr_uri {
     const char *redacted;
 } sr_uri;
 
-/** What the core passes to connect(). Borrowed for the duration of the call only. */
+/**
+ * What the core passes to connect(). Borrowed for the duration of the call
+ * only. New fields are only ever added at the end (see the ABI note above).
+ * The two statement-cache bounds hold together: pass both to
+ * sr_stmt_cache_new(); 0 in either disables the cache.
+ */
 typedef struct sr_driver_connect_args {
     const sr_uri *uri;
     sr_role role;             /* the role the configuration gives the node */
     int connect_timeout_ms;   /* > 0: bound on the whole connect */
     int statement_timeout_ms; /* > 0: default bound for statements (deadlines are passed per call) */
     int stmt_cache_size;      /* prepared statements kept per connection (LRU), >= 0 */
+    /* ABI 3: bytes of prepared statements kept per connection (option
+     * stmt_cache.max_bytes; SQL text + the driver's estimate of each handle). */
+    size_t stmt_cache_bytes;
 } sr_driver_connect_args;
 
 /**
@@ -195,6 +207,105 @@ SR_API void sr_colset_release(sr_colset *cs);
 SR_API int sr_result_builder_colset(sr_result_builder *rb, sr_colset *cs);
 SR_API int sr_result_builder_value(sr_result_builder *rb, const char *value, size_t len);
 SR_API void sr_result_builder_affected(sr_result_builder *rb, int64_t affected);
+
+/* ---- Prepared-statement cache (ABI 3) ------------------------------------ */
+
+/**
+ * A bounded LRU map from SQL text to a driver's prepared statement, one per
+ * connection, for drivers to keep their prepared statements in. It is bounded
+ * by a number of entries AND by bytes: each entry is charged the length of its
+ * SQL text plus the `handle_bytes` the driver reports for it (e.g. SQLite's
+ * SQLITE_STMTSTATUS_MEMUSED; 0 when unknown), and the least recently used
+ * entries are dropped until both bounds hold. A statement whose charge alone
+ * exceeds the byte bound is never cached: the driver runs it unprepared, or
+ * prepares it, runs it and frees it.
+ *
+ * Each entry holds a fixed-size value the driver chose at creation (a handle
+ * and whatever it remembers about the statement); the cache copies it in and
+ * hands out pointers to its copy. An entry that leaves the cache because of
+ * eviction, sr_stmt_cache_clear() or sr_stmt_cache_free() is passed to the
+ * driver's `release` callback exactly once (DEALLOCATE, mysql_stmt_close,
+ * sqlite3_finalize); one removed with sr_stmt_cache_take() is not (the caller
+ * owns it again).
+ *
+ * Lookup is O(1) (a hash of the SQL text; the most recent entry is compared
+ * first), and a hit allocates nothing. Misses allocate one block per entry.
+ *
+ * Threads: no locking. One cache belongs to one connection and is used by one
+ * thread at a time, as the core uses a connection; different caches may be
+ * used from different threads at once.
+ */
+typedef struct sr_stmt_cache sr_stmt_cache;
+
+/**
+ * Releases the prepared statement held in `value` (a pointer to the cache's
+ * copy, valid only during the call). `ctx` is the pointer given to
+ * sr_stmt_cache_new(). It must not call back into the same cache. It cannot
+ * fail from the cache's point of view: a driver that needs I/O to release
+ * (DEALLOCATE) records a failure in its own connection state.
+ */
+typedef void (*sr_stmt_cache_release_fn)(void *ctx, void *value);
+
+/**
+ * Creates an empty cache holding at most `max_entries` entries and
+ * `max_bytes` bytes (0 in either: a disabled cache, on which get finds
+ * nothing and put takes nothing). Each entry holds `value_size` bytes of the
+ * driver's (at most 4096; suitably aligned for any type). `release` may be
+ * NULL when values need no releasing. The caller frees the cache with
+ * sr_stmt_cache_free(). Errors: SR_EINVAL (out NULL, max_entries < 0,
+ * value_size too large), SR_ENOMEM. *out is written only on success.
+ */
+SR_API int sr_stmt_cache_new(int max_entries, size_t max_bytes, size_t value_size,
+                             sr_stmt_cache_release_fn release, void *ctx, sr_stmt_cache **out);
+
+/** Releases every entry (the callback once each), then frees the cache. NULL is a no-op. */
+SR_API void sr_stmt_cache_free(sr_stmt_cache *cache);
+
+/** Releases every entry (the callback once each); the cache stays usable. NULL is a no-op. */
+SR_API void sr_stmt_cache_clear(sr_stmt_cache *cache);
+
+/**
+ * The cached value for the `len` bytes at `sql` (compared byte for byte), now
+ * the most recently used entry; NULL when absent (or cache / sql NULL).
+ * Borrowed: valid until that entry leaves the cache (a later put may evict
+ * it; take, clear and free remove it). Allocates nothing.
+ */
+SR_API void *sr_stmt_cache_get(sr_stmt_cache *cache, const char *sql, size_t len);
+
+/**
+ * 1 when an entry of `len` SQL bytes and `handle_bytes` would be cached (the
+ * cache is enabled and the charge fits the byte bound), else 0. Lets a driver
+ * skip naming or persisting a statement the cache would refuse anyway.
+ */
+SR_API int sr_stmt_cache_admits(const sr_stmt_cache *cache, size_t len, size_t handle_bytes);
+
+/**
+ * Caches `value` (value_size bytes, copied) for the `len` bytes at `sql`
+ * (copied), as the most recently used entry, then releases least recently
+ * used entries (never the new one) until both bounds hold. Returns the
+ * cache's copy of the value (borrowed, as for sr_stmt_cache_get), or NULL
+ * when the cache did not take it: disabled, the charge exceeds the byte
+ * bound, `sql` is already cached, bad arguments, or out of memory. On NULL
+ * the caller still owns what `value` holds and releases it itself; the
+ * release callback is never called for it.
+ */
+SR_API void *sr_stmt_cache_put(sr_stmt_cache *cache, const char *sql, size_t len,
+                               const void *value, size_t handle_bytes);
+
+/**
+ * Removes the entry for `sql` without calling the release callback: its value
+ * is copied to `value_out` (value_size bytes; may be NULL) and the caller
+ * owns it. For a statement the driver must drop or release differently (its
+ * plan went stale, the connection broke). Returns 1 when the entry was
+ * there, 0 when not (value_out untouched).
+ */
+SR_API int sr_stmt_cache_take(sr_stmt_cache *cache, const char *sql, size_t len, void *value_out);
+
+/** Entries cached now (0 for NULL). */
+SR_API int sr_stmt_cache_count(const sr_stmt_cache *cache);
+
+/** Bytes charged now, never above the byte bound (0 for NULL). */
+SR_API size_t sr_stmt_cache_bytes(const sr_stmt_cache *cache);
 
 /**
  * Rewrites the portable '?' placeholders of `sql` to PostgreSQL's $1, $2, ...

@@ -1069,7 +1069,7 @@ static void hook_open(hook_conn *h, const char *env_name, sr_role role)
     h->uri.port = h->a.port;
     h->uri.database = "shard0";
     h->uri.redacted = h->redacted;
-    sr_driver_connect_args args = {&h->uri, role, 2000, 2000, 4};
+    sr_driver_connect_args args = {&h->uri, role, 2000, 2000, 4, 8u << 20};
     sr_driver_error e;
     memset(&e, 0, sizeof e);
     ck_assert_msg(h->d->connect(&args, &h->c, &e) == SR_OK, "%s", e.message);
@@ -1401,6 +1401,86 @@ START_TEST(test_stopped_replication_not_eligible)
 END_TEST
 
 /* ------------------------------------------------------------------------ */
+/* The statement cache's byte bound                                         */
+/* ------------------------------------------------------------------------ */
+
+/* Runs "SELECT id, length('xxx...')" (a literal of `bytes` bytes) on shard 0's primary. */
+static void run_big_on_shard0(sr_session *s, int id, size_t bytes)
+{
+    char *sql = malloc(bytes + 64);
+    ck_assert_ptr_nonnull(sql);
+    int n = snprintf(sql, 64, "SELECT %d, length('", id);
+    memset(sql + n, 'x', bytes);
+    memcpy(sql + n + bytes, "')", 3);
+    sr_result *res = NULL;
+    ck_assert_msg(sr_exec_shard(s, 0, SR_WRITE, sql, 0, NULL, &res) == SR_OK, "%s",
+                  sr_session_errmsg(s));
+    ck_assert_int_eq(atoi(sr_result_value(res, 0, 0)), id);
+    ck_assert_int_eq(atol(sr_result_value(res, 0, 1)), (long)bytes);
+    sr_result_free(res);
+    free(sql);
+}
+
+/* This session's Com_stmt_prepare, read through the router (its own statement is cached). */
+static long session_prepares(sr_session *s)
+{
+    sr_result *res = NULL;
+    ck_assert_int_eq(sr_exec_shard(s, 0, SR_WRITE, "SHOW SESSION STATUS LIKE 'Com_stmt_prepare'",
+                                   0, NULL, &res),
+                     SR_OK);
+    long n = atol(sr_result_value(res, 0, 1));
+    sr_result_free(res);
+    return n;
+}
+
+/* The server's Prepared_stmt_count once it equals `want`, or its value after ~2 s
+ * (sessions of earlier tests may take a moment to go away). */
+static long prepared_stmt_count(MYSQL *admin, long want)
+{
+    const char *sql = "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS "
+                      "WHERE VARIABLE_NAME = 'PREPARED_STMT_COUNT'";
+    long count = direct_long(admin, sql);
+    for (int i = 0; i < 200 && count != want; i++) {
+        usleep(10000);
+        count = direct_long(admin, sql);
+    }
+    return count;
+}
+
+START_TEST(test_statement_cache_bounded_in_bytes)
+{
+    /* One pooled connection per node, 1 MiB of statements, and the default
+     * count bound of 64 that alone would keep all 20. */
+    sr_router *r = open_router_opts(
+        (const char *const[]){"pool.max_size", "1", "stmt_cache.max_bytes", "1048576", NULL});
+    sr_session *s = NULL;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    MYSQL *admin = direct("SR_MY_ADMIN_PRIMARY", NULL);
+    for (int i = 0; i < 20; i++)
+        run_big_on_shard0(s, i, 200000);
+    /* The last five (5 x 200 KB) fit the bound: the server holds five, not 20. */
+    ck_assert_int_eq(prepared_stmt_count(admin, 5), 5);
+
+    /* A cached statement is reused: no new prepare on the session. */
+    long before = session_prepares(s);
+    run_big_on_shard0(s, 19, 200000);
+    ck_assert_int_eq(session_prepares(s), before);
+
+    /* A statement larger than the whole bound is prepared, run and closed:
+     * one more prepare, nothing more held, nothing pushed out. */
+    run_big_on_shard0(s, 99, 2000000);
+    ck_assert_int_eq(session_prepares(s), before + 1);
+    ck_assert_int_eq(prepared_stmt_count(admin, 6), 6); /* the five + SHOW STATUS */
+    run_big_on_shard0(s, 19, 200000);
+    run_big_on_shard0(s, 15, 200000);
+    ck_assert_int_eq(session_prepares(s), before + 1);
+    mysql_close(admin);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
 
 /*
  * A statement that ran is never reported as failed, whatever white space
@@ -1470,6 +1550,7 @@ static Suite *mysql_suite(void)
     tcase_add_test(tc, test_results_values_and_affected_rows);
     tcase_add_test(tc, test_schema_change_under_cached_statement);
     tcase_add_test(tc, test_prepared_statements_cached_and_bounded);
+    tcase_add_test(tc, test_statement_cache_bounded_in_bytes);
     tcase_add_test(tc, test_threads_share_the_router);
     suite_add_tcase(s, tc);
 

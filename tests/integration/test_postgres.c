@@ -860,7 +860,7 @@ static void node_open(node_conn *n, int port, sr_role role)
     n->uri.port = port;
     n->uri.database = "shard0";
     n->uri.redacted = n->redacted;
-    sr_driver_connect_args args = {&n->uri, role, 5000, 5000, 16};
+    sr_driver_connect_args args = {&n->uri, role, 5000, 5000, 16, 8u << 20};
     sr_driver_error e = {0};
     int rc = n->d->connect(&args, &n->c, &e);
     ck_assert_msg(rc == SR_OK, "connect %s: %s", n->redacted, e.message);
@@ -1056,6 +1056,97 @@ START_TEST(a_replica_without_a_wal_receiver_is_not_eligible)
 }
 END_TEST
 
+/* ---- the statement cache's byte bound ------------------------------------ */
+
+/* One shard, its primary, one pooled connection, and a byte bound on the cache. */
+static sr_router *byte_bounded_router(const char *max_bytes)
+{
+    sr_config *c = sr_config_new();
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(sr_config_set(c, "pool.max_size", "1"), SR_OK);
+    ck_assert_int_eq(sr_config_set(c, "stmt_cache.max_bytes", max_bytes), SR_OK);
+    ck_assert_int_eq(sr_config_add_shard(c, shard_db[0]), SR_OK);
+    char *uri = xfmt("%s/%s", pg_primary, shard_db[0]);
+    ck_assert_msg(sr_config_add_node(c, shard_db[0], SR_PRIMARY, uri, 1) == SR_OK, "%s",
+                  sr_config_errmsg(c));
+    free(uri);
+    sr_router *r = NULL;
+    ck_assert_msg(sr_router_open(c, &r) == SR_OK, "open: %s", sr_config_errmsg(c));
+    sr_config_free(c);
+    return r;
+}
+
+/* Runs "SELECT id, length('xxx...')" with a literal of `bytes` bytes and checks its row. */
+static void run_big(sr_session *s, int id, size_t bytes)
+{
+    char *sql = malloc(bytes + 64);
+    ck_assert_ptr_nonnull(sql);
+    int n = snprintf(sql, 64, "SELECT %d, length('", id);
+    memset(sql + n, 'x', bytes);
+    memcpy(sql + n + bytes, "')", 3);
+    sr_result *res = must_key(s, 1, SR_WRITE, sql, 0, NULL);
+    ck_assert_int_eq(atoi(sr_result_value(res, 0, 0)), id);
+    ck_assert_int_eq(atol(sr_result_value(res, 0, 1)), (long)bytes);
+    sr_result_free(res);
+    free(sql);
+}
+
+/* "name@prepare_time" of the server-side statement that starts with `prefix`, or "". */
+static char *prepared_identity(sr_session *s, const char *prefix)
+{
+    sr_result *res = must_key(s, 1, SR_WRITE,
+                              "SELECT coalesce(max(name || '@' || prepare_time), '') "
+                              "FROM pg_prepared_statements WHERE left(statement, length(?)) = ?",
+                              2, (const char *const[]){prefix, prefix});
+    char *v = strdup(sr_result_value(res, 0, 0));
+    sr_result_free(res);
+    return v;
+}
+
+START_TEST(the_cache_is_bounded_in_bytes_on_the_server)
+{
+    /* 1 MiB, and the default count bound of 64 that alone would keep all 20. */
+    sr_router *r = byte_bounded_router("1048576");
+    sr_session *s = session(r);
+    for (int i = 0; i < 20; i++)
+        run_big(s, i, 200000);
+    sr_result *res = must_key(s, 1, SR_WRITE,
+                              "SELECT count(*), coalesce(sum(length(statement)), 0) "
+                              "FROM pg_prepared_statements",
+                              0, NULL);
+    long count = atol(sr_result_value(res, 0, 0));
+    long bytes = atol(sr_result_value(res, 0, 1));
+    sr_result_free(res);
+    /* Without the byte bound the backend would hold 20 statements, ~4 MB. */
+    ck_assert_msg(bytes <= 1048576, "the backend holds %ld bytes of prepared statements", bytes);
+    /* The last five big ones fit (5 x 200 KB) and this query itself. */
+    ck_assert_int_eq(count, 6);
+
+    /* A cached statement is reused: same name, same prepare time. */
+    char *first = prepared_identity(s, "SELECT 19, ");
+    ck_assert_msg(strncmp(first, "sr_", 3) == 0, "%s", first);
+    run_big(s, 19, 200000);
+    char *again = prepared_identity(s, "SELECT 19, ");
+    ck_assert_str_eq(again, first);
+    free(again);
+
+    /* A statement larger than the whole bound runs unnamed: nothing is
+     * prepared for it and nothing is pushed out. */
+    run_big(s, 99, 2000000);
+    /* + prepared_identity's query and prepared_count's own: nothing for the big one. */
+    ck_assert_int_eq(prepared_count(s, NULL), count + 2);
+    char *none = prepared_identity(s, "SELECT 99, ");
+    ck_assert_str_eq(none, "");
+    free(none);
+    again = prepared_identity(s, "SELECT 19, ");
+    ck_assert_str_eq(again, first);
+    free(again);
+    free(first);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
 /* ---- suite ----------------------------------------------------------------- */
 
 /*
@@ -1135,6 +1226,7 @@ static Suite *postgres_suite(void)
     tcase_add_test(t, a_repeated_statement_is_prepared_once_per_connection);
     tcase_add_test(t, the_cache_is_bounded_and_deallocates_what_it_evicts);
     tcase_add_test(t, statements_survive_ddl_that_changes_their_columns);
+    tcase_add_test(t, the_cache_is_bounded_in_bytes_on_the_server);
     tcase_set_timeout(t, 60); /* the bounded waits inside are shorter: a hang fails, not stalls */
     suite_add_tcase(s, t);
 

@@ -1240,6 +1240,102 @@ START_TEST(two_threads_hammering_one_session)
 }
 END_TEST
 
+/* ---- the statement cache's byte bound ---- */
+
+/* "SELECT <id>, length('xxx...')" with a literal of `bytes` bytes: a new string. */
+static char *big_statement(int id, size_t bytes)
+{
+    char *sql = malloc(bytes + 64);
+    ck_assert_ptr_nonnull(sql);
+    int n = snprintf(sql, 64, "SELECT %d, length('", id);
+    memset(sql + n, 'x', bytes);
+    memcpy(sql + n + bytes, "')", 3);
+    return sql;
+}
+
+static void run_big(sr_session *s, int id, size_t bytes)
+{
+    char *sql = big_statement(id, bytes);
+    sr_result *res = NULL;
+    ck_assert_msg(sr_exec_shard(s, 0, SR_WRITE, sql, 0, NULL, &res) == SR_OK, "%s",
+                  sr_session_errmsg(s));
+    ck_assert_int_eq(atoi(sr_result_value(res, 0, 0)), id);
+    ck_assert_int_eq(atol(sr_result_value(res, 0, 1)), (long)bytes);
+    sr_result_free(res);
+    free(sql);
+}
+
+/* SQLite heap held now, and the peak since the last call (which resets it). */
+static sqlite3_int64 sqlite_peak_since_reset(sqlite3_int64 *current)
+{
+    sqlite3_int64 cur = 0, hi = 0;
+    ck_assert_int_eq(sqlite3_status64(SQLITE_STATUS_MEMORY_USED, &cur, &hi, 1), SQLITE_OK);
+    *current = cur;
+    return hi;
+}
+
+START_TEST(the_statement_cache_is_bounded_in_bytes)
+{
+    /* One connection (pool of 1, shard 0's primary), a 12 MiB byte bound and
+     * the default count bound of 64: the count alone would keep every statement. */
+    enum { MB = 1024 * 1024 };
+    sr_config *c = make_config(0, "stmt_cache.max_bytes", "12582912");
+    ck_assert_int_eq(sr_config_set(c, "pool.max_size", "1"), SR_OK);
+    sr_router *r = NULL;
+    ck_assert_int_eq(sr_router_open(c, &r), SR_OK);
+    sr_config_free(c);
+    sr_session *s;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    ck_assert_int_eq(sr_exec_shard(s, 0, SR_WRITE, "SELECT 1", 0, NULL, NULL), SR_OK);
+    sqlite3_int64 base = sqlite3_memory_used();
+    ck_assert_int_gt(base, 0); /* SQLite counts its memory: the checks below can see it */
+
+    /* 64 distinct ~1 MB statements. SQLite holds ~3 MB for each (its copy of
+     * the text, the literal, the column name), so each is charged ~4 MB and
+     * two fit; without a byte bound SQLite would hold ~190 MB. */
+    for (int i = 0; i < 64; i++) {
+        run_big(s, i, MB);
+        sqlite3_int64 held = sqlite3_memory_used() - base;
+        ck_assert_msg(held < 12 * MB, "after %d statements SQLite holds %lld bytes", i + 1,
+                      (long long)held);
+    }
+    /* The cache did keep large statements (the last one at least), and reuses them:
+     * the second run does not parse it again (a parse needs ~3 MB). */
+    ck_assert_int_gt(sqlite3_memory_used() - base, 3 * MB);
+    sqlite3_int64 cur;
+    (void)sqlite_peak_since_reset(&cur);
+    run_big(s, 63, MB);
+    sqlite3_int64 peak = sqlite_peak_since_reset(&cur);
+    ck_assert_msg(peak - cur < 64 * 1024, "a cached statement was prepared again (+%lld bytes)",
+                  (long long)(peak - cur));
+
+    /* A small statement is reused the same way. */
+    sqlite3_int64 before = sqlite3_memory_used();
+    run_big(s, 1000, 256 * 1024);
+    ck_assert_int_gt(sqlite3_memory_used() - before, 256 * 1024); /* held by the cache */
+    (void)sqlite_peak_since_reset(&cur);
+    run_big(s, 1000, 256 * 1024);
+    peak = sqlite_peak_since_reset(&cur);
+    ck_assert_int_lt(peak - cur, 64 * 1024);
+
+    /* A statement costing more than the whole bound (4 MB of text, ~12 MB in
+     * SQLite) runs, is not kept, and pushes nothing out. */
+    before = sqlite3_memory_used();
+    run_big(s, 2000, 4 * MB);
+    ck_assert_int_lt(sqlite3_memory_used() - before, MB / 2);
+    (void)sqlite_peak_since_reset(&cur);
+    run_big(s, 1000, 256 * 1024);
+    run_big(s, 63, MB);
+    peak = sqlite_peak_since_reset(&cur);
+    ck_assert_int_lt(peak - cur, 64 * 1024);
+
+    sr_session_free(s);
+    sr_router_close(r);
+    /* Closing the router finalizes every cached statement. */
+    ck_assert_int_lt(sqlite3_memory_used(), base);
+}
+END_TEST
+
 static Suite *sqlite_suite(void)
 {
     Suite *su = suite_create("sqlite");
@@ -1276,6 +1372,7 @@ static Suite *sqlite_suite(void)
     tcase_add_test(tc, many_threads_share_one_router);
     tcase_add_test(tc, a_second_thread_in_a_session_gets_misuse);
     tcase_add_test(tc, two_threads_hammering_one_session);
+    tcase_add_test(tc, the_statement_cache_is_bounded_in_bytes);
     suite_add_tcase(su, tc);
     return su;
 }

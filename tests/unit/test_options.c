@@ -118,7 +118,7 @@ START_TEST(test_table_sane)
     size_t n = 0;
     const sr_option_def *defs = sr__option_defs(&n);
     ck_assert_ptr_nonnull(defs);
-    ck_assert_uint_eq(n, 17);
+    ck_assert_uint_eq(n, 18);
     ck_assert_ptr_eq(sr__option_defs(NULL), defs);
     for (size_t i = 0; i < n; i++) {
         const sr_option_def *d = &defs[i];
@@ -156,6 +156,7 @@ START_TEST(test_defaults)
     ck_assert_int_eq(c->opts.connect_timeout_ms, 5000);
     ck_assert_int_eq(c->opts.statement_timeout_ms, 30000);
     ck_assert_int_eq(c->opts.stmt_cache_size, 64);
+    ck_assert_int_eq(c->opts.stmt_cache_bytes, 8 * 1024 * 1024);
     ck_assert_int_eq(c->opts.health_fail_threshold, 3);
     ck_assert_int_eq(c->opts.health_retry_ms, 1000);
     ck_assert_int_eq(c->opts.health_retry_max_ms, 30000);
@@ -196,7 +197,7 @@ START_TEST(test_expected_ranges)
         {"health.fail_threshold", 1, 1000},       {"health.retry_ms", 1, 3600000},
         {"health.retry_max_ms", 1, 86400000},     {"health.probe_interval_ms", 0, 3600000},
         {"replica.max_lag_ms", 0, 86400000},      {"replica.lag_refresh_ms", 1, 3600000},
-        {"consistency.wait_ms", 0, 60000},
+        {"consistency.wait_ms", 0, 60000},        {"stmt_cache.max_bytes", 0, 1073741824},
     };
     for (size_t i = 0; i < SR_ARRAY_LEN(want); i++) {
         const sr_option_def *d = def_named(want[i].name);
