@@ -293,15 +293,17 @@ static long run_path(const path *pt)
     ck_assert_int_eq(once, persist);
     fprintf(stderr, "alloc: %-30s %5ld allocation points\n", pt->name, once);
     if (pt->sqlite_too) {
+        /* Once mode only: SQLite's own behaviour under persistent failure is
+         * SQLite's test suite's business; what is tested here is how the
+         * driver and the core report a failure inside SQLite, and a pass
+         * costs a run of the path per allocation SQLite makes. */
         int rows = read_rows;
         read_rows = 3;
         atomic_store(&count_sqlite, true);
-        long with_once = run_mode(pt, false);
-        long with_persist = run_mode(pt, true);
+        long with_sqlite = run_mode(pt, false);
         atomic_store(&count_sqlite, false);
         read_rows = rows;
-        ck_assert_int_eq(with_once, with_persist);
-        fprintf(stderr, "alloc: %-30s %5ld allocation points with SQLite's\n", pt->name, with_once);
+        fprintf(stderr, "alloc: %-30s %5ld allocation points with SQLite's\n", pt->name, with_sqlite);
     }
     return once;
 }
@@ -728,7 +730,7 @@ START_TEST(exec_opts_and_shard)
 {
     create_tables();
     path pt = {"sr_exec_opts + sr_exec_shard", sess_make_warm, 2, read_opts_step, read_opts_check, sess_destroy, sess_on_fail,
-               0, true};
+               0, false};
     ck_assert_int_gt(run_path(&pt), 3);
 }
 END_TEST
