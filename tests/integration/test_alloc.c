@@ -369,6 +369,94 @@ START_TEST(config_building)
 }
 END_TEST
 
+/* ---- path: `shards = N` and every distribution, up to sr_router_open ---- */
+
+static const char *dist_name;
+
+static int user_keymap(void *ud, sr_key key, int nshards)
+{
+    (void)ud;
+    return key.kind == SR_KEY_INT ? (int)(key.i % nshards) : 0;
+}
+
+/* `shards = N` names shards 0, 1, ... (keyrange, covered by the config
+ * building path, would name them by their exact hex ranges). */
+static const char *dist_shard(int i)
+{
+    static const char *const numbered[NSHARDS] = {"0", "1", "2"};
+    return numbered[i];
+}
+
+static void *dist_make(void) { return calloc(1, sizeof(cfg_state)); }
+
+static int dist_step(void *vs, int i)
+{
+    cfg_state *s = vs;
+    static const char *const ranges[] = {"..100", "100..200", "200.."};
+    char uri[512];
+    if (i == 0) {
+        if (!s->c)
+            s->c = sr_config_new();
+        return s->c ? SR_OK : SR_ENOMEM;
+    }
+    if (i == 1)
+        return strcmp(dist_name, "callback") == 0 ? sr_config_set_keymap_fn(s->c, user_keymap, NULL)
+                                                  : sr_config_set(s->c, "shard.distribution", dist_name);
+    if (i == 2)
+        return sr_config_set(s->c, "shards", "3");
+    if (i >= 3 && i < 3 + NSHARDS) {
+        shard_uri(uri, sizeof uri, i - 3);
+        return sr_config_add_node(s->c, dist_shard(i - 3), SR_PRIMARY, uri, 1);
+    }
+    if (i >= 3 + NSHARDS && i < 3 + 2 * NSHARDS)
+        return strcmp(dist_name, "range") == 0
+                   ? sr_config_shard_set(s->c, dist_shard(i - 3 - NSHARDS), "range", ranges[i - 3 - NSHARDS])
+                   : SR_OK;
+    if (i == 3 + 2 * NSHARDS)
+        return sr_config_pin_key(s->c, sr_key_int(150), dist_shard(0));
+    if (s->r == SENTINEL || !s->r) {
+        s->r = SENTINEL;
+        return sr_router_open(s->c, &s->r);
+    }
+    return SR_EINVAL;
+}
+
+static void dist_on_fail(void *vs, int i, int rc)
+{
+    cfg_state *s = vs;
+    if (!s->c) /* sr_config_new() returned NULL: nothing to ask */
+        return;
+    ck_assert_msg(strstr(sr_config_errmsg(s->c), "out of memory") != NULL,
+                  "status %d without 'out of memory' in the message: %s", rc, sr_config_errmsg(s->c));
+    if (i == 4 + 2 * NSHARDS)
+        ck_assert_ptr_eq(s->r, SENTINEL);
+}
+
+static void dist_check(void *vs)
+{
+    cfg_state *s = vs;
+    ck_assert_ptr_ne(s->r, SENTINEL);
+    ck_assert_int_eq(sr_router_nshards(s->r), NSHARDS);
+    ck_assert_int_eq(sr_router_shard_for(s->r, sr_key_int(150)), 0);
+    if (strcmp(dist_name, "range") == 0)
+        ck_assert_int_eq(sr_router_shard_for(s->r, sr_key_int(1001)), 2);
+    check_serves(s->r);
+}
+
+START_TEST(distributions_open)
+{
+    create_tables();
+    static const char *const dists[] = {"jump", "modulo", "pg_hash", "range", "callback"};
+    for (size_t d = 0; d < sizeof dists / sizeof dists[0]; d++) {
+        dist_name = dists[d];
+        char label[64];
+        snprintf(label, sizeof label, "shards = 3, %s", dist_name);
+        path pt = {label, dist_make, 5 + 2 * NSHARDS, dist_step, dist_check, cfg_destroy, dist_on_fail, 0, false};
+        ck_assert_int_gt(run_path(&pt), 5);
+    }
+}
+END_TEST
+
 /* ---- path: sr_config_parse ----
  *
  * A failed parse has applied the lines before the bad one (documented), so
@@ -393,16 +481,25 @@ static const char *parse_text_fmt =
 START_TEST(config_parse)
 {
     create_tables();
-    char text[2048];
+    char text[2048], file[512];
     snprintf(text, sizeof text, parse_text_fmt, dir, dir, dir);
+    snprintf(file, sizeof file, "%s/shardroute.conf", dir);
+    FILE *f = fopen(file, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fputs(text, f) >= 0, 1);
+    ck_assert_int_eq(fclose(f), 0);
     long points = -1;
-    for (int persist = 0; persist <= 1; persist++) {
+    /* 0, 1: sr_config_parse once and persistent; 2, 3: sr_config_load_file. */
+    for (int variant = 0; variant < 4; variant++) {
+        bool persist = variant % 2, from_file = variant >= 2;
+        if (variant == 2)
+            points = -1;
         for (long n = 1;; n++) {
             ck_assert_int_le(n, MAX_N);
             sr_config *c = sr_config_new();
             ck_assert_ptr_nonnull(c);
             arm(n, persist);
-            int rc = sr_config_parse(c, text);
+            int rc = from_file ? sr_config_load_file(c, file) : sr_config_parse(c, text);
             long injected = disarm();
             if (injected == 0) {
                 ck_assert_msg(rc == SR_OK, "%s", sr_config_errmsg(c));
@@ -415,11 +512,17 @@ START_TEST(config_parse)
                 sr_config_free(c);
                 ck_assert(points < 0 || points == n - 1);
                 points = n - 1;
+                if (persist)
+                    fprintf(stderr, "alloc: %-30s %5ld allocation points\n",
+                            from_file ? "sr_config_load_file" : "sr_config_parse", points);
                 break;
             }
             ck_assert_msg(rc == SR_ENOMEM, "parse N=%ld: %d (%s): %s", n, rc, sr_strerror(rc),
                           sr_config_errmsg(c));
-            ck_assert_msg(strstr(sr_config_errmsg(c), "line ") != NULL, "%s", sr_config_errmsg(c));
+            /* Which line, unless the file's buffer itself could not be had. */
+            ck_assert_msg(strstr(sr_config_errmsg(c), "line ") != NULL ||
+                              (from_file && n == 1 && strstr(sr_config_errmsg(c), "reading") != NULL),
+                          "%s", sr_config_errmsg(c));
             ck_assert_msg(strstr(sr_config_errmsg(c), "out of memory") != NULL, "%s", sr_config_errmsg(c));
             sr_router *r = SENTINEL;
             int orc = sr_router_open(c, &r);
@@ -439,7 +542,6 @@ START_TEST(config_parse)
             sr_config_free(c);
         }
     }
-    fprintf(stderr, "alloc: %-30s %5ld allocation points\n", "sr_config_parse", points);
     ck_assert_int_gt(points, 5);
 }
 END_TEST
@@ -1130,6 +1232,7 @@ static Suite *alloc_suite(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, hook_reaches_library);
     tcase_add_test(tc, config_building);
+    tcase_add_test(tc, distributions_open);
     tcase_add_test(tc, config_parse);
     tcase_add_test(tc, router_open);
     tcase_add_test(tc, session_new);
