@@ -32,6 +32,8 @@
 
 #include <shardroute.h>
 
+#include "session.h" /* sr__required_position(): the PostgreSQL check reads it */
+
 /* ---- the allocation hook ---- */
 
 void *__real_malloc(size_t n);
@@ -1212,6 +1214,70 @@ START_TEST(result_accessors)
 }
 END_TEST
 
+/* ---- PostgreSQL, when tests/env provides a cluster: positions ----
+ *
+ * A write records the session's position (read-your-writes). An allocation
+ * failure while recording it cannot fail the write (it is done, and must not
+ * be retried blindly), but it must not leave the session without a bound
+ * either: reads that need one then go to the primary. Checked through the
+ * position the read path would require (internal). */
+
+static const char *pg_primary, *pg_replica;
+
+static void *pg_make(void)
+{
+    sess_state *s = calloc(1, sizeof *s);
+    sr_config *c = sr_config_new();
+    ck_assert_ptr_nonnull(c);
+    char uri[512];
+    ck_assert_int_eq(sr_config_add_shard(c, "all"), SR_OK);
+    snprintf(uri, sizeof uri, "%s/shard0", pg_primary);
+    ck_assert_int_eq(sr_config_add_node(c, "all", SR_PRIMARY, uri, 1), SR_OK);
+    snprintf(uri, sizeof uri, "%s/shard0", pg_replica);
+    ck_assert_int_eq(sr_config_add_node(c, "all", SR_REPLICA, uri, 1), SR_OK);
+    ck_assert_msg(sr_router_open(c, &s->r) == SR_OK, "%s", sr_config_errmsg(c));
+    sr_config_free(c);
+    ck_assert_int_eq(sr_session_new(s->r, &s->s), SR_OK);
+    /* Connections made, no write yet: the write under test is the session's first. */
+    ck_assert_msg(sr_exec(s->s, sr_key_int(1), SR_READ, "SELECT 1", 0, NULL, NULL) == SR_OK, "%s",
+                  sr_session_errmsg(s->s));
+    ck_assert_int_eq(sr_exec_shard(s->s, 0, SR_WRITE, "SELECT 1", 0, NULL, NULL), SR_OK);
+    sr_session_free(s->s);
+    ck_assert_int_eq(sr_session_new(s->r, &s->s), SR_OK);
+    s->s2 = SENTINEL;
+    s->res = SENTINEL;
+    return s;
+}
+
+static int pg_step(void *vs, int i)
+{
+    sess_state *s = vs;
+    if (i == 0)
+        return sr_exec(s->s, sr_key_int(1), SR_WRITE, "SELECT 1", 0, NULL, NULL);
+    return sr_exec(s->s, sr_key_int(1), SR_READ, "SELECT 2", 0, NULL, &s->res);
+}
+
+static void pg_check(void *vs)
+{
+    sess_state *s = vs;
+    char buf[SR_POSITION_MAX];
+    ck_assert_msg(sr__required_position(s->s, 0, SR_CONSISTENCY_READ_YOUR_WRITES, buf, sizeof buf) != NULL,
+                  "a write's position was lost and reads may go to any replica");
+    ck_assert_str_eq(sr_result_value(s->res, 0, 0), "2");
+    ck_assert_ptr_nonnull(sr_session_token(s->s));
+}
+
+START_TEST(postgres_positions)
+{
+    if (!pg_primary || !pg_replica || !sr_driver_find("postgresql")) {
+        fprintf(stderr, "alloc: no PostgreSQL cluster in the environment (tests/env): positions not tested\n");
+        return;
+    }
+    path pt = {"PostgreSQL write + read (RYW)", pg_make, 2, pg_step, pg_check, sess_destroy, sess_on_fail, 0, false};
+    ck_assert_int_gt(run_path(&pt), 2);
+}
+END_TEST
+
 /* The hook itself: an armed failure reaches the library (a test that could
  * not fail would prove nothing). */
 START_TEST(hook_reaches_library)
@@ -1250,12 +1316,18 @@ static Suite *alloc_suite(void)
     tcase_add_test(tc, session_tokens);
     tcase_add_test(tc, result_accessors);
     suite_add_tcase(su, tc);
+    /* Its own case, so CK_RUN_CASE=postgres runs just it. */
+    TCase *pg = tcase_create("postgres");
+    tcase_add_test(pg, postgres_positions);
+    suite_add_tcase(su, pg);
     return su;
 }
 
 int main(void)
 {
     hook_sqlite();
+    pg_primary = getenv("SR_PG_PRIMARY");
+    pg_replica = getenv("SR_PG_REPLICA1");
     SRunner *sr = srunner_create(alloc_suite());
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
