@@ -381,7 +381,8 @@ SR_API const char *sr_session_token(sr_session *s);
  * its reads see what the token's session wrote. A malformed token, or one
  * from a router with another topology (other distribution or backends), is
  * SR_EINVAL with a message and leaves the session unchanged; entries for
- * shards this router does not have are ignored (with a log line).
+ * shards this router does not have are ignored (with a log line). SR_ENOMEM
+ * also leaves the session unchanged.
  */
 SR_API int sr_session_set_token(sr_session *s, const char *token);
 
@@ -430,7 +431,9 @@ SR_API int sr_exec_opts(sr_session *s, sr_key key, sr_intent intent, const sr_re
  * inside a transaction), SR_EBUSY, SR_ECONNECT, SR_ETIMEOUT (the statement
  * exceeded statement_timeout_ms), SR_EQUERY, SR_EUNAVAILABLE (no eligible
  * node: the message says why each was skipped), SR_ESTALE (no node fresh
- * enough and primary reads forbidden), SR_EDRIVER.
+ * enough and primary reads forbidden), SR_EDRIVER, SR_ENOMEM (in the library or the
+ * backend's client library; inside a transaction that the backend then rolled back,
+ * the session leaves the transaction and the message says it was aborted).
  * After any error the session stays usable.
  */
 SR_API int sr_exec(sr_session *s, sr_key key, sr_intent intent, const char *sql, int nparams,
@@ -481,7 +484,7 @@ SR_API int sr_begin_read_only(sr_session *s, sr_key key);
 /**
  * Commits the session's transaction and unpins it. On failure the transaction
  * is rolled back and the session unpinned all the same. Errors: SR_ETXN (no
- * transaction), SR_EQUERY, SR_ECONNECT, SR_ETIMEOUT.
+ * transaction), SR_EQUERY, SR_ECONNECT, SR_ETIMEOUT, SR_ENOMEM.
  */
 SR_API int sr_commit(sr_session *s);
 
