@@ -416,7 +416,8 @@ SR_API const char *sr_session_token(sr_session *s);
  * count). Tokens come from outside, so their cost is bounded: longer than
  * 64 KiB (or than the longest token this router can emit, when more), a shard
  * named twice, or more than 64 entries for shards this router does not have
- * is SR_EINVAL. Errors: SR_EINVAL, SR_ENOMEM, SR_EMISUSE.
+ * is SR_EINVAL. Errors: SR_EINVAL, SR_ENOMEM (the session is unchanged),
+ * SR_EMISUSE.
  */
 SR_API int sr_session_set_token(sr_session *s, const char *token);
 
@@ -465,8 +466,10 @@ SR_API int sr_exec_opts(sr_session *s, sr_key key, sr_intent intent, const sr_re
  * inside a transaction), SR_EBUSY, SR_ECONNECT, SR_ETIMEOUT (the statement
  * exceeded statement_timeout_ms), SR_EQUERY, SR_EUNAVAILABLE (no eligible
  * node: the message says why each was skipped), SR_ESTALE (no node fresh
- * enough and primary reads forbidden), SR_EDRIVER, SR_EMISUSE (another thread
- * is inside a call on this session; nothing was done).
+ * enough and primary reads forbidden), SR_EDRIVER, SR_ENOMEM (in the library or the
+ * backend's client library; inside a transaction that the backend then rolled back,
+ * the session leaves the transaction and the message says it was aborted),
+ * SR_EMISUSE (another thread is inside a call on this session; nothing was done).
  * After any error the session stays usable.
  */
 SR_API int sr_exec(sr_session *s, sr_key key, sr_intent intent, const char *sql, int nparams,
@@ -517,7 +520,7 @@ SR_API int sr_begin_read_only(sr_session *s, sr_key key);
 /**
  * Commits the session's transaction and unpins it. On failure the transaction
  * is rolled back and the session unpinned all the same. Errors: SR_ETXN (no
- * transaction), SR_EQUERY, SR_ECONNECT, SR_ETIMEOUT.
+ * transaction), SR_EQUERY, SR_ECONNECT, SR_ETIMEOUT, SR_ENOMEM.
  */
 SR_API int sr_commit(sr_session *s);
 

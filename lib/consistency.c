@@ -56,8 +56,11 @@ static void merge_into(sr_session *s, char ***slots, int shard, const char *pos)
     const sr_driver *d = positions_driver(s->router, shard);
     if (!*slots) {
         *slots = calloc((size_t)s->router->nshards, sizeof **slots);
-        if (!*slots)
-            return; /* out of memory: the session just loses the guarantee's speed-up, reads go on */
+        if (!*slots) {
+            /* Forgetting the position would let a read pick a replica behind it. */
+            s->positions_lost = 1;
+            return;
+        }
     }
     char **slot = &(*slots)[shard];
     char merged[SR_POSITION_MAX];
@@ -74,8 +77,10 @@ static void merge_into(sr_session *s, char ***slots, int shard, const char *pos)
                                                                               : sr__position_unknown;
     }
     char *copy = sr__strdup(keep);
-    if (!copy)
+    if (!copy) {
+        s->positions_lost = 1; /* the older position kept would be too weak a bound */
         return;
+    }
     free(*slot);
     *slot = copy;
 }
@@ -89,6 +94,8 @@ const char *sr__required_position(sr_session *s, int shard, int mode, char *buf,
     const char *o = mode == SR_CONSISTENCY_MONOTONIC && s->observed ? s->observed[shard] : NULL;
     if (!d && !(w && strcmp(w, sr__position_unknown) == 0))
         return NULL; /* no positions on this backend: every node is consistent */
+    if (s->positions_lost)
+        return sr__position_unknown;
     if ((w && strcmp(w, sr__position_unknown) == 0) || (o && strcmp(o, sr__position_unknown) == 0))
         return sr__position_unknown;
     if (w && o) {
@@ -131,6 +138,8 @@ void sr__record_write(sr_session *s, sr_node *primary, sr_driver_conn *conn, int
         free(s->written[primary->shard]);
         s->written[primary->shard] = sr__strdup(sr__position_unknown);
     }
+    if (!s->written || !s->written[primary->shard])
+        s->positions_lost = 1;
 }
 
 void sr__record_observed(sr_session *s, sr_node *n, sr_driver_conn *conn, int64_t deadline)

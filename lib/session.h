@@ -20,6 +20,8 @@ struct sr_session {
     char **written;     /* [nshards]: position after this session's last write, or NULL */
     char **observed;    /* [nshards]: position this session has read at (monotonic), or NULL */
     char *token;        /* the text sr_session_token() last returned */
+    int positions_lost; /* recording a position ran out of memory: reads that need one go to
+                           the primary for the rest of the session (consistency.c) */
     /* the open transaction, if any (txn.c) */
     int in_txn;
     int txn_read_only;

@@ -79,8 +79,8 @@ static int build_node(sr_router *r, sr_node *n, int shard, int index, const sr_c
 
     rc = sr__pool_new(n->driver, &n->connect_args, r->opts.pool_max_size, &n->pool);
     if (rc != SR_OK) {
-        sr__fmt(err, errlen, "shard '%s' node %s: cannot create its pool", shard_name,
-                n->uri->redacted);
+        sr__fmt(err, errlen, "shard '%s' node %s: cannot create its pool: %s", shard_name,
+                n->uri->redacted, sr_strerror(rc));
         return rc;
     }
     return SR_OK;

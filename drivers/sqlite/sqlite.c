@@ -84,6 +84,9 @@ static int fail_sqlite(sr_driver_conn *c, int rc, sr_driver_error *err)
     int ext = c->db ? sqlite3_extended_errcode(c->db) : rc;
     const char *msg = c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc);
     switch (rc & 0xff) {
+    case SQLITE_NOMEM:
+        /* Memory, not the statement or the file: the connection stays usable. */
+        return sr_driver_error_set(err, SR_ENOMEM, 0, NULL, ext, "%s", msg);
     case SQLITE_INTERRUPT:
     case SQLITE_BUSY:
     case SQLITE_LOCKED:
@@ -179,10 +182,12 @@ static int sqlite_connect(const sr_driver_connect_args *a, sr_driver_conn **out,
                 (c->read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE);
     int rc = sqlite3_open_v2(u->path, &c->db, flags, NULL);
     if (rc != SQLITE_OK) {
-        sr_driver_error_set(err, SR_ECONNECT, 1, NULL, rc, "cannot open %.280s: %s", u->redacted,
+        /* Out of memory says nothing about the file: not a failure of the node. */
+        int st = rc == SQLITE_NOMEM ? SR_ENOMEM : SR_ECONNECT;
+        sr_driver_error_set(err, st, st == SR_ECONNECT, NULL, rc, "cannot open %.280s: %s", u->redacted,
                             c->db ? sqlite3_errmsg(c->db) : sqlite3_errstr(rc));
         sqlite_close(c);
-        return SR_ECONNECT;
+        return st;
     }
     sqlite3_extended_result_codes(c->db, 1);
     c->deadline_ns = sr_clock_ns() + (int64_t)a->connect_timeout_ms * 1000000;
@@ -195,7 +200,7 @@ static int sqlite_connect(const sr_driver_connect_args *a, sr_driver_conn **out,
         int st = fail_sqlite(c, rc, err);
         if (st == SR_EQUERY) /* e.g. "file is not a database" reported as a plain error */
             err->status = st = SR_ECONNECT;
-        err->transient = 1;
+        err->transient = st != SR_ENOMEM;
         char why[200];
         snprintf(why, sizeof why, "%.199s", err->message);
         snprintf(err->message, sizeof err->message, "cannot open %.280s: %s", u->redacted, why);
@@ -400,11 +405,31 @@ static int step_all(sr_driver_conn *c, sqlite3_stmt *st, stmt_entry *entry, sr_r
     return SR_OK;
 }
 
+static int exec_stmt(sr_driver_conn *c, const char *sql, int nparams, const char *const *params,
+                     sr_result_builder *rb, sr_driver_error *err);
+
 static int sqlite_exec(sr_driver_conn *c, const char *sql, int nparams, const char *const *params,
                        int64_t deadline_ns, sr_result_builder *rb, sr_driver_error *err)
 {
     c->deadline_ns = deadline_ns;
     c->timed_out = 0;
+    int in_txn = !sqlite3_get_autocommit(c->db);
+    int rc = exec_stmt(c, sql, nparams, params, rb, err);
+    if (rc != SR_OK && in_txn && sqlite3_get_autocommit(c->db)) {
+        /* SQLite rolled the transaction back on its own (it may on out of
+         * memory, a full disk, I/O errors): the caller's next statement would
+         * run outside any transaction. Transient, so the core ends the
+         * transaction and says so; the message tells why. */
+        err->transient = 1;
+        size_t len = strlen(err->message);
+        snprintf(err->message + len, sizeof err->message - len, " (SQLite rolled the transaction back)");
+    }
+    return rc;
+}
+
+static int exec_stmt(sr_driver_conn *c, const char *sql, int nparams, const char *const *params,
+                     sr_result_builder *rb, sr_driver_error *err)
+{
     sqlite3_stmt *st = NULL;
     stmt_entry *cached = NULL;
     const char *tail = NULL;
