@@ -242,7 +242,10 @@ SR_API int sr_config_set_log_fn(sr_config *c, sr_log_fn fn, void *userdata);
  */
 SR_API int sr_config_parse(sr_config *c, const char *text);
 
-/** Reads a file and parses it with sr_config_parse(). SR_EINVAL if it cannot be read. */
+/**
+ * Reads a file and parses it with sr_config_parse(). SR_EINVAL if it cannot be
+ * read, is larger than 64 MiB or holds a NUL byte; SR_ENOMEM.
+ */
 SR_API int sr_config_load_file(sr_config *c, const char *path);
 
 /**

@@ -21,7 +21,7 @@
 #define MAX_SHARDS 65536
 #define MAX_SHARD_NAME 64
 #define MAX_WEIGHT 1000
-#define MAX_FILE_SIZE (1024 * 1024)
+#define MAX_FILE_SIZE (64 * 1024 * 1024) /* room for 65,536 shards and their nodes */
 
 int sr__config_fail(const sr_config *c, int status, const char *fmt, ...)
 {
@@ -662,20 +662,38 @@ SR_API int sr_config_load_file(sr_config *c, const char *path)
     FILE *f = fopen(path, "rb");
     if (!f)
         return sr__config_fail(c, SR_EINVAL, "cannot read '%.200s': %s", path, strerror(errno));
-    /* One byte past the limit tells "exactly 1 MiB" from "larger". */
-    char *buf = malloc(MAX_FILE_SIZE + 2);
-    if (!buf) {
-        fclose(f);
-        return sr__config_fail(c, SR_ENOMEM, "out of memory reading '%.200s'", path);
+    /* Grown as the file is read (a 65,536-shard file is a few MB), up to the
+     * limit: one byte past it tells "exactly the limit" from "larger". */
+    size_t cap = 64 * 1024, n = 0;
+    char *buf = malloc(cap + 1);
+    int read_errno = 0;
+    while (buf) {
+        n += fread(buf + n, 1, cap - n, f);
+        if (ferror(f)) {
+            read_errno = errno ? errno : EIO;
+            break;
+        }
+        if (n < cap || cap > MAX_FILE_SIZE)
+            break; /* end of file, or past the limit */
+        size_t next = cap * 2 > MAX_FILE_SIZE + 1 ? MAX_FILE_SIZE + 1 : cap * 2;
+        char *grown = realloc(buf, next + 1);
+        if (!grown) {
+            free(buf);
+            buf = NULL;
+            break;
+        }
+        buf = grown;
+        cap = next;
     }
-    size_t n = fread(buf, 1, MAX_FILE_SIZE + 1, f);
-    int read_errno = ferror(f) ? (errno ? errno : EIO) : 0;
     fclose(f);
+    if (!buf)
+        return sr__config_fail(c, SR_ENOMEM, "out of memory reading '%.200s'", path);
     int rc;
     if (read_errno)
         rc = sr__config_fail(c, SR_EINVAL, "cannot read '%.200s': %s", path, strerror(read_errno));
     else if (n > MAX_FILE_SIZE)
-        rc = sr__config_fail(c, SR_EINVAL, "cannot read '%.200s': larger than 1 MiB", path);
+        rc = sr__config_fail(c, SR_EINVAL, "cannot read '%.200s': larger than %d MiB", path,
+                             MAX_FILE_SIZE / (1024 * 1024));
     else if (memchr(buf, '\0', n))
         rc = sr__config_fail(c, SR_EINVAL, "cannot read '%.200s': it contains a NUL byte (not a text file)",
                              path);

@@ -1134,18 +1134,28 @@ START_TEST(test_load_file_errors)
     EXPECT_FAIL_UNCHANGED(c, SR_EINVAL, sr_config_load_file(c, ""));
     ck_assert_msg_has(c, "cannot read '': ");
 
-    /* Bigger than 1 MiB: refused before parsing (it is all valid comments). */
-    size_t big = 1024 * 1024 + 1;
+    /* Bigger than 64 MiB: refused before parsing (it is all valid comments). */
+    size_t big = 64 * 1024 * 1024 + 1;
     char *data = malloc(big);
     memset(data, '#', big);
     char *path = write_temp(data, big);
     EXPECT_FAIL_UNCHANGED(c, SR_EINVAL, sr_config_load_file(c, path));
-    ck_assert_msg_has(c, "larger than 1 MiB");
+    ck_assert_msg_has(c, "larger than 64 MiB");
     unlink(path);
     free(path);
-    /* Exactly 1 MiB is fine. */
+    /* Exactly 64 MiB is fine (read through every step of the growing buffer). */
     path = write_temp(data, big - 1);
     ck_assert_msg(sr_config_load_file(c, path) == SR_OK, "%s", sr_config_errmsg(c));
+    unlink(path);
+    free(path);
+    /* A setting past the first buffer's 64 KiB, and on its last byte, is read. */
+    size_t mid = 3 * 64 * 1024 + 17;
+    const char tail[] = "\npool.max_size = 7\n";
+    memset(data, '#', mid);
+    memcpy(data + mid, tail, sizeof tail - 1);
+    path = write_temp(data, mid + sizeof tail - 1);
+    ck_assert_msg(sr_config_load_file(c, path) == SR_OK, "%s", sr_config_errmsg(c));
+    ck_assert_int_eq(c->opts.pool_max_size, 7);
     unlink(path);
     free(path);
     free(data);
