@@ -106,6 +106,7 @@ wait_ready() {
     local node=$1 pid=$2 deadline=$((SECONDS + START_TIMEOUT_S))
     while ! mariadb-admin --no-defaults --socket="$node/mysqld.sock" -uroot \
         --connect-timeout=2 ping >/dev/null 2>&1; do
+        # Our own child: its PID stays its own until this shell reaps it.
         if ! kill -0 "$pid" 2>/dev/null; then
             wait "$pid" 2>/dev/null || true
             return 1

@@ -400,9 +400,11 @@ cmd_start_node() {
         { read -r old <"$data/postmaster.pid"; } 2>/dev/null || old=
         # Its start time, when this script started it.
         start=
-        while read -r p s d; do
-            [[ $p == "$old" && $d == "$data" ]] && start=$s
-        done 2>/dev/null <"$dir/pids"
+        if [[ -f $dir/pids ]]; then
+            while read -r p s d; do
+                [[ $p == "$old" && $d == "$data" ]] && start=$s
+            done <"$dir/pids"
+        fi
         # A killed server may take a moment to be gone.
         tenths=50
         while is_server "$old" "$data" "$start" && ((tenths > 0)); do

@@ -292,19 +292,11 @@ char *tp_run_child(void (*fn)(int fd, void *arg), void *arg, int timeout_ms, int
     int fds[2];
     if (pipe2(fds, O_CLOEXEC) != 0)
         return NULL;
-    size_t cap = 8192, len = 0;
-    char *buf = malloc(cap);
-    if (!buf) {
-        close(fds[0]);
-        close(fds[1]);
-        return NULL;
-    }
     fflush(NULL);
     pid_t pid = fork();
     if (pid < 0) {
         close(fds[0]);
         close(fds[1]);
-        free(buf);
         return NULL;
     }
     if (pid == 0) {
@@ -313,6 +305,15 @@ char *tp_run_child(void (*fn)(int fd, void *arg), void *arg, int timeout_ms, int
         _exit(1); /* fn must not return */
     }
     close(fds[1]);
+    /* Allocated after the fork: the child, which leaves by _exit(), holds nothing of it. */
+    size_t cap = 8192, len = 0;
+    char *buf = malloc(cap);
+    if (!buf) {
+        close(fds[0]);
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+        return NULL;
+    }
     /* Read until the child closes its end or the time is up. */
     double t0 = tp_now_ms();
     int timed_out = 0;
