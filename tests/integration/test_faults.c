@@ -58,6 +58,16 @@
  * probe"): the machine running the suite may be busy (2 cores, sanitizers).
  */
 #define RECOVERY_SLACK_MS 500
+/*
+ * The most a deadline bound allows for this process not getting a CPU: the
+ * scheduling lag measured during the scenario (lag_probe) is added to the
+ * deadline's slack, up to this much. On a loaded 2-core machine under
+ * ThreadSanitizer a thread that should wake is often tens of milliseconds
+ * late, which says nothing about the library. The cap keeps scenario 2's
+ * bound (300 + 100 + at most 90 ms) below connect_timeout_ms (500 ms): a call
+ * whose connect ignores the statement deadline still fails.
+ */
+#define SCHED_ALLOWANCE_MAX_MS 90
 /* How long a scenario keeps a server down before bringing it back. */
 #define OUTAGE_MS 1200
 /* Hard bound on any reader loop, whatever else happens. */
@@ -789,6 +799,46 @@ static watch_counts wait_watch(watch *w, int want_ejected, int want_readmitted, 
     return c;
 }
 
+/*
+ * Scheduling lag: how late a thread of this process that sleeps 2 ms wakes,
+ * at most, while a scenario runs (the readers' calls are late by as much).
+ */
+typedef struct lag_probe {
+    pthread_t th;
+    atomic_int stop;
+    _Atomic double max_ms;
+} lag_probe;
+
+static void *lag_main(void *arg)
+{
+    lag_probe *lp = arg;
+    double hard_stop = tp_now_ms() + READERS_HARD_STOP_MS;
+    while (!atomic_load(&lp->stop) && tp_now_ms() < hard_stop) {
+        double t0 = tp_now_ms();
+        tp_sleep_ms(2);
+        double late = tp_now_ms() - t0 - 2;
+        if (late > atomic_load(&lp->max_ms))
+            atomic_store(&lp->max_ms, late);
+    }
+    return NULL;
+}
+
+static void lag_start(lag_probe *lp)
+{
+    atomic_init(&lp->stop, 0);
+    atomic_init(&lp->max_ms, 0.0);
+    ck_assert_int_eq(pthread_create(&lp->th, NULL, lag_main, lp), 0);
+}
+
+/* Stops the probe; the allowance for scheduling (at most SCHED_ALLOWANCE_MAX_MS). */
+static double lag_stop(lag_probe *lp, double *measured)
+{
+    atomic_store(&lp->stop, 1);
+    pthread_join(lp->th, NULL);
+    *measured = atomic_load(&lp->max_ms);
+    return *measured < SCHED_ALLOWANCE_MAX_MS ? *measured : SCHED_ALLOWANCE_MAX_MS;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Scenario 1: SIGKILL one replica under load                               */
 /* ------------------------------------------------------------------------ */
@@ -898,6 +948,8 @@ static void freeze_one_replica(const backend *b)
     sr_router *r = open_router(b, o, &w);
     run ru;
     readers_start(&ru, b, r, NTHREADS);
+    lag_probe lp;
+    lag_start(&lp);
     ck_assert_msg(wait_all_serving(&ru, 1, 5000), "the replicas did not all serve reads");
 
     double t_fault = tp_now_ms();
@@ -921,6 +973,8 @@ static void freeze_one_replica(const backend *b)
     for (double t0 = tp_now_ms(); !serving && tp_now_ms() - t0 < 3000; tp_sleep_ms(10))
         serving = served_by(&ru, victim) > served_at_readmit;
     readers_stop(&ru);
+    double lag_ms = 0;
+    const double bound = FROZEN_STATEMENT_TIMEOUT_MS + DEADLINE_SLACK_MS + lag_stop(&lp, &lag_ms);
     totals t = readers_totals(&ru);
     c = watch_get(&w);
     int other_status = SR_OK;
@@ -930,11 +984,13 @@ static void freeze_one_replica(const backend *b)
     double to_eject = c.t_ejected - t_fault, to_readmit = c.t_readmitted - t_back;
     printf("[faults] %s s2 SIGSTOP %s (statement_timeout_ms %d): %ld reads by %d threads, "
            "%ld failed (%ld started before the ejection, bound %d; %d failed probes after), "
-           "longest %.0f ms (bound %d; %s); %d other nodes ejected; ejected %.0f ms after the freeze; re-admitted %.0f ms "
+           "longest %.0f ms (bound %.0f = %d + slack %d + scheduling lag %.0f, measured %.0f; %s); "
+           "%d other nodes ejected; ejected %.0f ms after the freeze; re-admitted %.0f ms "
            "after SIGCONT (bound %d ms)\n",
            b->label, sv->name, FROZEN_STATEMENT_TIMEOUT_MS, t.calls, NTHREADS, t.failed,
-           paid_before, FAIL_THRESHOLD + NTHREADS, c.still_down, t.longest_ms,
-           FROZEN_STATEMENT_TIMEOUT_MS + DEADLINE_SLACK_MS, t.longest_what, c.other_ejected,
+           paid_before, FAIL_THRESHOLD + NTHREADS, c.still_down, t.longest_ms, bound,
+           FROZEN_STATEMENT_TIMEOUT_MS, DEADLINE_SLACK_MS, bound - FROZEN_STATEMENT_TIMEOUT_MS -
+           DEADLINE_SLACK_MS, lag_ms, t.longest_what, c.other_ejected,
            to_eject, to_readmit,
            RETRY_MAX_MS + FROZEN_STATEMENT_TIMEOUT_MS + RECOVERY_SLACK_MS);
     fflush(stdout);
@@ -953,7 +1009,7 @@ static void freeze_one_replica(const backend *b)
      * statement deadline: the connect should get min(deadline, connect
      * timeout) and no node should be tried once the deadline has passed.
      */
-    if (t.longest_ms > FROZEN_STATEMENT_TIMEOUT_MS + DEADLINE_SLACK_MS) {
+    if (t.longest_ms > bound) {
         char trace[16000];
         fprintf(stderr, "[faults] %s s2: the longest call started %+.0f ms after the freeze "
                         "(SIGCONT at %+.0f ms); the router logged meanwhile:%s\n",
@@ -961,9 +1017,15 @@ static void freeze_one_replica(const backend *b)
                 watch_lines(&w, t.longest_start, t.longest_start + t.longest_ms, t_fault, trace,
                             sizeof trace));
     }
-    ck_assert_msg(t.longest_ms <= FROZEN_STATEMENT_TIMEOUT_MS + DEADLINE_SLACK_MS,
-                  "a call took %.0f ms with statement_timeout_ms = %d (%s)", t.longest_ms,
-                  FROZEN_STATEMENT_TIMEOUT_MS, t.longest_what);
+    /*
+     * The behaviour under test (no call outlives its deadline by more than
+     * the issue's slack), so the bound stays; only this process's measured
+     * lack of CPU is added to it, capped.
+     */
+    ck_assert_msg(t.longest_ms <= bound,
+                  "a call took %.0f ms with statement_timeout_ms = %d (bound %.0f, scheduling "
+                  "lag %.0f ms; %s)", t.longest_ms, FROZEN_STATEMENT_TIMEOUT_MS, bound, lag_ms,
+                  t.longest_what);
     ck_assert_msg(paid_before <= FAIL_THRESHOLD + NTHREADS,
                   "%ld calls paid the timeout before the ejection (bound %d)", paid_before,
                   FAIL_THRESHOLD + NTHREADS);
