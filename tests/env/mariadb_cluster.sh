@@ -110,6 +110,7 @@ wait_ready() {
     local node=$1 pid=$2 deadline=$((SECONDS + START_TIMEOUT_S))
     while ! mariadb-admin --no-defaults --socket="$node/mysqld.sock" -uroot \
         --connect-timeout=2 ping >/dev/null 2>&1; do
+        # Our own child: its PID stays its own until this shell reaps it.
         if ! kill -0 "$pid" 2>/dev/null; then
             wait "$pid" 2>/dev/null || true
             return 1
@@ -268,16 +269,46 @@ EOF
     log "primary 127.0.0.1:$pport (pid $ppid), replica 127.0.0.1:$rport (pid $rpid), env in $dir/env.sh"
 }
 
+# is_server PID NODE_DIR: 0 when PID is a live process that is NODE_DIR's
+# server: its command line has --datadir=NODE_DIR/data. A bare PID is not
+# enough: pid_max is 32768, and a killed server's PID is soon someone else's
+# (a thread of the other server: /proc/TID answers for threads too). A zombie,
+# which kill -0 still finds, is gone. No fork: this runs in loops.
+is_server() {
+    local pid=$1 node=$2 line k v arg
+    case $pid in
+    '' | *[!0-9]*) return 1 ;;
+    esac
+    { read -r line <"/proc/$pid/stat"; } 2>/dev/null || return 1
+    line=${line##*) }
+    case ${line%% *} in
+    Z | X) return 1 ;;
+    esac
+    while read -r k v; do
+        if [ "$k" = Tgid: ]; then
+            [ "$v" = "$pid" ] || return 1
+            break
+        fi
+    done 2>/dev/null <"/proc/$pid/status"
+    while IFS= read -r -d '' arg; do
+        [ "$arg" = "--datadir=$node/data" ] && return 0
+    done 2>/dev/null <"/proc/$pid/cmdline"
+    return 1
+}
+
+# stop_pid PID NODE_DIR: stops NODE_DIR's server if PID still is it.
 stop_pid() {
-    local pid=$1 deadline=$((SECONDS + STOP_TIMEOUT_S))
-    kill -0 "$pid" 2>/dev/null || return 0
+    local pid=$1 node=$2 deadline=$((SECONDS + STOP_TIMEOUT_S))
+    is_server "$pid" "$node" || return 0
     # A server stopped with SIGSTOP by a test would never see SIGTERM.
     kill -CONT "$pid" 2>/dev/null || true
     kill -TERM "$pid" 2>/dev/null || return 0
-    while kill -0 "$pid" 2>/dev/null; do
+    while is_server "$pid" "$node"; do
         if [ "$SECONDS" -ge "$deadline" ]; then
             log "pid $pid still running after ${STOP_TIMEOUT_S}s, killing it"
-            kill -KILL "$pid" 2>/dev/null || true
+            if is_server "$pid" "$node"; then
+                kill -KILL "$pid" 2>/dev/null || true
+            fi
             break
         fi
         sleep 0.1
@@ -289,23 +320,16 @@ stop_pid() {
 cmd_stop() {
     local dir=$1 node pid
     [ -d "$dir" ] || return 0
+    dir=$(cd "$dir" && pwd)
     for node in replica primary; do
         [ -f "$dir/$node.pid" ] || continue
         pid=$(cat "$dir/$node.pid")
         case $pid in
         '' | *[!0-9]*) continue ;;
         esac
-        stop_pid "$pid"
+        stop_pid "$pid" "$dir/$node"
         rm -f "$dir/$node.pid"
     done
-}
-
-# The state letter of a process (R, S, T, Z...), empty when there is none.
-proc_state() {
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
-    stat=${stat##*) }
-    echo "${stat%% *}"
 }
 
 cmd_start_node() {
@@ -318,15 +342,14 @@ cmd_start_node() {
     dir=$(cd "$dir" && pwd)
     [ -s "$dir/$node/cmdline" ] || die "no saved command line for $node in $dir"
     old=$(cat "$dir/$node.pid" 2>/dev/null || true)
-    # A killed server nobody has reaped yet (a zombie) is gone; one that was
-    # just killed may take a moment to finish exiting (a loaded machine, a
-    # large process): wait for it, boundedly, before calling it still running.
+    # One that was just killed may take a moment to finish exiting (a loaded
+    # machine, a large process): wait for it, boundedly, before calling it
+    # still running.
     local until=$((SECONDS + 10))
-    while [ -n "$old" ] && kill -0 "$old" 2>/dev/null && [ "$(proc_state "$old")" != Z ] &&
-        [ "$SECONDS" -lt "$until" ]; do
+    while is_server "$old" "$dir/$node" && [ "$SECONDS" -lt "$until" ]; do
         sleep 0.1
     done
-    if [ -n "$old" ] && kill -0 "$old" 2>/dev/null && [ "$(proc_state "$old")" != Z ]; then
+    if is_server "$old" "$dir/$node"; then
         die "$node is still running (pid $old)"
     fi
     local -a args

@@ -199,7 +199,9 @@ EOF
     start_node "$dir" primary
     port[primary]=$NODE_PORT
     pid[primary]=$NODE_PID
-    write_pids "$dir" "${pid[primary]}"
+    declare -A entry
+    entry[primary]=$(server_entry "$NODE_PID" "$dir/primary")
+    write_pids "$dir" "${entry[primary]}"
 
     pgsql "${port[primary]}" postgres \
         "CREATE ROLE $PW_USER LOGIN PASSWORD '$PW_PASSWORD'" >/dev/null
@@ -214,7 +216,8 @@ EOF
         start_node "$dir" "$r"
         port[$r]=$NODE_PORT
         pid[$r]=$NODE_PID
-        write_pids "$dir" "${pid[primary]}" "${pid[replica1]:-}" "${pid[replica2]:-}"
+        entry[$r]=$(server_entry "$NODE_PID" "$dir/$r")
+        write_pids "$dir" "${entry[primary]}" "${entry[replica1]:-}" "${entry[replica2]:-}"
     done
 
     # Created after the replicas exist, so that they arrive by streaming.
@@ -266,34 +269,68 @@ EOF
     echo "pg_cluster: primary :${port[primary]}, replicas :${port[replica1]} :${port[replica2]} in $dir" >&2
 }
 
+# DIR/pids lists the servers for `stop`, one "PID START DATA" line each: a PID
+# names the server only together with its start time (pid_max is 32768 and a
+# killed server's PID is soon someone else's: a backend, a MariaDB thread).
 write_pids() {
-    local dir=$1
+    local dir=$1 e
     shift
-    printf '%s\n' "$@" | grep -v '^$' >"$dir/pids"
+    for e in "$@"; do
+        [[ -n $e ]] && echo "$e"
+    done >"$dir/pids"
 }
 
-# A zombie (a killed server its parent has not reaped yet) counts as gone.
-alive() {
-    kill -0 "$1" 2>/dev/null || return 1
-    [[ $(proc_state "$1") != Z ]]
+# Sets PROC_STATE and PROC_START from /proc/$1/stat (fields 3 and 22); 1 when
+# there is no such process. No fork: this runs in loops.
+read_stat() {
+    local line
+    PROC_STATE='' PROC_START=''
+    { read -r line <"/proc/$1/stat"; } 2>/dev/null || return 1
+    line=${line##*) }
+    local -a f
+    read -r -a f <<<"$line"
+    PROC_STATE=${f[0]} PROC_START=${f[19]}
 }
 
-# The state letter of a process (R, S, T, Z...), empty when there is none.
-proc_state() {
-    local stat
-    stat=$(cat "/proc/$1/stat" 2>/dev/null) || return 0
-    stat=${stat##*) }
-    echo "${stat%% *}"
+# is_server PID DATA [START]: 0 when PID is a live process (a zombie, which
+# kill -0 still finds, is gone; so is a mere thread of another process) that
+# started at START when given, and whose command line is a postmaster's of
+# DATA ("postgres -D DATA"; backends rename themselves).
+is_server() {
+    local spid=$1 data=$2 start=${3:-} k v arg prev=
+    [[ $spid =~ ^[0-9]+$ ]] && read_stat "$spid" || return 1
+    [[ $PROC_STATE != [ZX] && ( -z $start || $PROC_START == "$start" ) ]] || return 1
+    while read -r k v; do
+        [[ $k == Tgid: ]] && { [[ $v == "$spid" ]] || return 1; break; }
+    done 2>/dev/null <"/proc/$spid/status"
+    while IFS= read -r -d '' arg; do
+        [[ $prev == -D && $arg == "$data" ]] && return 0
+        prev=$arg
+    done 2>/dev/null <"/proc/$spid/cmdline"
+    return 1
 }
 
-# Waits up to $2 tenths of a second for every PID in the array named $1 to exit.
+# The "PID START DATA" entry of a server we just started.
+server_entry() {
+    read_stat "$1" && echo "$1 $PROC_START $2"
+}
+
+# is_server with a "PID START DATA" entry.
+entry_is_server() {
+    local p s d
+    read -r p s d <<<"$1"
+    is_server "$p" "$d" "$s"
+}
+
+# Waits up to $2 tenths of a second for every server in the array of entries
+# named $1 to exit.
 wait_gone() {
-    local -n pids_ref=$1
-    local tenths=$2 p any
+    local -n entries_ref=$1
+    local tenths=$2 e any
     while ((tenths > 0)); do
         any=0
-        for p in "${pids_ref[@]}"; do
-            alive "$p" && any=1
+        for e in "${entries_ref[@]}"; do
+            entry_is_server "$e" && any=1
         done
         ((any == 0)) && return 0
         sleep 0.1
@@ -303,44 +340,61 @@ wait_gone() {
 }
 
 cmd_stop() {
-    local dir=$1 p c
+    local dir=$1 p c e start data
     [[ -f $dir/pids ]] || return 0
-    local -a pids=() children=()
-    while read -r p; do
-        [[ $p =~ ^[0-9]+$ ]] && alive "$p" && pids+=("$p")
+    local -a entries=() children=()
+    while read -r p start data; do
+        is_server "$p" "$data" "$start" && entries+=("$p $start $data")
     done <"$dir/pids"
-    ((${#pids[@]} > 0)) || return 0
-    # Backends are remembered so that none survives a postmaster killed hard.
-    for p in "${pids[@]}"; do
+    ((${#entries[@]} > 0)) || return 0
+    # Backends are remembered (with their start times) so that none survives a
+    # postmaster killed hard.
+    for e in "${entries[@]}"; do
+        p=${e%% *}
         for c in $(cat "/proc/$p/task/$p/children" 2>/dev/null || true); do
-            children+=("$c")
+            read_stat "$c" && children+=("$c $PROC_START")
         done
     done
     # SIGINT is PostgreSQL's "fast" shutdown (SIGTERM's "smart" mode would wait
     # for clients); SIGCONT wakes a server a test stopped with SIGSTOP.
-    for p in "${pids[@]}"; do
-        kill -INT "$p" 2>/dev/null || true
-        kill -CONT "$p" 2>/dev/null || true
-    done
+    signal_servers INT CONT
     # A test may have frozen a whole server, backends included.
-    for c in "${children[@]}"; do
-        kill -CONT "$c" 2>/dev/null || true
-    done
-    wait_gone pids 100 && return 0
-    for p in "${pids[@]}"; do
-        kill -QUIT "$p" 2>/dev/null || true
-    done
-    wait_gone pids 30 && return 0
+    signal_children CONT
+    wait_gone entries 100 && return 0
+    signal_servers QUIT
+    wait_gone entries 30 && return 0
     echo "pg_cluster: servers did not stop, killing" >&2
-    for p in "${pids[@]}" "${children[@]}"; do
-        kill -KILL "$p" 2>/dev/null || true
+    signal_servers KILL
+    signal_children KILL
+    wait_gone entries 50 || die "could not kill ${entries[*]}"
+}
+
+# Signals (each of "$@", in turn) the servers of cmd_stop's entries that are
+# still themselves: a PID that has been handed on gets nothing.
+signal_servers() {
+    local e sig
+    for e in "${entries[@]}"; do
+        for sig in "$@"; do
+            if entry_is_server "$e"; then
+                kill "-$sig" "${e%% *}" 2>/dev/null || true
+            fi
+        done
     done
-    wait_gone pids 50 || die "could not kill ${pids[*]}"
+}
+
+# Signals cmd_stop's remembered children that are still the same processes.
+signal_children() {
+    local c
+    for c in "${children[@]}"; do
+        if read_stat "${c%% *}" && [[ $PROC_STATE != [ZX] && $PROC_START == "${c##* }" ]]; then
+            kill "-$1" "${c%% *}" 2>/dev/null || true
+        fi
+    done
 }
 
 # Starts node NAME of the cluster in DIR again, after a test killed it.
 cmd_start_node() {
-    local dir=$1 name=$2 data port old pid p tenths
+    local dir=$1 name=$2 data port old start pid p s d tenths
     case $name in
     primary | replica1 | replica2) ;;
     *) die "unknown node '$name' (primary, replica1 or replica2)" ;;
@@ -353,21 +407,27 @@ cmd_start_node() {
     port=$(sed -n "s/^port = //p" "$data/node.conf" 2>/dev/null)
     [[ $port =~ ^[0-9]+$ ]] || die "$name: no port in $data/node.conf"
     if [[ -f $data/postmaster.pid ]]; then
-        old=$(head -n 1 "$data/postmaster.pid")
+        { read -r old <"$data/postmaster.pid"; } 2>/dev/null || old=
+        # Its start time, when this script started it.
+        start=
+        if [[ -f $dir/pids ]]; then
+            while read -r p s d; do
+                [[ $p == "$old" && $d == "$data" ]] && start=$s
+            done <"$dir/pids"
+        fi
         # A killed server may take a moment to be gone.
         tenths=50
-        while [[ $old =~ ^[0-9]+$ ]] && alive "$old" && ((tenths > 0)); do
+        while is_server "$old" "$data" "$start" && ((tenths > 0)); do
             sleep 0.1
             tenths=$((tenths - 1))
         done
-        if [[ $old =~ ^[0-9]+$ ]] && alive "$old"; then
-            die "$name is still running (PID $old)"
+        if is_server "$old" "$data" "$start"; then
+            die "$name is still running (PID $old, started at tick $PROC_START)"
         fi
-        # PostgreSQL takes a lock file whose PID still answers kill(pid, 0) for
-        # a live server; an unreaped zombie does, so its lock files go.
-        if [[ $old =~ ^[0-9]+$ && $(proc_state "$old") == Z ]]; then
-            rm -f "$data/postmaster.pid" "$dir/.s.PGSQL.$port.lock"
-        fi
+        # PostgreSQL refuses to start while the PID in its lock files answers
+        # kill(pid, 0): an unreaped zombie does, and so does whatever process
+        # got the dead server's PID. The server is gone, so its lock files go.
+        rm -f "$data/postmaster.pid" "$dir/.s.PGSQL.$port.lock"
     fi
     if ! as_pg "$PG_BIN/pg_ctl" -D "$data" -l "$dir/$name.log" -w -t "$PG_START_TIMEOUT" -s start \
         </dev/null >/dev/null 2>&1; then
@@ -384,11 +444,11 @@ cmd_start_node() {
     # `stop` must find the new server, and must not wait for the dead one.
     local -a keep=()
     if [[ -f $dir/pids ]]; then
-        while read -r p; do
-            [[ $p =~ ^[0-9]+$ ]] && alive "$p" && [[ $p != "$pid" ]] && keep+=("$p")
+        while read -r p s d; do
+            [[ $d != "$data" ]] && is_server "$p" "$d" "$s" && keep+=("$p $s $d")
         done <"$dir/pids"
     fi
-    write_pids "$dir" "${keep[@]}" "$pid"
+    write_pids "$dir" "${keep[@]}" "$(server_entry "$pid" "$data")"
     echo "$pid"
 }
 

@@ -38,7 +38,9 @@
 #include <shardroute.h>
 #include <shardroute/driver.h>
 
+#include "logwatch.h"
 #include "pg_direct.h"
+#include "proc.h"
 
 /* The MariaDB scenarios need Connector/C's header, on the include path when the build has the
  * mysql driver (its dependency); without it they are left out. */
@@ -203,6 +205,7 @@ typedef struct router_opts {
     int nshards;            /* default NSHARDS */
     const char *opt[8][2];  /* sr_config_set pairs after balance.policy = round_robin */
     sr_log_fn log_fn;
+    void *log_ud;
 } router_opts;
 
 static router_opts defaults(void)
@@ -222,7 +225,7 @@ static sr_router *open_router(router_opts o)
         ck_assert_msg(sr_config_set(c, o.opt[i][0], o.opt[i][1]) == SR_OK, "%s",
                       sr_config_errmsg(c));
     if (o.log_fn)
-        ck_assert_int_eq(sr_config_set_log_fn(c, o.log_fn, NULL), SR_OK);
+        ck_assert_int_eq(sr_config_set_log_fn(c, o.log_fn, o.log_ud), SR_OK);
     for (int i = 0; i < o.nshards; i++) {
         ck_assert_int_eq(sr_config_add_shard(c, shard_db[i]), SR_OK);
         char *uri = xfmt("%s/%s", pg_primary, shard_db[i]);
@@ -523,18 +526,8 @@ END_TEST
 
 /* ---- 2. tokens ------------------------------------------------------------- */
 
-static pthread_mutex_t log_lock = PTHREAD_MUTEX_INITIALIZER;
-static char log_text[4096];
-
-static void capture_log(void *userdata, sr_log_level level, const char *msg)
-{
-    (void)userdata;
-    (void)level;
-    pthread_mutex_lock(&log_lock);
-    size_t len = strlen(log_text);
-    snprintf(log_text + len, sizeof log_text - len, "%s\n", msg);
-    pthread_mutex_unlock(&log_lock);
-}
+/* What the routers of the token test log (tests/support/logwatch.h). */
+static logwatch token_log;
 
 /*
  * The child of the token test: its own router (as the password user) and
@@ -596,30 +589,35 @@ static void token_child(int fd, int64_t key0, int64_t key1, const char *value)
     _exit(ok ? 0 : 1);
 }
 
-/* Runs token_child in a new process and returns what it printed (a token, or "ERR ..."). */
+typedef struct token_args {
+    int64_t key0, key1;
+    const int64_t *keys;
+    const char *value;
+} token_args;
+
+static void token_child_main(int fd, void *arg)
+{
+    token_args *a = arg;
+    token_child(fd, a->key0, a->key1, a->value);
+}
+
+/*
+ * Runs a token child in a new process (tests/support/proc.h: bounded, killed
+ * when it hangs) and returns what it printed (a token, or "ERR ...").
+ */
+static char *token_from(void (*fn)(int, void *), token_args *a)
+{
+    int status = -1;
+    char *buf = tp_run_child(fn, a, 60000, &status);
+    ck_assert_ptr_nonnull(buf);
+    ck_assert_msg(status == 0, "child failed (status %d): %s", status, buf);
+    return buf;
+}
+
 static char *token_from_child(int64_t key0, int64_t key1, const char *value)
 {
-    int fds[2];
-    ck_assert_int_eq(pipe(fds), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        close(fds[0]);
-        token_child(fds[1], key0, key1, value);
-    }
-    close(fds[1]);
-    size_t cap = 8192, len = 0;
-    char *buf = malloc(cap);
-    ck_assert_ptr_nonnull(buf);
-    for (ssize_t n; (n = read(fds[0], buf + len, cap - 1 - len)) > 0;)
-        len += (size_t)n;
-    buf[len] = '\0';
-    close(fds[0]);
-    int status = 0;
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child failed: %s", buf);
-    return buf;
+    token_args a = {key0, key1, NULL, value};
+    return token_from(token_child_main, &a);
 }
 
 START_TEST(a_token_carries_a_write_to_another_process)
@@ -635,7 +633,9 @@ START_TEST(a_token_carries_a_write_to_another_process)
 
     /* Keys are computed by a router of the same topology as the child's. */
     router_opts o = defaults();
-    o.log_fn = capture_log;
+    lw_init(&token_log);
+    o.log_fn = lw_log;
+    o.log_ud = &token_log;
     sr_router *r = open_router(o);
     int64_t key[NSHARDS] = {key_on(r, 0, 0), key_on(r, 1, 0)};
     char value[64];
@@ -741,9 +741,11 @@ START_TEST(a_token_carries_a_write_to_another_process)
     size_t pos0_len = strcspn(pos0, ";");
     char *partial = xfmt("sr1;c=%s;gone_shard=0/10;shard0=%.*s", id, (int)pos0_len, pos0);
     sr_session *fresh = session_in(r, NULL);
-    log_text[0] = '\0';
+    lw_clear(&token_log);
     ck_assert_msg(sr_session_set_token(fresh, partial) == SR_OK, "%s", sr_session_errmsg(fresh));
-    ck_assert_msg(strstr(log_text, "gone_shard") != NULL, "log: %s", log_text);
+    char lines[1400];
+    ck_assert_msg(lw_contains(&token_log, "gone_shard"), "log:%s",
+                  lw_lines(&token_log, 0, 0, 0, lines, sizeof lines));
     const char *ft = sr_session_token(fresh);
     ck_assert_msg(strstr(ft, ";shard0=") && !strstr(ft, "gone_shard") && !strstr(ft, ";shard1="),
                   "token '%s'", ft);
@@ -759,6 +761,7 @@ START_TEST(a_token_carries_a_write_to_another_process)
     sr_session_free(s);
     sr_session_free(blind);
     sr_router_close(r);
+    lw_free(&token_log);
 }
 END_TEST
 
@@ -1752,29 +1755,16 @@ static void my_token_child(int fd, const int64_t *keys, const char *value)
     _exit(ok ? 0 : 1);
 }
 
+static void my_token_child_main(int fd, void *arg)
+{
+    token_args *a = arg;
+    my_token_child(fd, a->keys, a->value);
+}
+
 static char *my_token_from_child(const int64_t *keys, const char *value)
 {
-    int fds[2];
-    ck_assert_int_eq(pipe(fds), 0);
-    fflush(NULL);
-    pid_t pid = fork();
-    ck_assert_int_ge(pid, 0);
-    if (pid == 0) {
-        close(fds[0]);
-        my_token_child(fds[1], keys, value);
-    }
-    close(fds[1]);
-    size_t cap = 8192, len = 0;
-    char *buf = malloc(cap);
-    ck_assert_ptr_nonnull(buf);
-    for (ssize_t n; (n = read(fds[0], buf + len, cap - 1 - len)) > 0;)
-        len += (size_t)n;
-    buf[len] = '\0';
-    close(fds[0]);
-    int status = 0;
-    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
-    ck_assert_msg(WIFEXITED(status) && WEXITSTATUS(status) == 0, "child failed: %s", buf);
-    return buf;
+    token_args a = {0, 0, keys, value};
+    return token_from(my_token_child_main, &a);
 }
 
 /* 1 when `pos` (up to ';' or the end) is a MariaDB GTID position "D-S-N[,D-S-N...]". */
