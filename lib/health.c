@@ -77,9 +77,12 @@ sr_health_event sr__health_report(sr_health *h, const sr_health_policy *p, bool 
     int expected = SR_HEALTH_UP;
     if (!atomic_compare_exchange_strong(&h->state, &expected, SR_HEALTH_PROBING))
         return SR_HEALTH_NO_CHANGE;
+    /* Counted as soon as the node stops being up, so a reader that sees it
+     * unhealthy rarely sees the count lag behind (node info reads each atomic
+     * on its own: it is no snapshot). */
+    atomic_fetch_add(&h->ejections, 1);
     schedule_retry(h, p->retry_ms, now_ns);
     atomic_store(&h->state, SR_HEALTH_EJECTED);
-    atomic_fetch_add(&h->ejections, 1);
     return SR_HEALTH_EJECTED_NOW;
 }
 
