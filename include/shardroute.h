@@ -361,7 +361,7 @@ SR_API void sr_session_free(sr_session *s);
 /**
  * Sets the key the `affinity` balance policy uses to pick this session's
  * replica (by default each session gets its own). The bytes are hashed at once
- * and not kept. Errors: SR_EINVAL.
+ * and not kept. Errors: SR_EINVAL, SR_EMISUSE.
  */
 SR_API int sr_session_set_affinity(sr_session *s, sr_key key);
 
@@ -395,7 +395,8 @@ typedef enum sr_consistency {
  *   "consistency"  any | monotonic | read_your_writes | primary
  *   "max_lag_ms"   the lag bound for this session's reads; "0" means no bound,
  *                  "default" goes back to replica.max_lag_ms
- * Errors: SR_EINVAL (unknown option or value; the message says which).
+ * Errors: SR_EINVAL (unknown option or value; the message says which),
+ * SR_EMISUSE.
  */
 SR_API int sr_session_set(sr_session *s, const char *option, const char *value);
 
@@ -405,8 +406,12 @@ SR_API int sr_session_set(sr_session *s, const char *option, const char *value);
  * shards; holds no secret. "" when the session has no position yet.
  * Every token this returns is accepted by sr_session_set_token() on a router
  * of the same topology. Borrowed: valid until the next call on the session.
- * NULL on error: a NULL session, out of memory (SR_ENOMEM in the message), or
- * another thread inside a call on the session (SR_EMISUSE; message untouched).
+ * NULL on error: a NULL session, out of memory (SR_ENOMEM in the message), a
+ * write of this session whose position is unknown (it could not be read after
+ * the write, or recording it ran out of memory: a token without it would let
+ * the importer read a stale replica; the message names the shard, and the
+ * next write there that records a position clears it), or another thread
+ * inside a call on the session (SR_EMISUSE; message untouched).
  */
 SR_API const char *sr_session_token(sr_session *s);
 
@@ -502,8 +507,8 @@ SR_API int sr_exec_all(sr_session *s, sr_intent intent, const char *sql, int npa
  * Begins a transaction on the primary of the shard that owns `key` and pins
  * the session to it until sr_commit() or sr_rollback(). Statements whose key
  * maps to another shard fail with SR_ETXN and leave the transaction open.
- * Errors: SR_EINVAL, SR_ENOSHARD, SR_ETXN (already in a transaction), and the
- * connection errors of sr_exec().
+ * Errors: SR_EINVAL, SR_ENOSHARD, SR_ETXN (already in a transaction), SR_EMISUSE,
+ * and the connection errors of sr_exec().
  */
 SR_API int sr_begin(sr_session *s, sr_key key);
 
@@ -523,14 +528,20 @@ SR_API int sr_begin_read_only(sr_session *s, sr_key key);
 /**
  * Commits the session's transaction and unpins it. On failure the transaction
  * is rolled back and the session unpinned all the same. Errors: SR_ETXN (no
- * transaction), SR_EQUERY, SR_ECONNECT, SR_ETIMEOUT, SR_ENOMEM.
+ * transaction), SR_EQUERY, SR_ECONNECT, SR_ETIMEOUT, SR_ENOMEM, SR_EMISUSE (nothing
+ * was done: the transaction is still open).
  */
 SR_API int sr_commit(sr_session *s);
 
-/** Rolls back the session's transaction and unpins it. SR_ETXN when none is open. */
+/** Rolls back the session's transaction and unpins it. SR_ETXN when none is open, SR_EMISUSE. */
 SR_API int sr_rollback(sr_session *s);
 
-/** 1 when the session has an open transaction, 0 when not or for NULL. */
+/**
+ * 1 when the session has an open transaction, 0 when not or for NULL.
+ * This and the two getters below take no busy check: called while another
+ * thread is inside a call on the session they race with it (a data race, not
+ * SR_EMISUSE). Call them from the thread that made the call.
+ */
 SR_API int sr_in_transaction(const sr_session *s);
 
 /**

@@ -13,6 +13,9 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -659,9 +662,29 @@ SR_API int sr_config_load_file(sr_config *c, const char *path)
         return SR_EINVAL;
     if (!path)
         return sr__config_fail(c, SR_EINVAL, "sr_config_load_file: the path is NULL");
-    FILE *f = fopen(path, "rb");
-    if (!f)
+    /* Non-blocking open and a regular file only: a FIFO (or a device) would
+     * block the caller with no bound. */
+    int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0)
         return sr__config_fail(c, SR_EINVAL, "cannot read '%.200s': %s", path, strerror(errno));
+    struct stat st;
+    const char *why = NULL;
+    if (fstat(fd, &st) != 0)
+        why = strerror(errno);
+    else if (S_ISDIR(st.st_mode))
+        why = "it is a directory";
+    else if (!S_ISREG(st.st_mode))
+        why = "not a regular file";
+    if (why) {
+        close(fd);
+        return sr__config_fail(c, SR_EINVAL, "cannot read '%.200s': %s", path, why);
+    }
+    FILE *f = fdopen(fd, "rb");
+    if (!f) {
+        int e = errno;
+        close(fd);
+        return sr__config_fail(c, SR_EINVAL, "cannot read '%.200s': %s", path, strerror(e));
+    }
     /* Grown as the file is read (a 65,536-shard file is a few MB), up to the
      * limit: one byte past it tells "exactly the limit" from "larger". */
     size_t cap = 64 * 1024, n = 0;

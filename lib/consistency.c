@@ -475,6 +475,21 @@ static const char *session_token(sr_session *s)
 {
     sr__session_clear_error(s);
     sr_router *r = s->router;
+    /* A token that left out a write would let the importing session read a
+     * replica that has not replayed it: no token at all is the honest answer.
+     * This session itself reads those shards from the primary. */
+    if (s->positions_lost) {
+        sr__session_fail(s, SR_ESTALE, "a write position of this session was lost (out of "
+                                       "memory): no token can carry it");
+        return NULL;
+    }
+    for (int i = 0; s->written && i < r->nshards; i++)
+        if (s->written[i] && strcmp(s->written[i], sr__position_unknown) == 0) {
+            sr__session_fail(s, SR_ESTALE, "the write position on shard '%s' is unknown (it could "
+                             "not be read after the write): no token can carry it until the "
+                             "next write there records one", r->shards[i].name);
+            return NULL;
+        }
     const sr_token_index *ix = token_index(r);
     if (!ix) {
         sr__session_fail(s, SR_ENOMEM, "out of memory building the token");
@@ -530,6 +545,8 @@ static long unescape(const char *p, size_t n, char *out, size_t outlen)
             if (hi < 0 || lo < 0)
                 return -1;
             ch = (char)(hi * 16 + lo);
+            if (ch == '\0') /* would cut the name short: shard0%00junk is not shard0 */
+                return -1;
             i += 2;
         } else if ((unsigned char)ch <= ' ' || (unsigned char)ch >= 0x7f) {
             return -1;

@@ -153,6 +153,7 @@ typedef struct parser {
     size_t errlen;
     char *pool; /* string storage inside the single allocation */
     size_t used, cap;
+    bool hide_offsets; /* the text has an '@': an offset could tell a password's length */
 } parser;
 
 static int fail_at(parser *p, const char *at, const char *fmt, ...)
@@ -175,7 +176,7 @@ static int fail_at(parser *p, const char *at, const char *fmt, ...)
     va_start(ap, fmt);
     sr__vfmt(reason, sizeof reason, fmt, ap);
     va_end(ap);
-    if (at)
+    if (at && !p->hide_offsets)
         sr__fmt(p->err, p->errlen, "invalid URI '%s' at offset %zu: %s", shown, (size_t)(at - p->text), reason);
     else
         sr__fmt(p->err, p->errlen, "invalid URI '%s': %s", shown, reason);
@@ -283,25 +284,24 @@ static int parse_query(parser *p, sr_uri *u, sr_uri_param *params, const char *q
     return SR_OK;
 }
 
-/* host[:port] or [ipv6][:port]; `stray_at` adds a hint when an '@' sits outside the authority. */
-static int parse_hostport(parser *p, sr_uri *u, const char *s, size_t n, bool stray_at)
+/* host[:port] or [ipv6][:port]. */
+static int parse_hostport(parser *p, sr_uri *u, const char *s, size_t n)
 {
-    const char *hint = stray_at ? " (percent-encode '@', ':', '/' and '?' in user names and passwords)" : "";
     int rc = SR_EINVAL;
     span host = {s, 0}, port = {NULL, 0};
     bool has_port = false;
     if (n > 0 && s[0] == '[') {
         const char *close = memchr(s, ']', n);
         if (!close)
-            return fail_at(p, s, "unterminated IPv6 literal (missing ']')%s", hint);
+            return fail_at(p, s, "unterminated IPv6 literal (missing ']')");
         host.p = s + 1;
         host.n = (size_t)(close - host.p);
         if (!valid_ipv6(host.p, host.n))
-            return fail_at(p, s, "malformed IPv6 literal%s", hint);
+            return fail_at(p, s, "malformed IPv6 literal");
         size_t after = (size_t)(close + 1 - s);
         if (after < n) {
             if (s[after] != ':')
-                return fail_at(p, s + after, "unexpected text after the IPv6 literal (expected ':port')%s", hint);
+                return fail_at(p, s + after, "unexpected text after the IPv6 literal (expected ':port')");
             has_port = true;
             port.p = s + after + 1;
             port.n = n - after - 1;
@@ -315,23 +315,23 @@ static int parse_hostport(parser *p, sr_uri *u, const char *s, size_t n, bool st
             port.n = n - host.n - 1;
             if (memchr(port.p, ':', port.n))
                 return fail_at(p, colon, "more than one ':' in the host (write IPv6 addresses in brackets, "
-                               "e.g. [::1])%s", hint);
+                               "e.g. [::1])");
         }
         for (size_t i = 0; i < host.n; i++) {
             int c = (unsigned char)host.p[i];
             if (c == ',')
                 return fail_at(p, host.p + i, "a list of hosts is not supported (one node per URI)");
             if (!is_host_char(c))
-                return fail_at(p, host.p + i, "invalid character in the host name%s", hint);
+                return fail_at(p, host.p + i, "invalid character in the host name");
         }
     }
     if (host.n > 0 && !(u->host = pool_put(p, host.p, host.n, true, false, "host", &rc)))
         return rc;
     if (has_port) {
         if (port.n == 0)
-            return fail_at(p, port.p, "empty port after ':'%s", hint);
+            return fail_at(p, port.p, "empty port after ':'");
         if (!all_digits(port.p, port.n))
-            return fail_at(p, port.p, "the port is not a number%s", hint);
+            return fail_at(p, port.p, "the port is not a number");
         long v = 0;
         for (size_t i = 0; i < port.n && v <= 65535; i++)
             v = v * 10 + (port.p[i] - '0');
@@ -428,7 +428,10 @@ int sr__uri_parse(const char *text, sr_uri **out, char *err, size_t errlen)
     }
     sr_uri *u = (sr_uri *)(void *)mem;
     sr_uri_param *params = (sr_uri_param *)(void *)(mem + sizeof(sr_uri));
-    parser p = {text, err, errlen, mem + head, 0, pool_cap};
+    /* Where a URI holds user information, any offset past its start counts the
+     * password's bytes (or, in a password with a space, points into it): such
+     * errors say what, not where. */
+    parser p = {text, err, errlen, mem + head, 0, pool_cap, strchr(text, '@') != NULL};
     int rc = SR_EINVAL;
 
     if (n == 0) {
@@ -520,8 +523,16 @@ int sr__uri_parse(const char *text, sr_uri **out, char *err, size_t errlen)
             rc = fail_at(&p, strchr(hp, '#'), "'#' is not allowed after the user name and password (percent-encode it as %%23)");
             goto fail;
         }
-        bool stray_at = !at && strchr(auth_end, '@') != NULL;
-        if ((rc = parse_hostport(&p, u, hp, (size_t)(auth_end - hp), stray_at)) != SR_OK)
+        /* An '@' after the authority with none in it is a password that held a
+         * raw '/' or '?' (bob:1234/x@db would parse as host bob, port 1234 and
+         * show the rest as the database): refused, since what looks like a host
+         * and a database could be a password shown in every message. */
+        if (!at && strchr(auth_end, '@')) {
+            rc = fail_at(&p, NULL, "an '@' after the host (percent-encode '/' and '?' in a user "
+                         "name or password, and '@' in a database name or parameter)");
+            goto fail;
+        }
+        if ((rc = parse_hostport(&p, u, hp, (size_t)(auth_end - hp))) != SR_OK)
             goto fail;
         if (*auth_end == '/') {
             const char *db = auth_end + 1;

@@ -251,7 +251,11 @@ typedef void (*sr_stmt_cache_release_fn)(void *ctx, void *value);
  * `max_bytes` bytes (0 in either: a disabled cache, on which get finds
  * nothing and put takes nothing). Each entry holds `value_size` bytes of the
  * driver's (at most 4096; suitably aligned for any type). `release` may be
- * NULL when values need no releasing. The caller frees the cache with
+ * NULL when values need no releasing; it runs on the caller's thread inside
+ * sr_stmt_cache_put() (eviction), _clear() and _free(), so it may do bounded
+ * I/O on the connection. `ctx` is borrowed: it must outlive the cache.
+ * Threads: a cache belongs to one connection and is used by one thread at a
+ * time. The caller frees the cache with
  * sr_stmt_cache_free(). Errors: SR_EINVAL (out NULL, max_entries < 0,
  * value_size too large), SR_ENOMEM. *out is written only on success.
  */

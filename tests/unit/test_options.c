@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "config.h"
@@ -1130,7 +1131,17 @@ START_TEST(test_load_file_errors)
     EXPECT_FAIL_UNCHANGED(c, SR_EINVAL, sr_config_load_file(c, "/nonexistent/dir/shardroute.conf"));
     ck_assert_str_eq(sr_config_errmsg(c), "cannot read '/nonexistent/dir/shardroute.conf': No such file or directory");
     EXPECT_FAIL_UNCHANGED(c, SR_EINVAL, sr_config_load_file(c, "/tmp"));
-    ck_assert_msg_has(c, "cannot read '/tmp': ");
+    ck_assert_msg_has(c, "cannot read '/tmp': it is a directory");
+    /* A FIFO with no writer would block a plain open forever: refused at once. */
+    char fifo[] = "/tmp/sr-test-fifo-XXXXXX";
+    int fifo_fd = mkstemp(fifo);
+    ck_assert_int_ge(fifo_fd, 0);
+    close(fifo_fd);
+    unlink(fifo);
+    ck_assert_int_eq(mkfifo(fifo, 0600), 0);
+    EXPECT_FAIL_UNCHANGED(c, SR_EINVAL, sr_config_load_file(c, fifo));
+    ck_assert_msg_has(c, "not a regular file");
+    unlink(fifo);
     EXPECT_FAIL_UNCHANGED(c, SR_EINVAL, sr_config_load_file(c, ""));
     ck_assert_msg_has(c, "cannot read '': ");
 

@@ -628,8 +628,20 @@ START_TEST(test_unparsed_shown_by_scheme)
                      "values (expected %XX)");
     ck_assert_str_eq(parse_bad("sqlite:a%zz.db"),
                      "invalid URI 'sqlite:***' at offset 8: invalid percent-encoding in the path (expected %XX)");
-    ck_assert_str_eq(parse_bad("bob:pw@h/db"), "invalid URI '***' at offset 4: expected '//' after the scheme "
+    /* An '@' anywhere: no offset (it would count a password's bytes). */
+    ck_assert_str_eq(parse_bad("bob:pw@h/db"), "invalid URI '***': expected '//' after the scheme "
                                                "(SCHEME://[user[:password]@]host[:port][/database])");
+    ck_assert_str_eq(parse_bad("postgresql://bob:my pass@h/db"),
+                     "invalid URI 'postgresql://***': whitespace or a control character (percent-encode it)");
+    /* A password with a raw '/' or '?' once parsed as host:port and showed the rest
+     * as the database or the query (the review's find): refused, shown by scheme only. */
+    static const char *const raw_slash[] = {"postgresql://bob:1234/x@db/app", "postgresql://:1234/x@h",
+                                            "postgresql://bob:1234?a=b@h", "mysql://bo/b:pw@db/app"};
+    for (size_t i = 0; i < sizeof raw_slash / sizeof raw_slash[0]; i++) {
+        const char *m = parse_bad(raw_slash[i]);
+        ck_assert_msg(strstr(m, "an '@' after the host") && !strstr(m, "1234") && !strstr(m, "pw@"),
+                      "%s -> %s", raw_slash[i], m);
+    }
     ck_assert_str_eq(parse_bad("pg sql://h"),
                      "invalid URI '***' at offset 2: whitespace or a control character (percent-encode it)");
 
