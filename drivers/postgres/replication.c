@@ -263,13 +263,16 @@ int sr__pg_wait_replayed(sr_driver_conn *c, const char *position, int64_t deadli
 {
     *out = 0;
     for (int64_t pause_ns = 1000000;; pause_ns = pause_ns < 8000000 ? pause_ns * 2 : pause_ns) {
+        int64_t sent = sr_clock_ns();
         int rc = sr__pg_has_replayed(c, position, deadline_ns, out, err);
         if (rc != SR_OK || *out)
             return rc;
-        /* A poll sent right at the deadline would time out and cost the connection:
-         * stop polling once the next pause would reach it. */
-        int64_t left = deadline_ns - sr_clock_ns();
-        if (left <= pause_ns)
+        /* A poll that runs into the deadline times out and costs the connection:
+         * stop once the next pause plus a poll (twice the last one's time, which
+         * grows on a loaded machine, and 2 ms) would reach it. */
+        int64_t now = sr_clock_ns(), poll_ns = now - sent;
+        int64_t left = deadline_ns - now;
+        if (left <= pause_ns + 2 * poll_ns + 2000000)
             return SR_OK;
         struct timespec ts = {(time_t)(pause_ns / 1000000000), (long)(pause_ns % 1000000000)};
         nanosleep(&ts, NULL);
