@@ -100,7 +100,7 @@ int main(void)
         /* Lazy pools: no node may hold a connection after open. */
         uint64_t conns = 0;
         for (int s = 0; s < sr_router_nshards(r); s++) {
-            sr_node_info info;
+            sr_node_info info = SR_NODE_INFO_INIT;
             if (sr_router_node_info(r, s, 0, &info) == SR_OK)
                 conns += info.connections;
         }

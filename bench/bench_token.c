@@ -21,7 +21,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "session.h"
+#include "token.h"
 
 enum { DOMAINS = 16 };
 

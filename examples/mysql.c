@@ -223,14 +223,14 @@ int main(int argc, char **argv)
     for (int i = 0; i < NSHARDS; i++) {
         printf("%-8s %8d  ", sr_router_shard_name(router, i), rows_per_shard[i]);
         for (int n = 0; n < sr_router_nnodes(router, i); n++) {
-            sr_node_info info;
+            sr_node_info info = SR_NODE_INFO_INIT;
             if (sr_router_node_info(router, i, n, &info) == SR_OK)
                 printf(" %10" PRIu64, info.statements);
         }
         printf("\n");
     }
     for (int n = 0; n < sr_router_nnodes(router, 0); n++) {
-        sr_node_info info;
+        sr_node_info info = SR_NODE_INFO_INIT;
         if (sr_router_node_info(router, 0, n, &info) == SR_OK)
             printf("node %d: %s (password never shown)\n", n, info.uri);
     }

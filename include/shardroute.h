@@ -266,14 +266,17 @@ SR_API const char *sr_config_errmsg(const sr_config *c);
  * connection is opened yet: pools connect lazily, so an unreachable node shows
  * up on the first statement that needs it, not here.
  *
- * The configuration is copied: it may be freed right after.
- * The caller frees the router with sr_router_close().
+ * The configuration is copied: it may be freed or changed right after. It is
+ * not const because the call writes its outcome into the configuration's
+ * message (sr_config_errmsg(): the reason of a failure, "" on success); so,
+ * like every sr_config call, it needs the configuration to itself: one thread
+ * at a time. The caller frees the router with sr_router_close().
  *
- * Errors: SR_EINVAL (no shards, a shard without primary, bad ranges),
+ * Errors: SR_EINVAL (no shards, a shard without primary, bad ranges, NULL),
  * SR_EDRIVER (a URI scheme whose driver was not built), SR_ENOMEM. The reason
  * is in sr_config_errmsg(c).
  */
-SR_API int sr_router_open(const sr_config *c, sr_router **out);
+SR_API int sr_router_open(sr_config *c, sr_router **out);
 
 /**
  * Closes a router: every pooled connection is closed. All sessions created on
@@ -298,8 +301,18 @@ SR_API const char *sr_router_shard_name(const sr_router *r, int shard);
 /** Number of nodes of a shard (primary first, then replicas in configuration order). */
 SR_API int sr_router_nnodes(const sr_router *r, int shard);
 
-/** A snapshot of one node's state and counters, filled by sr_router_node_info(). */
+/** The layout of sr_node_info this header describes (see sr_node_info.version). */
+#define SR_NODE_INFO_VERSION 1
+
+/**
+ * A snapshot of one node's state and counters, filled by sr_router_node_info().
+ * Caller-allocated: initialise it with SR_NODE_INFO_INIT, which sets
+ * `version` to the layout this header describes. Later versions of the
+ * library only add fields at the end and fill only those the caller's
+ * version has, so a program built against this header keeps working.
+ */
 typedef struct sr_node_info {
+    int version;           /* SR_NODE_INFO_VERSION (set by SR_NODE_INFO_INIT) */
     sr_role role;
     const char *uri;       /* redacted (no password); valid until the router closes */
     int healthy;           /* 1 unless health checks have ejected the node */
@@ -312,10 +325,13 @@ typedef struct sr_node_info {
     uint64_t ejections;    /* times the node was ejected by health checks */
     int64_t lag_ms;        /* replica's last measured lag: -1 replication broken, -2 not measured */
 } sr_node_info;
+#define SR_NODE_INFO_INIT {SR_NODE_INFO_VERSION, SR_PRIMARY, NULL, 0, 0, 0, 0, 0, 0.0, 0, 0, 0}
 
 /**
- * Fills `out` with node `node` of shard `shard` (see sr_router_nnodes()).
- * Errors: SR_EINVAL (NULL), SR_ENOSHARD (index out of range). Thread-safe.
+ * Fills `out` (initialised with SR_NODE_INFO_INIT) with node `node` of shard
+ * `shard` (see sr_router_nnodes()). Errors: SR_EINVAL (NULL, or
+ * out->version not 1..SR_NODE_INFO_VERSION: `out` is left untouched),
+ * SR_ENOSHARD (index out of range). Thread-safe.
  */
 SR_API int sr_router_node_info(const sr_router *r, int shard, int node, sr_node_info *out);
 
@@ -429,18 +445,28 @@ SR_API const char *sr_session_token(sr_session *s);
  */
 SR_API int sr_session_set_token(sr_session *s, const char *token);
 
-/** Per-statement read options; -1 in a field means "the session's setting". */
+/** The layout of sr_read_opts this header describes (see sr_read_opts.version). */
+#define SR_READ_OPTS_VERSION 1
+
+/**
+ * Per-statement read options; -1 in a field means "the session's setting".
+ * Caller-allocated: initialise with SR_READ_OPTS_INIT (every field "the
+ * session's", `version` set), then change the fields wanted. Fields are only
+ * ever added at the end, under a new version; the library reads only the
+ * fields of the caller's version.
+ */
 typedef struct sr_read_opts {
+    int version;     /* SR_READ_OPTS_VERSION (set by SR_READ_OPTS_INIT) */
     int max_lag_ms;  /* 0: no bound for this read; > 0: replicas lagging more are skipped */
     int consistency; /* an sr_consistency, or -1 */
 } sr_read_opts;
-#define SR_READ_OPTS_INIT {-1, -1}
+#define SR_READ_OPTS_INIT {SR_READ_OPTS_VERSION, -1, -1}
 
 /**
  * sr_exec() with per-statement read options that override the session's
  * for this statement only (e.g. a staleness bound on one read). `opts` NULL is
  * sr_exec(). Same errors as sr_exec(), plus SR_ESTALE and SR_EINVAL for a bad
- * option value.
+ * option value or an opts->version this library does not know.
  */
 SR_API int sr_exec_opts(sr_session *s, sr_key key, sr_intent intent, const sr_read_opts *opts,
                         const char *sql, int nparams, const char *const *params, sr_result **out);

@@ -26,19 +26,16 @@
 #define MAX_WEIGHT 1000
 #define MAX_FILE_SIZE (64 * 1024 * 1024) /* room for 65,536 shards and their nodes */
 
-int sr__config_fail(const sr_config *c, int status, const char *fmt, ...)
+int sr__config_fail(sr_config *c, int status, const char *fmt, ...)
 {
     if (!c)
         return status;
-    /* The message buffer is the one part of a config that stays writable
-     * through a const pointer: sr_router_open() reports into it. */
-    sr_config *m = (sr_config *)c;
     char msg[SR_ERRMSG_LEN]; /* fmt's arguments may point into errmsg itself */
     va_list ap;
     va_start(ap, fmt);
     sr__vfmt(msg, sizeof msg, fmt, ap);
     va_end(ap);
-    memcpy(m->errmsg, msg, sizeof msg);
+    memcpy(c->errmsg, msg, sizeof msg);
     return status;
 }
 

@@ -52,7 +52,7 @@ struct sr_config {
 int sr__config_find_shard(const sr_config *c, const char *name);
 
 /* Sets the config's message (printf-style) and returns status. */
-int sr__config_fail(const sr_config *c, int status, const char *fmt, ...)
+int sr__config_fail(sr_config *c, int status, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))
 #endif

@@ -1,20 +1,21 @@
 /*
- * The glue between the statement path and a node's health state machine:
- * admission (including the half-open probe), outcome reports, and the
- * "why was this node skipped" text that SR_EUNAVAILABLE messages carry.
+ * A node: admission through its health state machine (including the
+ * half-open probe), a pooled connection checked out, a statement run and its
+ * outcome reported, the "why was this node skipped" text that SR_EUNAVAILABLE
+ * messages carry, and the replica caches (replayed position, lag) that let a
+ * read skip asking a replica what is already known. The statement path and
+ * the prober both come here; nothing here knows about sessions.
  */
-#include "topology.h"
+#include "node.h"
 
 #include <string.h>
 
-static const char *role_name(sr_role role) { return role == SR_PRIMARY ? "primary" : "replica"; }
-
-bool sr__node_admit(sr_node *n, int64_t now_ns, bool *probe)
+bool sr__node_admit(sr_node *n, bool *probe)
 {
     *probe = false;
     if (sr__health_is_up(&n->health))
-        return true;
-    if (sr__health_try_probe(&n->health, now_ns)) {
+        return true; /* the common case, without reading the clock */
+    if (sr__health_try_probe(&n->health, sr_clock_ns())) {
         *probe = true;
         return true;
     }
@@ -43,17 +44,17 @@ void sr__node_report(sr_router *r, sr_node *n, int status, const sr_driver_error
         sr__pool_drain_idle(n->pool);
         sr__log(r, SR_LOG_WARN,
                 "node ejected: shard '%s' %s %s after %d consecutive failures (%s); probe in %d ms",
-                shard, role_name(n->role), n->uri->redacted, r->health_policy.fail_threshold,
+                shard, sr__role_name(n->role), n->uri->redacted, r->health_policy.fail_threshold,
                 err ? err->message : "?", r->health_policy.retry_ms);
         break;
     case SR_HEALTH_READMITTED:
         sr__log(r, SR_LOG_INFO, "node re-admitted: shard '%s' %s %s answered its probe", shard,
-                role_name(n->role), n->uri->redacted);
+                sr__role_name(n->role), n->uri->redacted);
         break;
     case SR_HEALTH_PROBE_FAILED:
         sr__pool_drain_idle(n->pool);
         sr__log(r, SR_LOG_WARN, "node still down: shard '%s' %s %s failed its probe (%s); next in %d ms",
-                shard, role_name(n->role), n->uri->redacted, err ? err->message : "?",
+                shard, sr__role_name(n->role), n->uri->redacted, err ? err->message : "?",
                 atomic_load(&n->health.backoff_ms));
         break;
     case SR_HEALTH_NO_CHANGE:
@@ -71,10 +72,208 @@ void sr__node_describe(sr_node *n, int64_t now_ns, char *buf, size_t len)
     memcpy(last, n->last_error, sizeof last);
     pthread_mutex_unlock(&n->last_error_lock);
     if (sr__health_is_up(&n->health))
-        sr__fmt(buf + used, len - used, "%s%s %s: up", used ? "; " : "", role_name(n->role),
+        sr__fmt(buf + used, len - used, "%s%s %s: up", used ? "; " : "", sr__role_name(n->role),
                 n->uri->redacted);
     else
         sr__fmt(buf + used, len - used, "%s%s %s: ejected, next probe in %lld ms (last error: %s)",
-                used ? "; " : "", role_name(n->role), n->uri->redacted,
+                used ? "; " : "", sr__role_name(n->role), n->uri->redacted,
                 (long long)sr__health_retry_in_ms(&n->health, now_ns), last[0] ? last : "none");
+}
+
+/* ---- one statement on one node ---- */
+
+int sr__node_checkout(sr_router *r, sr_node *n, bool probe, int64_t deadline,
+                      sr_driver_conn **conn, sr_driver_error *e)
+{
+    /* The deadline was set statement_timeout_ms from "now" a moment ago: derive the
+     * checkout bound from it rather than reading the clock again. */
+    int64_t d = deadline - (int64_t)(r->opts.statement_timeout_ms - r->opts.pool_checkout_timeout_ms) *
+                               1000000;
+    int rc = sr__pool_checkout(n->pool, d < deadline ? d : deadline, deadline, conn, e);
+    if (rc != SR_OK) {
+        /*
+         * Could not connect: counts against the node. A timeout counts when
+         * the driver says the connect itself timed out (transient), not when
+         * the statement's deadline had passed before any connect was tried.
+         */
+        if (rc == SR_ECONNECT)
+            e->transient = 1;
+        atomic_fetch_add(&n->errors, 1);
+        sr__node_report(r, n, rc, e, probe);
+    }
+    return rc;
+}
+
+int sr__node_exec(sr_router *r, sr_node *n, sr_driver_conn *conn, const char *sql, int nparams,
+                  const char *const *params, int64_t deadline, bool timed, sr_result **out,
+                  sr_driver_error *e)
+{
+    sr_result_builder rb;
+    if (sr__result_builder_init(&rb, n->shard) != SR_OK)
+        return sr_driver_error_set(e, SR_ENOMEM, 0, NULL, 0, "out of memory");
+    sr__balance_begin(&n->bal);
+    int rc = n->driver->exec(conn, sql, nparams, params, deadline, &rb, e);
+    /*
+     * p2c_ewma's latency is sampled by the caller (a clock read costs ~20 ns,
+     * a measurable share of a local point read, and an average that decays
+     * over seconds loses nothing to sampling). The start is derived from the
+     * deadline, set statement_timeout_ms after the statement began, so the
+     * latency includes the pool checkout: a node whose pool is busy is slow.
+     */
+    if (timed) {
+        int64_t t0 = deadline - (int64_t)r->opts.statement_timeout_ms * 1000000;
+        int64_t t1 = sr_clock_ns();
+        sr__balance_end_at(&n->bal, t1 - t0, r->opts.ewma_decay_ms, t1);
+    } else {
+        sr__balance_end_untimed(&n->bal);
+    }
+    atomic_fetch_add_explicit(&n->statements, 1, memory_order_relaxed);
+    if (rc != SR_OK) {
+        atomic_fetch_add(&n->errors, 1);
+        sr__result_builder_discard(&rb);
+        return rc;
+    }
+    sr_result *res = sr__result_builder_finish(&rb);
+    if (!res)
+        return sr_driver_error_set(e, SR_ENOMEM, 0, NULL, 0, "out of memory building the result");
+    if (out)
+        *out = res;
+    else
+        sr_result_free(res);
+    return SR_OK;
+}
+
+void sr__node_release(sr_router *r, sr_node *n, sr_driver_conn *conn, int rc,
+                      const sr_driver_error *e, bool probe)
+{
+    sr__pool_checkin(n->pool, conn, rc != SR_OK && e->transient);
+    sr__node_report(r, n, rc, e, probe);
+}
+
+void sr__node_checkin(sr_node *n, sr_driver_conn *conn, bool broken)
+{
+    sr__pool_checkin(n->pool, conn, broken);
+}
+
+int sr__node_acquire_primary(sr_router *r, int shard, bool write, int64_t deadline,
+                             sr_driver_conn **conn, bool *probe, sr_reason *why)
+{
+    sr_node *primary = &r->shards[shard].nodes[0];
+    if (write && atomic_load_explicit(&primary->role_mismatch, memory_order_relaxed))
+        return sr__reason_shard(why, SR_EUNAVAILABLE, SR_REASON_NOT_WRITABLE, shard, NULL);
+    if (!sr__node_admit(primary, probe))
+        return sr__reason_shard(why, SR_EUNAVAILABLE,
+                                write ? SR_REASON_PRIMARY_DOWN : SR_REASON_NO_NODE, shard, NULL);
+    sr__driver_error_clear(&why->err);
+    if (sr__node_checkout(r, primary, *probe, deadline, conn, &why->err) != SR_OK)
+        return sr__reason_driver(why, primary, shard, &why->err, NULL);
+    return SR_OK;
+}
+
+void sr__node_abandon(sr_router *r, sr_node *n, sr_driver_conn *conn)
+{
+    sr_driver_error e;
+    sr__driver_error_clear(&e);
+    int rc = n->driver->rollback(conn, sr__statement_deadline(r), &e);
+    sr__node_checkin(n, conn, rc != SR_OK);
+}
+
+/* ---- replica caches ---- */
+
+void sr__node_store_position(sr_node *n, const char *pos)
+{
+    const sr_driver *d = n->driver;
+    if (!sr__driver_has_positions(d) || strlen(pos) >= sizeof n->replay_pos)
+        return;
+    pthread_mutex_lock(&n->pos_lock);
+    /* Positions only move forward: keep the cache monotonic even when answers race. */
+    if (!n->replay_pos[0] || d->position_covers(pos, n->replay_pos) == 1)
+        memcpy(n->replay_pos, pos, strlen(pos) + 1);
+    pthread_mutex_unlock(&n->pos_lock);
+}
+
+void sr__node_store_lag(sr_node *n, int64_t lag_ms)
+{
+    atomic_store(&n->lag_ms, lag_ms);
+    atomic_store(&n->lag_stamp_ns, sr_clock_ns());
+}
+
+int sr__node_has_applied(sr_node *n, sr_driver_conn *conn, const char *want, int64_t deadline,
+                         bool *applied, sr_driver_error *e)
+{
+    const sr_driver *d = n->driver;
+    *applied = false;
+    if (!sr__driver_has_positions(d)) {
+        *applied = true;
+        return SR_OK;
+    }
+    pthread_mutex_lock(&n->pos_lock);
+    int cached = n->replay_pos[0] && d->position_covers(n->replay_pos, want) == 1;
+    pthread_mutex_unlock(&n->pos_lock);
+    if (cached) {
+        *applied = true;
+        return SR_OK;
+    }
+    char pos[SR_POSITION_MAX];
+    int rc = d->replay_position(conn, deadline, pos, sizeof pos, e);
+    if (rc != SR_OK)
+        return rc;
+    sr__node_store_position(n, pos);
+    *applied = d->position_covers(pos, want) == 1;
+    return SR_OK;
+}
+
+int sr__node_wait_applied(sr_node *n, sr_driver_conn *conn, const char *want, int64_t until,
+                          bool *applied, sr_driver_error *e)
+{
+    *applied = false;
+    const sr_driver *d = n->driver;
+    if (d->abi_version < 2 || !d->wait_replayed)
+        return SR_OK;
+    int done = 0;
+    int rc = d->wait_replayed(conn, want, until, &done, e);
+    if (rc == SR_OK && done) {
+        sr__node_store_position(n, want);
+        *applied = true;
+    }
+    return rc;
+}
+
+/* Measures a replica's lag now, on a pooled connection (the first stale reader does it). */
+static void refresh_lag(sr_router *r, sr_node *n)
+{
+    int64_t deadline = sr__statement_deadline(r);
+    sr_driver_error e;
+    sr__driver_error_clear(&e);
+    sr_driver_conn *conn = NULL;
+    if (sr__node_checkout(r, n, false, deadline, &conn, &e) != SR_OK)
+        return;
+    int64_t lag = -2;
+    int rc = n->driver->replica_lag_ms(conn, deadline, &lag, &e);
+    sr__node_release(r, n, conn, rc, &e, false);
+    if (rc == SR_OK) {
+        int64_t before = atomic_exchange(&n->lag_ms, lag);
+        if ((before == -1) != (lag == -1))
+            sr__log(r, lag == -1 ? SR_LOG_WARN : SR_LOG_INFO,
+                    "shard '%s' replica %s: replication %s", r->shards[n->shard].name,
+                    n->uri->redacted, lag == -1 ? "is broken (not eligible for reads)" : "runs again");
+    }
+}
+
+bool sr__node_lag_ok(sr_router *r, sr_node *n, int max_lag_ms)
+{
+    if (!n->driver->replica_lag_ms)
+        return true; /* no replication, no lag (SQLite) */
+    if (max_lag_ms > 0) {
+        int64_t now = sr_clock_ns();
+        int64_t stamp = atomic_load(&n->lag_stamp_ns);
+        int64_t every = (int64_t)r->opts.replica_lag_refresh_ms * 1000000;
+        /* One reader wins the stamp and measures; the others use the last figure. */
+        if (now - stamp >= every && atomic_compare_exchange_strong(&n->lag_stamp_ns, &stamp, now))
+            refresh_lag(r, n);
+        int64_t lag = atomic_load(&n->lag_ms);
+        return lag >= 0 && lag <= max_lag_ms;
+    }
+    /* No bound: only a replica known to be broken is skipped. */
+    return atomic_load(&n->lag_ms) != -1;
 }

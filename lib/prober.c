@@ -4,13 +4,11 @@
  * health state as statements. The background thread that runs it every
  * health.probe_interval_ms is opt-in (no hidden threads by default).
  */
-#include "session.h"
+#include "node.h"
 
 #include <errno.h>
 #include <string.h>
 #include <time.h>
-
-static const char *role_name(sr_role role) { return role == SR_PRIMARY ? "primary" : "replica"; }
 
 /* Records a role check; logs only transitions, so a wrong node is reported once, not every round. */
 static void note_role(sr_router *r, sr_node *n, sr_role actual)
@@ -23,18 +21,19 @@ static void note_role(sr_router *r, sr_node *n, sr_role actual)
     if (mismatch)
         sr__log(r, SR_LOG_WARN,
                 "role change: shard '%s' node %s is configured as %s but reports %s%s", shard,
-                n->uri->redacted, role_name(n->role), role_name(actual),
+                n->uri->redacted, sr__role_name(n->role), sr__role_name(actual),
                 n->role == SR_PRIMARY ? "; writes to this shard fail fast until it is a primary again"
                                       : "");
     else
         sr__log(r, SR_LOG_INFO, "role restored: shard '%s' node %s reports %s again", shard,
-                n->uri->redacted, role_name(actual));
+                n->uri->redacted, sr__role_name(actual));
 }
 
 /* Lag and replayed position of a replica, for lag-aware and consistent reads. */
 static void refresh_replication(sr_node *n, sr_driver_conn *conn, int64_t deadline)
 {
-    sr_driver_error e = {0};
+    sr_driver_error e;
+    sr__driver_error_clear(&e);
     int64_t lag;
     if (n->driver->replica_lag_ms && n->driver->replica_lag_ms(conn, deadline, &lag, &e) == SR_OK)
         sr__node_store_lag(n, lag);
@@ -47,27 +46,21 @@ static void refresh_replication(sr_node *n, sr_driver_conn *conn, int64_t deadli
 static void check_node(sr_router *r, sr_node *n)
 {
     bool probe = false;
-    if (!sr__node_admit(n, sr_clock_ns(), &probe))
+    if (!sr__node_admit(n, &probe))
         return; /* ejected and not yet due */
-    int64_t deadline = sr__deadline_after_ms(r->opts.statement_timeout_ms);
-    int64_t checkout_deadline = sr__deadline_after_ms(r->opts.pool_checkout_timeout_ms);
-    if (checkout_deadline > deadline)
-        checkout_deadline = deadline;
-    sr_driver_error e = {0};
+    int64_t deadline = sr__statement_deadline(r);
+    sr_driver_error e;
+    sr__driver_error_clear(&e);
     sr_driver_conn *conn = NULL;
-    int rc = sr__pool_checkout(n->pool, checkout_deadline, deadline, &conn, &e);
-    if (rc != SR_OK) {
-        if (rc == SR_ECONNECT)
-            e.transient = 1; /* could not connect (a connect timeout is transient already) */
-        sr__node_report(r, n, rc, &e, probe);
-        return;
-    }
-    rc = n->driver->ping(conn, deadline, &e);
+    if (sr__node_checkout(r, n, probe, deadline, &conn, &e) != SR_OK)
+        return; /* counted and reported by the checkout */
+    int rc = n->driver->ping(conn, deadline, &e);
     if (rc == SR_OK && n->role == SR_REPLICA)
         refresh_replication(n, conn, deadline);
     if (rc == SR_OK && n->driver->server_role) {
         sr_role actual;
-        sr_driver_error e2 = {0};
+        sr_driver_error e2;
+        sr__driver_error_clear(&e2);
         int rc2 = n->driver->server_role(conn, deadline, &actual, &e2);
         if (rc2 == SR_OK)
             note_role(r, n, actual);
@@ -76,8 +69,7 @@ static void check_node(sr_router *r, sr_node *n)
             e = e2;
         }
     }
-    sr__pool_checkin(n->pool, conn, rc != SR_OK && e.transient);
-    sr__node_report(r, n, rc, &e, probe);
+    sr__node_release(r, n, conn, rc, &e, probe);
 }
 
 SR_API int sr_router_maintain(sr_router *r)

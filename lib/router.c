@@ -1,13 +1,13 @@
 /*
  * The router's public face: open/close, key -> shard, and introspection of
- * shards and nodes. The statement path lives in session.c.
+ * shards and nodes. The statement path starts in exec.c.
  */
-#include "topology.h"
+#include "token.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-SR_API int sr_router_open(const sr_config *c, sr_router **out)
+SR_API int sr_router_open(sr_config *c, sr_router **out)
 {
     if (!c || !out) {
         if (c)
@@ -75,10 +75,12 @@ SR_API int sr_router_nnodes(const sr_router *r, int shard)
 
 SR_API int sr_router_node_info(const sr_router *r, int shard, int node, sr_node_info *out)
 {
-    if (!r || !out)
+    if (!r || !out || out->version < 1 || out->version > SR_NODE_INFO_VERSION)
         return SR_EINVAL;
     if (shard < 0 || shard >= r->nshards || node < 0 || node >= r->shards[shard].nnodes)
         return SR_ENOSHARD;
+    /* Version 1 is every field below; a version 2 would fill its new fields only when
+     * out->version >= 2. */
     sr_node *n = &r->shards[shard].nodes[node];
     sr_pool_stats ps;
     sr__pool_stats(n->pool, &ps);

@@ -4,7 +4,7 @@
  * shard. Shards run one after another on the caller's thread for now;
  * partial failure is reported, never hidden.
  */
-#include "session.h"
+#include "exec.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -13,9 +13,9 @@ static int exec_all(sr_session *s, sr_intent intent, const char *sql, int nparam
                     const char *const *params, sr_result **out)
 {
     sr__session_clear_error(s);
-    if (intent != SR_AUTO && intent != SR_READ && intent != SR_WRITE)
-        return sr__session_fail(s, SR_EINVAL, "unknown intent %d", (int)intent);
-    int rc = sr__check_statement_args(s, sql, nparams, params);
+    int rc = sr__session_check_intent(s, intent);
+    if (rc == SR_OK)
+        rc = sr__session_check_statement(s, sql, nparams, params);
     if (rc != SR_OK)
         return rc;
     if (s->in_txn)

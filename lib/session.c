@@ -1,7 +1,8 @@
 /*
- * Sessions and the statement path: arguments -> shard -> (write: the
- * primary | read: read.c | transaction: txn.c) -> pooled connection ->
- * driver -> result. Every outcome feeds the node's health (node.c).
+ * Sessions: lifecycle, options, consistency tokens, and the session's
+ * message. This is the one file that writes a session's errmsg: the entry
+ * points call sr__session_fail*() with what they were doing and the reason a
+ * lower layer returned.
  */
 #include "session.h"
 
@@ -9,20 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "classify.h"
+#include "token.h"
 
-/* One statement in this many per session has its latency measured (see sr__node_exec). */
-#define SR_LATENCY_SAMPLE 4
+static const char *const mode_names[] = {"any", "monotonic", "read_your_writes", "primary"};
 
-static const char *role_name(sr_role role) { return role == SR_PRIMARY ? "primary" : "replica"; }
-
-/* ---- errors ---- */
-
-void sr__session_clear_error(sr_session *s)
-{
-    s->errmsg[0] = '\0';
-    s->sqlstate[0] = '\0';
-}
+/* ---- the message ---- */
 
 int sr__session_fail(sr_session *s, int status, const char *fmt, ...)
 {
@@ -34,23 +26,20 @@ int sr__session_fail(sr_session *s, int status, const char *fmt, ...)
     return status;
 }
 
-int sr__fail_on_node(sr_session *s, const sr_node *n, const char *what, const sr_driver_error *e)
+void sr__session_append(sr_session *s, const char *text)
 {
-    const sr_shard *sh = &s->router->shards[n->shard];
-    sr__fmt(s->errmsg, sizeof s->errmsg, "%s on shard '%s' node %s (%s): %s: %s", what, sh->name,
-            n->uri->redacted, role_name(n->role), sr_strerror(e->status), e->message);
-    memcpy(s->sqlstate, e->sqlstate, sizeof s->sqlstate);
-    s->sqlstate[5] = '\0';
-    return e->status;
+    size_t len = strlen(s->errmsg);
+    sr__fmt(s->errmsg + len, sizeof s->errmsg - len, "%s", text);
 }
 
-int sr__fail_unavailable(sr_session *s, const sr_shard *sh, const char *what)
+/* SR_EUNAVAILABLE naming the shard and why each node was skipped. */
+static int fail_unavailable(sr_session *s, int status, const sr_shard *sh, const char *what)
 {
     char why[SR_ERRMSG_LEN - 200] = "";
     int64_t now = sr_clock_ns();
     for (int i = 0; i < sh->nnodes; i++)
         sr__node_describe(&sh->nodes[i], now, why, sizeof why);
-    return sr__session_fail(s, SR_EUNAVAILABLE,
+    return sr__session_fail(s, status,
                             "%s on shard '%s': no eligible node (balance.primary_reads is %s): %s",
                             what, sh->name,
                             sr__option_enum_name("balance.primary_reads",
@@ -58,66 +47,52 @@ int sr__fail_unavailable(sr_session *s, const sr_shard *sh, const char *what)
                             why);
 }
 
-/* A primary that reported itself read-only (in recovery) to the health checks. */
-static int fail_primary_not_writable(sr_session *s, const sr_shard *sh, const char *what)
+int sr__session_fail_reason(sr_session *s, int status, const char *what, const sr_reason *why)
 {
-    return sr__session_fail(s, SR_EUNAVAILABLE,
-                            "%s on shard '%s': its primary %s reports that it is not a primary "
-                            "(in recovery or read-only); writes are refused until it is again",
-                            what, sh->name, sh->nodes[0].uri->redacted);
-}
-
-/* ---- lifecycle ---- */
-
-SR_API int sr_session_new(sr_router *r, sr_session **out)
-{
-    if (!r || !out)
-        return SR_EINVAL;
-    sr_session *s = calloc(1, sizeof *s);
-    if (!s)
-        return SR_ENOMEM;
-    s->router = r;
-    /* Each session sticks to its own replica under `affinity` unless told otherwise. */
-    s->affinity = sr__rand64();
-    s->txn_shard = -1;
-    sr__consistency_init(s);
-    *out = s;
-    return SR_OK;
-}
-
-SR_API void sr_session_free(sr_session *s)
-{
-    if (!s)
-        return;
-    if (!sr__session_enter(s)) {
-        /* Freeing it now would pull it from under the other thread: leak it instead. */
-        sr__log(s->router, SR_LOG_ERROR, "sr_session_free: the session is in use by another "
-                                         "thread (misuse); it is not freed");
-        return;
+    const sr_router *r = s->router;
+    const sr_shard *sh = &r->shards[why->shard];
+    switch (why->kind) {
+    case SR_REASON_DRIVER: {
+        const sr_node *n = why->node;
+        const sr_driver_error *e = &why->err;
+        sr__fmt(s->errmsg, sizeof s->errmsg, "%s%s on shard '%s' node %s (%s): %s: %s", what,
+                why->note ? why->note : "", sh->name, n->uri->redacted, sr__role_name(n->role),
+                sr_strerror(e->status), e->message);
+        memcpy(s->sqlstate, e->sqlstate, sizeof s->sqlstate);
+        s->sqlstate[5] = '\0';
+        return status;
     }
-    sr__txn_abandon(s);
-    sr__consistency_free(s);
-    free(s);
+    case SR_REASON_NO_NODE:
+        return fail_unavailable(s, status, sh, what);
+    case SR_REASON_PRIMARY_DOWN: {
+        char desc[SR_ERRMSG_LEN - 200] = "";
+        sr__node_describe(&sh->nodes[0], sr_clock_ns(), desc, sizeof desc);
+        return sr__session_fail(s, status, "%s on shard '%s': %s", what, sh->name, desc);
+    }
+    case SR_REASON_NOT_WRITABLE:
+        return sr__session_fail(s, status,
+                                "%s on shard '%s': its primary %s reports that it is not a primary "
+                                "(in recovery or read-only); writes are refused until it is again",
+                                what, sh->name, sh->nodes[0].uri->redacted);
+    case SR_REASON_STALE:
+        return sr__session_fail(s, status,
+                                "%s on shard '%s': %s (needed %s, waited up to %d ms) and "
+                                "balance.primary_reads is never",
+                                what, sh->name, why->detail,
+                                why->err.message[0] ? why->err.message : "the primary",
+                                r->opts.consistency_wait_ms);
+    case SR_REASON_LATE:
+        return sr__session_fail(s, status, "%s on shard '%s': the statement deadline "
+                                "(statement_timeout_ms = %d) passed while looking for a node: %s",
+                                what, sh->name, r->opts.statement_timeout_ms, why->detail);
+    }
+    return sr__session_fail(s, status, "%s on shard '%s' failed", what, sh->name);
 }
 
-SR_API int sr_session_set_affinity(sr_session *s, sr_key key)
-{
-    if (!s)
-        return SR_EINVAL;
-    if (!sr__session_enter(s))
-        return SR_EMISUSE;
-    sr__session_clear_error(s);
-    int rc = SR_OK;
-    if (!sr__key_valid(key))
-        rc = sr__session_fail(s, SR_EINVAL, "sr_session_set_affinity: invalid key");
-    else
-        s->affinity = sr__hash_key(key);
-    sr__session_leave(s);
-    return rc;
-}
+/* ---- checks shared by the entry points ---- */
 
-int sr__check_statement_args(sr_session *s, const char *sql, int nparams,
-                             const char *const *params)
+int sr__session_check_statement(sr_session *s, const char *sql, int nparams,
+                                const char *const *params)
 {
     if (!sql)
         return sr__session_fail(s, SR_EINVAL, "SQL is NULL");
@@ -136,139 +111,31 @@ int sr__check_statement_args(sr_session *s, const char *sql, int nparams,
     return SR_OK;
 }
 
-/* ---- one statement on one node ---- */
-
-int64_t sr__statement_deadline(const sr_router *r)
+int sr__session_check_intent(sr_session *s, sr_intent intent)
 {
-    return sr__deadline_after_ms(r->opts.statement_timeout_ms);
-}
-
-int sr__node_checkout(sr_session *s, sr_node *n, bool probe, int64_t deadline,
-                      sr_driver_conn **conn, sr_driver_error *e)
-{
-    sr_router *r = s->router;
-    /* The deadline was set statement_timeout_ms from "now" a moment ago: derive the
-     * checkout bound from it rather than reading the clock again. */
-    int64_t d = deadline - (int64_t)(r->opts.statement_timeout_ms - r->opts.pool_checkout_timeout_ms) *
-                               1000000;
-    int rc = sr__pool_checkout(n->pool, d < deadline ? d : deadline, deadline, conn, e);
-    if (rc != SR_OK) {
-        /*
-         * Could not connect: counts against the node. A timeout counts when
-         * the driver says the connect itself timed out (transient), not when
-         * the statement's deadline had passed before any connect was tried.
-         */
-        if (rc == SR_ECONNECT)
-            e->transient = 1;
-        atomic_fetch_add(&n->errors, 1);
-        sr__node_report(r, n, rc, e, probe);
-    }
-    return rc;
-}
-
-int sr__node_exec(sr_session *s, sr_node *n, sr_driver_conn *conn, const char *sql, int nparams,
-                  const char *const *params, int64_t deadline, sr_result **out,
-                  sr_driver_error *e)
-{
-    sr_result_builder rb;
-    if (sr__result_builder_init(&rb, n->shard) != SR_OK)
-        return sr_driver_error_set(e, SR_ENOMEM, 0, NULL, 0, "out of memory");
-    sr__balance_begin(&n->bal);
-    int rc = n->driver->exec(conn, sql, nparams, params, deadline, &rb, e);
-    /*
-     * p2c_ewma's latency is sampled: one statement in SR_LATENCY_SAMPLE per
-     * session is timed (the first one always). A clock read costs ~20 ns, a
-     * measurable share of a local point read, and an average that decays over
-     * seconds loses nothing to sampling. The start is derived from the
-     * deadline, set statement_timeout_ms after the statement began, so the
-     * latency includes the pool checkout: a node whose pool is busy is slow.
-     */
-    if (s->latency_tick++ % SR_LATENCY_SAMPLE == 0) {
-        int64_t t0 = deadline - (int64_t)s->router->opts.statement_timeout_ms * 1000000;
-        int64_t t1 = sr_clock_ns();
-        sr__balance_end_at(&n->bal, t1 - t0, s->router->opts.ewma_decay_ms, t1);
-    } else {
-        sr__balance_end_untimed(&n->bal);
-    }
-    atomic_fetch_add(&n->statements, 1);
-    if (rc != SR_OK) {
-        atomic_fetch_add(&n->errors, 1);
-        sr__result_builder_discard(&rb);
-        return rc;
-    }
-    sr_result *res = sr__result_builder_finish(&rb);
-    if (!res)
-        return sr_driver_error_set(e, SR_ENOMEM, 0, NULL, 0, "out of memory building the result");
-    if (out)
-        *out = res;
-    else
-        sr_result_free(res);
+    if (intent != SR_AUTO && intent != SR_READ && intent != SR_WRITE)
+        return sr__session_fail(s, SR_EINVAL, "unknown intent %d (SR_AUTO, SR_READ or SR_WRITE)",
+                                (int)intent);
     return SR_OK;
 }
 
-void sr__node_release(sr_session *s, sr_node *n, sr_driver_conn *conn, int rc,
-                      const sr_driver_error *e, bool probe)
+int sr__session_check_read_opts(sr_session *s, const sr_read_opts *o)
 {
-    sr__pool_checkin(n->pool, conn, rc != SR_OK && e->transient);
-    sr__node_report(s->router, n, rc, e, probe);
-}
-
-int sr__primary_acquire(sr_session *s, int shard, const char *what, int64_t deadline,
-                        sr_driver_conn **conn, bool *probe)
-{
-    sr_shard *sh = &s->router->shards[shard];
-    sr_node *primary = &sh->nodes[0];
-    if (atomic_load(&primary->role_mismatch))
-        return fail_primary_not_writable(s, sh, what);
-    if (!sr__node_admit(primary, sr_clock_ns(), probe)) {
-        char why[SR_ERRMSG_LEN - 200] = "";
-        sr__node_describe(primary, sr_clock_ns(), why, sizeof why);
-        return sr__session_fail(s, SR_EUNAVAILABLE, "%s on shard '%s': %s", what, sh->name, why);
-    }
-    sr_driver_error e;
-    sr__driver_error_clear(&e);
-    if (sr__node_checkout(s, primary, *probe, deadline, conn, &e) != SR_OK)
-        return sr__fail_on_node(s, primary, what, &e);
+    if (!o)
+        return SR_OK;
+    if (o->version < 1 || o->version > SR_READ_OPTS_VERSION)
+        return sr__session_fail(s, SR_EINVAL, "read options version is %d (this library knows "
+                                              "1..%d; initialise with SR_READ_OPTS_INIT)",
+                                o->version, SR_READ_OPTS_VERSION);
+    if (o->max_lag_ms < -1)
+        return sr__session_fail(s, SR_EINVAL, "read option max_lag_ms is %d (-1, 0 or more)",
+                                o->max_lag_ms);
+    if (o->consistency < -1 || o->consistency > SR_CONSISTENCY_PRIMARY)
+        return sr__session_fail(s, SR_EINVAL, "read option consistency is %d (an sr_consistency "
+                                              "or -1)", o->consistency);
     return SR_OK;
 }
 
-/* A write goes to the primary once: never retried after it was sent. */
-static int write_on_shard(sr_session *s, int shard, const char *sql, int nparams,
-                          const char *const *params, sr_result **out)
-{
-    sr_node *primary = &s->router->shards[shard].nodes[0];
-    int64_t deadline = sr__statement_deadline(s->router);
-    sr_driver_conn *conn = NULL;
-    bool probe = false;
-    int rc = sr__primary_acquire(s, shard, "write", deadline, &conn, &probe);
-    if (rc != SR_OK)
-        return rc;
-    sr_driver_error e;
-    sr__driver_error_clear(&e);
-    rc = sr__node_exec(s, primary, conn, sql, nparams, params, deadline, out, &e);
-    if (rc == SR_OK)
-        sr__record_write(s, primary, conn, deadline);
-    sr__node_release(s, primary, conn, rc, &e, probe);
-    return rc == SR_OK ? SR_OK : sr__fail_on_node(s, primary, "write", &e);
-}
-
-int sr__exec_on_shard(sr_session *s, int shard, sr_intent intent, const sr_read_opts *ropts,
-                      const char *sql, int nparams, const char *const *params, sr_result **out)
-{
-    if (s->in_txn)
-        return sr__txn_exec(s, shard, sql, nparams, params, out);
-    const sr_node *primary = &s->router->shards[shard].nodes[0];
-    int is_write = intent == SR_WRITE ||
-                   (intent == SR_AUTO && !sr__sql_is_read(sql, primary->driver->dialect));
-    if (is_write)
-        return write_on_shard(s, shard, sql, nparams, params, out);
-    sr_read_plan plan = sr__read_plan(s, ropts);
-    return sr__read_on_shard(s, shard, &plan, sql, nparams, params, out);
-}
-
-/* ---- public entry points ---- */
-
-/* Resolves a key to a shard index, setting the session's message on error. */
 int sr__session_shard_for_key(sr_session *s, sr_key key)
 {
     if (!sr__key_valid(key))
@@ -288,84 +155,193 @@ int sr__session_check_shard(sr_session *s, int shard)
     return SR_OK;
 }
 
-static int check_intent(sr_session *s, sr_intent intent)
+void sr__session_read_plan(const sr_session *s, const sr_read_opts *ropts, int shard,
+                           sr_read_plan *plan, char *buf, size_t len)
 {
-    if (intent != SR_AUTO && intent != SR_READ && intent != SR_WRITE)
-        return sr__session_fail(s, SR_EINVAL, "unknown intent %d (SR_AUTO, SR_READ or SR_WRITE)",
-                                (int)intent);
+    plan->mode = ropts && ropts->consistency >= 0 ? ropts->consistency : s->mode;
+    if (ropts && ropts->max_lag_ms >= 0)
+        plan->max_lag_ms = ropts->max_lag_ms;
+    else if (s->max_lag_ms >= 0)
+        plan->max_lag_ms = s->max_lag_ms;
+    else
+        plan->max_lag_ms = s->router->opts.replica_max_lag_ms;
+    plan->affinity = s->affinity;
+    const char *need = sr__positions_required(&s->positions, s->router, shard, plan->mode, buf, len);
+    plan->need_unknown = need == sr__position_unknown;
+    plan->need = plan->need_unknown ? NULL : need;
+}
+
+/* ---- lifecycle ---- */
+
+SR_API int sr_session_new(sr_router *r, sr_session **out)
+{
+    if (!r || !out)
+        return SR_EINVAL;
+    sr_session *s = calloc(1, sizeof *s);
+    if (!s)
+        return SR_ENOMEM;
+    s->router = r;
+    /* Each session sticks to its own replica under `affinity` unless told otherwise. */
+    s->affinity = sr__rand64();
+    s->txn_shard = -1;
+    s->mode = r->opts.consistency_mode;
+    s->max_lag_ms = -1;
+    *out = s;
     return SR_OK;
 }
 
-static int check_read_opts(sr_session *s, const sr_read_opts *o)
+SR_API void sr_session_free(sr_session *s)
 {
-    if (!o)
-        return SR_OK;
-    if (o->max_lag_ms < -1)
-        return sr__session_fail(s, SR_EINVAL, "read option max_lag_ms is %d (-1, 0 or more)",
-                                o->max_lag_ms);
-    if (o->consistency < -1 || o->consistency > SR_CONSISTENCY_PRIMARY)
-        return sr__session_fail(s, SR_EINVAL, "read option consistency is %d (an sr_consistency "
-                                              "or -1)", o->consistency);
-    return SR_OK;
+    if (!s)
+        return;
+    if (!sr__session_enter(s)) {
+        /* Freeing it now would pull it from under the other thread: leak it instead. */
+        sr__log(s->router, SR_LOG_ERROR, "sr_session_free: the session is in use by another "
+                                         "thread (misuse); it is not freed");
+        return;
+    }
+    if (s->in_txn) /* rolled back: an open transaction never outlives its session */
+        sr__node_abandon(s->router, s->txn_node, s->txn_conn);
+    sr__positions_free(&s->positions, s->router->nshards);
+    free(s->token);
+    free(s);
 }
 
-static int exec_key(sr_session *s, sr_key key, sr_intent intent, const sr_read_opts *opts,
-                    const char *sql, int nparams, const char *const *params, sr_result **out)
+static int set_affinity(sr_session *s, sr_key key)
 {
     sr__session_clear_error(s);
-    int rc = check_intent(s, intent);
-    if (rc == SR_OK)
-        rc = check_read_opts(s, opts);
-    if (rc == SR_OK)
-        rc = sr__check_statement_args(s, sql, nparams, params);
-    if (rc != SR_OK)
-        return rc;
-    int shard = sr__session_shard_for_key(s, key);
-    if (shard < 0)
-        return shard;
-    return sr__exec_on_shard(s, shard, intent, opts, sql, nparams, params, out);
+    if (!sr__key_valid(key))
+        return sr__session_fail(s, SR_EINVAL, "sr_session_set_affinity: invalid key");
+    s->affinity = sr__hash_key(key);
+    return SR_OK;
 }
 
-SR_API int sr_exec_opts(sr_session *s, sr_key key, sr_intent intent, const sr_read_opts *opts,
-                        const char *sql, int nparams, const char *const *params, sr_result **out)
+static int session_set(sr_session *s, const char *option, const char *value)
+{
+    sr__session_clear_error(s);
+    if (!option || !value)
+        return sr__session_fail(s, SR_EINVAL, "sr_session_set: option and value must not be NULL");
+    if (strcmp(option, "consistency") == 0) {
+        for (int i = 0; i < (int)SR_ARRAY_LEN(mode_names); i++) {
+            if (strcmp(value, mode_names[i]) == 0) {
+                s->mode = i;
+                return SR_OK;
+            }
+        }
+        return sr__session_fail(s, SR_EINVAL, "consistency: '%.64s' is not one of any, monotonic, "
+                                              "read_your_writes, primary", value);
+    }
+    if (strcmp(option, "max_lag_ms") == 0) {
+        if (strcmp(value, "default") == 0) {
+            s->max_lag_ms = -1;
+            return SR_OK;
+        }
+        long long v;
+        bool overflow;
+        if (!sr__parse_int64(value, &v, &overflow) || overflow || v < 0 || v > 86400000)
+            return sr__session_fail(s, SR_EINVAL, "max_lag_ms: '%.64s' is not 0..86400000 or "
+                                                  "'default'", value);
+        s->max_lag_ms = (int)v;
+        return SR_OK;
+    }
+    return sr__session_fail(s, SR_EINVAL, "unknown session option '%.64s' (consistency, max_lag_ms)",
+                            option);
+}
+
+/* ---- tokens ---- */
+
+static const char *session_token(sr_session *s)
+{
+    sr__session_clear_error(s);
+    sr_router *r = s->router;
+    /* A token that left out a write would let the importing session read a
+     * replica that has not replayed it: no token at all is the honest answer.
+     * This session itself reads those shards from the primary. */
+    if (s->positions.lost) {
+        sr__session_fail(s, SR_ESTALE, "a write position of this session was lost (out of "
+                                       "memory): no token can carry it");
+        return NULL;
+    }
+    int unknown = sr__positions_first_unknown(&s->positions, r->nshards);
+    if (unknown >= 0) {
+        sr__session_fail(s, SR_ESTALE, "the write position on shard '%s' is unknown (it could "
+                         "not be read after the write): no token can carry it until the "
+                         "next write there records one", r->shards[unknown].name);
+        return NULL;
+    }
+    char *buf = NULL;
+    if (sr__token_build(r, (const char *const *)s->positions.written, &buf) != SR_OK) {
+        sr__session_fail(s, SR_ENOMEM, "out of memory building the token");
+        return NULL;
+    }
+    free(s->token);
+    s->token = buf;
+    return buf;
+}
+
+static int session_set_token(sr_session *s, const char *token)
+{
+    sr__session_clear_error(s);
+    if (!token)
+        return sr__session_fail(s, SR_EINVAL, "sr_session_set_token: token is NULL");
+    sr_router *r = s->router;
+    sr_token_parsed t;
+    char why[SR_ERRMSG_LEN];
+    /* Every entry is checked before any is merged, so a bad token changes nothing. */
+    int rc = sr__token_parse(r, token, &t, why, sizeof why);
+    if (rc != SR_OK)
+        return sr__session_fail(s, rc, "%s", why);
+    if (t.unknown > 0)
+        sr__log(r, SR_LOG_INFO, "consistency token: %d entr%s for shards this router does not "
+                                "have ignored (first: '%s')",
+                t.unknown, t.unknown == 1 ? "y" : "ies", t.first_unknown);
+    for (int i = 0; t.pos_of && i < r->nshards; i++)
+        if (t.pos_of[i] >= 0)
+            sr__positions_merge_written(&s->positions, r, i, t.text + t.pos_of[i]);
+    sr__token_parsed_free(&t);
+    return SR_OK;
+}
+
+/* ---- public entry points: the NULL check, then the work inside the misuse guard ---- */
+
+SR_API int sr_session_set_affinity(sr_session *s, sr_key key)
 {
     if (!s)
         return SR_EINVAL;
     if (!sr__session_enter(s))
         return SR_EMISUSE;
-    int rc = exec_key(s, key, intent, opts, sql, nparams, params, out);
+    int rc = set_affinity(s, key);
     sr__session_leave(s);
     return rc;
 }
 
-SR_API int sr_exec(sr_session *s, sr_key key, sr_intent intent, const char *sql, int nparams,
-                   const char *const *params, sr_result **out)
-{
-    return sr_exec_opts(s, key, intent, NULL, sql, nparams, params, out);
-}
-
-static int exec_shard(sr_session *s, int shard, sr_intent intent, const char *sql, int nparams,
-                      const char *const *params, sr_result **out)
-{
-    sr__session_clear_error(s);
-    int rc = check_intent(s, intent);
-    if (rc == SR_OK)
-        rc = sr__check_statement_args(s, sql, nparams, params);
-    if (rc == SR_OK)
-        rc = sr__session_check_shard(s, shard);
-    if (rc != SR_OK)
-        return rc;
-    return sr__exec_on_shard(s, shard, intent, NULL, sql, nparams, params, out);
-}
-
-SR_API int sr_exec_shard(sr_session *s, int shard, sr_intent intent, const char *sql, int nparams,
-                         const char *const *params, sr_result **out)
+SR_API int sr_session_set(sr_session *s, const char *option, const char *value)
 {
     if (!s)
         return SR_EINVAL;
     if (!sr__session_enter(s))
         return SR_EMISUSE;
-    int rc = exec_shard(s, shard, intent, sql, nparams, params, out);
+    int rc = session_set(s, option, value);
+    sr__session_leave(s);
+    return rc;
+}
+
+SR_API const char *sr_session_token(sr_session *s)
+{
+    if (!s || !sr__session_enter(s))
+        return NULL;
+    const char *t = session_token(s);
+    sr__session_leave(s);
+    return t;
+}
+
+SR_API int sr_session_set_token(sr_session *s, const char *token)
+{
+    if (!s)
+        return SR_EINVAL;
+    if (!sr__session_enter(s))
+        return SR_EMISUSE;
+    int rc = session_set_token(s, token);
     sr__session_leave(s);
     return rc;
 }
@@ -376,3 +352,5 @@ SR_API const char *sr_session_errmsg(const sr_session *s)
 }
 
 SR_API const char *sr_session_sqlstate(const sr_session *s) { return s ? s->sqlstate : ""; }
+
+SR_API int sr_in_transaction(const sr_session *s) { return s ? s->in_txn : 0; }

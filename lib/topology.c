@@ -12,21 +12,6 @@
 #include "registry.h"
 #include "uri.h"
 
-/* Candidates are gathered on the stack on the hot path: this bounds them. */
-#define SR_MAX_NODES_PER_SHARD 64
-
-void sr__log(const sr_router *r, sr_log_level level, const char *fmt, ...)
-{
-    if (!r || !r->log_fn)
-        return;
-    char msg[SR_ERRMSG_LEN];
-    va_list ap;
-    va_start(ap, fmt);
-    sr__vfmt(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    r->log_fn(r->log_ud, level, msg);
-}
-
 static int build_node(sr_router *r, sr_node *n, int shard, int index, const sr_config_node *cn,
                       const char *shard_name, char *err, size_t errlen)
 {

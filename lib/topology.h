@@ -17,6 +17,13 @@
 #include "keymap/keymap.h"
 #include "pool.h"
 
+/*
+ * Nodes per shard (the primary and its replicas). The statement path keeps a
+ * shard's candidates on the stack and excludes nodes with a 64-bit mask, so
+ * this is also the width of that mask.
+ */
+#define SR_MAX_NODES_PER_SHARD 64
+
 typedef struct sr_node {
     int shard;
     int index;         /* within the shard: 0 is the primary */
@@ -30,7 +37,7 @@ typedef struct sr_node {
     _Atomic uint64_t errors;
     sr_health health;
     _Atomic int role_mismatch; /* the server last reported another role than configured */
-    /* Replication lag (consistency.c): ms, -1 broken (not eligible), -2 never measured. */
+    /* Replication lag (node.c): ms, -1 broken (not eligible), -2 never measured. */
     _Atomic int64_t lag_ms;
     _Atomic int64_t lag_stamp_ns;
     /* A position this replica is known to have replayed (a lower bound), "" when unknown. */
@@ -63,12 +70,9 @@ struct sr_router {
     int prober_stop;
     pthread_mutex_t prober_lock;
     pthread_cond_t prober_wake;
-    /* Shard names sorted for token parsing, built on first use (consistency.c). */
+    /* Shard names sorted for token parsing, built on first use (token.c). */
     struct sr_token_index *_Atomic token_index;
 };
-
-/* consistency.c: frees the token index (sr_router_close). */
-void sr__token_index_free(sr_router *r);
 
 /* prober.c: starts the background prober when configured; stops and joins it. */
 int sr__prober_start(sr_router *r);
@@ -78,28 +82,26 @@ void sr__prober_stop(sr_router *r);
 int sr__topology_build(sr_router *r, const sr_config *c, char *err, size_t errlen);
 void sr__topology_free(sr_router *r);
 
-/* ---- node.c: a node's health as the statement path sees it ---- */
+/* "primary" or "replica", for messages and logs. */
+static inline const char *sr__role_name(sr_role role)
+{
+    return role == SR_PRIMARY ? "primary" : "replica";
+}
 
-/*
- * Whether `n` may take a statement now. An up node may; an ejected node whose
- * back-off has passed may for exactly one caller, who becomes its probe
- * (*probe = true) and must report the outcome with sr__node_report().
- */
-bool sr__node_admit(sr_node *n, int64_t now_ns, bool *probe);
+/* The absolute deadline of a statement that starts now. */
+static inline int64_t sr__statement_deadline(const sr_router *r)
+{
+    return sr__deadline_after_ms(r->opts.statement_timeout_ms);
+}
 
-/*
- * Reports one statement's outcome to the node's health: `status` and `err`
- * as the pool or driver returned them. Connection-level failures
- * (err->transient) count towards ejection; SQL errors prove the node alive.
- * Ejection drains the node's idle connections; every transition is logged
- * with its reason.
- */
-void sr__node_report(sr_router *r, sr_node *n, int status, const sr_driver_error *err, bool probe);
+/* The driver that owns the positions of a shard (its primary's), or NULL when it has none. */
+static inline const sr_driver *sr__shard_positions_driver(const sr_router *r, int shard)
+{
+    const sr_driver *d = r->shards[shard].nodes[0].driver;
+    return sr__driver_has_positions(d) ? d : NULL;
+}
 
-/* Appends to buf why `n` cannot take a statement now ("ejected, retry in 300 ms: ..."). */
-void sr__node_describe(sr_node *n, int64_t now_ns, char *buf, size_t len);
-
-/* Emits a log line through the router's callback, if any. */
+/* Emits a log line through the router's callback, if any (log.c). */
 void sr__log(const sr_router *r, sr_log_level level, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 3, 4)))

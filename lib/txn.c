@@ -4,13 +4,11 @@
  * node chosen as a read would be (read.c), under REPEATABLE READ so that all
  * its statements see one snapshot. A statement for another shard is SR_ETXN.
  */
-#include "session.h"
-
-#include <string.h>
+#include "txn.h"
 
 static void unpin(sr_session *s, int rc, const sr_driver_error *e)
 {
-    sr__pool_checkin(s->txn_node->pool, s->txn_conn, rc != SR_OK && (!e || e->transient));
+    sr__node_checkin(s->txn_node, s->txn_conn, rc != SR_OK && (!e || e->transient));
     s->in_txn = 0;
     s->txn_read_only = 0;
     s->txn_shard = -1;
@@ -27,13 +25,12 @@ static void pin(sr_session *s, int shard, sr_node *n, sr_driver_conn *conn, int 
     s->txn_conn = conn;
 }
 
-void sr__txn_abandon(sr_session *s)
+/* The session's message for a driver error on the transaction's node. */
+static int fail_on_node(sr_session *s, int rc, const char *what, const sr_driver_error *e)
 {
-    if (!s->in_txn)
-        return;
-    sr_driver_error e = {0};
-    int rc = s->txn_node->driver->rollback(s->txn_conn, sr__statement_deadline(s->router), &e);
-    unpin(s, rc, rc == SR_OK ? NULL : &e);
+    sr_reason why;
+    sr__reason_driver(&why, s->txn_node, s->txn_shard, e, NULL);
+    return sr__session_fail_reason(s, rc, what, &why);
 }
 
 int sr__txn_exec(sr_session *s, int shard, const char *sql, int nparams,
@@ -46,18 +43,18 @@ int sr__txn_exec(sr_session *s, int shard, const char *sql, int nparams,
                                 "(a transaction stays on one shard)",
                                 r->shards[shard].name, r->shards[s->txn_shard].name);
     sr_node *n = s->txn_node;
-    sr_driver_error e = {0};
-    int rc = sr__node_exec(s, n, s->txn_conn, sql, nparams, params, sr__statement_deadline(r), out,
-                           &e);
+    sr_driver_error e;
+    sr__driver_error_clear(&e);
+    int rc = sr__node_exec(r, n, s->txn_conn, sql, nparams, params, sr__statement_deadline(r),
+                           sr__session_timed(s), out, &e);
     sr__node_report(r, n, rc, &e, false);
     if (rc == SR_OK)
         return SR_OK;
-    sr__fail_on_node(s, n, "statement in transaction", &e);
+    fail_on_node(s, rc, "statement in transaction", &e);
     if (e.transient) {
         /* The connection is gone and the transaction with it. */
         unpin(s, rc, &e);
-        size_t len = strlen(s->errmsg);
-        sr__fmt(s->errmsg + len, sizeof s->errmsg - len, " (the transaction was aborted)");
+        sr__session_append(s, " (the transaction was aborted)");
     }
     return rc;
 }
@@ -72,11 +69,14 @@ static int refuse_nested(sr_session *s)
 static int begin_on(sr_session *s, int shard, sr_node *n, sr_driver_conn *conn, bool probe,
                     int read_only, int64_t deadline)
 {
-    sr_driver_error e = {0};
+    sr_driver_error e;
+    sr__driver_error_clear(&e);
     int rc = n->driver->begin(conn, read_only, deadline, &e);
     if (rc != SR_OK) {
-        sr__node_release(s, n, conn, rc, &e, probe);
-        return sr__fail_on_node(s, n, read_only ? "begin read-only" : "begin", &e);
+        sr__node_release(s->router, n, conn, rc, &e, probe);
+        sr_reason why;
+        sr__reason_driver(&why, n, shard, &e, NULL);
+        return sr__session_fail_reason(s, rc, read_only ? "begin read-only" : "begin", &why);
     }
     sr__node_report(s->router, n, rc, &e, probe);
     pin(s, shard, n, conn, read_only);
@@ -91,13 +91,15 @@ static int begin_shard(sr_session *s, int shard)
         return rc;
     if (s->in_txn)
         return refuse_nested(s);
-    int64_t deadline = sr__statement_deadline(s->router);
+    sr_router *r = s->router;
+    int64_t deadline = sr__statement_deadline(r);
     sr_driver_conn *conn = NULL;
     bool probe = false;
-    rc = sr__primary_acquire(s, shard, "begin", deadline, &conn, &probe);
+    sr_reason why;
+    rc = sr__node_acquire_primary(r, shard, true, deadline, &conn, &probe, &why);
     if (rc != SR_OK)
-        return rc;
-    return begin_on(s, shard, &s->router->shards[shard].nodes[0], conn, probe, 0, deadline);
+        return sr__session_fail_reason(s, rc, "begin", &why);
+    return begin_on(s, shard, &r->shards[shard].nodes[0], conn, probe, 0, deadline);
 }
 
 static int begin(sr_session *s, sr_key key)
@@ -117,14 +119,18 @@ static int begin_read_only(sr_session *s, sr_key key)
         return shard;
     if (s->in_txn)
         return refuse_nested(s);
-    int64_t deadline = sr__statement_deadline(s->router);
-    sr_read_plan plan = sr__read_plan(s, NULL);
+    sr_router *r = s->router;
+    int64_t deadline = sr__statement_deadline(r);
+    char needbuf[SR_POSITION_MAX];
+    sr_read_plan plan;
+    sr__session_read_plan(s, NULL, shard, &plan, needbuf, sizeof needbuf);
     sr_node *n = NULL;
     sr_driver_conn *conn = NULL;
     bool probe = false;
-    int rc = sr__read_acquire(s, shard, &plan, 0, deadline, &n, &conn, &probe);
+    sr_reason why;
+    int rc = sr__read_acquire(r, shard, &plan, 0, deadline, &n, &conn, &probe, &why);
     if (rc != SR_OK)
-        return rc;
+        return sr__session_fail_reason(s, rc, "read", &why);
     return begin_on(s, shard, n, conn, probe, 1, deadline);
 }
 
@@ -133,20 +139,23 @@ static int commit(sr_session *s)
     sr__session_clear_error(s);
     if (!s->in_txn)
         return sr__session_fail(s, SR_ETXN, "commit without an open transaction");
+    sr_router *r = s->router;
     sr_node *n = s->txn_node;
-    int64_t deadline = sr__statement_deadline(s->router);
-    sr_driver_error e = {0};
+    int64_t deadline = sr__statement_deadline(r);
+    sr_driver_error e;
+    sr__driver_error_clear(&e);
     int rc = n->driver->commit(s->txn_conn, deadline, &e);
     if (rc == SR_OK) {
-        if (!s->txn_read_only)
-            sr__record_write(s, n, s->txn_conn, deadline);
+        if (!s->txn_read_only && sr__mode_uses_positions(s->mode))
+            sr__positions_record_write(&s->positions, r, n, s->txn_conn, deadline);
         unpin(s, rc, NULL);
         return SR_OK;
     }
-    sr__fail_on_node(s, n, "commit", &e);
+    fail_on_node(s, rc, "commit", &e);
     if (!e.transient) {
         /* Some backends leave the transaction open after a failed commit. */
-        sr_driver_error e2 = {0};
+        sr_driver_error e2;
+        sr__driver_error_clear(&e2);
         if (n->driver->rollback(s->txn_conn, deadline, &e2) != SR_OK)
             e.transient = 1;
     }
@@ -160,10 +169,11 @@ static int rollback(sr_session *s)
     if (!s->in_txn)
         return sr__session_fail(s, SR_ETXN, "rollback without an open transaction");
     sr_node *n = s->txn_node;
-    sr_driver_error e = {0};
+    sr_driver_error e;
+    sr__driver_error_clear(&e);
     int rc = n->driver->rollback(s->txn_conn, sr__statement_deadline(s->router), &e);
     if (rc != SR_OK)
-        sr__fail_on_node(s, n, "rollback", &e);
+        fail_on_node(s, rc, "rollback", &e);
     /* Whatever the outcome the session is unpinned; a connection in doubt is dropped. */
     e.transient = 1;
     unpin(s, rc, &e);
@@ -187,5 +197,3 @@ SR_API int sr_begin(sr_session *s, sr_key key) { SR_GUARDED(begin(s, key)); }
 SR_API int sr_begin_read_only(sr_session *s, sr_key key) { SR_GUARDED(begin_read_only(s, key)); }
 SR_API int sr_commit(sr_session *s) { SR_GUARDED(commit(s)); }
 SR_API int sr_rollback(sr_session *s) { SR_GUARDED(rollback(s)); }
-
-SR_API int sr_in_transaction(const sr_session *s) { return s ? s->in_txn : 0; }

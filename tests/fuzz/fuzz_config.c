@@ -242,7 +242,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         rc = sr_router_open(c, &r);
         check_message(&a, secret, slen, sr_config_errmsg(c), text);
         if (rc == SR_OK) {
-            sr_node_info info;
+            sr_node_info info = SR_NODE_INFO_INIT;
             if (sr_router_node_info(r, 0, 0, &info) == SR_OK && strcmp(info.uri, "sqlite::memory:") == 0) {
                 sr_session *s = NULL;
                 if (sr_session_new(r, &s) == SR_OK) {

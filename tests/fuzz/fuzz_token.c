@@ -28,7 +28,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "session.h"
+#include "token.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

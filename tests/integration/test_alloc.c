@@ -32,7 +32,7 @@
 
 #include <shardroute.h>
 
-#include "session.h" /* sr__required_position(): the PostgreSQL check reads it */
+#include "session.h" /* sr__positions_required(): the PostgreSQL check reads it */
 
 /* ---- the allocation hook ---- */
 
@@ -1303,7 +1303,8 @@ static void pg_check(void *vs)
 {
     sess_state *s = vs;
     char buf[SR_POSITION_MAX];
-    const char *need = sr__required_position(s->s, 0, SR_CONSISTENCY_READ_YOUR_WRITES, buf, sizeof buf);
+    const char *need = sr__positions_required(&s->s->positions, s->s->router, 0,
+                                              SR_CONSISTENCY_READ_YOUR_WRITES, buf, sizeof buf);
     ck_assert_msg(need != NULL, "a write's position was lost and reads may go to any replica");
     ck_assert_str_eq(sr_result_value(s->res, 0, 0), "2");
     /* A position lost to the failure: no token (one without the write would let an

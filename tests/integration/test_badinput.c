@@ -110,7 +110,7 @@ START_TEST(null_handles)
     ck_assert_int_eq(sr_router_nshards(NULL), SR_EINVAL);
     ck_assert_ptr_null(sr_router_shard_name(NULL, 0));
     ck_assert_int_eq(sr_router_nnodes(NULL, 0), SR_EINVAL);
-    sr_node_info info;
+    sr_node_info info = SR_NODE_INFO_INIT;
     ck_assert_int_eq(sr_router_node_info(NULL, 0, 0, &info), SR_EINVAL);
     ck_assert_int_eq(sr_router_node_info(router, 0, 0, NULL), SR_EINVAL);
     /* Session functions. */
@@ -187,7 +187,7 @@ START_TEST(bad_shard_indexes_and_keys)
     ck_assert_ptr_null(sr_router_shard_name(router, -1));
     ck_assert_ptr_null(sr_router_shard_name(router, 2));
     ck_assert_int_eq(sr_router_nnodes(router, 5), SR_ENOSHARD);
-    sr_node_info info;
+    sr_node_info info = SR_NODE_INFO_INIT;
     ck_assert_int_eq(sr_router_node_info(router, 0, 9, &info), SR_ENOSHARD);
     ck_assert_int_eq(sr_router_node_info(router, 7, 0, &info), SR_ENOSHARD);
 
@@ -385,12 +385,27 @@ START_TEST(bad_consistency_calls)
     free(huge);
     ck_assert_str_eq(sr_strerror(SR_EMISUSE), "session used by two threads at once");
 
-    sr_read_opts bad = {-7, -1};
+    sr_read_opts bad = {SR_READ_OPTS_VERSION, -7, -1};
     ck_assert_int_eq(
         sr_exec_opts(session, sr_key_int(1), SR_READ, &bad, "SELECT 1", 0, NULL, NULL), SR_EINVAL);
-    sr_read_opts bad2 = {-1, 42};
+    sr_read_opts bad2 = {SR_READ_OPTS_VERSION, -1, 42};
     ck_assert_int_eq(
         sr_exec_opts(session, sr_key_int(1), SR_READ, &bad2, "SELECT 1", 0, NULL, NULL), SR_EINVAL);
+    /* A caller-allocated struct without its version (not from SR_READ_OPTS_INIT), or from
+     * a newer header than this library, is refused and said so. */
+    sr_read_opts unversioned = {0, -1, -1};
+    ck_assert_int_eq(sr_exec_opts(session, sr_key_int(1), SR_READ, &unversioned, "SELECT 1", 0,
+                                  NULL, NULL), SR_EINVAL);
+    ck_assert_ptr_nonnull(strstr(sr_session_errmsg(session), "SR_READ_OPTS_INIT"));
+    sr_read_opts newer = SR_READ_OPTS_INIT;
+    newer.version = SR_READ_OPTS_VERSION + 1;
+    ck_assert_int_eq(sr_exec_opts(session, sr_key_int(1), SR_READ, &newer, "SELECT 1", 0, NULL,
+                                  NULL), SR_EINVAL);
+    sr_node_info old_info = SR_NODE_INFO_INIT;
+    old_info.version = 0;
+    ck_assert_int_eq(sr_router_node_info(router, 0, 0, &old_info), SR_EINVAL);
+    old_info.version = SR_NODE_INFO_VERSION + 1;
+    ck_assert_int_eq(sr_router_node_info(router, 0, 0, &old_info), SR_EINVAL);
     ck_assert_int_eq(sr_begin_read_only(session, (sr_key){0}), SR_EINVAL);
     still_usable();
 }

@@ -318,7 +318,7 @@ static uint64_t statements_on(const sr_router *r, int want_primary)
     uint64_t n = 0;
     for (int sh = 0; sh < sr_router_nshards(r); sh++)
         for (int i = 0; i < sr_router_nnodes(r, sh); i++) {
-            sr_node_info info;
+            sr_node_info info = SR_NODE_INFO_INIT;
             ck_assert_int_eq(sr_router_node_info(r, sh, i, &info), SR_OK);
             if ((info.role == SR_PRIMARY) == (want_primary != 0))
                 n += info.statements;
@@ -455,7 +455,7 @@ START_TEST(read_your_writes_reads_back_every_write_while_replicas_are_paused)
     char lost[512] = "";
     for (int sh = 0; sh < NSHARDS; sh++)
         for (int i = 1; i < sr_router_nnodes(r, sh); i++) {
-            sr_node_info info;
+            sr_node_info info = SR_NODE_INFO_INIT;
             ck_assert_int_eq(sr_router_node_info(r, sh, i, &info), SR_OK);
             ck_assert_msg(info.healthy && info.ejections == 0, "shard %d replica %d: healthy %d, "
                           "ejections %llu", sh, i, info.healthy,
@@ -1512,7 +1512,7 @@ static void my_replicas_kept_their_connections(const sr_router *r, const char *w
 {
     for (int sh = 0; sh < sr_router_nshards(r); sh++)
         for (int i = 1; i < sr_router_nnodes(r, sh); i++) {
-            sr_node_info info;
+            sr_node_info info = SR_NODE_INFO_INIT;
             ck_assert_int_eq(sr_router_node_info(r, sh, i, &info), SR_OK);
             ck_assert_msg(info.healthy && info.ejections == 0 && info.connections > 0,
                           "%s: shard %d replica %s: healthy %d, ejections %llu, connections %llu",

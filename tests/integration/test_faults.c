@@ -349,7 +349,7 @@ static void on_line(void *arg, const char *msg, double t)
     if (strncmp(msg, "node ejected", strlen("node ejected")) != 0 || lw_port(msg) != w->port)
         return;
     pthread_mutex_lock(&w->mu);
-    sr_node_info ni;
+    sr_node_info ni = SR_NODE_INFO_INIT;
     if (!w->eject_seen++ && w->router && sr_router_node_info(w->router, 0, w->node, &ni) == SR_OK) {
         w->healthy_at_eject = ni.healthy;
         w->errors_at_eject = ni.errors;
@@ -476,7 +476,7 @@ static sr_session *session(sr_router *r)
 
 static sr_node_info node_info(const sr_router *r, int node)
 {
-    sr_node_info ni;
+    sr_node_info ni = SR_NODE_INFO_INIT;
     ck_assert_int_eq(sr_router_node_info(r, 0, node, &ni), SR_OK);
     return ni;
 }

@@ -105,7 +105,7 @@ static void check_backend(const char *base, const char *user, const char *passwo
     ck_assert_msg(open_one(uri, &r, msg, sizeof msg) == SR_OK, "%s", msg);
     ck_assert_msg(run(r, user_sql, out, sizeof out) == SR_OK, "%s", out);
     ck_assert_msg(strncmp(out, user, strlen(user)) == 0, "connected as '%s', not '%s'", out, user);
-    sr_node_info info;
+    sr_node_info info = SR_NODE_INFO_INIT;
     ck_assert_int_eq(sr_router_node_info(r, 0, 0, &info), SR_OK);
     ck_assert_msg(strstr(info.uri, path) && !strstr(info.uri, password), "%s", info.uri);
     sr_router_close(r);

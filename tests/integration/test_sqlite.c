@@ -112,7 +112,7 @@ static int count_direct(int shard, int64_t only_key)
 
 static uint64_t node_statements(sr_router *r, int shard, int node)
 {
-    sr_node_info info;
+    sr_node_info info = SR_NODE_INFO_INIT;
     ck_assert_int_eq(sr_router_node_info(r, shard, node, &info), SR_OK);
     return info.statements;
 }
@@ -751,7 +751,7 @@ START_TEST(unreachable_replica_is_ejected_and_readmitted)
         ck_assert_msg(sr_exec(s, sr_key_int(1), SR_READ, "SELECT COUNT(*) FROM t", 0, NULL,
                               NULL) == SR_OK,
                       "read %d: %s", i, sr_session_errmsg(s));
-    sr_node_info info;
+    sr_node_info info = SR_NODE_INFO_INIT;
     ck_assert_int_eq(sr_router_node_info(r, 0, 1, &info), SR_OK);
     ck_assert_int_eq(info.healthy, 0);
     ck_assert_uint_eq(info.errors, 3); /* ejected after exactly fail_threshold failures */
@@ -803,7 +803,7 @@ START_TEST(ejected_primary_fails_writes_fast_with_the_reason)
     ck_assert_int_eq(sr_exec(s, sr_key_int(1), SR_READ, "SELECT 1", 0, NULL, NULL),
                      SR_EUNAVAILABLE);
     ck_assert_ptr_nonnull(strstr(sr_session_errmsg(s), "shard 'only'"));
-    sr_node_info info;
+    sr_node_info info = SR_NODE_INFO_INIT;
     ck_assert_int_eq(sr_router_node_info(r, 0, 0, &info), SR_OK);
     ck_assert_uint_eq(info.errors, 2);
     sr_session_free(s);
@@ -830,7 +830,7 @@ START_TEST(active_prober_ejects_and_readmits_without_traffic)
     sr_config_free(c);
 
     /* No statement at all: the prober alone finds the replica down (bounded wait, 5 s). */
-    sr_node_info info = {0};
+    sr_node_info info = SR_NODE_INFO_INIT;
     for (int i = 0; i < 500; i++) {
         ck_assert_int_eq(sr_router_node_info(r, 0, 1, &info), SR_OK);
         /* Both: the fields are read one atomic at a time, not as one snapshot. */
@@ -872,7 +872,7 @@ START_TEST(maintain_by_hand_and_no_thread_by_default)
     sr_router *r = NULL;
     ck_assert_int_eq(sr_router_open(c, &r), SR_OK);
     sr_config_free(c);
-    sr_node_info info;
+    sr_node_info info = SR_NODE_INFO_INIT;
     /* Nothing runs in the background: the node stays "up" until someone looks. */
     usleep(50 * 1000);
     ck_assert_int_eq(sr_router_node_info(r, 0, 1, &info), SR_OK);

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "fake_driver.h"
-#include "session.h"
+#include "token.h"
 
 /* ---- the positions of the fake backend ---- */
 

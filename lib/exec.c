@@ -1,0 +1,156 @@
+/*
+ * The statement entry points: arguments -> shard -> (transaction: txn.c |
+ * write: the primary | read: read.c, retried once elsewhere) -> node ->
+ * result. Every outcome feeds the node's health (node.c); failures come
+ * back as reasons and become the session's message here.
+ */
+#include "exec.h"
+
+#include "classify.h"
+#include "txn.h"
+
+/* A write goes to the primary once: never retried after it was sent. */
+static int write_on_shard(sr_session *s, int shard, const char *sql, int nparams,
+                          const char *const *params, sr_result **out)
+{
+    sr_router *r = s->router;
+    sr_node *primary = &r->shards[shard].nodes[0];
+    int64_t deadline = sr__statement_deadline(r);
+    sr_driver_conn *conn = NULL;
+    bool probe = false;
+    sr_reason why;
+    int rc = sr__node_acquire_primary(r, shard, true, deadline, &conn, &probe, &why);
+    if (rc != SR_OK)
+        return sr__session_fail_reason(s, rc, "write", &why);
+    sr__driver_error_clear(&why.err);
+    rc = sr__node_exec(r, primary, conn, sql, nparams, params, deadline, sr__session_timed(s),
+                       out, &why.err);
+    if (rc == SR_OK && sr__mode_uses_positions(s->mode))
+        sr__positions_record_write(&s->positions, r, primary, conn, deadline);
+    sr__node_release(r, primary, conn, rc, &why.err, probe);
+    if (rc == SR_OK)
+        return SR_OK;
+    rc = sr__reason_driver(&why, primary, shard, &why.err, NULL);
+    return sr__session_fail_reason(s, rc, "write", &why);
+}
+
+/*
+ * A read: acquire a node for the plan, run, and retry once on another node
+ * after a connection-level failure, all within one deadline.
+ */
+static int read_on_shard(sr_session *s, int shard, const sr_read_opts *ropts, const char *sql,
+                         int nparams, const char *const *params, sr_result **out)
+{
+    sr_router *r = s->router;
+    char needbuf[SR_POSITION_MAX];
+    sr_read_plan plan;
+    sr__session_read_plan(s, ropts, shard, &plan, needbuf, sizeof needbuf);
+    int64_t deadline = sr__statement_deadline(r);
+    uint64_t exclude = 0;
+    sr_reason why;
+    for (int attempt = 0;; attempt++) {
+        sr_node *n = NULL;
+        sr_driver_conn *c = NULL;
+        bool probe = false;
+        int rc = sr__read_acquire(r, shard, &plan, exclude, deadline, &n, &c, &probe, &why);
+        if (rc != SR_OK)
+            return sr__session_fail_reason(s, rc, "read", &why);
+        sr_driver_error *e = &why.err;
+        sr__driver_error_clear(e);
+        rc = sr__node_exec(r, n, c, sql, nparams, params, deadline, sr__session_timed(s), out, e);
+        if (rc == SR_OK && plan.mode == SR_CONSISTENCY_MONOTONIC)
+            sr__positions_record_observed(&s->positions, r, n, c, deadline);
+        sr__node_release(r, n, c, rc, e, probe);
+        if (rc == SR_OK)
+            return SR_OK;
+        /*
+         * A read that failed because its node became unreachable is retried
+         * once on another node within the same deadline; an SQL error would
+         * fail the same way anywhere, and a timeout has used the deadline up.
+         */
+        if (!e->transient || rc == SR_ETIMEOUT || attempt > 0 || n->role == SR_PRIMARY ||
+            sr_clock_ns() >= deadline) {
+            rc = sr__reason_driver(&why, n, shard, e, NULL);
+            return sr__session_fail_reason(s, rc, attempt ? "read (retried)" : "read", &why);
+        }
+        sr__log(r, SR_LOG_INFO, "read on shard '%s' node %s failed (%s); retrying elsewhere",
+                r->shards[shard].name, n->uri->redacted, e->message);
+        exclude |= sr__node_bit(n);
+    }
+}
+
+int sr__exec_on_shard(sr_session *s, int shard, sr_intent intent, const sr_read_opts *ropts,
+                      const char *sql, int nparams, const char *const *params, sr_result **out)
+{
+    if (s->in_txn)
+        return sr__txn_exec(s, shard, sql, nparams, params, out);
+    const sr_node *primary = &s->router->shards[shard].nodes[0];
+    bool is_write = intent == SR_WRITE ||
+                    (intent == SR_AUTO && !sr__sql_is_read(sql, primary->driver->dialect));
+    if (is_write)
+        return write_on_shard(s, shard, sql, nparams, params, out);
+    return read_on_shard(s, shard, ropts, sql, nparams, params, out);
+}
+
+static int exec_key(sr_session *s, sr_key key, sr_intent intent, const sr_read_opts *opts,
+                    const char *sql, int nparams, const char *const *params, sr_result **out)
+{
+    sr__session_clear_error(s);
+    int rc = sr__session_check_intent(s, intent);
+    if (rc == SR_OK)
+        rc = sr__session_check_read_opts(s, opts);
+    if (rc == SR_OK)
+        rc = sr__session_check_statement(s, sql, nparams, params);
+    if (rc != SR_OK)
+        return rc;
+    int shard = sr__session_shard_for_key(s, key);
+    if (shard < 0)
+        return shard;
+    return sr__exec_on_shard(s, shard, intent, opts, sql, nparams, params, out);
+}
+
+static int exec_shard(sr_session *s, int shard, sr_intent intent, const char *sql, int nparams,
+                      const char *const *params, sr_result **out)
+{
+    sr__session_clear_error(s);
+    int rc = sr__session_check_intent(s, intent);
+    if (rc == SR_OK)
+        rc = sr__session_check_statement(s, sql, nparams, params);
+    if (rc == SR_OK)
+        rc = sr__session_check_shard(s, shard);
+    if (rc != SR_OK)
+        return rc;
+    return sr__exec_on_shard(s, shard, intent, NULL, sql, nparams, params, out);
+}
+
+/* ---- public entry points: the NULL check, then the work inside the misuse guard ---- */
+
+SR_API int sr_exec_opts(sr_session *s, sr_key key, sr_intent intent, const sr_read_opts *opts,
+                        const char *sql, int nparams, const char *const *params, sr_result **out)
+{
+    if (!s)
+        return SR_EINVAL;
+    if (!sr__session_enter(s))
+        return SR_EMISUSE;
+    int rc = exec_key(s, key, intent, opts, sql, nparams, params, out);
+    sr__session_leave(s);
+    return rc;
+}
+
+SR_API int sr_exec(sr_session *s, sr_key key, sr_intent intent, const char *sql, int nparams,
+                   const char *const *params, sr_result **out)
+{
+    return sr_exec_opts(s, key, intent, NULL, sql, nparams, params, out);
+}
+
+SR_API int sr_exec_shard(sr_session *s, int shard, sr_intent intent, const char *sql, int nparams,
+                         const char *const *params, sr_result **out)
+{
+    if (!s)
+        return SR_EINVAL;
+    if (!sr__session_enter(s))
+        return SR_EMISUSE;
+    int rc = exec_shard(s, shard, intent, sql, nparams, params, out);
+    sr__session_leave(s);
+    return rc;
+}

@@ -1,0 +1,95 @@
+/*
+ * One node as the statement path and the prober see it (node.c): admission
+ * through its health state, a pooled connection checked out, a statement
+ * run on it and the outcome reported, and what the node is known to have
+ * replayed and how far it lags. Everything above picks nodes; this file is
+ * the only one that touches a node's pool and health for a statement.
+ */
+#ifndef SR_NODE_H
+#define SR_NODE_H
+
+#include "reason.h"
+#include "result.h"
+#include "topology.h"
+
+/*
+ * Whether `n` may take a statement now. An up node may; an ejected node whose
+ * back-off has passed may for exactly one caller, who becomes its probe
+ * (*probe = true) and must report the outcome with sr__node_report().
+ */
+bool sr__node_admit(sr_node *n, bool *probe);
+
+/*
+ * Reports one outcome to the node's health: `status` and `err` as the pool or
+ * driver returned them. Connection-level failures (err->transient) count
+ * towards ejection; SQL errors prove the node alive. Ejection drains the
+ * node's idle connections; every transition is logged with its reason.
+ */
+void sr__node_report(sr_router *r, sr_node *n, int status, const sr_driver_error *err, bool probe);
+
+/* Appends to buf why `n` cannot take a statement now ("ejected, next probe in 300 ms: ..."). */
+void sr__node_describe(sr_node *n, int64_t now_ns, char *buf, size_t len);
+
+/*
+ * Takes a pooled connection within pool.checkout_timeout_ms (and never past
+ * `deadline`, set statement_timeout_ms after the statement began). A failure
+ * is counted and reported to the node's health; *e says why.
+ */
+int sr__node_checkout(sr_router *r, sr_node *n, bool probe, int64_t deadline,
+                      sr_driver_conn **conn, sr_driver_error *e);
+
+/*
+ * Runs a statement on a checked-out connection: balance statistics (the
+ * latency is measured when `timed`), counters, the result (*out, or freed
+ * when out is NULL). Does not report to health: sr__node_release() does.
+ */
+int sr__node_exec(sr_router *r, sr_node *n, sr_driver_conn *conn, const char *sql, int nparams,
+                  const char *const *params, int64_t deadline, bool timed, sr_result **out,
+                  sr_driver_error *e);
+
+/* Returns the connection (dropped when the error cost it) and reports the outcome. */
+void sr__node_release(sr_router *r, sr_node *n, sr_driver_conn *conn, int rc,
+                      const sr_driver_error *e, bool probe);
+
+/* Returns a connection whose outcome was already reported (a transaction's, at its end). */
+void sr__node_checkin(sr_node *n, sr_driver_conn *conn, bool broken);
+
+/*
+ * Admits the shard's primary and checks out a connection to it. For a write
+ * a primary that reports itself read-only is refused (SR_REASON_NOT_WRITABLE);
+ * an ejected primary is SR_REASON_PRIMARY_DOWN for a write and
+ * SR_REASON_NO_NODE for a read (the message then describes every node).
+ */
+int sr__node_acquire_primary(sr_router *r, int shard, bool write, int64_t deadline,
+                             sr_driver_conn **conn, bool *probe, sr_reason *why);
+
+/* Rolls back whatever `conn` has open and returns it (dropped when the rollback failed). */
+void sr__node_abandon(sr_router *r, sr_node *n, sr_driver_conn *conn);
+
+/* ---- replica caches: replayed position and lag ---- */
+
+/* Raises the node's known replayed position to `pos` (positions only move forward). */
+void sr__node_store_position(sr_node *n, const char *pos);
+/* Stores a lag measurement (ms, -1 replication broken) and its time. */
+void sr__node_store_lag(sr_node *n, int64_t lag_ms);
+
+/*
+ * Whether the replica `n` has applied `want`: from the cached position when
+ * that already covers it, else asked on `conn` (and cached). A failed check
+ * is reported in *e and returns its status.
+ */
+int sr__node_has_applied(sr_node *n, sr_driver_conn *conn, const char *want, int64_t deadline,
+                         bool *applied, sr_driver_error *e);
+
+/* Waits on `conn` until the replica has applied `want` or `until` passes (driver wait_replayed). */
+int sr__node_wait_applied(sr_node *n, sr_driver_conn *conn, const char *want, int64_t until,
+                          bool *applied, sr_driver_error *e);
+
+/*
+ * Whether the replica `n` is within `max_lag_ms` (0: only a replica whose
+ * replication is broken is not). The lag is measured lazily: the first
+ * reader after replica.lag_refresh_ms measures it on a pooled connection.
+ */
+bool sr__node_lag_ok(sr_router *r, sr_node *n, int max_lag_ms);
+
+#endif

@@ -1,0 +1,157 @@
+/*
+ * A session's replication positions (see positions.h). A node's cached
+ * position (node.c) is a lower bound of what it has applied, so "cached
+ * covers wanted" proves a replica fresh enough without asking it; here the
+ * session side: what a read must see, recorded after writes and reads.
+ */
+#include "positions.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "node.h"
+
+const char sr__position_unknown[] = "(unknown)";
+
+static void free_slots(char **slots, int n)
+{
+    for (int i = 0; slots && i < n; i++)
+        free(slots[i]);
+    free(slots);
+}
+
+void sr__positions_free(sr_positions *p, int nshards)
+{
+    free_slots(p->written, nshards);
+    free_slots(p->observed, nshards);
+    p->written = p->observed = NULL;
+}
+
+/* Merges `pos` into (*slots)[shard] (allocating the slot array on first use). */
+static void merge_into(sr_positions *p, const sr_router *r, char ***slots, int shard,
+                       const char *pos)
+{
+    const sr_driver *d = sr__shard_positions_driver(r, shard);
+    if (!*slots) {
+        *slots = calloc((size_t)r->nshards, sizeof **slots);
+        if (!*slots) {
+            /* Forgetting the position would let a read pick a replica behind it. */
+            p->lost = 1;
+            return;
+        }
+    }
+    char **slot = &(*slots)[shard];
+    char merged[SR_POSITION_MAX];
+    const char *keep = pos;
+    if (d && !sr__position_is_unknown(pos)) {
+        /*
+         * Even a first position goes through the driver's merge: what is kept is
+         * then always the driver's own canonical form (" " from a GTID source is
+         * ""), which sr_session_set_token() takes back. A position the driver
+         * cannot parse guarantees nothing: the shard's reads go to the primary.
+         */
+        const char *with = *slot && !sr__position_is_unknown(*slot) ? *slot : pos;
+        keep = d->position_merge(with, pos, merged, sizeof merged) == SR_OK ? merged
+                                                                              : sr__position_unknown;
+    }
+    char *copy = sr__strdup(keep);
+    if (!copy) {
+        p->lost = 1; /* the older position kept would be too weak a bound */
+        return;
+    }
+    free(*slot);
+    *slot = copy;
+}
+
+const char *sr__positions_required(const sr_positions *p, const sr_router *r, int shard, int mode,
+                                   char *buf, size_t len)
+{
+    if (!sr__mode_uses_positions(mode))
+        return NULL;
+    const char *w = p->written ? p->written[shard] : NULL;
+    const char *o = mode == SR_CONSISTENCY_MONOTONIC && p->observed ? p->observed[shard] : NULL;
+    if (!w && !o && !p->lost)
+        return NULL; /* nothing recorded: the common case, decided without the driver */
+    const sr_driver *d = sr__shard_positions_driver(r, shard);
+    if (!d && !sr__position_is_unknown(w))
+        return NULL; /* no positions on this backend: every node is consistent */
+    if (p->lost)
+        return sr__position_unknown;
+    if (sr__position_is_unknown(w) || sr__position_is_unknown(o))
+        return sr__position_unknown;
+    if (w && o) {
+        if (d->position_merge(w, o, buf, len) != SR_OK)
+            return sr__position_unknown;
+        return buf;
+    }
+    const char *pos = w ? w : o;
+    /* Every read in these modes comes here: a plain copy, not printf. */
+    size_t n = strlen(pos);
+    if (n >= len)
+        return sr__position_unknown;
+    memcpy(buf, pos, n + 1);
+    return buf;
+}
+
+void sr__positions_record_write(sr_positions *p, sr_router *r, sr_node *primary,
+                                sr_driver_conn *conn, int64_t deadline)
+{
+    const sr_driver *d = sr__shard_positions_driver(r, primary->shard);
+    if (!d || !d->write_position)
+        return;
+    char pos[SR_POSITION_MAX];
+    sr_driver_error e;
+    sr__driver_error_clear(&e);
+    if (d->write_position(conn, deadline, pos, sizeof pos, &e) == SR_OK) {
+        merge_into(p, r, &p->written, primary->shard, pos);
+        return;
+    }
+    /* The write happened but where it is in the log is unknown: read the primary until the
+     * next write gives a position again. */
+    sr__log(r, SR_LOG_WARN, "shard '%s': could not read the write position (%s); this "
+                            "session reads that shard from its primary",
+            r->shards[primary->shard].name, e.message);
+    if (!p->written)
+        p->written = calloc((size_t)r->nshards, sizeof *p->written);
+    if (p->written) {
+        free(p->written[primary->shard]);
+        p->written[primary->shard] = sr__strdup(sr__position_unknown);
+    }
+    if (!p->written || !p->written[primary->shard])
+        p->lost = 1;
+}
+
+void sr__positions_record_observed(sr_positions *p, sr_router *r, sr_node *n,
+                                   sr_driver_conn *conn, int64_t deadline)
+{
+    const sr_driver *d = sr__shard_positions_driver(r, n->shard);
+    if (!d)
+        return;
+    /* Asked after the read, so it is at least the state the read saw. */
+    char pos[SR_POSITION_MAX];
+    sr_driver_error e;
+    sr__driver_error_clear(&e);
+    int rc = n->role == SR_PRIMARY && d->write_position
+                 ? d->write_position(conn, deadline, pos, sizeof pos, &e)
+                 : d->replay_position(conn, deadline, pos, sizeof pos, &e);
+    if (rc == SR_OK) {
+        merge_into(p, r, &p->observed, n->shard, pos);
+        if (n->role == SR_REPLICA)
+            sr__node_store_position(n, pos);
+    } else {
+        merge_into(p, r, &p->observed, n->shard, sr__position_unknown);
+    }
+}
+
+void sr__positions_merge_written(sr_positions *p, const sr_router *r, int shard, const char *pos)
+{
+    merge_into(p, r, &p->written, shard, pos);
+}
+
+int sr__positions_first_unknown(const sr_positions *p, int nshards)
+{
+    for (int i = 0; p->written && i < nshards; i++)
+        if (sr__position_is_unknown(p->written[i]))
+            return i;
+    return -1;
+}

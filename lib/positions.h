@@ -1,0 +1,61 @@
+/*
+ * A session's replication positions per shard (positions.c): after its last
+ * write there, and what it has read at (monotonic reads). Positions are
+ * opaque text owned by the shard's driver (a PostgreSQL WAL LSN, a
+ * MariaDB/MySQL GTID set); only the driver compares and merges them.
+ */
+#ifndef SR_POSITIONS_H
+#define SR_POSITIONS_H
+
+#include <string.h>
+
+#include "topology.h"
+
+/* Allocated on first use: a session that never writes under read_your_writes has none. */
+typedef struct sr_positions {
+    char **written;  /* [nshards]: position after the last write, or NULL */
+    char **observed; /* [nshards]: position read at (monotonic), or NULL */
+    int lost;        /* recording one ran out of memory: reads that need a position go to the
+                        primary for the rest of the session */
+} sr_positions;
+
+/* The marker for "written here but the position is unknown": read the primary. */
+extern const char sr__position_unknown[];
+
+static inline bool sr__position_is_unknown(const char *pos)
+{
+    return pos && (pos == sr__position_unknown || strcmp(pos, sr__position_unknown) == 0);
+}
+
+/* Whether a consistency mode tracks positions at all. */
+static inline bool sr__mode_uses_positions(int mode)
+{
+    return mode == SR_CONSISTENCY_READ_YOUR_WRITES || mode == SR_CONSISTENCY_MONOTONIC;
+}
+
+void sr__positions_free(sr_positions *p, int nshards);
+
+/*
+ * The position a read on `shard` must see under `mode`, copied to buf; NULL
+ * when there is none (mode any/primary, nothing recorded, or a backend
+ * without positions). May return sr__position_unknown: only the primary will do.
+ */
+const char *sr__positions_required(const sr_positions *p, const sr_router *r, int shard, int mode,
+                                   char *buf, size_t len);
+
+/* After a write or commit on the primary: reads the write position on the same connection and
+ * records it (unknown when it cannot be read: the shard's reads go to the primary). */
+void sr__positions_record_write(sr_positions *p, sr_router *r, sr_node *primary,
+                                sr_driver_conn *conn, int64_t deadline);
+
+/* After a monotonic read on `n`: records what the node has applied, fetched on `conn`. */
+void sr__positions_record_observed(sr_positions *p, sr_router *r, sr_node *n,
+                                   sr_driver_conn *conn, int64_t deadline);
+
+/* Merges an imported position (a token's) into what this session wrote on `shard`. */
+void sr__positions_merge_written(sr_positions *p, const sr_router *r, int shard, const char *pos);
+
+/* The first shard whose write position is unknown, or -1. */
+int sr__positions_first_unknown(const sr_positions *p, int nshards);
+
+#endif
