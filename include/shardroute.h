@@ -25,6 +25,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
+/* SR_VERSION_MAJOR, _MINOR, _PATCH, _STRING, generated from meson.build. */
+#include <shardroute/version.h>
+
 #ifdef __cplusplus
 extern "C" {
 #endif
@@ -34,11 +37,6 @@ extern "C" {
 #else
 #define SR_API
 #endif
-
-#define SR_VERSION_MAJOR 0
-#define SR_VERSION_MINOR 1
-#define SR_VERSION_PATCH 0
-#define SR_VERSION_STRING "0.1.0"
 
 /* ------------------------------------------------------------------------ */
 /* Status codes                                                             */

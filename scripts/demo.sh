@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh build
 build=${BUILD_DIR:-build}
 if [ ! -f "$build/build.ninja" ]; then
-  meson setup "$build" -Dtests=false -Dbench=false >/dev/null
+  meson setup "$build" -Dtests=disabled -Dbench=false >/dev/null
 fi
 ninja -C "$build" examples/quickstart >/dev/null
 if [ $# -gt 0 ]; then

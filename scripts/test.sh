@@ -9,8 +9,9 @@ cd "$(dirname "$0")/.."
 scripts/deps.sh test
 build=${BUILD_DIR:-build-test}
 if [ ! -f "$build/build.ninja" ]; then
+  # -Dtests=enabled: here a missing Check is an error, not a skipped suite.
   # shellcheck disable=SC2086
-  meson setup "$build" -Dwerror=true ${MESON_ARGS:-} >/dev/null
+  meson setup "$build" -Dwerror=true -Dtests=enabled ${MESON_ARGS:-} >/dev/null
 fi
 ninja -C "$build"
 runner=(meson test -C "$build" --print-errorlogs --num-processes 2 "$@")
