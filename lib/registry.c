@@ -1,71 +1,28 @@
 /*
  * The driver registry: in-tree drivers compiled into this build, plus
  * drivers registered at run time, found by URI scheme (like sqlite3_vfs_find).
- * Schemes of in-tree drivers that this build left out are known by name so
- * that using one gives a clear SR_EDRIVER instead of "unknown scheme".
+ * Which drivers are built in, and the schemes of those this build left out
+ * (so that using one gives a clear SR_EDRIVER instead of "unknown scheme"),
+ * come from the build (sr_drivers_table.h, generated from each
+ * drivers/<name>/meson.build): no driver is named here.
  */
 #include "registry.h"
 
-#include <pthread.h>
+#include <ctype.h>
 #include <string.h>
 
-#ifdef SR_HAVE_SQLITE
-extern const sr_driver sr__driver_sqlite;
-#endif
-#ifdef SR_HAVE_POSTGRES
-extern const sr_driver sr__driver_postgres;
-#endif
-#ifdef SR_HAVE_MYSQL
-extern const sr_driver sr__driver_mysql;
-#endif
+#include "schemes.h"
+#include "sr_drivers_table.h"
 
-static const sr_driver *const builtin_drivers[] = {
-#ifdef SR_HAVE_SQLITE
-    &sr__driver_sqlite,
-#endif
-#ifdef SR_HAVE_POSTGRES
-    &sr__driver_postgres,
-#endif
-#ifdef SR_HAVE_MYSQL
-    &sr__driver_mysql,
-#endif
-    NULL,
-};
+SR_BUILTIN_DRIVER_DECLS
 
-/* Every scheme an in-tree driver handles, and the build option that enables it. */
-static const struct {
-    const char *scheme;
-    const char *driver;
-    const char *option;
-} known_schemes[] = {
-    {"sqlite", "sqlite", "-Dsqlite=enabled (needs libsqlite3-dev)"},
-    {"postgresql", "postgres", "-Dpostgres=enabled (needs libpq-dev)"},
-    {"postgres", "postgres", "-Dpostgres=enabled (needs libpq-dev)"},
-    {"mysql", "mysql", "-Dmysql=enabled (needs default-libmysqlclient-dev)"},
-    {"mariadb", "mysql", "-Dmysql=enabled (needs default-libmysqlclient-dev)"},
-};
+static const sr_driver *const builtin_drivers[] = {SR_BUILTIN_DRIVER_LIST NULL};
 
-#define SR_MAX_EXTRA_DRIVERS 32
-static const sr_driver *extra_drivers[SR_MAX_EXTRA_DRIVERS];
-static int n_extra_drivers;
-static pthread_mutex_t registry_lock = PTHREAD_MUTEX_INITIALIZER;
-
-static int driver_has_scheme(const sr_driver *d, const char *scheme)
-{
-    for (const char *const *s = d->schemes; s && *s; s++)
-        if (strcmp(*s, scheme) == 0)
-            return 1;
-    return 0;
-}
-
-static const sr_driver *find_locked(const char *scheme)
+static const sr_driver *find_builtin(const char *scheme)
 {
     for (int i = 0; builtin_drivers[i]; i++)
-        if (driver_has_scheme(builtin_drivers[i], scheme))
+        if (sr__driver_has_scheme(builtin_drivers[i], scheme))
             return builtin_drivers[i];
-    for (int i = 0; i < n_extra_drivers; i++)
-        if (driver_has_scheme(extra_drivers[i], scheme))
-            return extra_drivers[i];
     return NULL;
 }
 
@@ -73,30 +30,50 @@ SR_API const sr_driver *sr_driver_find(const char *scheme)
 {
     if (!scheme)
         return NULL;
-    pthread_mutex_lock(&registry_lock);
-    const sr_driver *d = find_locked(scheme);
-    pthread_mutex_unlock(&registry_lock);
-    return d;
+    const sr_driver *d = find_builtin(scheme);
+    return d ? d : sr__schemes_find(scheme);
+}
+
+/* A scheme as the URI parser produces it: a lower-case letter, then
+ * lower-case letters, digits, '+', '-' or '.'. Anything else could never be
+ * found. */
+static bool scheme_well_formed(const char *s)
+{
+    if (!islower((unsigned char)s[0]))
+        return false;
+    for (; *s; s++)
+        if (!(islower((unsigned char)*s) || isdigit((unsigned char)*s) || *s == '+' || *s == '-' ||
+              *s == '.'))
+            return false;
+    return true;
 }
 
 SR_API int sr_driver_register(const sr_driver *d)
 {
-    if (!d || d->abi_version < 1 || !d->name || !d->schemes || !d->schemes[0] || !d->connect ||
-        !d->close || !d->exec || !d->begin || !d->commit || !d->rollback || !d->ping)
+    if (!d)
         return SR_EINVAL;
-    int rc = SR_OK;
-    pthread_mutex_lock(&registry_lock);
+    /* Checked first, before any field past the ABI 1 ones is trusted: a
+     * driver from a newer header may depend on what this library does not
+     * do (call its newer slots, fill newer connect arguments). */
+    if (d->abi_version < 1 || d->abi_version > SR_DRIVER_ABI_VERSION)
+        return SR_EDRIVER;
+    if (!d->name || !d->schemes || !d->schemes[0] || !d->connect || !d->close || !d->exec ||
+        !d->begin || !d->commit || !d->rollback || !d->ping)
+        return SR_EINVAL;
     for (const char *const *s = d->schemes; *s; s++)
-        if (find_locked(*s))
-            rc = SR_EINVAL;
-    if (rc == SR_OK) {
-        if (n_extra_drivers == SR_MAX_EXTRA_DRIVERS)
-            rc = SR_ENOMEM;
-        else
-            extra_drivers[n_extra_drivers++] = d;
-    }
-    pthread_mutex_unlock(&registry_lock);
-    return rc;
+        if (!scheme_well_formed(*s) || find_builtin(*s))
+            return SR_EINVAL;
+    for (int i = 0; builtin_drivers[i]; i++)
+        if (builtin_drivers[i] == d)
+            return SR_EINVAL;
+    return sr__schemes_add(d);
+}
+
+SR_API int sr_driver_unregister(const sr_driver *d)
+{
+    if (!d)
+        return SR_EINVAL;
+    return sr__schemes_remove(d);
 }
 
 int sr__driver_lookup(const char *scheme, const sr_driver **out, char *err, size_t errlen)
@@ -106,14 +83,13 @@ int sr__driver_lookup(const char *scheme, const sr_driver **out, char *err, size
         *out = d;
         return SR_OK;
     }
-    for (size_t i = 0; i < SR_ARRAY_LEN(known_schemes); i++) {
-        if (strcmp(known_schemes[i].scheme, scheme) == 0) {
-            sr__fmt(err, errlen,
-                    "the %s driver (scheme '%s') is not part of this build of shardroute: "
-                    "rebuild with %s",
-                    known_schemes[i].driver, scheme, known_schemes[i].option);
-            return SR_EDRIVER;
-        }
+    const sr__known_scheme *k = sr__scheme_known(scheme);
+    if (k && !k->built) {
+        sr__fmt(err, errlen,
+                "the %s driver (scheme '%s') is not part of this build of shardroute: "
+                "rebuild with %s",
+                k->driver, scheme, k->option);
+        return SR_EDRIVER;
     }
     sr__fmt(err, errlen, "no driver for URI scheme '%s' (register one with sr_driver_register)",
             scheme);

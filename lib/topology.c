@@ -56,6 +56,11 @@ static int build_node(sr_router *r, sr_node *n, int shard, int index, const sr_c
     n->connect_args.statement_timeout_ms = r->opts.statement_timeout_ms;
     n->connect_args.stmt_cache_size = r->opts.stmt_cache_size;
     n->connect_args.stmt_cache_bytes = (size_t)r->opts.stmt_cache_bytes;
+    if (n->driver->abi_version >= 4) { /* an older driver's struct ends before app_data */
+        n->connect_args.driver = n->driver;
+        n->connect_args.app_data = n->driver->app_data;
+        n->connect_args.log = (sr_driver_logger){r->log_fn, r->log_ud};
+    }
 
     /* A stable per-node identity for affinity hashing: same topology, same sticking. */
     char id[600];

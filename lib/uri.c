@@ -12,6 +12,8 @@
  */
 #include "uri.h"
 
+#include "schemes.h"
+
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -119,18 +121,22 @@ static size_t scheme_len(const char *text)
     return text[sl] == ':' ? sl : 0;
 }
 
-static bool scheme_is_sqlite(const char *text)
+/* Whether the scheme of `sl` bytes at `text` takes the path form (SCHEME:PATH). */
+static bool scheme_text_is_path(const char *text, size_t sl)
 {
-    for (size_t i = 0; i < 6; i++)
-        if (tolower((unsigned char)text[i]) != "sqlite"[i])
-            return false;
-    return true;
+    char lower[MAX_SHOWN_SCHEME + 1];
+    if (sl > MAX_SHOWN_SCHEME)
+        return false;
+    for (size_t i = 0; i < sl; i++)
+        lower[i] = (char)tolower((unsigned char)text[i]);
+    lower[sl] = '\0';
+    return sr__scheme_path_uri(lower);
 }
 
 /*
  * What a message shows of text that did not parse: the scheme, "//" and
- * "***" (or "sqlite:***"), else just "***". A scheme is shown only when "//" follows it (or
- * it is sqlite's): in "bob:pw@h" the would-be scheme is a user name.
+ * "***" (or "sqlite:***" for a path-form scheme), else just "***". A scheme is shown only when
+ * "//" follows it (or it is a path-form one): in "bob:pw@h" the would-be scheme is a user name.
  */
 static void put_unparsed(out_buf *o, const char *text)
 {
@@ -138,7 +144,7 @@ static void put_unparsed(out_buf *o, const char *text)
     if (sl > 0 && sl <= MAX_SHOWN_SCHEME) {
         if (strncmp(text + sl + 1, "//", 2) == 0) {
             out_put(o, text, sl + 3);
-        } else if (sl == 6 && scheme_is_sqlite(text)) {
+        } else if (scheme_text_is_path(text, sl)) {
             out_put(o, text, sl + 1);
         }
     }
@@ -467,16 +473,17 @@ int sr__uri_parse(const char *text, sr_uri **out, char *err, size_t errlen)
     size_t qn = query ? strlen(query + 1) : 0;
     span pw = {NULL, 0};
 
-    if (strcmp(scheme, "sqlite") == 0) {
-        /* sqlite:PATH with PATH as SQLite takes it (relative, /absolute or
-         * :memory:); sqlite:///abs is the same file as sqlite:/abs. A host
+    if (sr__scheme_path_uri(scheme)) {
+        /* The path form (SR_DRIVER_URI_PATH, e.g. sqlite:PATH) with PATH as
+         * the driver takes it (relative, /absolute or :memory:);
+         * sqlite:///abs is the same file as sqlite:/abs. A host
          * (sqlite://x/...) has no meaning for a local file, so it is refused
          * rather than guessed at. */
         const char *path = rest;
         if (strncmp(rest, "//", 2) == 0) {
             if (rest[2] != '/') {
-                rc = fail_at(&p, rest, "a sqlite URI takes no host: write sqlite:relative.db, "
-                             "sqlite:/abs/path.db or sqlite:///abs/path.db");
+                rc = fail_at(&p, rest, "a %s URI takes no host: write %s:relative.db, "
+                             "%s:/abs/path.db or %s:///abs/path.db", scheme, scheme, scheme, scheme);
                 goto fail;
             }
             path = rest + 2;
@@ -487,7 +494,7 @@ int sr__uri_parse(const char *text, sr_uri **out, char *err, size_t errlen)
         }
         size_t pl = query ? (size_t)(query - path) : strlen(path);
         if (pl == 0) {
-            rc = fail_at(&p, path, "the sqlite path is empty");
+            rc = fail_at(&p, path, "the %s path is empty", scheme);
             goto fail;
         }
         if (!(u->path = pool_put(&p, path, pl, true, false, "path", &rc)))

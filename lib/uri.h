@@ -9,8 +9,10 @@
 /*
  * Parses a node URI into one allocation (the sr_uri and all its strings).
  * Accepted forms:
- *   sqlite:PATH, sqlite:/abs/path, sqlite:///abs/path, sqlite::memory:
- *     (query parameters after '?' are kept in params)
+ *   SCHEME:PATH, SCHEME:/abs/path, SCHEME:///abs/path, SCHEME::memory:
+ *     for a path-form scheme (SR_DRIVER_URI_PATH: sqlite, or a registered
+ *     driver's; see sr__scheme_path_uri) (query parameters after '?' are
+ *     kept in params)
  *   SCHEME://[user[:password]@]host[:port][/database][?k=v&k=v]
  *     host may be an IPv6 literal in brackets; user, password, database and
  *     parameter values are percent-decoded.

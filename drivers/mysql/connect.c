@@ -8,6 +8,7 @@
 #include <errmsg.h>
 
 #include <ctype.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -39,7 +40,7 @@ static sr_my_ssl_mode ssl_mode_of(const char *v)
     } modes[] = {{"disabled", SR_MY_SSL_DISABLED},   {"preferred", SR_MY_SSL_PREFERRED},
                  {"required", SR_MY_SSL_REQUIRED},   {"verify-ca", SR_MY_SSL_VERIFY_CA},
                  {"verify-identity", SR_MY_SSL_VERIFY_IDENTITY}};
-    for (size_t i = 0; i < SR_ARRAY_LEN(modes); i++)
+    for (size_t i = 0; i < SR_MY_ARRAY_LEN(modes); i++)
         if (param_is(v, modes[i].name))
             return modes[i].mode;
     return SR_MY_SSL_UNSET;
@@ -52,7 +53,7 @@ void sr__my_params_free(sr_my_params *p)
     char **strs[] = {&p->host,       &p->user,      &p->password,   &p->database, &p->unix_socket,
                      &p->ssl_ca,     &p->ssl_capath, &p->ssl_cert,  &p->ssl_key,  &p->ssl_cipher,
                      &p->ssl_crl,    &p->ssl_crlpath, &p->tls_version, &p->charset, &p->redacted};
-    for (size_t i = 0; i < SR_ARRAY_LEN(strs); i++) {
+    for (size_t i = 0; i < SR_MY_ARRAY_LEN(strs); i++) {
         if (*strs[i] == p->password && *strs[i]) {
             /* Do not leave the password in freed memory. */
             volatile char *v = *strs[i];
@@ -71,7 +72,7 @@ static int dup_into(char **dst, const char *src)
     *dst = NULL;
     if (!src)
         return 0;
-    *dst = sr__strdup(src);
+    *dst = sr__my_strdup(src);
     return *dst ? 0 : -1;
 }
 
@@ -272,7 +273,7 @@ int sr__my_kill_query(const sr_my_params *p, unsigned long thread_id, int64_t de
     if (sr__my_open(p, deadline_ns, &k, &ignored) != SR_OK)
         return 0;
     char sql[48];
-    sr__fmt(sql, sizeof sql, "KILL QUERY %lu", thread_id);
+    snprintf(sql, sizeof sql, "KILL QUERY %lu", thread_id);
     int qrc = 1;
     int st = mysql_real_query_start(&qrc, k, sql, strlen(sql));
     SR_MY_AWAIT(k, deadline_ns, st, &qrc, k, mysql_real_query_cont);

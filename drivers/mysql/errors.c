@@ -71,7 +71,7 @@ int sr__my_timed_out(sr_driver_conn *c, const char *what, int killq, sr_driver_e
     int killed = 0;
     if (killq && c->thread_id)
         killed = sr__my_kill_query(&c->params, c->thread_id,
-                                   sr__deadline_after_ms(SR_MY_KILL_BUDGET_MS));
+                                   sr_deadline_after_ms(SR_MY_KILL_BUDGET_MS));
     return sr_driver_error_set(err, SR_ETIMEOUT, 1, "", 0,
                                "%s: timed out (connection discarded%s)", what,
                                !killq ? "" : killed ? ", statement killed on the server"

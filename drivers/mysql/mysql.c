@@ -9,6 +9,7 @@
  */
 #include "my_internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -84,7 +85,7 @@ static int my_connect(const sr_driver_connect_args *args, sr_driver_conn **out,
         return sr_driver_error_set(err, SR_ENOMEM, 0, "", 0, "out of memory");
     }
     int64_t deadline =
-        args->connect_timeout_ms > 0 ? sr__deadline_after_ms(args->connect_timeout_ms) : 0;
+        args->connect_timeout_ms > 0 ? sr_deadline_after_ms(args->connect_timeout_ms) : 0;
     rc = sr__my_open(&c->params, deadline, &c->my, err);
     if (rc != SR_OK) {
         my_close(c);
@@ -104,7 +105,7 @@ static int my_connect(const sr_driver_connect_args *args, sr_driver_conn **out,
          * QUERY of a timed-out statement not get through, the server still
          * stops it at the same bound. */
         char sql[80];
-        sr__fmt(sql, sizeof sql, "SET SESSION max_statement_time = %d.%03d",
+        snprintf(sql, sizeof sql, "SET SESSION max_statement_time = %d.%03d",
                 args->statement_timeout_ms / 1000, args->statement_timeout_ms % 1000);
         rc = sr__my_text_query(c, sql, deadline, NULL, err);
         if (rc != SR_OK) {

@@ -93,7 +93,7 @@ int sr__my_text_exec(sr_driver_conn *c, const char *sql, int64_t deadline_ns, sr
         MYSQL_FIELD *fields = mysql_fetch_fields(r);
         const char *stack_names[32];
         const char **names = stack_names;
-        if (ncols > SR_ARRAY_LEN(stack_names)) {
+        if (ncols > SR_MY_ARRAY_LEN(stack_names)) {
             names = malloc(ncols * sizeof *names);
             if (!names)
                 rc = sr_driver_error_set(err, SR_ENOMEM, 0, "", 0, "out of memory");

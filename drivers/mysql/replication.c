@@ -12,6 +12,7 @@
 #include "my_internal.h"
 
 #include <inttypes.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -31,7 +32,7 @@ static int query_value(sr_driver_conn *c, const char *sql, int64_t deadline_ns, 
     const char *v = row && mysql_num_fields(r) > 0 ? row[0] : NULL;
     if (is_null)
         *is_null = v == NULL;
-    *out = sr__strdup(v ? v : "");
+    *out = sr__my_strdup(v ? v : "");
     mysql_free_result(r);
     if (!*out)
         return sr_driver_error_set(err, SR_ENOMEM, 0, "", 0, "out of memory");
@@ -114,7 +115,7 @@ int sr__my_has_replayed(sr_driver_conn *c, const char *position, int64_t deadlin
         return sr_driver_error_set(err, SR_ENOMEM, 0, "", 0, "out of memory");
     }
     mysql_real_escape_string(c->my, esc, position, (unsigned long)n);
-    sr__fmt(sql, 2 * n + 64, "SELECT GTID_SUBSET('%s', @@GLOBAL.gtid_executed)", esc);
+    snprintf(sql, 2 * n + 64, "SELECT GTID_SUBSET('%s', @@GLOBAL.gtid_executed)", esc);
     free(esc);
     rc = query_value(c, sql, deadline_ns, &v, NULL, err);
     free(sql);
@@ -217,7 +218,7 @@ int sr__my_wait_replayed(sr_driver_conn *c, const char *position, int64_t deadli
         return sr_driver_error_set(err, SR_ENOMEM, 0, "", 0, "out of memory");
     }
     mysql_real_escape_string(c->my, esc, position, (unsigned long)n);
-    sr__fmt(sql, sqllen, "SELECT %s('%s', %" PRId64 ".%03d)",
+    snprintf(sql, sqllen, "SELECT %s('%s', %" PRId64 ".%03d)",
             c->flavour == SR_MY_MARIADB ? "MASTER_GTID_WAIT" : "WAIT_FOR_EXECUTED_GTID_SET", esc,
             wait_ms / 1000, (int)(wait_ms % 1000));
     free(esc);

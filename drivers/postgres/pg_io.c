@@ -12,8 +12,6 @@
  */
 #include "pg_conn.h"
 
-#include <errno.h>
-#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,9 +21,7 @@ int64_t sr__pg_deadline(const sr_driver_conn *c, int64_t deadline_ns)
 {
     if (deadline_ns > 0)
         return deadline_ns;
-    if (c->statement_timeout_ms > 0)
-        return sr_clock_ns() + (int64_t)c->statement_timeout_ms * 1000000;
-    return 0;
+    return sr_deadline_after_ms(c->statement_timeout_ms); /* 0 when none */
 }
 
 /* Folds white space; dst has room for strlen(src) + 1 bytes. */
@@ -62,17 +58,8 @@ void sr__pg_clean_message(char *dst, size_t dstlen, const char *src, const char 
      * Neither libpq nor the server should echo the password, but a message is
      * the one place it must never leak through. It is scrubbed before the
      * message is cut to size, so no prefix of it can survive at the cut.
-     * Passwords shorter than 4 characters are left alone: scrubbing them
-     * would garble every message while hiding nothing of value.
      */
-    size_t plen = password ? strlen(password) : 0;
-    if (plen >= 4) {
-        char *hit;
-        while ((hit = strstr(tmp, password)) != NULL) {
-            memcpy(hit, "***", 3);
-            memmove(hit + 3, hit + plen, strlen(hit + plen) + 1);
-        }
-    }
+    sr_scrub_secret(tmp, password);
     snprintf(dst, dstlen, "%s", tmp);
     free(tmp);
 }
@@ -103,24 +90,11 @@ int sr__pg_conn_error(sr_driver_conn *c, const char *what, sr_driver_error *err)
 
 int sr__pg_wait_fd(int fd, short events, int64_t deadline)
 {
-    if (fd < 0)
+    int revents;
+    int rc = sr_wait_fd(fd, events, deadline, &revents);
+    if (rc < 0)
         return -1;
-    struct pollfd p = {.fd = fd, .events = events, .revents = 0};
-    for (;;) {
-        int ms = -1;
-        if (deadline > 0) {
-            int64_t left = deadline - sr_clock_ns();
-            if (left <= 0)
-                return 0;
-            int64_t lms = (left + 999999) / 1000000;
-            ms = lms > INT_MAX ? INT_MAX : (int)lms;
-        }
-        int n = poll(&p, 1, ms);
-        if (n > 0)
-            return p.revents ? p.revents : events;
-        if (n < 0 && errno != EINTR)
-            return -1;
-    }
+    return rc == 0 ? 0 : revents;
 }
 
 static int wait_socket(PGconn *pg, short events, int64_t deadline)

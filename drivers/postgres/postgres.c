@@ -122,9 +122,7 @@ static int pg_connect(const sr_driver_connect_args *args, sr_driver_conn **out, 
     if (!args || !args->uri || !out)
         return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0, "postgres: missing connect arguments");
     const sr_uri *u = args->uri;
-    int64_t deadline = args->connect_timeout_ms > 0
-                           ? sr_clock_ns() + (int64_t)args->connect_timeout_ms * 1000000
-                           : 0;
+    int64_t deadline = sr_deadline_after_ms(args->connect_timeout_ms); /* 0: none */
 
     sr_driver_conn *c = calloc(1, sizeof *c);
     if (!c)

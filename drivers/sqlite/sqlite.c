@@ -537,4 +537,5 @@ const sr_driver sr__driver_sqlite = {
     .write_position = NULL,
     .has_replayed = NULL,
     .replica_lag_ms = NULL,
+    .flags = SR_DRIVER_URI_PATH, /* sqlite:PATH */
 };

@@ -10,9 +10,16 @@
  * SR_DRIVER_ABI_VERSION keep working; methods past their version are treated
  * as absent (ABI 1 ends at replica_lag_ms; ABI 2 adds the position methods;
  * ABI 3 adds sr_driver_connect_args.stmt_cache_bytes and the statement
- * cache helpers, sr_stmt_cache_*). Structs the core passes to a driver only
- * grow at their end, so a driver built against an older header reads the
- * fields it knows.
+ * cache helpers, sr_stmt_cache_*; ABI 4 adds sr_driver.app_data and
+ * sr_driver.flags (SR_DRIVER_URI_PATH), the connect arguments `driver`,
+ * `app_data` and `log` (filled only for drivers of ABI 4 or later), the
+ * driver-author helpers sr_deadline_*, sr_wait_fd, sr_scrub_secret and
+ * sr_driver_log, and sr_driver_unregister). Structs the core passes to a
+ * driver only grow at their end, so a driver built against an older header
+ * reads the fields it knows. docs/drivers.md lists the planned ABI 5+ slots.
+ *
+ * Everything a driver needs is in this header and shardroute.h: the in-tree
+ * drivers are compiled with nothing else on their include path.
  *
  * Threading: the core uses one sr_driver_conn from one thread at a time, but
  * different connections of the same driver from many threads at once, so a
@@ -27,7 +34,7 @@
 extern "C" {
 #endif
 
-#define SR_DRIVER_ABI_VERSION 3
+#define SR_DRIVER_ABI_VERSION 4
 
 /** A driver's connection; each driver defines the struct. */
 typedef struct sr_driver_conn sr_driver_conn;
@@ -51,23 +58,37 @@ typedef struct sr_uri_param {
 
 /**
  * A parsed node URI. Every string is NUL-terminated and percent-decoded;
- * missing parts are NULL (port 0). For "sqlite:PATH" only `path` is set.
+ * missing parts are NULL (port 0). For the path form of a driver with
+ * SR_DRIVER_URI_PATH ("sqlite:PATH") only `path` is set.
  * `redacted` is the URI with the password replaced by "***" (and any
  * "password" query parameter too): the only form a driver may put in a
  * message.
  */
 typedef struct sr_uri {
-    const char *scheme;   /* lower-case: "sqlite", "postgresql", "postgres", "mysql", "mariadb" */
+    const char *scheme;   /* lower-case, as registered: "sqlite", "postgresql", "mysql", ... */
     const char *user;
     const char *password;
     const char *host;     /* without brackets for IPv6 literals */
     int port;             /* 0 when absent */
     const char *database; /* path component without the leading '/' */
-    const char *path;     /* sqlite: the file path (may be ":memory:") */
+    const char *path;     /* path form (SR_DRIVER_URI_PATH): the path (may be ":memory:") */
     const sr_uri_param *params;
     int nparams;
     const char *redacted;
 } sr_uri;
+
+struct sr_driver;
+
+/**
+ * Where a driver's log lines go: the router's log callback
+ * (sr_config_set_log_fn) and its userdata; `fn` NULL means no logging. A
+ * driver copies the struct (by value) out of its connect arguments into its
+ * connection to log later. Write lines with sr_driver_log().
+ */
+typedef struct sr_driver_logger {
+    sr_log_fn fn;
+    void *userdata;
+} sr_driver_logger;
 
 /**
  * What the core passes to connect(). Borrowed for the duration of the call
@@ -84,6 +105,13 @@ typedef struct sr_driver_connect_args {
     /* ABI 3: bytes of prepared statements kept per connection (option
      * stmt_cache.max_bytes; SQL text + the driver's estimate of each handle). */
     size_t stmt_cache_bytes;
+    /* ABI 4 (filled only when the driver's abi_version >= 4; a driver of an
+     * older ABI never reads them): the driver being asked to connect (the
+     * registered struct, as SQLite's xOpen gets its sqlite3_vfs), its
+     * app_data, and the router's log sink. */
+    const struct sr_driver *driver;
+    void *app_data;
+    sr_driver_logger log;
 } sr_driver_connect_args;
 
 /**
@@ -157,23 +185,116 @@ typedef struct sr_driver {
     /* Waits until this replica has applied `position` or the deadline passes (*out = 0). */
     int (*wait_replayed)(sr_driver_conn *conn, const char *position, int64_t deadline_ns, int *out,
                          sr_driver_error *err);
+
+    /* ---- ABI 4 ---- */
+    /* The registrant's pointer, handed back in sr_driver_connect_args.app_data
+     * (as sqlite3_vfs.pAppData): lets one set of functions serve several
+     * registrations. The core never dereferences it. */
+    void *app_data;
+    /* SR_DRIVER_* flags. */
+    unsigned flags;
 } sr_driver;
+
+/*
+ * sr_driver.flags: the driver's schemes take the path form "SCHEME:PATH"
+ * (relative, /absolute or ":memory:"; "SCHEME:///abs" is "SCHEME:/abs"; a
+ * host is refused) instead of SCHEME://[user[:password]@]host[:port][/db].
+ * The parsed URI then has only `path` (and `params`) set.
+ */
+#define SR_DRIVER_URI_PATH 0x1u
 
 /* Longest position text the core keeps (a GTID set of many domains fits). */
 #define SR_POSITION_MAX 512
 
 /**
  * Registers a third-party driver for its schemes (in-tree drivers are
- * registered by the library itself). The struct must outlive every router
- * using it. A scheme already taken is SR_EINVAL. Thread-safe.
+ * registered by the library itself). The registry keeps the pointer, not a
+ * copy: the struct must stay valid and unchanged until it is unregistered
+ * and every router that uses it is closed. There is no limit on the number
+ * of drivers but memory. Thread-safe.
+ * Errors (there is no message channel: the status is the reason):
+ *  - SR_EINVAL: `driver` NULL, no name, no scheme, a scheme that is not
+ *    lower-case scheme characters, a required method missing (connect,
+ *    close, exec, begin, commit, rollback, ping), or one of its schemes (or
+ *    the same struct) already registered;
+ *  - SR_EDRIVER: abi_version < 1, or newer than this library's
+ *    SR_DRIVER_ABI_VERSION (the driver was built against a newer header and
+ *    may rely on what this library does not do; rebuild one or the other);
+ *  - SR_ENOMEM.
  */
 SR_API int sr_driver_register(const sr_driver *driver);
+
+/**
+ * Undoes sr_driver_register(): the driver's schemes are free again and
+ * sr_driver_find() no longer returns it. Routers opened before keep their
+ * pointer to the driver and go on calling it: the caller must close every
+ * router that uses the driver (sr_router_close) before freeing or changing
+ * the struct, and should do so before unregistering. Thread-safe.
+ * Errors: SR_EINVAL when `driver` is NULL, was not registered with
+ * sr_driver_register() (in-tree drivers cannot be unregistered), or was
+ * unregistered already.
+ */
+SR_API int sr_driver_unregister(const sr_driver *driver);
 
 /** The driver for a URI scheme, or NULL. Thread-safe. */
 SR_API const sr_driver *sr_driver_find(const char *scheme);
 
 /** Monotonic clock in nanoseconds: the time base of every deadline. */
 SR_API int64_t sr_clock_ns(void);
+
+/* ---- Helpers for driver authors (ABI 4) ---------------------------------- */
+
+/**
+ * The deadline `ms` milliseconds from now (an sr_clock_ns() time), or 0 (no
+ * deadline) when ms <= 0, the convention of every deadline the core passes.
+ * Pure apart from reading the clock; thread-safe; cannot fail.
+ */
+SR_API int64_t sr_deadline_after_ms(int ms);
+
+/**
+ * Milliseconds left until `deadline_ns`, rounded up (waking a little early
+ * would only spin) and clamped to 0..INT_MAX: 0 once it passed, INT_MAX for
+ * deadline_ns <= 0 (none). Suitable for poll() and for a library's own
+ * millisecond timeout. Thread-safe; cannot fail.
+ */
+SR_API int sr_deadline_remaining_ms(int64_t deadline_ns);
+
+/**
+ * Waits until `fd` reports one of `events` (POLLIN, POLLOUT, POLLPRI as in
+ * poll()) or `deadline_ns` passes (<= 0: no deadline). Signals (EINTR) do
+ * not end the wait early, nor stretch it past the deadline.
+ * Returns 1 with *revents set to poll()'s revents (which may be POLLERR,
+ * POLLHUP or POLLNVAL rather than what was asked: the caller's next I/O
+ * reports the error); 0 with *revents = 0 when the deadline passed first;
+ * SR_EINVAL when fd < 0 or revents is NULL; SR_EDRIVER when poll() itself
+ * failed (errno is kept). Blocks only the calling thread; thread-safe.
+ */
+SR_API int sr_wait_fd(int fd, int events, int64_t deadline_ns, int *revents);
+
+/**
+ * Replaces, in place, every occurrence of `secret` in the NUL-terminated
+ * `msg` with "***", for a server's or client library's message that might
+ * echo a password. Scrub before cutting a message to size, so that no
+ * prefix of the secret survives at the cut. A secret shorter than 4 bytes
+ * (or NULL) is left alone: scrubbing it would garble every message while
+ * hiding nothing of value. Returns the number of replacements (0 also when
+ * msg is NULL). Thread-safe for distinct buffers; cannot fail.
+ */
+SR_API int sr_scrub_secret(char *msg, const char *secret);
+
+/**
+ * Formats a line (printf-style, cut at 1023 bytes) and hands it to the
+ * logger's callback with `level`; does nothing when `log` or its `fn` is
+ * NULL. The line must never hold a password (scrub server text with
+ * sr_scrub_secret, name nodes by sr_uri.redacted). Runs the callback on the
+ * calling thread, which the application's callback allows (it is called
+ * from whichever thread hit the event). Allocates nothing; cannot fail.
+ */
+SR_API void sr_driver_log(const sr_driver_logger *log, sr_log_level level, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 3, 4)))
+#endif
+    ;
 
 /** Fills `err` (printf-style message, truncated to fit) and returns `status`. */
 SR_API int sr_driver_error_set(sr_driver_error *err, int status, int transient,

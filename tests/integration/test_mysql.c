@@ -1069,7 +1069,9 @@ static void hook_open(hook_conn *h, const char *env_name, sr_role role)
     h->uri.port = h->a.port;
     h->uri.database = "shard0";
     h->uri.redacted = h->redacted;
-    sr_driver_connect_args args = {&h->uri, role, 2000, 2000, 4, 8u << 20};
+    sr_driver_connect_args args = {.uri = &h->uri, .role = role, .connect_timeout_ms = 2000,
+                                   .statement_timeout_ms = 2000, .stmt_cache_size = 4,
+                                   .stmt_cache_bytes = 8u << 20};
     sr_driver_error e;
     memset(&e, 0, sizeof e);
     ck_assert_msg(h->d->connect(&args, &h->c, &e) == SR_OK, "%s", e.message);

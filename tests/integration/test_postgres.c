@@ -860,7 +860,9 @@ static void node_open(node_conn *n, int port, sr_role role)
     n->uri.port = port;
     n->uri.database = "shard0";
     n->uri.redacted = n->redacted;
-    sr_driver_connect_args args = {&n->uri, role, 5000, 5000, 16, 8u << 20};
+    sr_driver_connect_args args = {.uri = &n->uri, .role = role, .connect_timeout_ms = 5000,
+                                   .statement_timeout_ms = 5000, .stmt_cache_size = 16,
+                                   .stmt_cache_bytes = 8u << 20};
     sr_driver_error e = {0};
     int rc = n->d->connect(&args, &n->c, &e);
     ck_assert_msg(rc == SR_OK, "connect %s: %s", n->redacted, e.message);
