@@ -156,6 +156,7 @@ static int fake_exec(sr_driver_conn *c, const char *sql, int nparams, const char
     (void)nparams, (void)params;
     route_node *n = c->node;
     atomic_fetch_add(&n->execs, 1);
+    atomic_store(&n->last_exec_deadline_ns, deadline_ns);
     if (stall(atomic_load(&n->stall_ms), deadline_ns)) {
         trace_add(n, '~');
         return sr_driver_error_set(err, SR_ETIMEOUT, 1, "57014", 0,
@@ -310,6 +311,7 @@ static int fake_wait_replayed(sr_driver_conn *c, const char *position, int64_t d
     if (parse_pos(position, &want))
         return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0, "fake: bad position");
     atomic_fetch_add(&n->waits, 1);
+    atomic_store(&n->last_wait_deadline_ns, deadline_ns);
     *out = 0;
     if (atomic_load(&n->position) >= want) {
         *out = 1;

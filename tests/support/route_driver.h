@@ -73,6 +73,8 @@ typedef struct route_node {
     _Atomic int write_position_reads;
     _Atomic int lag_reads;      /* replica_lag_ms() calls */
     _Atomic int waits;          /* wait_replayed() calls */
+    _Atomic int64_t last_exec_deadline_ns; /* the deadline the last exec() was given */
+    _Atomic int64_t last_wait_deadline_ns; /* the deadline the last wait_replayed() was given */
 } route_node;
 
 /* The driver (registered on first use; the same struct for the process). */

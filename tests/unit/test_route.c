@@ -239,6 +239,8 @@ START_TEST(auto_reads_spread_over_the_replicas_in_turn)
     ck_assert_int_eq(n2, ok_on("s0r2"));
     ck_assert_int_eq(n1 + n2, 20);
     ck_assert_int_eq(sent_to("s0p"), 0);
+    /* Without a lag bound, lag is not measured on the read path. */
+    ck_assert_int_eq(atomic_load(&N("s0r1")->lag_reads) + atomic_load(&N("s0r2")->lag_reads), 0);
     /* round_robin takes them in turn. */
     ck_assert_int_eq(n1, 10);
     ck_assert_int_eq(n2, 10);
@@ -1134,6 +1136,125 @@ START_TEST(scatter_with_one_shard_failing_is_partial)
 }
 END_TEST
 
+START_TEST(read_your_writes_never_reads_stale_when_the_primary_is_down)
+{
+    /* Fallback to the primary allowed, but the primary cannot be reached: the read
+     * fails with the primary's error rather than reading a replica behind the write. */
+    const char *opts[] = {"health.fail_threshold", "1", NULL};
+    sr_router *r = open_router(1, 2, opts);
+    sr_session *s = new_session(r);
+    write_on(s, 0);
+    atomic_store(&N("s0p")->fail_execs, -1);
+    ck_assert_int_eq(read_fails(s, 0, NULL), SR_ECONNECT);
+    ASSERT_CONTAINS(sr_session_errmsg(s), "s0p");
+    ck_assert_int_eq(node_info(r, 0, 0).healthy, 0);
+    /* Once it is ejected, at once. */
+    ck_assert_int_eq(read_fails(s, 0, NULL), SR_EUNAVAILABLE);
+    ASSERT_CONTAINS(sr_session_errmsg(s), "s0p");
+    ck_assert_int_eq(sent_to("s0p"), 2); /* the write and the first read */
+    ck_assert_int_eq(ok_on("s0r1") + ok_on("s0r2"), 0);
+    /* A replica that has replayed the write serves it. */
+    atomic_store(&N("s0r1")->position, 1);
+    ck_assert_str_eq(read_on(s, 0), "s0r1");
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(a_read_only_transaction_is_stale_when_no_replica_caught_up)
+{
+    const char *opts[] = {"balance.primary_reads", "never", NULL};
+    sr_router *r = open_router(1, 1, opts);
+    sr_session *s = new_session(r);
+    write_on(s, 0);
+    ck_assert_int_eq(sr_begin_read_only(s, K(0)), SR_ESTALE);
+    ck_assert_int_eq(sr_in_transaction(s), 0);
+    ck_assert_int_eq(atomic_load(&N("s0r1")->begins) + atomic_load(&N("s0p")->begins), 0);
+    atomic_store(&N("s0r1")->position, 1);
+    ck_assert_int_eq(sr_begin_read_only(s, K(0)), SR_OK);
+    ck_assert_int_eq(atomic_load(&N("s0r1")->read_only_begins), 1);
+    ck_assert_int_eq(sr_rollback(s), SR_OK);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(a_retry_keeps_the_first_attempts_deadline)
+{
+    const char *opts[] = {"statement_timeout_ms", "60000", NULL};
+    sr_router *r = open_router(1, 1, opts);
+    sr_session *s = new_session(r);
+    atomic_store(&N("s0r1")->fail_execs, 1);
+    int64_t t0 = sr_clock_ns();
+    ck_assert_str_eq(read_on(s, 0), "s0p");
+    int64_t t1 = sr_clock_ns();
+    int64_t first = atomic_load(&N("s0r1")->last_exec_deadline_ns);
+    int64_t retry = atomic_load(&N("s0p")->last_exec_deadline_ns);
+    ck_assert_msg(first == retry, "the retry got a new deadline (%lld ns later)",
+                  (long long)(retry - first));
+    /* statement_timeout_ms from the call. */
+    ck_assert(first >= t0 + (int64_t)60000 * 1000000);
+    ck_assert(first <= t1 + (int64_t)60000 * 1000000);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(a_pool_checkout_never_outlives_the_statement_deadline)
+{
+    const char *opts[] = {"pool.max_size", "1", "pool.checkout_timeout_ms", "60000",
+                          "statement_timeout_ms", "300", NULL};
+    sr_router *r = open_router(1, 1, opts);
+    sr_session *a = new_session(r);
+    sr_session *b = new_session(r);
+    ck_assert_int_eq(sr_begin(a, K(0)), SR_OK);
+    int64_t t0 = now_ms();
+    int rc = sr_exec(b, K(0), SR_WRITE, "INSERT INTO t VALUES (1)", 0, NULL, NULL);
+    int64_t took = now_ms() - t0;
+    ck_assert_msg(rc == SR_EBUSY || rc == SR_ETIMEOUT, "%s: %s", sr_strerror(rc),
+                  sr_session_errmsg(b));
+    ck_assert_msg(took < 300 + slack_ms(), "took %lld ms", (long long)took);
+    ck_assert_int_eq(sr_rollback(a), SR_OK);
+    sr_session_free(a);
+    sr_session_free(b);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(scatter_reads_follow_each_shards_position)
+{
+    sr_router *r = open_router(3, 1, NULL);
+    sr_session *s = new_session(r);
+    write_on(s, 1);
+    sr_result *res = NULL;
+    ck_assert_int_eq(sr_exec_all(s, SR_AUTO, "SELECT node FROM t", 0, NULL, &res), SR_OK);
+    ck_assert_int_eq(sr_result_nrows(res), 3);
+    ck_assert_str_eq(sr_result_value(res, 0, 0), "s0r1");
+    ck_assert_str_eq(sr_result_value(res, 1, 0), "s1p"); /* s1r1 has not replayed the write */
+    ck_assert_str_eq(sr_result_value(res, 2, 0), "s2r1");
+    sr_result_free(res);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(bad_read_options_are_refused)
+{
+    sr_router *r = open_router(1, 1, NULL);
+    sr_session *s = new_session(r);
+    sr_read_opts o = SR_READ_OPTS_INIT;
+    o.consistency = 42;
+    ck_assert_int_eq(read_fails(s, 0, &o), SR_EINVAL);
+    o = (sr_read_opts)SR_READ_OPTS_INIT;
+    o.max_lag_ms = -5;
+    ck_assert_int_eq(read_fails(s, 0, &o), SR_EINVAL);
+    ck_assert_int_eq(sr_session_set(s, "consistency", "fresh"), SR_EINVAL);
+    ck_assert_int_eq(sent_to("s0p") + sent_to("s0r1"), 0);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
 static Suite *route_suite(void)
 {
     Suite *su = suite_create("route");
@@ -1176,6 +1297,12 @@ static Suite *route_suite(void)
     tcase_add_test(tc, a_read_only_transaction_runs_on_a_replica);
     tcase_add_test(tc, scatter_reads_every_shard_in_order);
     tcase_add_test(tc, scatter_with_one_shard_failing_is_partial);
+    tcase_add_test(tc, read_your_writes_never_reads_stale_when_the_primary_is_down);
+    tcase_add_test(tc, a_read_only_transaction_is_stale_when_no_replica_caught_up);
+    tcase_add_test(tc, a_retry_keeps_the_first_attempts_deadline);
+    tcase_add_test(tc, a_pool_checkout_never_outlives_the_statement_deadline);
+    tcase_add_test(tc, scatter_reads_follow_each_shards_position);
+    tcase_add_test(tc, bad_read_options_are_refused);
     suite_add_tcase(su, tc);
     return su;
 }
