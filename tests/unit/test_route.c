@@ -20,6 +20,7 @@
  * never as a measure of speed.
  */
 #include <check.h>
+#include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -239,6 +240,11 @@ START_TEST(auto_reads_spread_over_the_replicas_in_turn)
     ck_assert_int_eq(n2, ok_on("s0r2"));
     ck_assert_int_eq(n1 + n2, 20);
     ck_assert_int_eq(sent_to("s0p"), 0);
+    /* The router's counters agree. */
+    ck_assert_int_eq((int)node_info(r, 0, 1).statements, 10);
+    ck_assert_int_eq((int)node_info(r, 0, 2).statements, 10);
+    ck_assert_int_eq((int)node_info(r, 0, 0).statements, 0);
+    ck_assert_int_eq((int)node_info(r, 0, 1).in_flight, 0);
     /* Without a lag bound, lag is not measured on the read path. */
     ck_assert_int_eq(atomic_load(&N("s0r1")->lag_reads) + atomic_load(&N("s0r2")->lag_reads), 0);
     /* round_robin takes them in turn. */
@@ -552,9 +558,16 @@ START_TEST(read_your_writes_skips_a_replica_that_has_not_replayed)
 
     write_on(s, 0); /* the primary is at position 1 */
     ck_assert_int_eq(position_of("s0p"), 1);
+    ck_assert_int_eq(atomic_load(&N("s0p")->write_position_reads), 1); /* one per write */
     atomic_store(&N("s0r1")->position, 1);
-    for (int i = 0; i < 10; i++)
+    ck_assert_str_eq(read_on(s, 0), "s0r1");
+    /* Once r1 is known to be past the position, it is not asked again; r2 still is. */
+    int asked_r1 = atomic_load(&N("s0r1")->position_reads);
+    int asked_r2 = atomic_load(&N("s0r2")->position_reads);
+    for (int i = 0; i < 9; i++)
         ck_assert_str_eq(read_on(s, 0), "s0r1");
+    ck_assert_int_eq(atomic_load(&N("s0r1")->position_reads), asked_r1);
+    ck_assert_int_gt(atomic_load(&N("s0r2")->position_reads), asked_r2);
     ck_assert_int_eq(ok_on("s0r2"), 2);
     ck_assert_int_eq(ok_on("s0p"), 1);
 
@@ -653,8 +666,12 @@ START_TEST(any_ignores_positions)
     sr_session *s = new_session(r);
     ck_assert_int_eq(sr_session_set(s, "consistency", "any"), SR_OK);
     write_on(s, 0);
+    ck_assert_int_eq(atomic_load(&N("s0p")->write_position_reads), 0); /* no extra round trip */
     for (int i = 0; i < 4; i++)
         ck_assert_str_ne(read_on(s, 0), "s0p");
+    ck_assert_int_eq(atomic_load(&N("s0r1")->position_reads) +
+                         atomic_load(&N("s0r2")->position_reads),
+                     0);
     ck_assert_int_eq(ok_on("s0r1"), 2);
     ck_assert_int_eq(ok_on("s0r2"), 2);
     sr_session_free(s);
@@ -784,6 +801,34 @@ START_TEST(a_stalled_replica_times_out_at_the_statement_deadline)
     /* The session and router stay usable. */
     atomic_store(&N("s0r1")->stall_ms, 0);
     ck_assert_str_eq(read_on(s, 0), "s0r1");
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(a_hung_replica_is_ejected_after_threshold_timeouts)
+{
+    const char *opts[] = {"statement_timeout_ms", "200", "health.fail_threshold", "2", NULL};
+    sr_router *r = open_router(1, 2, opts);
+    sr_session *s = new_session(r);
+    atomic_store(&N("s0r1")->stall_ms, -1);
+    int timeouts = 0;
+    for (int i = 0; i < 8; i++) {
+        sr_result *res = NULL;
+        int rc = sr_exec(s, K(0), SR_READ, "SELECT node FROM t", 0, NULL, &res);
+        if (rc == SR_ETIMEOUT) {
+            timeouts++;
+            continue;
+        }
+        ck_assert_msg(rc == SR_OK, "%s: %s", sr_strerror(rc), sr_session_errmsg(s));
+        ck_assert_str_eq(sr_result_value(res, 0, 0), "s0r2");
+        sr_result_free(res);
+    }
+    /* One thread: exactly fail_threshold calls paid the timeout. */
+    ck_assert_int_eq(timeouts, 2);
+    ck_assert_int_eq(node_info(r, 0, 1).healthy, 0);
+    ck_assert_int_eq(ok_on("s0r2"), 6);
+    ck_assert_int_eq(sent_to("s0p"), 0);
     sr_session_free(s);
     sr_router_close(r);
 }
@@ -1255,6 +1300,107 @@ START_TEST(bad_read_options_are_refused)
 }
 END_TEST
 
+/* ---- threads: a router shared, a session per thread ---- */
+
+enum { WORKERS = 4, WORKER_READS = 200, WORKER_WRITES = 20 };
+
+typedef struct worker {
+    sr_router *r;
+    int shard;
+    int reads;     /* answered by a replica of its shard */
+    int writes;
+    int misrouted; /* answered by anything else */
+    char err[256];
+} worker;
+
+static void *worker_main(void *arg)
+{
+    worker *w = arg;
+    sr_session *s = NULL;
+    if (sr_session_new(w->r, &s) != SR_OK) {
+        snprintf(w->err, sizeof w->err, "sr_session_new failed");
+        return NULL;
+    }
+    char replica[8], primary[8];
+    snprintf(replica, sizeof replica, "s%dr", w->shard);
+    snprintf(primary, sizeof primary, "s%dp", w->shard);
+    for (int i = 0; i < WORKER_READS + WORKER_WRITES; i++) {
+        int write = i % ((WORKER_READS + WORKER_WRITES) / WORKER_WRITES) == 0;
+        sr_result *res = NULL;
+        int rc = write ? sr_exec(s, K(w->shard), SR_WRITE, "INSERT INTO t VALUES (1)", 0, NULL, &res)
+                       : sr_exec(s, K(w->shard), SR_READ, "SELECT node FROM t", 0, NULL, &res);
+        if (rc != SR_OK) {
+            snprintf(w->err, sizeof w->err, "%s: %s", sr_strerror(rc), sr_session_errmsg(s));
+            break;
+        }
+        if (write) {
+            w->writes++;
+        } else {
+            const char *who = sr_result_value(res, 0, 0);
+            if (who && strncmp(who, replica, strlen(replica)) == 0)
+                w->reads++;
+            else
+                w->misrouted++;
+        }
+        sr_result_free(res);
+    }
+    sr_session_free(s);
+    return NULL;
+}
+
+static void run_workers(sr_router *r, worker *w)
+{
+    pthread_t t[WORKERS];
+    for (int i = 0; i < WORKERS; i++) {
+        w[i] = (worker){.r = r, .shard = i % 2};
+        ck_assert_int_eq(pthread_create(&t[i], NULL, worker_main, &w[i]), 0);
+    }
+    for (int i = 0; i < WORKERS; i++)
+        pthread_join(t[i], NULL);
+    for (int i = 0; i < WORKERS; i++) {
+        ck_assert_msg(w[i].err[0] == '\0', "worker %d: %s", i, w[i].err);
+        ck_assert_int_eq(w[i].misrouted, 0);
+        ck_assert_int_eq(w[i].reads, WORKER_READS);
+        ck_assert_int_eq(w[i].writes, WORKER_WRITES);
+    }
+}
+
+START_TEST(sessions_on_threads_route_like_one)
+{
+    const char *opts[] = {"consistency.mode", "any", NULL};
+    sr_router *r = open_router(2, 2, opts);
+    worker w[WORKERS];
+    run_workers(r, w);
+    for (int sh = 0; sh < 2; sh++) {
+        char p[8], r1[8], r2[8];
+        snprintf(p, sizeof p, "s%dp", sh);
+        snprintf(r1, sizeof r1, "s%dr1", sh);
+        snprintf(r2, sizeof r2, "s%dr2", sh);
+        ck_assert_int_eq(ok_on(p), WORKER_WRITES * WORKERS / 2);
+        ck_assert_int_eq(ok_on(r1) + ok_on(r2), WORKER_READS * WORKERS / 2);
+        ck_assert_int_gt(ok_on(r1), 0);
+        ck_assert_int_gt(ok_on(r2), 0);
+    }
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(a_failing_replica_under_threads_costs_at_most_threshold_plus_threads)
+{
+    const char *opts[] = {"consistency.mode", "any", "health.fail_threshold", "3", NULL};
+    sr_router *r = open_router(2, 2, opts);
+    atomic_store(&N("s0r1")->fail_execs, -1);
+    worker w[WORKERS];
+    run_workers(r, w); /* every read succeeds: the failed ones were retried */
+    ck_assert_int_eq(node_info(r, 0, 1).healthy, 0);
+    ck_assert_int_ge(sent_to("s0r1"), 3);
+    ck_assert_int_le(sent_to("s0r1"), 3 + WORKERS);
+    ck_assert_int_eq(ok_on("s0r2"), WORKER_READS * WORKERS / 2);
+    ck_assert_int_eq(atomic_load(&ejected_lines), 1); /* logged once */
+    sr_router_close(r);
+}
+END_TEST
+
 static Suite *route_suite(void)
 {
     Suite *su = suite_create("route");
@@ -1283,6 +1429,7 @@ static Suite *route_suite(void)
     tcase_add_test(tc, tokens_carry_the_position_between_sessions_and_routers);
     tcase_add_test(tc, an_unknown_write_position_reads_the_primary_and_gives_no_token);
     tcase_add_test(tc, a_stalled_replica_times_out_at_the_statement_deadline);
+    tcase_add_test(tc, a_hung_replica_is_ejected_after_threshold_timeouts);
     tcase_add_test(tc, a_stalled_primary_times_out_a_write_once);
     tcase_add_test(tc, a_stalled_connect_times_out_at_connect_timeout);
     tcase_add_test(tc, the_consistency_wait_never_outlives_the_statement_deadline);
@@ -1303,6 +1450,8 @@ static Suite *route_suite(void)
     tcase_add_test(tc, a_pool_checkout_never_outlives_the_statement_deadline);
     tcase_add_test(tc, scatter_reads_follow_each_shards_position);
     tcase_add_test(tc, bad_read_options_are_refused);
+    tcase_add_test(tc, sessions_on_threads_route_like_one);
+    tcase_add_test(tc, a_failing_replica_under_threads_costs_at_most_threshold_plus_threads);
     suite_add_tcase(su, tc);
     return su;
 }
