@@ -1,0 +1,373 @@
+/*
+ * The fake driver of the `route` unit suite (see route_driver.h). It only
+ * knows what the test told each node; it talks to no server.
+ */
+#include "route_driver.h"
+
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+static route_node nodes[ROUTE_MAX_NODES];
+static _Atomic int nnodes;
+
+static pthread_mutex_t trace_lock = PTHREAD_MUTEX_INITIALIZER;
+static char trace[4096];
+
+/* A connection remembers its node: the args the core passes are borrowed for connect only. */
+struct sr_driver_conn {
+    route_node *node;
+};
+
+static void trace_add(const route_node *n, char mark)
+{
+    pthread_mutex_lock(&trace_lock);
+    size_t used = strlen(trace);
+    if (used + strlen(n->name) + 3 < sizeof trace)
+        snprintf(trace + used, sizeof trace - used, "%s%s%s", used ? " " : "", n->name,
+                 mark == '!' ? "!" : mark == '~' ? "~" : "");
+    pthread_mutex_unlock(&trace_lock);
+}
+
+const char *route_trace_take(char *buf, size_t len)
+{
+    pthread_mutex_lock(&trace_lock);
+    snprintf(buf, len, "%s", trace);
+    trace[0] = '\0';
+    pthread_mutex_unlock(&trace_lock);
+    return buf;
+}
+
+route_node *route_node_find(const char *name)
+{
+    int n = atomic_load(&nnodes);
+    for (int i = 0; i < n; i++)
+        if (strcmp(nodes[i].name, name) == 0)
+            return &nodes[i];
+    return NULL;
+}
+
+route_node *route_node_add(const char *name, sr_role role)
+{
+    if (strlen(name) >= sizeof nodes[0].name || route_node_find(name) ||
+        atomic_load(&nnodes) == ROUTE_MAX_NODES) {
+        fprintf(stderr, "route_node_add: bad, duplicate or one too many node '%s'\n", name);
+        abort();
+    }
+    route_node *n = &nodes[atomic_load(&nnodes)];
+    memset(n, 0, sizeof *n);
+    snprintf(n->name, sizeof n->name, "%s", name);
+    atomic_store(&n->role, (int)role);
+    atomic_store(&n->catch_up_ms, -1);
+    atomic_fetch_add(&nnodes, 1);
+    return n;
+}
+
+static void sleep_ns(int64_t ns)
+{
+    if (ns <= 0)
+        return;
+    struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+    while (nanosleep(&ts, &ts) != 0)
+        ;
+}
+
+/*
+ * Hangs `ms` (< 0: for ever) but never past `deadline_ns` (0: none).
+ * Returns 1 when the deadline cut the hang short.
+ */
+static int stall(int ms, int64_t deadline_ns)
+{
+    if (ms == 0)
+        return 0;
+    int64_t now = sr_clock_ns();
+    int64_t until = ms < 0 ? INT64_MAX : now + (int64_t)ms * 1000000;
+    if (deadline_ns > 0 && deadline_ns <= until) {
+        sleep_ns(deadline_ns - now);
+        return 1;
+    }
+    sleep_ns(until - now);
+    return 0;
+}
+
+/* Consumes one failure of a counter (> 0: that many, < 0: all); 1 when this call fails. */
+static int take_failure(_Atomic int *counter)
+{
+    int f = atomic_load(counter);
+    for (;;) {
+        if (f == 0)
+            return 0;
+        if (f < 0)
+            return 1;
+        if (atomic_compare_exchange_weak(counter, &f, f - 1))
+            return 1;
+    }
+}
+
+static int fake_connect(const sr_driver_connect_args *args, sr_driver_conn **out,
+                        sr_driver_error *err)
+{
+    const char *name = args->uri->database ? args->uri->database : "";
+    route_node *n = route_node_find(name);
+    if (!n)
+        return sr_driver_error_set(err, SR_ECONNECT, 1, "08006", 0,
+                                   "fake: no node '%s' (declare it with route_node_add)", name);
+    atomic_fetch_add(&n->connect_calls, 1);
+    int64_t deadline = args->connect_timeout_ms > 0
+                           ? sr_clock_ns() + (int64_t)args->connect_timeout_ms * 1000000
+                           : 0;
+    if (stall(atomic_load(&n->connect_stall_ms), deadline))
+        return sr_driver_error_set(err, SR_ETIMEOUT, 1, NULL, 0,
+                                   "fake: connect to %s timed out after %d ms", n->name,
+                                   args->connect_timeout_ms);
+    if (take_failure(&n->fail_connects))
+        return sr_driver_error_set(err, SR_ECONNECT, 1, "08006", 0, "fake: %s refused the connection",
+                                   n->name);
+    sr_driver_conn *c = calloc(1, sizeof *c);
+    if (!c)
+        return sr_driver_error_set(err, SR_ENOMEM, 1, NULL, 0, "fake: out of memory");
+    c->node = n;
+    atomic_fetch_add(&n->connects, 1);
+    *out = c;
+    return SR_OK;
+}
+
+static void fake_close(sr_driver_conn *c)
+{
+    if (!c)
+        return;
+    atomic_fetch_add(&c->node->closes, 1);
+    free(c);
+}
+
+static int is_read(const char *sql)
+{
+    while (*sql == ' ' || *sql == '\n' || *sql == '\t')
+        sql++;
+    return strncasecmp(sql, "SELECT", 6) == 0;
+}
+
+static int fake_exec(sr_driver_conn *c, const char *sql, int nparams, const char *const *params,
+                     int64_t deadline_ns, sr_result_builder *rb, sr_driver_error *err)
+{
+    (void)nparams, (void)params;
+    route_node *n = c->node;
+    atomic_fetch_add(&n->execs, 1);
+    atomic_store(&n->last_exec_deadline_ns, deadline_ns);
+    if (stall(atomic_load(&n->stall_ms), deadline_ns)) {
+        trace_add(n, '~');
+        return sr_driver_error_set(err, SR_ETIMEOUT, 1, "57014", 0,
+                                   "fake: statement on %s timed out", n->name);
+    }
+    if (take_failure(&n->fail_execs)) {
+        trace_add(n, '!');
+        if (atomic_load(&n->fail_kind) == ROUTE_FAIL_SQL)
+            return sr_driver_error_set(err, SR_EQUERY, 0, "42P01", 0,
+                                       "fake: relation \"t\" does not exist on %s", n->name);
+        return sr_driver_error_set(err, SR_ECONNECT, 1, "08006", 0,
+                                   "fake: connection to %s lost", n->name);
+    }
+    if (is_read(sql)) {
+        const char *col = "node";
+        if (sr_result_builder_columns(rb, 1, &col) != SR_OK ||
+            sr_result_builder_value(rb, n->name, strlen(n->name)) != SR_OK)
+            return sr_driver_error_set(err, SR_ENOMEM, 0, NULL, 0, "fake: out of memory");
+    } else {
+        atomic_fetch_add(&n->position, 1);
+        sr_result_builder_affected(rb, 1);
+    }
+    atomic_fetch_add(&n->exec_ok, 1);
+    trace_add(n, 0);
+    return SR_OK;
+}
+
+static int fake_begin(sr_driver_conn *c, int read_only, int64_t deadline_ns, sr_driver_error *err)
+{
+    (void)deadline_ns, (void)err;
+    atomic_fetch_add(&c->node->begins, 1);
+    if (read_only)
+        atomic_fetch_add(&c->node->read_only_begins, 1);
+    return SR_OK;
+}
+
+static int fake_commit(sr_driver_conn *c, int64_t deadline_ns, sr_driver_error *err)
+{
+    (void)deadline_ns, (void)err;
+    atomic_fetch_add(&c->node->commits, 1);
+    return SR_OK;
+}
+
+static int fake_rollback(sr_driver_conn *c, int64_t deadline_ns, sr_driver_error *err)
+{
+    (void)deadline_ns, (void)err;
+    atomic_fetch_add(&c->node->rollbacks, 1);
+    return SR_OK;
+}
+
+static int fake_ping(sr_driver_conn *c, int64_t deadline_ns, sr_driver_error *err)
+{
+    (void)deadline_ns, (void)err;
+    atomic_fetch_add(&c->node->pings, 1);
+    return SR_OK;
+}
+
+static int fake_server_role(sr_driver_conn *c, int64_t deadline_ns, sr_role *out,
+                            sr_driver_error *err)
+{
+    (void)deadline_ns, (void)err;
+    *out = (sr_role)atomic_load(&c->node->role);
+    return SR_OK;
+}
+
+/* ---- positions: decimal integers ---- */
+
+static int parse_pos(const char *s, int64_t *out)
+{
+    if (!s || !*s)
+        return -1;
+    int64_t v = 0;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > INT64_MAX / 10 - 10)
+            return -1;
+        v = v * 10 + (*s - '0');
+    }
+    *out = v;
+    return 0;
+}
+
+static int format_pos(int64_t v, char *buf, size_t len, sr_driver_error *err)
+{
+    int w = snprintf(buf, len, "%lld", (long long)v);
+    if (w < 0 || (size_t)w >= len)
+        return err ? sr_driver_error_set(err, SR_EQUERY, 0, NULL, 0, "fake: buffer too small")
+                   : SR_EINVAL;
+    return SR_OK;
+}
+
+static int fake_write_position(sr_driver_conn *c, int64_t deadline_ns, char *buf, size_t len,
+                               sr_driver_error *err)
+{
+    (void)deadline_ns;
+    atomic_fetch_add(&c->node->write_position_reads, 1);
+    if (atomic_load(&c->node->fail_write_position))
+        return sr_driver_error_set(err, SR_EQUERY, 0, NULL, 0, "fake: %s cannot tell its position",
+                                   c->node->name);
+    return format_pos(atomic_load(&c->node->position), buf, len, err);
+}
+
+static int fake_replay_position(sr_driver_conn *c, int64_t deadline_ns, char *buf, size_t len,
+                                sr_driver_error *err)
+{
+    (void)deadline_ns;
+    atomic_fetch_add(&c->node->position_reads, 1);
+    return format_pos(atomic_load(&c->node->position), buf, len, err);
+}
+
+static int fake_has_replayed(sr_driver_conn *c, const char *position, int64_t deadline_ns,
+                             int *out, sr_driver_error *err)
+{
+    (void)deadline_ns;
+    int64_t want;
+    if (parse_pos(position, &want))
+        return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0, "fake: bad position");
+    atomic_fetch_add(&c->node->position_reads, 1);
+    *out = atomic_load(&c->node->position) >= want;
+    return SR_OK;
+}
+
+static int fake_replica_lag_ms(sr_driver_conn *c, int64_t deadline_ns, int64_t *out_ms,
+                               sr_driver_error *err)
+{
+    (void)deadline_ns, (void)err;
+    atomic_fetch_add(&c->node->lag_reads, 1);
+    *out_ms = atomic_load(&c->node->lag_ms);
+    return SR_OK;
+}
+
+static int fake_position_covers(const char *have, const char *want)
+{
+    int64_t h, w;
+    if (parse_pos(have, &h) || parse_pos(want, &w))
+        return SR_EINVAL;
+    return h >= w;
+}
+
+static int fake_position_merge(const char *a, const char *b, char *buf, size_t len)
+{
+    int64_t x, y;
+    if (parse_pos(a, &x) || parse_pos(b, &y))
+        return SR_EINVAL;
+    return format_pos(x > y ? x : y, buf, len, NULL);
+}
+
+static int fake_wait_replayed(sr_driver_conn *c, const char *position, int64_t deadline_ns,
+                              int *out, sr_driver_error *err)
+{
+    route_node *n = c->node;
+    int64_t want;
+    if (parse_pos(position, &want))
+        return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0, "fake: bad position");
+    atomic_fetch_add(&n->waits, 1);
+    atomic_store(&n->last_wait_deadline_ns, deadline_ns);
+    *out = 0;
+    if (atomic_load(&n->position) >= want) {
+        *out = 1;
+        return SR_OK;
+    }
+    int ms = atomic_load(&n->catch_up_ms);
+    if (stall(ms < 0 ? -1 : ms, deadline_ns))
+        return SR_OK; /* the deadline came first: not replayed */
+    /* Replication caught up with the position waited for. */
+    int64_t have = atomic_load(&n->position);
+    while (have < want && !atomic_compare_exchange_weak(&n->position, &have, want))
+        ;
+    *out = 1;
+    return SR_OK;
+}
+
+const sr_driver *route_driver(void)
+{
+    static const char *const schemes[] = {"fake", NULL};
+    static const sr_driver drv = {
+        .abi_version = SR_DRIVER_ABI_VERSION,
+        .name = "fake",
+        .schemes = schemes,
+        .dialect = SR_SQL_GENERIC,
+        .connect = fake_connect,
+        .close = fake_close,
+        .exec = fake_exec,
+        .begin = fake_begin,
+        .commit = fake_commit,
+        .rollback = fake_rollback,
+        .ping = fake_ping,
+        .server_role = fake_server_role,
+        .write_position = fake_write_position,
+        .has_replayed = fake_has_replayed,
+        .replica_lag_ms = fake_replica_lag_ms,
+        .replay_position = fake_replay_position,
+        .position_covers = fake_position_covers,
+        .position_merge = fake_position_merge,
+        .wait_replayed = fake_wait_replayed,
+    };
+    return &drv;
+}
+
+void route_driver_reset(void)
+{
+    static int registered;
+    if (!registered) {
+        if (sr_driver_register(route_driver()) != SR_OK) {
+            fprintf(stderr, "route_driver_reset: sr_driver_register refused the fake driver\n");
+            abort();
+        }
+        registered = 1;
+    }
+    atomic_store(&nnodes, 0);
+    memset(nodes, 0, sizeof nodes);
+    pthread_mutex_lock(&trace_lock);
+    trace[0] = '\0';
+    pthread_mutex_unlock(&trace_lock);
+}
