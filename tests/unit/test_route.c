@@ -174,7 +174,7 @@ static void write_on(sr_session *s, int shard)
 
 static sr_node_info node_info(sr_router *r, int shard, int node)
 {
-    sr_node_info ni;
+    sr_node_info ni = SR_NODE_INFO_INIT;
     ck_assert_int_eq(sr_router_node_info(r, shard, node, &ni), SR_OK);
     return ni;
 }
