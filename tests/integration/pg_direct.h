@@ -1,7 +1,8 @@
 /*
  * Helpers shared by the PostgreSQL integration suites: direct libpq
- * connections (not through shardroute) to check what the router did, and
- * small utilities. Header-only; static inline so a suite may use any subset.
+ * connections (not through shardroute) to check what the router did; the
+ * backend-neutral utilities are in tests/support/testutil.h. Header-only;
+ * static inline so a suite may use any subset.
  */
 #ifndef SR_TEST_PG_DIRECT_H
 #define SR_TEST_PG_DIRECT_H
@@ -14,26 +15,7 @@
 #include <string.h>
 #include <time.h>
 
-static inline void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static inline char *xfmt(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    ck_assert_int_ge(n, 0);
-    char *s = malloc((size_t)n + 1);
-    ck_assert_ptr_nonnull(s);
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return s;
-}
+#include "testutil.h"
 
 static inline void quiet(void *arg, const char *msg)
 {
