@@ -54,4 +54,29 @@ static inline char *direct_value(PGconn *c, const char *sql)
     return v;
 }
 
+/* The cluster of tests/env/pg_cluster.sh, as its env.sh exports it. */
+typedef struct pg_cluster {
+    const char *primary, *replica1, *replica2; /* base URIs, no database */
+    int port_primary, port_replica1, port_replica2;
+    const char *pw_user, *pw_password; /* a user with a password (scram-sha-256) */
+} pg_cluster;
+
+/*
+ * Fills c from the environment; 1 when all of it is there. Asserts nothing
+ * (main calls it, before any test runs).
+ */
+static inline int pg_cluster_from_env(pg_cluster *c)
+{
+    c->primary = getenv("SR_PG_PRIMARY");
+    c->replica1 = getenv("SR_PG_REPLICA1");
+    c->replica2 = getenv("SR_PG_REPLICA2");
+    c->port_primary = env_port("SR_PG_PRIMARY_PORT");
+    c->port_replica1 = env_port("SR_PG_REPLICA1_PORT");
+    c->port_replica2 = env_port("SR_PG_REPLICA2_PORT");
+    c->pw_user = getenv("SR_PG_PW_USER");
+    c->pw_password = getenv("SR_PG_PW_PASSWORD");
+    return c->primary && c->replica1 && c->replica2 && c->port_primary && c->port_replica1 &&
+           c->port_replica2 && c->pw_user && c->pw_password;
+}
+
 #endif

@@ -372,8 +372,11 @@ static void recreate_table(sr_session *s, const char *name)
     }
 }
 
-/* A TCP port on 127.0.0.1 that nothing listens on (bound, then released). */
-static int closed_port(void)
+/*
+ * A TCP socket bound to 127.0.0.1 on a free port (*port), listening when
+ * `listen_too` (the kernel then completes connections nobody accepts).
+ */
+static int loopback_socket(int listen_too, int *port)
 {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     ck_assert_int_ge(fd, 0);
@@ -381,10 +384,12 @@ static int closed_port(void)
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+    if (listen_too)
+        ck_assert_int_eq(listen(fd, 8), 0);
     socklen_t len = sizeof a;
     ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
+    *port = ntohs(a.sin_port);
+    return fd;
 }
 
 /* ---- placement --------------------------------------------------------------- */
@@ -645,36 +650,16 @@ START_TEST(server_statement_timeout_is_a_timeout_on_a_reusable_connection)
 }
 END_TEST
 
-/* A one-node router on `uri` with connect_timeout_ms; runs SELECT 1 and times it. */
-static int connect_to(const char *uri, const char *connect_timeout_ms, double *took, char *msg,
-                      size_t msglen)
-{
-    sr_config *c = sr_config_new();
-    ck_assert_int_eq(sr_config_set(c, "connect_timeout_ms", connect_timeout_ms), SR_OK);
-    ck_assert_int_eq(sr_config_add_shard(c, "only"), SR_OK);
-    ck_assert_msg(sr_config_add_node(c, "only", SR_PRIMARY, uri, 1) == SR_OK, "%s",
-                  sr_config_errmsg(c));
-    sr_router *r = NULL;
-    ck_assert_int_eq(sr_router_open(c, &r), SR_OK);
-    sr_config_free(c);
-    sr_session *s = session(r);
-    double t0 = mono_ms();
-    int rc = sr_exec(s, sr_key_int(1), SR_WRITE, "SELECT 1", 0, NULL, NULL);
-    *took = mono_ms() - t0;
-    snprintf(msg, msglen, "%s", sr_session_errmsg(s));
-    sr_session_free(s);
-    sr_router_close(r);
-    return rc;
-}
-
 START_TEST(unreachable_port_is_a_connect_error_with_the_uri_redacted)
 {
     const backend *b = &backends[_i];
-    int port = closed_port();
+    int port;
+    close(loopback_socket(0, &port)); /* bound, then released: nothing listens there */
     char *uri = xfmt("%s://%s:hunter2-secret@127.0.0.1:%d/shard0", b->scheme, b->user, port);
     char msg[1024];
     double took;
-    int rc = connect_to(uri, "2000", &took, msg, sizeof msg);
+    int rc = one_node_exec(uri, (const char *const[]){"connect_timeout_ms", "2000", NULL},
+                           "SELECT 1", NULL, &took, msg, sizeof msg);
     ck_assert_msg(rc == SR_ECONNECT, "got %s (%s)", sr_strerror(rc), msg);
     ck_assert_msg(took < 2000.0, "took %.0f ms, connect_timeout_ms is 2000", took);
     char *redacted = xfmt("%s://%s:***@127.0.0.1:%d/shard0", b->scheme, b->user, port);
@@ -689,20 +674,13 @@ START_TEST(a_server_that_never_answers_the_handshake_hits_the_connect_timeout)
 {
     const backend *b = &backends[_i];
     /* Listening but never accepting: the kernel completes TCP, nobody speaks. */
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ck_assert_int_ge(fd, 0);
-    struct sockaddr_in a = {0};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ck_assert_int_eq(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
-    ck_assert_int_eq(listen(fd, 8), 0);
-    socklen_t len = sizeof a;
-    ck_assert_int_eq(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    char *uri = xfmt("%s://sr:secret-xyz@127.0.0.1:%d/shard0%s", b->scheme, ntohs(a.sin_port),
-                     b->silent_query);
+    int port;
+    int fd = loopback_socket(1, &port);
+    char *uri = xfmt("%s://sr:secret-xyz@127.0.0.1:%d/shard0%s", b->scheme, port, b->silent_query);
     char msg[1024];
     double took;
-    int rc = connect_to(uri, "300", &took, msg, sizeof msg);
+    int rc = one_node_exec(uri, (const char *const[]){"connect_timeout_ms", "300", NULL},
+                           "SELECT 1", NULL, &took, msg, sizeof msg);
     ck_assert_msg(rc == SR_ETIMEOUT, "got %s (%s)", sr_strerror(rc), msg);
     ck_assert_msg(took < 1500.0, "took %.0f ms, connect_timeout_ms is 300", took);
     ck_assert_msg(!strstr(msg, "secret-xyz"), "the password leaked: %s", msg);
@@ -863,10 +841,7 @@ int main(void)
                     backends[i].name);
     if (missing && getenv("CI"))
         return 1;
-    SRunner *sr = srunner_create(conformance_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = run_suite(conformance_suite());
 #if SR_HAVE_SQLITE
     if (sqlite_dir[0]) {
         char rm[128]; /* not xfmt: it asserts, and no test runs here */

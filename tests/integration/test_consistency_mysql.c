@@ -277,53 +277,14 @@ static void my_create_table(const char *name, const char *columns)
 /* A router over the pair: `nshards` shards, each the primary and the replica (node 1). */
 static sr_router *my_open_router(int nshards, const char *const *opts /* pairs, then NULL */)
 {
-    sr_config *c = sr_config_new();
-    ck_assert_ptr_nonnull(c);
-    ck_assert_int_eq(sr_config_set(c, "balance.policy", "round_robin"), SR_OK);
-    for (int i = 0; opts && opts[i]; i += 2)
-        ck_assert_msg(sr_config_set(c, opts[i], opts[i + 1]) == SR_OK, "%s", sr_config_errmsg(c));
-    for (int i = 0; i < nshards; i++) {
-        ck_assert_int_eq(sr_config_add_shard(c, shard_db[i]), SR_OK);
-        char *uri = xfmt("%s/%s", my_primary, shard_db[i]);
-        ck_assert_msg(sr_config_add_node(c, shard_db[i], SR_PRIMARY, uri, 1) == SR_OK, "%s",
-                      sr_config_errmsg(c));
-        free(uri);
-        uri = xfmt("%s/%s", my_replica, shard_db[i]);
-        ck_assert_msg(sr_config_add_node(c, shard_db[i], SR_REPLICA, uri, 1) == SR_OK, "%s",
-                      sr_config_errmsg(c));
-        free(uri);
-    }
-    sr_router *r = NULL;
-    ck_assert_msg(sr_router_open(c, &r) == SR_OK, "open: %s", sr_config_errmsg(c));
-    sr_config_free(c);
-    return r;
+    return open_cluster_router(my_primary, &my_replica, 1, nshards, opts, NULL, NULL);
 }
 
-/* What one routed read saw: the value (or "" for no row) and which server answered. */
-typedef struct my_seen {
-    char value[64];
-    int found;
-    long server;
-} my_seen;
-
-static my_seen my_read_row(sr_session *s, const char *table, int64_t key, const sr_read_opts *opts)
+static seen my_read_row(sr_session *s, const char *table, int64_t key, const sr_read_opts *opts)
 {
     char *sql = xfmt("SELECT (SELECT v FROM %s WHERE k = ?), @@server_id", table);
-    char ks[24];
-    snprintf(ks, sizeof ks, "%lld", (long long)key);
-    const char *p[] = {ks};
-    sr_result *res = NULL;
-    int rc = sr_exec_opts(s, sr_key_int(key), SR_READ, opts, sql, 1, p, &res);
-    ck_assert_msg(rc == SR_OK, "%s: %s (%s)", sql, sr_strerror(rc), sr_session_errmsg(s));
+    seen w = read_row_as(s, sql, key, opts);
     free(sql);
-    ck_assert_int_eq(sr_result_nrows(res), 1);
-    my_seen w;
-    memset(&w, 0, sizeof w);
-    const char *v = sr_result_value(res, 0, 0);
-    w.found = v != NULL;
-    snprintf(w.value, sizeof w.value, "%s", v ? v : "");
-    w.server = atol(sr_result_value(res, 0, 1));
-    sr_result_free(res);
     return w;
 }
 
@@ -364,7 +325,7 @@ static void my_write_then_read(sr_router *r, sr_session *s, const char *tag, int
         char v[32];
         snprintf(v, sizeof v, "%s-%d", tag, i);
         write_one(s, key, "UPDATE sr_ryw SET v = ? WHERE k = ?", v);
-        my_seen w = my_read_row(s, "sr_ryw", key, NULL);
+        seen w = my_read_row(s, "sr_ryw", key, NULL);
         *stale += !w.found || strcmp(w.value, v) != 0;
         *from_replica += w.server == my_id_replica;
         *from_primary += w.server == my_id_primary;
@@ -495,7 +456,7 @@ START_TEST(my_read_your_writes_reads_back_every_write_while_the_replica_is_stopp
     my_starter st = {.delay_ms = 200, .failed = 0};
     ck_assert_int_eq(pthread_create(&st.thread, NULL, my_starter_main, &st), 0);
     double w0 = mono_ms();
-    my_seen w = my_read_row(ps, "sr_ryw", wkey, NULL);
+    seen w = my_read_row(ps, "sr_ryw", wkey, NULL);
     double waited = mono_ms() - w0;
     pthread_join(st.thread, NULL);
     ck_assert_msg(!st.failed, "could not start the SQL thread");
@@ -629,7 +590,7 @@ START_TEST(my_a_token_carries_a_write_to_another_process)
     /* Without the token a fresh session reads the stopped replica: the row is not there. */
     sr_session *blind = session_in(r, NULL);
     for (int i = 0; i < NSHARDS; i++) {
-        my_seen w = my_read_row(blind, "sr_tok", keys[i], NULL);
+        seen w = my_read_row(blind, "sr_tok", keys[i], NULL);
         ck_assert_msg(!w.found && w.server == my_id_replica, "shard %d: found=%d server=%ld", i,
                       w.found, w.server);
     }
@@ -638,7 +599,7 @@ START_TEST(my_a_token_carries_a_write_to_another_process)
     sr_session *s = session_in(r, NULL);
     ck_assert_msg(sr_session_set_token(s, token) == SR_OK, "%s", sr_session_errmsg(s));
     for (int i = 0; i < NSHARDS; i++) {
-        my_seen w = my_read_row(s, "sr_tok", keys[i], NULL);
+        seen w = my_read_row(s, "sr_tok", keys[i], NULL);
         ck_assert_msg(w.found, "shard %d: the child's row was not seen on the first read", i);
         ck_assert_str_eq(w.value, value);
         ck_assert_int_eq(w.server, my_id_primary);
@@ -717,19 +678,12 @@ END_TEST
 /* Reads MONO_READS times; counts reads older than the freshest value seen, and who served them. */
 static void my_read_many(sr_session *s, int *regressions, int *by_replica, int *by_primary)
 {
-    *regressions = *by_replica = *by_primary = 0;
-    int newest = 0;
-    for (int i = 0; i < MONO_READS; i++) {
-        my_seen w = my_read_row(s, "sr_mono", 1, NULL);
-        ck_assert(w.found);
-        int v = atoi(w.value);
-        if (v < newest)
-            (*regressions)++;
-        if (v > newest)
-            newest = v;
-        *by_replica += w.server == my_id_replica;
-        *by_primary += w.server == my_id_primary;
-    }
+    const long servers[] = {my_id_replica, my_id_primary};
+    int by[2];
+    *regressions = read_many_as(s, "SELECT (SELECT v FROM sr_mono WHERE k = ?), @@server_id",
+                                servers, 2, by);
+    *by_replica = by[0];
+    *by_primary = by[1];
 }
 
 START_TEST(my_a_monotonic_session_never_reads_older_than_it_has_read)
@@ -777,7 +731,7 @@ START_TEST(my_a_monotonic_session_never_reads_older_than_it_has_read)
     my_sync();
     int back = 0;
     for (int i = 0; i < 20 && !back; i++) {
-        my_seen w = my_read_row(mono, "sr_mono", 1, NULL);
+        seen w = my_read_row(mono, "sr_mono", 1, NULL);
         ck_assert_str_eq(w.value, "2");
         back = w.server == my_id_replica;
     }
@@ -963,7 +917,7 @@ END_TEST
  * (@@tx_isolation: MariaDB has no variable for the running transaction's).
  */
 typedef struct my_snapshot {
-    my_seen first, second;
+    seen first, second;
     char isolation[32];
     long server;
 } my_snapshot;
@@ -1037,7 +991,7 @@ START_TEST(my_a_read_only_transaction_runs_on_the_replica_with_one_snapshot)
     ck_assert_int_eq(sr_in_transaction(s), 0);
 
     /* After the commit the change is seen. */
-    my_seen after = my_read_row(s, "sr_snap", key, NULL);
+    seen after = my_read_row(s, "sr_snap", key, NULL);
     ck_assert_str_eq(after.value, "new");
 
     /* Writes inside one fail on the server, and the transaction can be rolled back. */
@@ -1120,10 +1074,7 @@ int main(void)
                         "through tests/env/mariadb_cluster.sh run (or tests/env/with_servers.sh)\n");
         return getenv("CI") ? 1 : 77;
     }
-    SRunner *sr = srunner_create(consistency_mysql_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = run_suite(consistency_mysql_suite());
     mysql_library_end();
     return failed ? 1 : 0;
 }

@@ -40,9 +40,7 @@
 #include "proc.h"
 
 /* The cluster, from env.sh. */
-static const char *pg_primary, *pg_replica1, *pg_replica2;
-static int port_primary, port_replica1, port_replica2;
-static const char *pw_user, *pw_password;
+static pg_cluster pg;
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -79,7 +77,7 @@ static int wait_true(PGconn *c, const char *sql, int max_ms)
     return 0;
 }
 
-static const char *replica_base(int i) { return i == 0 ? pg_replica1 : pg_replica2; }
+static const char *replica_base(int i) { return i == 0 ? pg.replica1 : pg.replica2; }
 
 /* Pauses WAL replay on a replica (the whole server: every database) and waits until it is. */
 static void pause_replay(const char *base)
@@ -128,7 +126,7 @@ static void resume_all_quietly(void)
  */
 static void sync_replicas(void)
 {
-    PGconn *p = direct(pg_primary, "shard0");
+    PGconn *p = direct(pg.primary, "shard0");
     direct_exec(p, "CREATE TABLE IF NOT EXISTS sr_sync (n bigserial)");
     char *marker = direct_value(p, "INSERT INTO sr_sync DEFAULT VALUES RETURNING n");
     ck_assert_ptr_nonnull(marker);
@@ -162,7 +160,7 @@ static void replicas_running(void)
 static void on_every_primary(const char *sql)
 {
     for (int i = 0; i < NSHARDS; i++) {
-        PGconn *c = direct(pg_primary, shard_db[i]);
+        PGconn *c = direct(pg.primary, shard_db[i]);
         direct_exec(c, sql);
         PQfinish(c);
     }
@@ -186,40 +184,14 @@ static router_opts defaults(void)
 
 static sr_router *open_router(router_opts o)
 {
-    sr_config *c = sr_config_new();
-    ck_assert_ptr_nonnull(c);
-    ck_assert_int_eq(sr_config_set(c, "balance.policy", "round_robin"), SR_OK);
-    for (int i = 0; i < 8 && o.opt[i][0]; i++)
-        ck_assert_msg(sr_config_set(c, o.opt[i][0], o.opt[i][1]) == SR_OK, "%s",
-                      sr_config_errmsg(c));
-    if (o.log_fn)
-        ck_assert_int_eq(sr_config_set_log_fn(c, o.log_fn, o.log_ud), SR_OK);
-    for (int i = 0; i < o.nshards; i++) {
-        ck_assert_int_eq(sr_config_add_shard(c, shard_db[i]), SR_OK);
-        char *uri = xfmt("%s/%s", pg_primary, shard_db[i]);
-        ck_assert_msg(sr_config_add_node(c, shard_db[i], SR_PRIMARY, uri, 1) == SR_OK, "%s",
-                      sr_config_errmsg(c));
-        free(uri);
-        for (int r = 0; r < 2; r++) {
-            uri = xfmt("%s/%s", replica_base(r), shard_db[i]);
-            ck_assert_msg(sr_config_add_node(c, shard_db[i], SR_REPLICA, uri, 1) == SR_OK, "%s",
-                          sr_config_errmsg(c));
-            free(uri);
-        }
+    const char *opts[2 * 8 + 1] = {NULL};
+    for (int i = 0; i < 8 && o.opt[i][0]; i++) {
+        opts[2 * i] = o.opt[i][0];
+        opts[2 * i + 1] = o.opt[i][1];
     }
-    sr_router *r = NULL;
-    int rc = sr_router_open(c, &r);
-    ck_assert_msg(rc == SR_OK, "open: %s", sr_config_errmsg(c));
-    sr_config_free(c);
-    return r;
+    const char *replicas[] = {pg.replica1, pg.replica2};
+    return open_cluster_router(pg.primary, replicas, 2, o.nshards, opts, o.log_fn, o.log_ud);
 }
-
-/* What one routed read saw: the value (or "" for no row) and which server answered. */
-typedef struct seen {
-    char value[64];
-    int found;
-    int port;
-} seen;
 
 /*
  * Reads `v` of row `key` from `table` with SR_READ (and per-read options),
@@ -228,25 +200,12 @@ typedef struct seen {
 static seen read_row(sr_session *s, const char *table, int64_t key, const sr_read_opts *opts)
 {
     char *sql = xfmt("SELECT (SELECT v::text FROM %s WHERE k = ?), inet_server_port()", table);
-    char ks[24];
-    snprintf(ks, sizeof ks, "%lld", (long long)key);
-    const char *p[] = {ks};
-    sr_result *res = NULL;
-    int rc = sr_exec_opts(s, sr_key_int(key), SR_READ, opts, sql, 1, p, &res);
-    ck_assert_msg(rc == SR_OK, "%s: %s (%s)", sql, sr_strerror(rc), sr_session_errmsg(s));
+    seen w = read_row_as(s, sql, key, opts);
     free(sql);
-    ck_assert_int_eq(sr_result_nrows(res), 1);
-    seen w;
-    memset(&w, 0, sizeof w);
-    const char *v = sr_result_value(res, 0, 0);
-    w.found = v != NULL;
-    snprintf(w.value, sizeof w.value, "%s", v ? v : "");
-    w.port = atoi(sr_result_value(res, 0, 1));
-    sr_result_free(res);
     return w;
 }
 
-static int is_replica_port(int port) { return port == port_replica1 || port == port_replica2; }
+static int is_replica_port(int port) { return port == pg.port_replica1 || port == pg.port_replica2; }
 
 /* ---- a writer thread: keeps the primary writing while replicas lag -------- */
 
@@ -265,7 +224,7 @@ static void *writer_main(void *arg)
 {
     writer *w = arg;
     char uri[512]; /* no Check assertion on this thread: failures are recorded in w->failed */
-    snprintf(uri, sizeof uri, "%s/shard0", pg_primary);
+    snprintf(uri, sizeof uri, "%s/shard0", pg.primary);
     PGconn *c = PQconnectdb(uri);
     if (PQstatus(c) != CONNECTION_OK) {
         w->failed = 1;
@@ -286,7 +245,7 @@ static void *writer_main(void *arg)
 
 static void writer_start(writer *w, int every_ms)
 {
-    PGconn *p = direct(pg_primary, "shard0");
+    PGconn *p = direct(pg.primary, "shard0");
     direct_exec(p, TICKS_TABLE);
     PQfinish(p);
     memset(w, 0, sizeof *w);
@@ -324,7 +283,7 @@ static void write_then_read(sr_router *r, sr_session *s, const char *tag, int *s
         write_one(s, key, "UPDATE sr_ryw SET v = ? WHERE k = ?", v);
         seen w = read_row(s, "sr_ryw", key, NULL);
         *stale += !w.found || strcmp(w.value, v) != 0;
-        *from_replica += is_replica_port(w.port);
+        *from_replica += is_replica_port(w.server);
     }
 }
 
@@ -347,8 +306,8 @@ START_TEST(read_your_writes_reads_back_every_write_while_replicas_are_paused)
                          SR_OK);
     }
     sync_replicas();
-    pause_replay(pg_replica1);
-    pause_replay(pg_replica2);
+    pause_replay(pg.replica1);
+    pause_replay(pg.replica2);
 
     /* read_your_writes: every read returns the value just written, never from a replica. */
     sr_session *ryw = session_in(r, "read_your_writes");
@@ -413,8 +372,8 @@ START_TEST(read_your_writes_reads_back_every_write_while_replicas_are_paused)
     ck_assert_int_gt(from_replica, 0);
 
     /* Resumed: the read-your-writes session's reads move back to replicas, still fresh. */
-    resume_replay(pg_replica1);
-    resume_replay(pg_replica2);
+    resume_replay(pg.replica1);
+    resume_replay(pg.replica2);
     int64_t last_key = key_on(r, 0, 0);
     write_one(ryw, last_key, "UPDATE sr_ryw SET v = ? WHERE k = ?", "after-resume");
     seen w = {{0}, 0, 0};
@@ -423,12 +382,12 @@ START_TEST(read_your_writes_reads_back_every_write_while_replicas_are_paused)
         w = read_row(ryw, "sr_ryw", last_key, NULL);
         reads++;
         ck_assert_str_eq(w.value, "after-resume");
-        if (is_replica_port(w.port))
+        if (is_replica_port(w.server))
             break;
     }
     fprintf(stderr, "after resume: a replica served the read-your-writes read after %d reads\n",
             reads);
-    ck_assert_msg(is_replica_port(w.port), "reads never went back to a replica");
+    ck_assert_msg(is_replica_port(w.server), "reads never went back to a replica");
 
     /*
      * Regression check: the PostgreSQL driver's wait_replayed once polled at
@@ -458,12 +417,12 @@ static logwatch token_log;
 static void token_child(int fd, int64_t key0, int64_t key1, const char *value)
 {
     char user[256];
-    snprintf(user, sizeof user, "%s:%s@", pw_user, pw_password);
+    snprintf(user, sizeof user, "%s:%s@", pg.pw_user, pg.pw_password);
     sr_config *c = sr_config_new();
     int ok = c != NULL;
     for (int i = 0; ok && i < NSHARDS; i++) {
         char uri[512];
-        const char *at = strchr(pg_primary, '@');
+        const char *at = strchr(pg.primary, '@');
         snprintf(uri, sizeof uri, "postgresql://%s%s/%s", user, at ? at + 1 : "", shard_db[i]);
         ok = sr_config_add_shard(c, shard_db[i]) == SR_OK &&
              sr_config_add_node(c, shard_db[i], SR_PRIMARY, uri, 1) == SR_OK;
@@ -509,12 +468,12 @@ START_TEST(a_token_carries_a_write_to_another_process)
 {
     on_every_primary("DROP TABLE IF EXISTS sr_tok; "
                      "CREATE TABLE sr_tok (k bigint PRIMARY KEY, v text NOT NULL)");
-    char *grant = xfmt("GRANT ALL ON sr_tok TO %s", pw_user);
+    char *grant = xfmt("GRANT ALL ON sr_tok TO %s", pg.pw_user);
     on_every_primary(grant);
     free(grant);
     sync_replicas();
-    pause_replay(pg_replica1);
-    pause_replay(pg_replica2);
+    pause_replay(pg.replica1);
+    pause_replay(pg.replica2);
 
     /* Keys are computed by a router of the same topology as the child's. */
     router_opts o = defaults();
@@ -532,15 +491,15 @@ START_TEST(a_token_carries_a_write_to_another_process)
     for (const char *t = token; *t; t++)
         ck_assert_msg(*t > ' ' && *t < 0x7f, "unprintable byte in token '%s'", token);
     ck_assert_msg(strstr(token, ";shard0=") && strstr(token, ";shard1="), "token '%s'", token);
-    ck_assert_msg(!strstr(token, pw_password) && !strstr(token, pw_user), "token '%s'", token);
+    ck_assert_msg(!strstr(token, pg.pw_password) && !strstr(token, pg.pw_user), "token '%s'", token);
     fprintf(stderr, "token from the child: %s\n", token);
 
     /* Without the token a fresh session reads the paused replicas: the row is not there. */
     sr_session *blind = session_in(r, NULL);
     for (int i = 0; i < NSHARDS; i++) {
         seen w = read_row(blind, "sr_tok", key[i], NULL);
-        ck_assert_msg(!w.found && is_replica_port(w.port), "shard %d: found=%d port=%d", i,
-                      w.found, w.port);
+        ck_assert_msg(!w.found && is_replica_port(w.server), "shard %d: found=%d port=%ld", i,
+                      w.found, w.server);
     }
 
     /* With it, the first read on each shard sees the child's row. */
@@ -550,7 +509,7 @@ START_TEST(a_token_carries_a_write_to_another_process)
         seen w = read_row(s, "sr_tok", key[i], NULL);
         ck_assert_msg(w.found, "shard %d: the child's row was not seen on the first read", i);
         ck_assert_str_eq(w.value, value);
-        ck_assert_int_eq(w.port, port_primary); /* the replicas are paused */
+        ck_assert_int_eq(w.server, pg.port_primary); /* the replicas are paused */
     }
     /* Re-exported, the positions travel on. */
     const char *again = sr_session_token(s);
@@ -655,35 +614,28 @@ END_TEST
 /* Reads MONO_READS times; counts reads older than the freshest value seen, and who served them. */
 static void read_many(sr_session *s, int *regressions, int *by_r1, int *by_r2, int *by_primary)
 {
-    *regressions = *by_r1 = *by_r2 = *by_primary = 0;
-    int newest = 0;
-    for (int i = 0; i < MONO_READS; i++) {
-        seen w = read_row(s, "sr_mono", 1, NULL);
-        ck_assert(w.found);
-        int v = atoi(w.value);
-        if (v < newest)
-            (*regressions)++;
-        if (v > newest)
-            newest = v;
-        *by_r1 += w.port == port_replica1;
-        *by_r2 += w.port == port_replica2;
-        *by_primary += w.port == port_primary;
-    }
+    const long servers[] = {pg.port_replica1, pg.port_replica2, pg.port_primary};
+    int by[3];
+    *regressions = read_many_as(
+        s, "SELECT (SELECT v::text FROM sr_mono WHERE k = ?), inet_server_port()", servers, 3, by);
+    *by_r1 = by[0];
+    *by_r2 = by[1];
+    *by_primary = by[2];
 }
 
 START_TEST(a_monotonic_session_never_reads_older_than_it_has_read)
 {
-    PGconn *p = direct(pg_primary, "shard0");
+    PGconn *p = direct(pg.primary, "shard0");
     direct_exec(p, "DROP TABLE IF EXISTS sr_mono; "
                    "CREATE TABLE sr_mono (k bigint PRIMARY KEY, v int NOT NULL); "
                    "INSERT INTO sr_mono VALUES (1, 1)");
     sync_replicas();
     /* replica1 keeps the old value; replica2 gets the new one. */
-    pause_replay(pg_replica1);
+    pause_replay(pg.replica1);
     direct_exec(p, "UPDATE sr_mono SET v = 2 WHERE k = 1");
-    PGconn *r2 = direct(pg_replica2, "shard0");
+    PGconn *r2 = direct(pg.replica2, "shard0");
     ck_assert(wait_true(r2, "SELECT v = 2 FROM sr_mono WHERE k = 1", 15000));
-    PGconn *r1 = direct(pg_replica1, "shard0");
+    PGconn *r1 = direct(pg.replica1, "shard0");
     ck_assert(direct_true(r1, "SELECT v = 1 FROM sr_mono WHERE k = 1"));
 
     router_opts o = defaults();
@@ -760,13 +712,13 @@ START_TEST(a_lagging_replica_leaves_the_rotation_and_comes_back)
     int r1_before = 0;
     double t_start = mono_ms();
     while (r1_before == 0 && mono_ms() - t_start < 5000) {
-        r1_before += read_port(s, NULL) == port_replica1;
+        r1_before += read_port(s, NULL) == pg.port_replica1;
         sleep_ms(10);
     }
     ck_assert_msg(r1_before > 0, "replica1 never served a read before it was paused");
 
-    PGconn *d1 = direct(pg_replica1, "shard0");
-    pause_replay(pg_replica1);
+    PGconn *d1 = direct(pg.replica1, "shard0");
+    pause_replay(pg.replica1);
     double paused_at = mono_ms(), paused_wall = wall_ms();
     long writes_at_pause = atomic_load(&w.writes);
     /* Replay stopped at this commit: from it, lag grows at wall-clock speed. */
@@ -787,11 +739,11 @@ START_TEST(a_lagging_replica_leaves_the_rotation_and_comes_back)
         if (received_at > bound)
             bound = received_at;
         bound += LAG_REFRESH + ROUNDING;
-        if (port == port_replica1) {
+        if (port == pg.port_replica1) {
             r1_reads++;
             last_r1 = started;
             late += received_at > 0 && started > bound;
-        } else if (port == port_replica2 && received_at > 0 && started > bound) {
+        } else if (port == pg.port_replica2 && received_at > 0 && started > bound) {
             r2_after++;
         }
         sleep_ms(5);
@@ -810,11 +762,11 @@ START_TEST(a_lagging_replica_leaves_the_rotation_and_comes_back)
     ck_assert_int_gt(r2_after, 0); /* the other replica took the reads, not the primary */
 
     /* Resumed, it catches up and returns. */
-    resume_replay(pg_replica1);
+    resume_replay(pg.replica1);
     double resumed = mono_ms();
     int back = 0;
     while (!back && mono_ms() - resumed < 10000) {
-        back = read_port(s, NULL) == port_replica1;
+        back = read_port(s, NULL) == pg.port_replica1;
         sleep_ms(5);
     }
     fprintf(stderr, "replica1 served reads again %.0f ms after resume\n", mono_ms() - resumed);
@@ -827,7 +779,7 @@ START_TEST(a_lagging_replica_leaves_the_rotation_and_comes_back)
      * received and must keep serving.
      */
     sync_replicas();
-    PGconn *d2 = direct(pg_replica2, "shard0");
+    PGconn *d2 = direct(pg.replica2, "shard0");
     int idle = 0;
     for (double t0 = mono_ms(); !idle && mono_ms() - t0 < 10000; sleep_ms(50))
         idle = replay_age_ms(d1) > 2 * MAX_LAG && replay_age_ms(d2) > 2 * MAX_LAG;
@@ -835,9 +787,9 @@ START_TEST(a_lagging_replica_leaves_the_rotation_and_comes_back)
     int by1 = 0, by2 = 0, byp = 0;
     for (int i = 0; i < 20; i++) {
         int port = read_port(s, NULL);
-        by1 += port == port_replica1;
-        by2 += port == port_replica2;
-        byp += port == port_primary;
+        by1 += port == pg.port_replica1;
+        by2 += port == pg.port_replica2;
+        byp += port == pg.port_primary;
         sleep_ms(10); /* across several lag refreshes */
     }
     fprintf(stderr, "idle primary (last commit %.0f ms ago): replica1 %d, replica2 %d, primary %d "
@@ -862,7 +814,7 @@ START_TEST(a_read_only_transaction_runs_on_a_replica_with_one_snapshot)
     sr_router *r = open_router(defaults());
     int64_t key = key_on(r, 0, 0), other = key_on(r, 1, 0);
     char *ins = xfmt("INSERT INTO sr_snap VALUES (%lld, 'old')", (long long)key);
-    PGconn *p = direct(pg_primary, "shard0");
+    PGconn *p = direct(pg.primary, "shard0");
     direct_exec(p, ins);
     free(ins);
     sync_replicas();
@@ -882,13 +834,13 @@ START_TEST(a_read_only_transaction_runs_on_a_replica_with_one_snapshot)
     sr_result_free(res);
     seen w = read_row(s, "sr_snap", key, NULL);
     ck_assert_str_eq(w.value, "old");
-    ck_assert(is_replica_port(w.port));
+    ck_assert(is_replica_port(w.server));
 
     /* Another session writes; the transaction's replica replays it (checked directly). */
     char *upd = xfmt("UPDATE sr_snap SET v = 'new' WHERE k = %lld", (long long)key);
     direct_exec(p, upd);
     free(upd);
-    PGconn *rep = direct(w.port == port_replica1 ? pg_replica1 : pg_replica2, "shard0");
+    PGconn *rep = direct(w.server == pg.port_replica1 ? pg.replica1 : pg.replica2, "shard0");
     char *probe = xfmt("SELECT v = 'new' FROM sr_snap WHERE k = %lld", (long long)key);
     ck_assert(wait_true(rep, probe, 15000));
     free(probe);
@@ -896,7 +848,7 @@ START_TEST(a_read_only_transaction_runs_on_a_replica_with_one_snapshot)
     /* Same snapshot, same server; another shard's key is refused and the transaction stays. */
     seen again = read_row(s, "sr_snap", key, NULL);
     ck_assert_str_eq(again.value, "old");
-    ck_assert_int_eq(again.port, w.port);
+    ck_assert_int_eq(again.server, w.server);
     char ks[24];
     snprintf(ks, sizeof ks, "%lld", (long long)other);
     const char *op[] = {ks};
@@ -937,11 +889,11 @@ START_TEST(a_per_read_lag_bound_overrides_the_session)
     sr_router *r = open_router(o); /* replica.max_lag_ms stays 0: no bound */
     sr_session *s = session_in(r, NULL);
 
-    PGconn *d1 = direct(pg_replica1, "shard0");
-    PGconn *p = direct(pg_primary, "shard0");
+    PGconn *d1 = direct(pg.replica1, "shard0");
+    PGconn *p = direct(pg.primary, "shard0");
     direct_exec(p, TICKS_TABLE);
     sync_replicas();
-    pause_replay(pg_replica1);
+    pause_replay(pg.replica1);
     direct_exec(p, "INSERT INTO sr_ticks DEFAULT VALUES");
     /* replica1 holds WAL it has not replayed, and its last replayed commit is old. */
     ck_assert(wait_true(d1,
@@ -956,8 +908,8 @@ START_TEST(a_per_read_lag_bound_overrides_the_session)
     int by1 = 0, by2 = 0;
     for (int i = 0; i < 40; i++) {
         int port = read_port(s, &bounded);
-        by1 += port == port_replica1;
-        by2 += port == port_replica2;
+        by1 += port == pg.port_replica1;
+        by2 += port == pg.port_replica2;
     }
     fprintf(stderr, "per-read max_lag_ms=500: replica1 %d, replica2 %d of 40\n", by1, by2);
     ck_assert_int_eq(by1, 0);
@@ -965,18 +917,18 @@ START_TEST(a_per_read_lag_bound_overrides_the_session)
     /* The session itself has no bound: its plain reads still use the lagging replica. */
     by1 = 0;
     for (int i = 0; i < 40; i++)
-        by1 += read_port(s, NULL) == port_replica1;
+        by1 += read_port(s, NULL) == pg.port_replica1;
     ck_assert_int_gt(by1, 0);
 
     /* The other way round: a session bound, lifted for one read. */
     ck_assert_int_eq(sr_session_set(s, "max_lag_ms", "500"), SR_OK);
     by1 = 0;
     for (int i = 0; i < 40; i++)
-        by1 += read_port(s, NULL) == port_replica1;
+        by1 += read_port(s, NULL) == pg.port_replica1;
     ck_assert_int_eq(by1, 0);
     by1 = 0;
     for (int i = 0; i < 40; i++)
-        by1 += read_port(s, &unbounded) == port_replica1;
+        by1 += read_port(s, &unbounded) == pg.port_replica1;
     ck_assert_int_gt(by1, 0);
     ck_assert_int_eq(sr_session_set(s, "max_lag_ms", "default"), SR_OK);
     ck_assert_int_eq(sr_session_set(s, "max_lag_ms", "-5"), SR_EINVAL);
@@ -984,7 +936,7 @@ START_TEST(a_per_read_lag_bound_overrides_the_session)
     /* A per-read consistency: primary for one read. */
     sr_read_opts primary = SR_READ_OPTS_INIT;
     primary.consistency = SR_CONSISTENCY_PRIMARY;
-    ck_assert_int_eq(read_port(s, &primary), port_primary);
+    ck_assert_int_eq(read_port(s, &primary), pg.port_primary);
     sr_read_opts wrong = SR_READ_OPTS_INIT;
     wrong.consistency = 7;
     ck_assert_int_eq(sr_exec_opts(s, sr_key_int(1), SR_READ, &wrong, "SELECT 1", 0, NULL, NULL),
@@ -1025,23 +977,11 @@ static Suite *consistency_pg_suite(void)
 
 int main(void)
 {
-    pg_primary = getenv("SR_PG_PRIMARY");
-    pg_replica1 = getenv("SR_PG_REPLICA1");
-    pg_replica2 = getenv("SR_PG_REPLICA2");
-    port_primary = env_port("SR_PG_PRIMARY_PORT");
-    port_replica1 = env_port("SR_PG_REPLICA1_PORT");
-    port_replica2 = env_port("SR_PG_REPLICA2_PORT");
-    pw_user = getenv("SR_PG_PW_USER");
-    pw_password = getenv("SR_PG_PW_PASSWORD");
-    if (!(pg_primary && pg_replica1 && pg_replica2 && port_primary && port_replica1 &&
-          port_replica2 && pw_user && pw_password)) {
+    if (!pg_cluster_from_env(&pg)) {
         fprintf(stderr, "test_consistency_pg: no PostgreSQL cluster in the environment; run it "
                         "through tests/env/pg_cluster.sh run\n");
         return getenv("CI") ? 1 : 77;
     }
-    SRunner *sr = srunner_create(consistency_pg_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = run_suite(consistency_pg_suite());
     return failed ? 1 : 0;
 }

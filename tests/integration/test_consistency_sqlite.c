@@ -80,9 +80,6 @@ int main(void)
     TCase *t = tcase_create("sqlite");
     tcase_add_test(t, sqlite_accepts_every_mode_and_is_fully_consistent);
     suite_add_tcase(s, t);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = run_suite(s);
     return failed ? 1 : 0;
 }

@@ -1059,10 +1059,7 @@ int main(void)
     atexit(thaw_frozen);
     /* Reads print figures while the servers are being killed: keep the lines whole. */
     setvbuf(stdout, NULL, _IOLBF, 0);
-    SRunner *sr = srunner_create(faults_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = run_suite(faults_suite());
     if (ci && (!have_pg || !have_my))
         failed++;
     return failed == 0 ? 0 : 1;

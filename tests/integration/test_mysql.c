@@ -167,28 +167,11 @@ START_TEST(test_lost_connection_is_transient_and_replaced)
 }
 END_TEST
 
-/* A one-node router on `uri`; returns the first value of `sql` run there, or
- * NULL with *rc set when it failed (the message in errmsg). */
+/* The first value of `sql` on a one-node router on `uri` (testutil.h), or NULL with *rc set. */
 static char *one_node_value(const char *uri, const char *sql, int *rc, char *errmsg, size_t errlen)
 {
-    sr_config *c = sr_config_new();
-    ck_assert_int_eq(sr_config_add_shard(c, "only"), SR_OK);
-    ck_assert_msg(sr_config_add_node(c, "only", SR_PRIMARY, uri, 1) == SR_OK, "%s",
-                  sr_config_errmsg(c));
-    sr_router *r = NULL;
-    ck_assert_int_eq(sr_router_open(c, &r), SR_OK);
-    sr_config_free(c);
-    sr_session *s = NULL;
-    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
-    sr_result *res = NULL;
-    *rc = sr_exec(s, sr_key_int(1), SR_WRITE, sql, 0, NULL, &res);
-    snprintf(errmsg, errlen, "%s", sr_session_errmsg(s));
     char *v = NULL;
-    if (*rc == SR_OK && sr_result_nrows(res) > 0 && sr_result_value(res, 0, 0))
-        v = strdup(sr_result_value(res, 0, 0));
-    sr_result_free(res);
-    sr_session_free(s);
-    sr_router_close(r);
+    *rc = one_node_exec(uri, NULL, sql, &v, NULL, errmsg, errlen);
     return v;
 }
 
@@ -252,16 +235,8 @@ START_TEST(test_bad_password_and_unknown_parameter)
         else
             snprintf(uri, sizeof uri, "mysql://%s:%s@%s:%d/shard0?no_such_option=1", a.user,
                      a.password, a.host, a.port);
-        sr_config *c = sr_config_new();
-        ck_assert_int_eq(sr_config_add_shard(c, "only"), SR_OK);
-        ck_assert_int_eq(sr_config_add_node(c, "only", SR_PRIMARY, uri, 1), SR_OK);
-        sr_router *r = NULL;
-        ck_assert_int_eq(sr_router_open(c, &r), SR_OK);
-        sr_config_free(c);
-        sr_session *s = NULL;
-        ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
-        int rc = sr_exec(s, sr_key_int(1), SR_WRITE, "SELECT 1", 0, NULL, NULL);
-        const char *msg = sr_session_errmsg(s);
+        char msg[1024];
+        int rc = one_node_exec(uri, NULL, "SELECT 1", NULL, NULL, msg, sizeof msg);
         if (variants[i]) {
             ck_assert_msg(rc == SR_ECONNECT, "got %s (%s)", sr_strerror(rc), msg);
             ck_assert_msg(strstr(msg, "1045"), "message: %s", msg);
@@ -271,8 +246,6 @@ START_TEST(test_bad_password_and_unknown_parameter)
             ck_assert_msg(strstr(msg, "no_such_option"), "message: %s", msg);
             ck_assert_msg(!strstr(msg, a.password), "password in: %s", msg);
         }
-        sr_session_free(s);
-        sr_router_close(r);
     }
 }
 END_TEST
@@ -1072,9 +1045,6 @@ int main(void)
                         "tests/env/mariadb_cluster.sh run (skipped)\n");
         return 77;
     }
-    SRunner *sr = srunner_create(mysql_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = run_suite(mysql_suite());
     return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
 }

@@ -31,9 +31,7 @@
 static const char *const shard_db[NSHARDS] = {"shard0", "shard1"};
 
 /* The cluster, from env.sh. */
-static const char *pg_primary, *pg_replica1, *pg_replica2;
-static int port_primary, port_replica1, port_replica2;
-static const char *pw_user, *pw_password;
+static pg_cluster pg;
 
 /* ---- helpers ------------------------------------------------------------- */
 
@@ -85,12 +83,12 @@ static sr_router *open_router(router_opts o)
     for (int i = 0; i < nshards; i++) {
         ck_assert_int_eq(sr_config_add_shard(c, shard_db[i]), SR_OK);
         char *uri = i == 0 && o.primary_uri ? strdup(o.primary_uri)
-                                            : xfmt("%s/%s", pg_primary, shard_db[i]);
+                                            : xfmt("%s/%s", pg.primary, shard_db[i]);
         ck_assert_msg(sr_config_add_node(c, shard_db[i], SR_PRIMARY, uri, 1) == SR_OK, "%s",
                       sr_config_errmsg(c));
         free(uri);
         for (int r = 0; r < o.replicas; r++) {
-            const char *base = (r == 0 && !o.only_replica2) ? pg_replica1 : pg_replica2;
+            const char *base = (r == 0 && !o.only_replica2) ? pg.replica1 : pg.replica2;
             uri = xfmt("%s/%s", base, shard_db[i]);
             ck_assert_msg(sr_config_add_node(c, shard_db[i], SR_REPLICA, uri, 1) == SR_OK, "%s",
                           sr_config_errmsg(c));
@@ -192,9 +190,9 @@ START_TEST(round_robin_uses_both_replicas)
         char *v = scalar_key(s, 5, SR_READ, "SELECT inet_server_port()");
         int port = atoi(v);
         free(v);
-        seen1 += port == port_replica1;
-        seen2 += port == port_replica2;
-        seen_primary += port == port_primary;
+        seen1 += port == pg.port_replica1;
+        seen2 += port == pg.port_replica2;
+        seen_primary += port == pg.port_primary;
     }
     ck_assert_int_eq(seen_primary, 0);
     ck_assert_int_eq(seen1 + seen2, 12);
@@ -281,7 +279,7 @@ START_TEST(a_timed_out_statement_is_abandoned_on_the_server)
                                    NULL, NULL),
                      SR_ETIMEOUT);
     /* The backend notices the closed socket and stops long before its 30 s sleep ends. */
-    PGconn *c = direct(pg_primary, "shard0");
+    PGconn *c = direct(pg.primary, "shard0");
     long running = -1;
     for (double t0 = mono_ms(); mono_ms() - t0 < 15000; sleep_ms(100)) {
         running = direct_long(c, "SELECT count(*) FROM pg_stat_activity WHERE query LIKE "
@@ -375,7 +373,7 @@ START_TEST(parameters_round_trip_unchanged)
     sr_result_free(must_key(s, 9, SR_WRITE, "INSERT INTO sr_params VALUES (?, ?)", 2, w));
     const char *wn[] = {"2", NULL};
     sr_result_free(must_key(s, 9, SR_WRITE, "INSERT INTO sr_params VALUES (?, ?)", 2, wn));
-    PGconn *c = direct(pg_primary, shard_db[sr_router_shard_for(r, sr_key_int(9))]);
+    PGconn *c = direct(pg.primary, shard_db[sr_router_shard_for(r, sr_key_int(9))]);
     char *stored = direct_value(c, "SELECT v FROM sr_params WHERE k = 1");
     ck_assert_str_eq(stored, tricky);
     free(stored);
@@ -393,7 +391,7 @@ START_TEST(uri_parameters_and_passwords_reach_libpq)
     o.nshards = 1;
     char *uri = xfmt("postgresql://%s:%s@127.0.0.1:%d/shard0?application_name=sr_app_test&"
                      "sslmode=disable",
-                     pw_user, pw_password, port_primary);
+                     pg.pw_user, pg.pw_password, pg.port_primary);
     o.primary_uri = uri;
     sr_router *r = open_router(o);
     sr_session *s = session(r);
@@ -401,7 +399,7 @@ START_TEST(uri_parameters_and_passwords_reach_libpq)
                               "SELECT current_user, current_setting('application_name'), "
                               "current_database()",
                               0, NULL);
-    ck_assert_str_eq(sr_result_value(res, 0, 0), pw_user);
+    ck_assert_str_eq(sr_result_value(res, 0, 0), pg.pw_user);
     ck_assert_str_eq(sr_result_value(res, 0, 1), "sr_app_test");
     ck_assert_str_eq(sr_result_value(res, 0, 2), "shard0");
     sr_result_free(res);
@@ -410,7 +408,7 @@ START_TEST(uri_parameters_and_passwords_reach_libpq)
     free(uri);
 
     /* A wrong password: a connect error that names the node without the password. */
-    uri = xfmt("postgresql://%s:wrong-pass-4711@127.0.0.1:%d/shard0", pw_user, port_primary);
+    uri = xfmt("postgresql://%s:wrong-pass-4711@127.0.0.1:%d/shard0", pg.pw_user, pg.port_primary);
     o.primary_uri = uri;
     r = open_router(o);
     s = session(r);
@@ -425,7 +423,7 @@ START_TEST(uri_parameters_and_passwords_reach_libpq)
     free(uri);
 
     /* An unknown libpq keyword is refused by libpq, and said so. */
-    uri = xfmt("%s/shard0?no_such_libpq_option=1", pg_primary);
+    uri = xfmt("%s/shard0?no_such_libpq_option=1", pg.primary);
     o.primary_uri = uri;
     r = open_router(o);
     s = session(r);
@@ -636,8 +634,8 @@ static void resume_replica2(void)
 START_TEST(roles_and_positions_through_the_driver)
 {
     node_conn p, r1;
-    node_open(&p, port_primary, SR_PRIMARY);
-    node_open(&r1, port_replica1, SR_REPLICA);
+    node_open(&p, pg.port_primary, SR_PRIMARY);
+    node_open(&r1, pg.port_replica1, SR_REPLICA);
     sr_role role = SR_REPLICA;
     sr_driver_error e = {0};
     ck_assert_int_eq(p.d->server_role(p.c, soon(), &role, &e), SR_OK);
@@ -645,7 +643,7 @@ START_TEST(roles_and_positions_through_the_driver)
     ck_assert_int_eq(r1.d->server_role(r1.c, soon(), &role, &e), SR_OK);
     ck_assert_int_eq(role, SR_REPLICA);
 
-    PGconn *dp = direct(pg_primary, "shard0");
+    PGconn *dp = direct(pg.primary, "shard0");
     direct_exec(dp, "DROP TABLE IF EXISTS sr_lsn; CREATE TABLE sr_lsn (id int)");
     char pos[64];
     write_and_position(&p, dp, 1, pos, sizeof pos);
@@ -655,7 +653,7 @@ START_TEST(roles_and_positions_through_the_driver)
 
     /* The replica gets there, and once it says so the row is visible on it. */
     ck_assert_msg(wait_replayed(&r1, pos), "replica1 never replayed %s", pos);
-    PGconn *d1 = direct(pg_replica1, "shard0");
+    PGconn *d1 = direct(pg.replica1, "shard0");
     ck_assert_int_eq(direct_long(d1, "SELECT count(*) FROM sr_lsn WHERE id = 1"), 1);
     PQfinish(d1);
     /* A caught-up replica is not lagging, however idle the primary is. */
@@ -684,18 +682,18 @@ END_TEST
 START_TEST(a_paused_replica_does_not_report_the_write_as_replayed)
 {
     node_conn p, r1, r2;
-    node_open(&p, port_primary, SR_PRIMARY);
-    node_open(&r1, port_replica1, SR_REPLICA);
-    node_open(&r2, port_replica2, SR_REPLICA);
-    PGconn *dp = direct(pg_primary, "shard0");
-    PGconn *d2 = direct(pg_replica2, "shard0");
+    node_open(&p, pg.port_primary, SR_PRIMARY);
+    node_open(&r1, pg.port_replica1, SR_REPLICA);
+    node_open(&r2, pg.port_replica2, SR_REPLICA);
+    PGconn *dp = direct(pg.primary, "shard0");
+    PGconn *d2 = direct(pg.replica2, "shard0");
     direct_exec(dp, "DROP TABLE IF EXISTS sr_lsn; CREATE TABLE sr_lsn (id int)");
     char before[64];
     write_and_position(&p, dp, 1, before, sizeof before);
     ck_assert(wait_replayed(&r2, before));
 
     direct_exec(d2, "SELECT pg_wal_replay_pause()");
-    ck_assert(wait_replica_true(pg_replica2, "shard0",
+    ck_assert(wait_replica_true(pg.replica2, "shard0",
                                 "SELECT pg_get_wal_replay_pause_state() = 'paused'", 10000));
     sleep_ms(30); /* so that the last replayed transaction is measurably old */
     char pos[64];
@@ -704,7 +702,7 @@ START_TEST(a_paused_replica_does_not_report_the_write_as_replayed)
     /* replica1 replays it; replica2 receives it but, paused, does not replay it. */
     ck_assert(wait_replayed(&r1, pos));
     char *received = xfmt("SELECT pg_last_wal_receive_lsn() >= '%s'::pg_lsn", pos);
-    ck_assert(wait_replica_true(pg_replica2, "shard0", received, 10000));
+    ck_assert(wait_replica_true(pg.replica2, "shard0", received, 10000));
     free(received);
     ck_assert_int_eq(replayed(&r2, pos), 0);
     ck_assert_int_eq(replayed(&r2, before), 1);
@@ -748,18 +746,18 @@ static void restore_replica2_receiver(void)
 START_TEST(a_replica_without_a_wal_receiver_is_not_eligible)
 {
     node_conn r2;
-    node_open(&r2, port_replica2, SR_REPLICA);
-    PGconn *d2 = direct(pg_replica2, "postgres");
+    node_open(&r2, pg.port_replica2, SR_REPLICA);
+    PGconn *d2 = direct(pg.replica2, "postgres");
     saved_conninfo = direct_value(d2, "SHOW primary_conninfo");
     ck_assert_ptr_nonnull(saved_conninfo);
     direct_exec(d2, "ALTER SYSTEM SET primary_conninfo = ''");
     direct_exec(d2, "SELECT pg_reload_conf()");
-    ck_assert(wait_replica_true(pg_replica2, "postgres",
+    ck_assert(wait_replica_true(pg.replica2, "postgres",
                                 "SELECT NOT EXISTS (SELECT 1 FROM pg_stat_wal_receiver)", 10000));
     ck_assert_int_eq(lag(&r2), -1);
 
     restore_replica2_receiver();
-    ck_assert(wait_replica_true(pg_replica2, "postgres",
+    ck_assert(wait_replica_true(pg.replica2, "postgres",
                                 "SELECT EXISTS (SELECT 1 FROM pg_stat_wal_receiver "
                                 "WHERE status = 'streaming')",
                                 15000));
@@ -782,7 +780,7 @@ static sr_router *byte_bounded_router(const char *max_bytes)
     ck_assert_int_eq(sr_config_set(c, "pool.max_size", "1"), SR_OK);
     ck_assert_int_eq(sr_config_set(c, "stmt_cache.max_bytes", max_bytes), SR_OK);
     ck_assert_int_eq(sr_config_add_shard(c, shard_db[0]), SR_OK);
-    char *uri = xfmt("%s/%s", pg_primary, shard_db[0]);
+    char *uri = xfmt("%s/%s", pg.primary, shard_db[0]);
     ck_assert_msg(sr_config_add_node(c, shard_db[0], SR_PRIMARY, uri, 1) == SR_OK, "%s",
                   sr_config_errmsg(c));
     free(uri);
@@ -912,23 +910,11 @@ static Suite *postgres_suite(void)
 
 int main(void)
 {
-    pg_primary = getenv("SR_PG_PRIMARY");
-    pg_replica1 = getenv("SR_PG_REPLICA1");
-    pg_replica2 = getenv("SR_PG_REPLICA2");
-    port_primary = env_port("SR_PG_PRIMARY_PORT");
-    port_replica1 = env_port("SR_PG_REPLICA1_PORT");
-    port_replica2 = env_port("SR_PG_REPLICA2_PORT");
-    pw_user = getenv("SR_PG_PW_USER");
-    pw_password = getenv("SR_PG_PW_PASSWORD");
-    if (!pg_primary || !pg_replica1 || !pg_replica2 || !port_primary || !port_replica1 ||
-        !port_replica2 || !pw_user || !pw_password) {
+    if (!pg_cluster_from_env(&pg)) {
         fprintf(stderr, "test_postgres: no cluster in the environment; run it through "
                         "tests/env/pg_cluster.sh run\n");
         return getenv("CI") ? 1 : 77;
     }
-    SRunner *sr = srunner_create(postgres_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = run_suite(postgres_suite());
     return failed == 0 ? 0 : 1;
 }

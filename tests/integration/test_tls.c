@@ -647,9 +647,6 @@ int main(void)
         tcase_set_timeout(t, 120);
         suite_add_tcase(suite, t);
     }
-    SRunner *sr = srunner_create(suite);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = run_suite(suite);
     return failed == 0 ? 0 : 1;
 }

@@ -14,6 +14,7 @@
 #include <check.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -41,6 +42,95 @@ enum { MAX_LAG = 500, LAG_REFRESH = 100 };
  * measures later, and a later measurement only sees more lag.
  */
 enum { ROUNDING = 50 };
+
+/*
+ * A router over a cluster: `nshards` shards (databases shard0, shard1), each
+ * with `primary` and then every one of `replicas` (base URIs, no database) as
+ * nodes, balance.policy round_robin, then the options `opts` (name/value
+ * pairs ending with NULL, or NULL) in order, then the log function if any.
+ */
+static inline sr_router *open_cluster_router(const char *primary, const char *const *replicas,
+                                             int nreplicas, int nshards,
+                                             const char *const *opts, sr_log_fn log_fn,
+                                             void *log_ud)
+{
+    sr_config *c = sr_config_new();
+    ck_assert_ptr_nonnull(c);
+    ck_assert_int_eq(sr_config_set(c, "balance.policy", "round_robin"), SR_OK);
+    for (int i = 0; opts && opts[i]; i += 2)
+        ck_assert_msg(sr_config_set(c, opts[i], opts[i + 1]) == SR_OK, "%s", sr_config_errmsg(c));
+    if (log_fn)
+        ck_assert_int_eq(sr_config_set_log_fn(c, log_fn, log_ud), SR_OK);
+    for (int i = 0; i < nshards; i++) {
+        ck_assert_int_eq(sr_config_add_shard(c, shard_db[i]), SR_OK);
+        for (int n = -1; n < nreplicas; n++) {
+            char *uri = xfmt("%s/%s", n < 0 ? primary : replicas[n], shard_db[i]);
+            ck_assert_msg(sr_config_add_node(c, shard_db[i], n < 0 ? SR_PRIMARY : SR_REPLICA, uri,
+                                             1) == SR_OK,
+                          "%s", sr_config_errmsg(c));
+            free(uri);
+        }
+    }
+    sr_router *r = NULL;
+    ck_assert_msg(sr_router_open(c, &r) == SR_OK, "open: %s", sr_config_errmsg(c));
+    sr_config_free(c);
+    return r;
+}
+
+/* What one routed read saw: the value (or "" for no row) and which server answered. */
+typedef struct seen {
+    char value[64];
+    int found;
+    long server; /* the second column: a port or a server id */
+} seen;
+
+/*
+ * Runs `sql` (one parameter, the key; two columns: a value and the answering
+ * server) with SR_READ and per-read options; what it saw.
+ */
+static inline seen read_row_as(sr_session *s, const char *sql, int64_t key,
+                               const sr_read_opts *opts)
+{
+    char ks[24];
+    snprintf(ks, sizeof ks, "%lld", (long long)key);
+    const char *p[] = {ks};
+    sr_result *res = NULL;
+    int rc = sr_exec_opts(s, sr_key_int(key), SR_READ, opts, sql, 1, p, &res);
+    ck_assert_msg(rc == SR_OK, "%s: %s (%s)", sql, sr_strerror(rc), sr_session_errmsg(s));
+    ck_assert_int_eq(sr_result_nrows(res), 1);
+    seen w;
+    memset(&w, 0, sizeof w);
+    const char *v = sr_result_value(res, 0, 0);
+    w.found = v != NULL;
+    snprintf(w.value, sizeof w.value, "%s", v ? v : "");
+    w.server = atol(sr_result_value(res, 0, 1));
+    sr_result_free(res);
+    return w;
+}
+
+/*
+ * Reads row 1 of `sql` (read_row_as) MONO_READS times; returns how many reads
+ * were older than the freshest value seen before them (values are integers),
+ * and counts in by_server[i] the reads servers[i] answered.
+ */
+static inline int read_many_as(sr_session *s, const char *sql, const long *servers, int nservers,
+                               int *by_server)
+{
+    int regressions = 0, newest = 0;
+    memset(by_server, 0, sizeof(int) * (size_t)nservers);
+    for (int i = 0; i < MONO_READS; i++) {
+        seen w = read_row_as(s, sql, 1, NULL);
+        ck_assert(w.found);
+        int v = atoi(w.value);
+        if (v < newest)
+            regressions++;
+        if (v > newest)
+            newest = v;
+        for (int j = 0; j < nservers; j++)
+            by_server[j] += w.server == servers[j];
+    }
+    return regressions;
+}
 
 static inline sr_session *session_in(sr_router *r, const char *mode)
 {

@@ -11,7 +11,10 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
+
+#include <shardroute.h>
 
 static inline void sleep_ms(int ms)
 {
@@ -48,6 +51,54 @@ static inline int env_port(const char *name)
 {
     const char *v = getenv(name);
     return v ? atoi(v) : 0;
+}
+
+/* Runs every test of `s` (which it frees) and returns how many failed. */
+static inline int run_suite(Suite *s)
+{
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed;
+}
+
+/*
+ * Runs `sql` once, as a write, on a router of its own: one shard "only" whose
+ * primary is `uri`, with options `opts` (name/value pairs, then NULL; NULL:
+ * none). Returns the status; the session's message goes to msg, row 0
+ * column 0 to *value (a new string, NULL for none or SQL NULL) when value is
+ * not NULL, and how long the statement took to *took_ms when not NULL.
+ */
+static inline int one_node_exec(const char *uri, const char *const *opts, const char *sql,
+                                char **value, double *took_ms, char *msg, size_t msglen)
+{
+    sr_config *c = sr_config_new();
+    ck_assert_ptr_nonnull(c);
+    for (int i = 0; opts && opts[i]; i += 2)
+        ck_assert_msg(sr_config_set(c, opts[i], opts[i + 1]) == SR_OK, "%s", sr_config_errmsg(c));
+    ck_assert_int_eq(sr_config_add_shard(c, "only"), SR_OK);
+    ck_assert_msg(sr_config_add_node(c, "only", SR_PRIMARY, uri, 1) == SR_OK, "%s",
+                  sr_config_errmsg(c));
+    sr_router *r = NULL;
+    ck_assert_msg(sr_router_open(c, &r) == SR_OK, "%s", sr_config_errmsg(c));
+    sr_config_free(c);
+    sr_session *s = NULL;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    sr_result *res = NULL;
+    double t0 = mono_ms();
+    int rc = sr_exec(s, sr_key_int(1), SR_WRITE, sql, 0, NULL, &res);
+    if (took_ms)
+        *took_ms = mono_ms() - t0;
+    snprintf(msg, msglen, "%s", sr_session_errmsg(s));
+    if (value) {
+        const char *v = rc == SR_OK && sr_result_nrows(res) > 0 ? sr_result_value(res, 0, 0) : NULL;
+        *value = v ? strdup(v) : NULL;
+    }
+    sr_result_free(res);
+    sr_session_free(s);
+    sr_router_close(r);
+    return rc;
 }
 
 #endif
