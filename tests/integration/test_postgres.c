@@ -113,7 +113,7 @@ static router_opts defaults(void)
 /*
  * These suites test routing and the driver, so sessions read with
  * consistency "any": under the default read_your_writes a read right after
- * this session's DDL may rightly go to the primary (see test_consistency.c).
+ * this session's DDL may rightly go to the primary (see test_consistency_pg.c).
  */
 static sr_session *session(sr_router *r)
 {
