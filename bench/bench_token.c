@@ -4,9 +4,9 @@
  *   bench_token [SHARDS] [ROUNDS]        (defaults: 4096 shards, 20 rounds)
  *
  * The router has SHARDS shards on a fake backend whose positions are
- * MariaDB-like "D-N" lists (merge = per-domain maximum), so no server is
- * needed. Measured with sr_session_set_token() on a fresh session each round
- * (median and maximum):
+ * MariaDB-like "D-N" lists (merge = per-domain maximum; the tests' own,
+ * tests/support/fake_positions.h), so no server is needed. Measured with
+ * sr_session_set_token() on a fresh session each round (median and maximum):
  *   1. the largest token the router itself emits: every shard holding a long
  *      position (16 domains);
  *   2. the worst token an attacker can make it read: every shard once plus
@@ -23,87 +23,11 @@
 
 #include "token.h"
 
-enum { DOMAINS = 16 };
+#define FAKE_POSITIONS_NOOP_DRIVER
+#include "fake_positions.h" /* tests/support/ */
 
-static int parse(const char *p, unsigned long long seq[DOMAINS])
-{
-    memset(seq, 0, sizeof(unsigned long long) * DOMAINS);
-    while (*p) {
-        char *end;
-        unsigned long d = strtoul(p, &end, 10);
-        if (end == p || *end != '-' || d >= DOMAINS)
-            return -1;
-        p = end + 1;
-        unsigned long long n = strtoull(p, &end, 10);
-        if (end == p)
-            return -1;
-        if (n > seq[d])
-            seq[d] = n;
-        p = *end == ',' ? end + 1 : end;
-        if (*end && *end != ',')
-            return -1;
-    }
-    return 0;
-}
-
-static int merge(const char *a, const char *b, char *buf, size_t len)
-{
-    unsigned long long x[DOMAINS], y[DOMAINS];
-    if (parse(a, x) || parse(b, y))
-        return SR_EINVAL;
-    size_t o = 0;
-    buf[0] = '\0';
-    for (int d = 0; d < DOMAINS; d++) {
-        unsigned long long n = x[d] > y[d] ? x[d] : y[d];
-        if (!n)
-            continue;
-        int w = snprintf(buf + o, len - o, "%s%d-%llu", o ? "," : "", d, n);
-        if (w < 0 || (size_t)w >= len - o)
-            return SR_EINVAL;
-        o += (size_t)w;
-    }
-    return SR_OK;
-}
-
-static int covers(const char *have, const char *want)
-{
-    unsigned long long h[DOMAINS], w[DOMAINS];
-    if (parse(have, h) || parse(want, w))
-        return SR_EINVAL;
-    for (int d = 0; d < DOMAINS; d++)
-        if (w[d] > h[d])
-            return 0;
-    return 1;
-}
-
-struct sr_driver_conn {
-    int unused;
-};
 static char next_pos[SR_POSITION_MAX];
 
-static int f_connect(const sr_driver_connect_args *a, sr_driver_conn **out, sr_driver_error *e)
-{
-    (void)a, (void)e;
-    *out = calloc(1, sizeof **out);
-    return *out ? SR_OK : SR_ENOMEM;
-}
-static void f_close(sr_driver_conn *c) { free(c); }
-static int f_exec(sr_driver_conn *c, const char *sql, int np, const char *const *p, int64_t d,
-                  sr_result_builder *rb, sr_driver_error *e)
-{
-    (void)c, (void)sql, (void)np, (void)p, (void)d, (void)rb, (void)e;
-    return SR_OK;
-}
-static int f_txn(sr_driver_conn *c, int64_t d, sr_driver_error *e)
-{
-    (void)c, (void)d, (void)e;
-    return SR_OK;
-}
-static int f_begin(sr_driver_conn *c, int ro, int64_t d, sr_driver_error *e)
-{
-    (void)ro;
-    return f_txn(c, d, e);
-}
 static int f_position(sr_driver_conn *c, int64_t d, char *buf, size_t len, sr_driver_error *e)
 {
     (void)c, (void)d, (void)e;
@@ -117,17 +41,17 @@ static const sr_driver driver = {
     .name = "benchtok",
     .schemes = schemes,
     .dialect = SR_SQL_GENERIC,
-    .connect = f_connect,
-    .close = f_close,
-    .exec = f_exec,
-    .begin = f_begin,
-    .commit = f_txn,
-    .rollback = f_txn,
-    .ping = f_txn,
+    .connect = fp_noop_connect,
+    .close = fp_noop_close,
+    .exec = fp_noop_exec,
+    .begin = fp_noop_begin,
+    .commit = fp_noop_txn,
+    .rollback = fp_noop_txn,
+    .ping = fp_noop_txn,
     .write_position = f_position,
     .replay_position = f_position,
-    .position_covers = covers,
-    .position_merge = merge,
+    .position_covers = fp_gtid_covers,
+    .position_merge = fp_gtid_merge,
 };
 
 static double now_ms(void)
@@ -191,7 +115,7 @@ int main(int argc, char **argv)
 
     /* 1. Its own largest token. */
     size_t o = 0;
-    for (int d = 0; d < DOMAINS; d++)
+    for (int d = 0; d < FP_DOMAINS; d++)
         o += (size_t)snprintf(next_pos + o, sizeof next_pos - o, "%s%d-%llu", d ? "," : "", d,
                               18446744073709551000ULL + (unsigned long long)d);
     sr_session *w;

@@ -30,6 +30,9 @@
 
 #include "token.h"
 
+#define FAKE_POSITIONS_NOOP_DRIVER
+#include "fake_positions.h" /* tests/support/ */
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 #if defined(SR_HAVE_MYSQL)
@@ -41,58 +44,6 @@ int sr__pg_position_covers(const char *have, const char *want);
 int sr__pg_position_merge(const char *a, const char *b, char *buf, size_t buflen);
 #endif
 
-/* Without a backend's own algebra: positions are decimal numbers, merge is the maximum. */
-static int num_parse(const char *p, unsigned long long *v)
-{
-    char *end;
-    if (*p < '0' || *p > '9')
-        return -1;
-    *v = strtoull(p, &end, 10);
-    return *end ? -1 : 0;
-}
-static int num_covers(const char *have, const char *want)
-{
-    unsigned long long h, w;
-    if (num_parse(have, &h) || num_parse(want, &w))
-        return SR_EINVAL;
-    return h >= w;
-}
-static int num_merge(const char *a, const char *b, char *buf, size_t len)
-{
-    unsigned long long x, y;
-    if (num_parse(a, &x) || num_parse(b, &y))
-        return SR_EINVAL;
-    int n = snprintf(buf, len, "%llu", x > y ? x : y);
-    return n > 0 && (size_t)n < len ? SR_OK : SR_EINVAL;
-}
-
-struct sr_driver_conn {
-    int unused;
-};
-static int f_connect(const sr_driver_connect_args *a, sr_driver_conn **out, sr_driver_error *e)
-{
-    (void)a;
-    (void)e;
-    *out = calloc(1, sizeof **out);
-    return *out ? SR_OK : SR_ENOMEM;
-}
-static void f_close(sr_driver_conn *c) { free(c); }
-static int f_exec(sr_driver_conn *c, const char *sql, int np, const char *const *p, int64_t d,
-                  sr_result_builder *rb, sr_driver_error *e)
-{
-    (void)c, (void)sql, (void)np, (void)p, (void)d, (void)rb, (void)e;
-    return SR_OK;
-}
-static int f_txn(sr_driver_conn *c, int64_t d, sr_driver_error *e)
-{
-    (void)c, (void)d, (void)e;
-    return SR_OK;
-}
-static int f_begin(sr_driver_conn *c, int ro, int64_t d, sr_driver_error *e)
-{
-    (void)ro;
-    return f_txn(c, d, e);
-}
 /* A position each algebra takes ("1" is one for the numbers, not for GTIDs or LSNs). */
 static int f_gtid_position(sr_driver_conn *c, int64_t d, char *buf, size_t len,
                            sr_driver_error *e)
@@ -150,17 +101,12 @@ static void open_routers(void)
     for (int k = 0; k < 2; k++) {
         sr_driver *d = &drivers[k];
         d->dialect = SR_SQL_GENERIC;
-        d->connect = f_connect;
-        d->close = f_close;
-        d->exec = f_exec;
-        d->begin = f_begin;
-        d->commit = f_txn;
-        d->rollback = f_txn;
-        d->ping = f_txn;
+        fp_noop_driver(d);
         d->write_position = k == 0 ? f_gtid_position : f_lsn_position;
         d->replay_position = d->write_position;
-        d->position_covers = num_covers;
-        d->position_merge = num_merge;
+        /* Without a backend's own algebra: decimal numbers, merge the maximum. */
+        d->position_covers = fp_num_covers;
+        d->position_merge = fp_num_merge;
 #if defined(SR_HAVE_MYSQL)
         if (k == 0) {
             d->position_covers = sr__my_position_covers;

@@ -1,7 +1,8 @@
 /*
  * Helpers shared by the PostgreSQL integration suites: direct libpq
- * connections (not through shardroute) to check what the router did, and
- * small utilities. Header-only; static inline so a suite may use any subset.
+ * connections (not through shardroute) to check what the router did; the
+ * backend-neutral utilities are in tests/support/testutil.h. Header-only;
+ * static inline so a suite may use any subset.
  */
 #ifndef SR_TEST_PG_DIRECT_H
 #define SR_TEST_PG_DIRECT_H
@@ -14,26 +15,7 @@
 #include <string.h>
 #include <time.h>
 
-static inline void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
-static inline char *xfmt(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    ck_assert_int_ge(n, 0);
-    char *s = malloc((size_t)n + 1);
-    ck_assert_ptr_nonnull(s);
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return s;
-}
+#include "testutil.h"
 
 static inline void quiet(void *arg, const char *msg)
 {
@@ -70,6 +52,31 @@ static inline char *direct_value(PGconn *c, const char *sql)
     char *v = PQgetisnull(r, 0, 0) ? NULL : strdup(PQgetvalue(r, 0, 0));
     PQclear(r);
     return v;
+}
+
+/* The cluster of tests/env/pg_cluster.sh, as its env.sh exports it. */
+typedef struct pg_cluster {
+    const char *primary, *replica1, *replica2; /* base URIs, no database */
+    int port_primary, port_replica1, port_replica2;
+    const char *pw_user, *pw_password; /* a user with a password (scram-sha-256) */
+} pg_cluster;
+
+/*
+ * Fills c from the environment; 1 when all of it is there. Asserts nothing
+ * (main calls it, before any test runs).
+ */
+static inline int pg_cluster_from_env(pg_cluster *c)
+{
+    c->primary = getenv("SR_PG_PRIMARY");
+    c->replica1 = getenv("SR_PG_REPLICA1");
+    c->replica2 = getenv("SR_PG_REPLICA2");
+    c->port_primary = env_port("SR_PG_PRIMARY_PORT");
+    c->port_replica1 = env_port("SR_PG_REPLICA1_PORT");
+    c->port_replica2 = env_port("SR_PG_REPLICA2_PORT");
+    c->pw_user = getenv("SR_PG_PW_USER");
+    c->pw_password = getenv("SR_PG_PW_PASSWORD");
+    return c->primary && c->replica1 && c->replica2 && c->port_primary && c->port_replica1 &&
+           c->port_replica2 && c->pw_user && c->pw_password;
 }
 
 #endif

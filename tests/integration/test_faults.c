@@ -37,8 +37,11 @@
 
 #include <shardroute.h>
 
+#include "cluster.h"
 #include "logwatch.h"
+#include "nodewatch.h"
 #include "proc.h"
+#include "testutil.h"
 
 /* ---- the settings every scenario uses (small, so the suite is quick) ---- */
 
@@ -73,341 +76,18 @@
 /* Hard bound on any reader loop, whatever else happens. */
 #define READERS_HARD_STOP_MS 20000
 
-#define MAXSRV 3        /* primary + up to 2 replicas */
 #define MAXFAIL 512     /* failed calls remembered per thread */
-#define MAXPROCS 256    /* processes of one server */
 
 /* ------------------------------------------------------------------------ */
-/* Time, formatting                                                         */
+/* The clusters, from the scripts' env.sh (tests/support/cluster.h)          */
 /* ------------------------------------------------------------------------ */
-
-static void xfmt(char *buf, size_t len, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(buf, len, fmt, ap);
-    va_end(ap);
-    ck_assert_msg(n >= 0 && (size_t)n < len, "buffer too small for '%s'", fmt);
-}
-
-/* ------------------------------------------------------------------------ */
-/* The clusters, from the scripts' env.sh                                   */
-/* ------------------------------------------------------------------------ */
-
-typedef struct server {
-    const char *name;  /* "primary", "replica1", ... for messages */
-    const char *uri;   /* base URI, no database */
-    int port;
-    char pidfile[512]; /* its first line is the server's (main) PID */
-    char marker[512];  /* its data directory, on its command line: tp_identify() */
-    const char *start; /* shell command that starts it again and waits until it is ready */
-} server;
-
-typedef struct backend {
-    const char *label;
-    server srv[MAXSRV]; /* [0] is the primary */
-    int nsrv;
-    /* One row: the answering server's port and 'primary' or 'replica'. */
-    const char *who_sql;
-    const char *create_sql;
-    /*
-     * Run before create_sql in its transaction so that the table survives
-     * the primary's SIGKILL: the test cluster commits asynchronously
-     * (pg_cluster.sh: synchronous_commit = off), which loses the last commits
-     * of a killed server. NULL when commits are durable anyway.
-     */
-    const char *durable_sql;
-    const char *insert_sql;
-    /* Run on the primary: the number of replicas streaming from it. */
-    const char *streaming_sql;
-    /* Run on a replica: a value that is `replica_ok` while it replicates. */
-    const char *replicating_sql;
-    const char *replica_ok;
-    /* Set (in the parent) when a teardown could not restore it: later scenarios fail at once. */
-    int broken;
-    char broken_why[600];
-} backend;
 
 static backend pg_backend, my_backend;
 static int have_pg, have_my;
 
-static const char *getenv_nonempty(const char *name)
-{
-    const char *v = getenv(name);
-    return v && *v ? v : NULL;
-}
-
-/*
- * Fills one server from PREFIX, PREFIX_PORT, PREFIX_START, a pid file and its
- * data directory (dir_var's value + dir_suffix); 0 when incomplete.
- */
-static int server_from_env(server *sv, const char *name, const char *prefix, const char *pidfile_var,
-                           const char *pidfile_suffix, const char *dir_var, const char *dir_suffix)
-{
-    char var[64];
-    sv->name = name;
-    sv->uri = getenv_nonempty(prefix);
-    snprintf(var, sizeof var, "%s_PORT", prefix);
-    const char *port = getenv_nonempty(var);
-    snprintf(var, sizeof var, "%s_START", prefix);
-    sv->start = getenv_nonempty(var);
-    const char *pf = getenv_nonempty(pidfile_var);
-    const char *dir = getenv_nonempty(dir_var);
-    if (!sv->uri || !port || !sv->start || !pf || !dir)
-        return 0;
-    sv->port = atoi(port);
-    snprintf(sv->pidfile, sizeof sv->pidfile, "%s%s", pf, pidfile_suffix);
-    snprintf(sv->marker, sizeof sv->marker, "%s%s", dir, dir_suffix);
-    return sv->port > 0;
-}
-
-static int load_pg(void)
-{
-    backend *b = &pg_backend;
-    b->label = "postgres";
-    b->nsrv = 3;
-    b->who_sql = "SELECT inet_server_port(), "
-                 "CASE WHEN pg_is_in_recovery() THEN 'replica' ELSE 'primary' END";
-    b->create_sql = "CREATE TABLE IF NOT EXISTS sr_faults (id bigserial PRIMARY KEY, v int)";
-    b->durable_sql = "SET LOCAL synchronous_commit = on";
-    b->insert_sql = "INSERT INTO sr_faults (v) VALUES (?)";
-    b->streaming_sql = "SELECT count(*) FROM pg_stat_replication WHERE state = 'streaming'";
-    b->replicating_sql = "SELECT count(*) FROM pg_stat_wal_receiver WHERE status = 'streaming'";
-    b->replica_ok = "1";
-    /* A postmaster's command line is "postgres -D DATA" (pg_ctl); its backends' are not. */
-    return server_from_env(&b->srv[0], "primary", "SR_PG_PRIMARY", "SR_PG_PRIMARY_DATA",
-                           "/postmaster.pid", "SR_PG_PRIMARY_DATA", "") &&
-           server_from_env(&b->srv[1], "replica1", "SR_PG_REPLICA1", "SR_PG_REPLICA1_DATA",
-                           "/postmaster.pid", "SR_PG_REPLICA1_DATA", "") &&
-           server_from_env(&b->srv[2], "replica2", "SR_PG_REPLICA2", "SR_PG_REPLICA2_DATA",
-                           "/postmaster.pid", "SR_PG_REPLICA2_DATA", "");
-}
-
-static int load_my(void)
-{
-    backend *b = &my_backend;
-    b->label = "mariadb";
-    b->nsrv = 2;
-    /* mariadb_cluster.sh gives the primary server-id 1 and the replica 2. */
-    b->who_sql = "SELECT @@port, IF(@@server_id = 1, 'primary', 'replica')";
-    b->create_sql = "CREATE TABLE IF NOT EXISTS sr_faults (id BIGINT AUTO_INCREMENT PRIMARY KEY, "
-                    "v INT)";
-    b->durable_sql = NULL; /* InnoDB flushes at commit (innodb_flush_log_at_trx_commit = 1) */
-    b->insert_sql = "INSERT INTO sr_faults (v) VALUES (?)";
-    b->streaming_sql = NULL; /* the replica says it instead */
-    b->replicating_sql = "SELECT VARIABLE_VALUE FROM information_schema.GLOBAL_STATUS "
-                         "WHERE VARIABLE_NAME = 'SLAVE_RUNNING'";
-    b->replica_ok = "ON";
-    /* mariadb_cluster.sh starts each server with --datadir=SR_MY_DIR/NAME/data. */
-    return server_from_env(&b->srv[0], "primary", "SR_MY_PRIMARY", "SR_MY_PRIMARY_PIDFILE", "",
-                           "SR_MY_DIR", "/primary/data") &&
-           server_from_env(&b->srv[1], "replica", "SR_MY_REPLICA", "SR_MY_REPLICA_PIDFILE", "",
-                           "SR_MY_DIR", "/replica/data");
-}
-
-/* ------------------------------------------------------------------------ */
-/* Server processes: kill, freeze, continue, start again                    */
-/* ------------------------------------------------------------------------ */
-
-/*
- * The server as it runs now (tests/support/proc.h: a PID read from its pid
- * file, checked to be a live process whose command line names the server's
- * data directory, with its start time); {0, 0} when it is down. A bare PID
- * would do until the kernel hands a dead server's PID to another process.
- */
-static tp_proc server_proc(const server *sv) { return tp_from_pidfile(sv->pidfile, sv->marker); }
-
-static int server_alive(const server *sv) { return server_proc(sv).pid != 0; }
-
-/*
- * The server's processes: its main process first, then its children (a
- * PostgreSQL postmaster's backends and helpers, which put themselves in
- * sessions of their own, so a process group would not reach them; MariaDB is
- * one process).
- */
-static int server_procs(tp_proc main, tp_proc *out, int max)
-{
-    if (!tp_alive(main) || max < 1)
-        return 0;
-    out[0] = main;
-    return 1 + tp_children(main, out + 1, max - 1);
-}
-
-/* Every process this test stopped, so that they are always continued. */
-static tp_proc frozen[MAXPROCS * MAXSRV];
-static int nfrozen;
-
-static void thaw_frozen(void)
-{
-    for (int i = 0; i < nfrozen; i++)
-        tp_signal(frozen[i], SIGCONT);
-    nfrozen = 0;
-}
-
-/* Continues the server and every child it has now (idempotent). */
-static void thaw_server(const server *sv)
-{
-    tp_proc procs[MAXPROCS];
-    int n = server_procs(server_proc(sv), procs, MAXPROCS);
-    for (int i = 0; i < n; i++)
-        tp_signal(procs[i], SIGCONT);
-}
-
-/*
- * Freezes the whole server: the main process first, so that it forks
- * nothing while its children are stopped; then every child, so that
- * connections that are already open hang too.
- */
-static void freeze_server(const server *sv)
-{
-    tp_proc p = server_proc(sv);
-    ck_assert_msg(p.pid != 0, "%s is not running (pid file %s)", sv->name, sv->pidfile);
-    ck_assert_int_lt(nfrozen, (int)(sizeof frozen / sizeof frozen[0]));
-    frozen[nfrozen++] = p;
-    ck_assert_int_eq(tp_signal(p, SIGSTOP), 0);
-    ck_assert_msg(tp_wait_stopped(&p, 1, 2000), "%s (pid %ld) did not stop", sv->name,
-                  (long)p.pid);
-    tp_proc procs[MAXPROCS];
-    int n = server_procs(p, procs, MAXPROCS);
-    for (int i = 1; i < n && nfrozen < (int)(sizeof frozen / sizeof frozen[0]); i++) {
-        frozen[nfrozen++] = procs[i];
-        tp_signal(procs[i], SIGSTOP);
-    }
-    ck_assert_msg(tp_wait_stopped(procs, n, 2000), "%s: not every process stopped", sv->name);
-}
-
-/* Continues what freeze_server() stopped (and any child the server has now). */
-static void thaw(const server *sv)
-{
-    thaw_frozen();
-    thaw_server(sv);
-}
-
-/* Kills the server and all its processes at once, as a crash would. */
-static void crash_server(const server *sv)
-{
-    tp_proc p = server_proc(sv);
-    ck_assert_msg(p.pid != 0, "%s is not running (pid file %s)", sv->name, sv->pidfile);
-    /* Stopped first, so that it neither forks nor reaps while its children are listed. */
-    tp_signal(p, SIGSTOP);
-    tp_wait_stopped(&p, 1, 2000);
-    tp_proc procs[MAXPROCS];
-    int n = server_procs(p, procs, MAXPROCS);
-    for (int i = n - 1; i >= 0; i--)
-        tp_signal(procs[i], SIGKILL);
-    /* Gone, or zombies: nobody here reaps them (their parent is PID 1 or the script's shell). */
-    ck_assert_msg(tp_wait_gone(procs, n, 5000), "%s: processes still alive 5 s after SIGKILL",
-                  sv->name);
-}
-
-/* Runs the cluster script's start command for a server: 0, else -1 with the reason. */
-static int start_server(const server *sv, char *why, size_t whylen)
-{
-    return tp_start_server(sv->start, sv->pidfile, sv->marker, 60000, why, whylen).pid ? 0 : -1;
-}
-
-static void restart_server(const server *sv)
-{
-    char why[1024] = "";
-    ck_assert_msg(start_server(sv, why, sizeof why) == 0, "starting %s again: %s", sv->name, why);
-}
-
 /* ------------------------------------------------------------------------ */
 /* Routers                                                                  */
 /* ------------------------------------------------------------------------ */
-
-/* What the log callback saw about the node under test (by port). */
-typedef struct watch_counts {
-    int ejected, readmitted, still_down;
-    int failed_attempts;      /* "read ... failed; retrying" naming it */
-    int failed_before_eject;  /* of those, logged before its first ejection */
-    int other_ejected;        /* ejections of any other node */
-    double t_ejected, t_readmitted; /* first of each */
-    int healthy_at_eject;
-    uint64_t errors_at_eject;
-} watch_counts;
-
-/*
- * The router's log (tests/support/logwatch.h) seen from the node under test;
- * at its first ejection the hook also takes the node's health as the library
- * reports it then.
- */
-typedef struct watch {
-    logwatch lw;
-    int port;                 /* the node under test */
-    const sr_router *router;  /* set after open, for node_info at ejection */
-    int node;                 /* its index in shard 0 */
-    pthread_mutex_t mu;       /* guards the fields below */
-    int eject_seen, healthy_at_eject;
-    uint64_t errors_at_eject;
-} watch;
-
-static void on_line(void *arg, const char *msg, double t)
-{
-    (void)t;
-    watch *w = arg;
-    if (strncmp(msg, "node ejected", strlen("node ejected")) != 0 || lw_port(msg) != w->port)
-        return;
-    pthread_mutex_lock(&w->mu);
-    sr_node_info ni = SR_NODE_INFO_INIT;
-    if (!w->eject_seen++ && w->router && sr_router_node_info(w->router, 0, w->node, &ni) == SR_OK) {
-        w->healthy_at_eject = ni.healthy;
-        w->errors_at_eject = ni.errors;
-    }
-    pthread_mutex_unlock(&w->mu);
-}
-
-static void watch_init(watch *w, int port, int node)
-{
-    memset(w, 0, sizeof *w);
-    lw_init(&w->lw);
-    pthread_mutex_init(&w->mu, NULL);
-    w->lw.hook = on_line;
-    w->lw.hook_arg = w;
-    w->port = port;
-    w->node = node;
-}
-
-/* After the router that logs to it is closed. */
-static void watch_free(watch *w)
-{
-    lw_free(&w->lw);
-    pthread_mutex_destroy(&w->mu);
-}
-
-/* The counters, from the lines logged so far. */
-static watch_counts watch_get(watch *w)
-{
-    watch_counts c;
-    memset(&c, 0, sizeof c);
-    lw_found ej = lw_match(&w->lw, "node ejected", w->port, -1);
-    lw_found re = lw_match(&w->lw, "node re-admitted", w->port, -1);
-    c.ejected = ej.count;
-    c.t_ejected = ej.t_first;
-    c.readmitted = re.count;
-    c.t_readmitted = re.t_first;
-    c.still_down = lw_match(&w->lw, "node still down", w->port, -1).count;
-    c.failed_attempts = lw_match(&w->lw, "read on shard", w->port, -1).count;
-    c.failed_before_eject = ej.count ? lw_match(&w->lw, "read on shard", w->port, ej.first).count
-                                     : c.failed_attempts;
-    c.other_ejected = lw_match(&w->lw, "node ejected", -w->port, -1).count;
-    pthread_mutex_lock(&w->mu);
-    c.healthy_at_eject = w->healthy_at_eject;
-    c.errors_at_eject = w->errors_at_eject;
-    pthread_mutex_unlock(&w->mu);
-    return c;
-}
-
-/* The lines logged between `from` and `to` (the latest when from is 0), times relative to `zero`. */
-static const char *watch_lines(watch *w, double from, double to, double zero, char *buf, size_t len)
-{
-    return lw_lines(&w->lw, from, to, zero, buf, len);
-}
-
-static const char *watch_tail(watch *w, char *buf, size_t len)
-{
-    return watch_lines(w, 0, 0, 0, buf, len);
-}
 
 typedef struct router_opts {
     int statement_timeout_ms;
@@ -432,7 +112,7 @@ static void set_int(sr_config *c, const char *name, int v)
 }
 
 /* One shard, shard0, on the backend's primary and replicas (node i is server i). */
-static sr_router *open_router(const backend *b, router_opts o, watch *w)
+static sr_router *open_router(const backend *b, router_opts o, lw_node *w)
 {
     sr_config *c = sr_config_new();
     ck_assert_ptr_nonnull(c);
@@ -450,11 +130,11 @@ static sr_router *open_router(const backend *b, router_opts o, watch *w)
     ck_assert_int_eq(sr_config_add_shard(c, "shard0"), SR_OK);
     int nrep = o.replicas < 0 ? b->nsrv - 1 : o.replicas;
     for (int i = 0; i <= nrep; i++) {
-        char uri[512];
-        xfmt(uri, sizeof uri, "%s/shard0", b->srv[i].uri);
+        char *uri = xfmt("%s/shard0", b->srv[i].uri);
         ck_assert_msg(sr_config_add_node(c, "shard0", i == 0 ? SR_PRIMARY : SR_REPLICA, uri, 1) ==
                           SR_OK,
                       "%s", sr_config_errmsg(c));
+        free(uri);
     }
     if (w)
         ck_assert_int_eq(sr_config_set_log_fn(c, lw_log, &w->lw), SR_OK);
@@ -488,131 +168,6 @@ static int server_index(const backend *b, int port)
         if (b->srv[i].port == port)
             return i;
     return MAXSRV;
-}
-
-/*
- * One statement on one server of the backend, through a router of its own
- * (so it does not disturb the router under test): the first value of the
- * first row into `out`. 0 on success, else the status with the message in
- * `out`. Used for the health of the cluster, so it never asserts.
- */
-static int server_value(const backend *b, int idx, const char *sql, char *out, size_t len)
-{
-    sr_config *c = sr_config_new();
-    sr_router *r = NULL;
-    sr_session *s = NULL;
-    sr_result *res = NULL;
-    char uri[512];
-    int rc = c ? SR_OK : SR_ENOMEM;
-    if (rc == SR_OK)
-        rc = sr_config_set(c, "balance.primary_reads", "never");
-    if (rc == SR_OK)
-        rc = sr_config_set(c, "connect_timeout_ms", "2000");
-    if (rc == SR_OK)
-        rc = sr_config_set(c, "statement_timeout_ms", "5000");
-    if (rc == SR_OK)
-        rc = sr_config_add_shard(c, "shard0");
-    snprintf(uri, sizeof uri, "%s/shard0", b->srv[0].uri);
-    if (rc == SR_OK)
-        rc = sr_config_add_node(c, "shard0", SR_PRIMARY, uri, 1);
-    snprintf(uri, sizeof uri, "%s/shard0", b->srv[idx].uri);
-    if (rc == SR_OK && idx > 0)
-        rc = sr_config_add_node(c, "shard0", SR_REPLICA, uri, 1);
-    if (rc == SR_OK)
-        rc = sr_router_open(c, &r);
-    if (rc == SR_OK)
-        rc = sr_session_new(r, &s);
-    if (rc == SR_OK)
-        rc = sr_exec_shard(s, 0, idx == 0 ? SR_WRITE : SR_READ, sql, 0, NULL, &res);
-    if (rc == SR_OK) {
-        const char *v = sr_result_nrows(res) > 0 ? sr_result_value(res, 0, 0) : NULL;
-        snprintf(out, len, "%s", v ? v : "(none)");
-    } else {
-        snprintf(out, len, "%s", s ? sr_session_errmsg(s) : c ? sr_config_errmsg(c) : "no memory");
-    }
-    sr_result_free(res);
-    sr_session_free(s);
-    sr_router_close(r);
-    sr_config_free(c);
-    return rc;
-}
-
-/* 1 when every server answers and every replica replicates from the primary. */
-static int cluster_healthy(const backend *b, char *why, size_t len)
-{
-    char v[512];
-    for (int i = 0; i < b->nsrv; i++) {
-        if (server_value(b, i, "SELECT 1", v, sizeof v) != SR_OK) {
-            snprintf(why, len, "%s does not answer: %s", b->srv[i].name, v);
-            return 0;
-        }
-    }
-    if (b->streaming_sql) {
-        if (server_value(b, 0, b->streaming_sql, v, sizeof v) != SR_OK ||
-            atoi(v) != b->nsrv - 1) {
-            snprintf(why, len, "replicas streaming from the primary: %s (want %d)", v,
-                     b->nsrv - 1);
-            return 0;
-        }
-    }
-    for (int i = 1; i < b->nsrv; i++) {
-        if (server_value(b, i, b->replicating_sql, v, sizeof v) != SR_OK ||
-            strcmp(v, b->replica_ok) != 0) {
-            snprintf(why, len, "%s does not replicate: %s", b->srv[i].name, v);
-            return 0;
-        }
-    }
-    return 1;
-}
-
-/*
- * Puts the backend back as the scenarios expect it: every process
- * continued, every server that is down started again, replication running.
- * Never asserts (it also runs in the parent, as the tcase's teardown);
- * 0 when healthy, else -1 with the reason.
- */
-static int restore(const backend *b, char *why, size_t len)
-{
-    thaw_frozen();
-    for (int i = 0; i < b->nsrv; i++)
-        thaw_server(&b->srv[i]);
-    for (int i = 0; i < b->nsrv; i++) {
-        if (!server_alive(&b->srv[i]) && start_server(&b->srv[i], why, len) != 0)
-            return -1;
-    }
-    /* A PostgreSQL replica retries its primary every 5 s (wal_retrieve_retry_interval). */
-    for (double t0 = tp_now_ms(); tp_now_ms() - t0 < 20000; tp_sleep_ms(200))
-        if (cluster_healthy(b, why, len))
-            return 0;
-    return -1;
-}
-
-static void require_healthy(const backend *b)
-{
-    ck_assert_msg(!b->broken, "the %s cluster could not be restored after an earlier scenario: %s",
-                  b->label, b->broken_why);
-    char why[600] = "";
-    int ok = 0;
-    for (double t0 = tp_now_ms(); !ok && tp_now_ms() - t0 < 15000; tp_sleep_ms(200))
-        ok = cluster_healthy(b, why, sizeof why);
-    ck_assert_msg(ok, "%s cluster not healthy before the scenario: %s", b->label, why);
-}
-
-static void restore_or_fail(const backend *b)
-{
-    char why[600] = "";
-    ck_assert_msg(restore(b, why, sizeof why) == 0, "%s cluster not restored: %s", b->label, why);
-}
-
-static void teardown_backend(backend *b)
-{
-    if (b->broken)
-        return;
-    if (restore(b, b->broken_why, sizeof b->broken_why) != 0) {
-        b->broken = 1;
-        fprintf(stderr, "test_faults: could not restore the %s cluster: %s\n", b->label,
-                b->broken_why);
-    }
 }
 
 static void teardown_pg(void) { teardown_backend(&pg_backend); }
@@ -787,18 +342,6 @@ static int wait_all_serving(run *ru, int first, int timeout_ms)
     return 0;
 }
 
-/* Waits (bounded) for a watch condition; returns its copy. */
-static watch_counts wait_watch(watch *w, int want_ejected, int want_readmitted, int timeout_ms)
-{
-    watch_counts c = watch_get(w);
-    for (double t0 = tp_now_ms(); tp_now_ms() - t0 < timeout_ms; tp_sleep_ms(5)) {
-        c = watch_get(w);
-        if ((!want_ejected || c.ejected) && (!want_readmitted || c.readmitted))
-            break;
-    }
-    return c;
-}
-
 /*
  * Scheduling lag: how late a thread of this process that sleeps 2 ms wakes,
  * at most, while a scenario runs (the readers' calls are late by as much).
@@ -848,8 +391,8 @@ static void kill_one_replica(const backend *b)
     require_healthy(b);
     const int victim = 1;
     const server *sv = &b->srv[victim];
-    watch w;
-    watch_init(&w, sv->port, victim);
+    lw_node w;
+    lw_node_init(&w, sv->port, victim);
     sr_router *r = open_router(b, default_opts(), &w);
     run ru;
     readers_start(&ru, b, r, NTHREADS);
@@ -857,10 +400,10 @@ static void kill_one_replica(const backend *b)
 
     double t_fault = tp_now_ms();
     crash_server(sv);
-    watch_counts c = wait_watch(&w, 1, 0, 5000);
+    lw_node_counts c = lw_node_wait(&w, 1, 0, 5000);
     char tail[1400];
     ck_assert_msg(c.ejected, "%s was never ejected after SIGKILL%s", sv->name,
-                  watch_tail(&w, tail, sizeof tail));
+                  lw_node_tail(&w, tail, sizeof tail));
     sr_node_info down = node_info(r, victim);
     /* Down for a while: the probes fail and the back-off grows. */
     double left = OUTAGE_MS - (tp_now_ms() - t_fault);
@@ -876,9 +419,9 @@ static void kill_one_replica(const backend *b)
     double t_restart = tp_now_ms();
     restart_server(sv);
     double t_back = tp_now_ms();
-    c = wait_watch(&w, 1, 1, RETRY_MAX_MS + CONNECT_TIMEOUT_MS + 5000);
+    c = lw_node_wait(&w, 1, 1, RETRY_MAX_MS + CONNECT_TIMEOUT_MS + 5000);
     ck_assert_msg(c.readmitted, "%s was not re-admitted after its restart%s", sv->name,
-                  watch_tail(&w, tail, sizeof tail));
+                  lw_node_tail(&w, tail, sizeof tail));
     /* Serving again: its statement counter and the reads it answers both grow. */
     uint64_t stmts_at_readmit = node_info(r, victim).statements;
     long served_at_readmit = served_by(&ru, victim);
@@ -889,7 +432,7 @@ static void kill_one_replica(const backend *b)
     readers_stop(&ru);
     totals t = readers_totals(&ru);
     sr_node_info after = node_info(r, victim);
-    c = watch_get(&w);
+    c = lw_node_get(&w);
 
     double to_eject = c.t_ejected - t_fault, to_readmit = c.t_readmitted - t_back;
     printf("[faults] %s s1 SIGKILL %s: %ld reads by %d threads, %ld failed, longest %.0f ms; "
@@ -928,7 +471,7 @@ static void kill_one_replica(const backend *b)
     ck_assert_int_eq(after.healthy, 1);
 
     sr_router_close(r);
-    watch_free(&w);
+    lw_node_free(&w);
     restore_or_fail(b);
 }
 
@@ -941,8 +484,8 @@ static void freeze_one_replica(const backend *b)
     require_healthy(b);
     const int victim = 1;
     const server *sv = &b->srv[victim];
-    watch w;
-    watch_init(&w, sv->port, victim);
+    lw_node w;
+    lw_node_init(&w, sv->port, victim);
     router_opts o = default_opts();
     o.statement_timeout_ms = FROZEN_STATEMENT_TIMEOUT_MS;
     sr_router *r = open_router(b, o, &w);
@@ -954,10 +497,10 @@ static void freeze_one_replica(const backend *b)
 
     double t_fault = tp_now_ms();
     freeze_server(sv);
-    watch_counts c = wait_watch(&w, 1, 0, 5000);
+    lw_node_counts c = lw_node_wait(&w, 1, 0, 5000);
     char tail[1400];
     ck_assert_msg(c.ejected, "%s was never ejected while frozen%s", sv->name,
-                  watch_tail(&w, tail, sizeof tail));
+                  lw_node_tail(&w, tail, sizeof tail));
     double left = OUTAGE_MS - (tp_now_ms() - t_fault);
     if (left > 0)
         tp_sleep_ms((int)left);
@@ -965,9 +508,9 @@ static void freeze_one_replica(const backend *b)
 
     thaw(sv);
     double t_back = tp_now_ms();
-    c = wait_watch(&w, 1, 1, RETRY_MAX_MS + FROZEN_STATEMENT_TIMEOUT_MS + 5000);
+    c = lw_node_wait(&w, 1, 1, RETRY_MAX_MS + FROZEN_STATEMENT_TIMEOUT_MS + 5000);
     ck_assert_msg(c.readmitted, "%s was not re-admitted after SIGCONT%s", sv->name,
-                  watch_tail(&w, tail, sizeof tail));
+                  lw_node_tail(&w, tail, sizeof tail));
     long served_at_readmit = served_by(&ru, victim);
     int serving = 0;
     for (double t0 = tp_now_ms(); !serving && tp_now_ms() - t0 < 3000; tp_sleep_ms(10))
@@ -976,7 +519,7 @@ static void freeze_one_replica(const backend *b)
     double lag_ms = 0;
     const double bound = FROZEN_STATEMENT_TIMEOUT_MS + DEADLINE_SLACK_MS + lag_stop(&lp, &lag_ms);
     totals t = readers_totals(&ru);
-    c = watch_get(&w);
+    c = lw_node_get(&w);
     int other_status = SR_OK;
     long paid_before = failed_started_before(&ru, c.t_ejected, &other_status);
     failed_started_before(&ru, 0, &other_status);
@@ -1014,7 +557,7 @@ static void freeze_one_replica(const backend *b)
         fprintf(stderr, "[faults] %s s2: the longest call started %+.0f ms after the freeze "
                         "(SIGCONT at %+.0f ms); the router logged meanwhile:%s\n",
                 b->label, t.longest_start - t_fault, t_back - t_fault,
-                watch_lines(&w, t.longest_start, t.longest_start + t.longest_ms, t_fault, trace,
+                lw_node_lines(&w, t.longest_start, t.longest_start + t.longest_ms, t_fault, trace,
                             sizeof trace));
     }
     /*
@@ -1042,7 +585,7 @@ static void freeze_one_replica(const backend *b)
     ck_assert_msg(serving, "%s re-admitted but not serving reads again", sv->name);
 
     sr_router_close(r);
-    watch_free(&w);
+    lw_node_free(&w);
     restore_or_fail(b);
 }
 
@@ -1107,8 +650,8 @@ static void kill_primary(const backend *b)
 {
     require_healthy(b);
     const server *sv = &b->srv[0];
-    watch w;
-    watch_init(&w, sv->port, 0);
+    lw_node w;
+    lw_node_init(&w, sv->port, 0);
     sr_router *r = open_router(b, default_opts(), &w);
     sr_session *s = session(r);
     ck_assert_msg(sr_begin_shard(s, 0) == SR_OK, "%s", sr_session_errmsg(s));
@@ -1152,7 +695,7 @@ static void kill_primary(const backend *b)
     pthread_join(wr.th, NULL);
     sr_session_free(wr.s);
     totals t = readers_totals(&ru);
-    watch_counts c = watch_get(&w);
+    lw_node_counts c = lw_node_get(&w);
 
     printf("[faults] %s s3 SIGKILL primary: %ld writes, %ld failed (longest failed %.0f ms, "
            "bound %d), longest write %.0f ms; ejected %.0f ms after the kill; "
@@ -1182,7 +725,7 @@ static void kill_primary(const backend *b)
                   "writes came back %.0f ms after the restart", to_write);
 
     sr_router_close(r);
-    watch_free(&w);
+    lw_node_free(&w);
     restore_or_fail(b);
 }
 
@@ -1246,8 +789,8 @@ static void *txn_main(void *arg)
 static void exhaust_pool(const backend *b)
 {
     require_healthy(b);
-    watch w;
-    watch_init(&w, b->srv[0].port, 0);
+    lw_node w;
+    lw_node_init(&w, b->srv[0].port, 0);
     router_opts o = default_opts();
     o.pool_max_size = 2;
     o.checkout_timeout_ms = CHECKOUT_TIMEOUT_MS;
@@ -1292,7 +835,7 @@ static void exhaust_pool(const backend *b)
             busy_max = tw[i].busy_max_ms;
     }
     sr_node_info p = node_info(r, 0);
-    watch_counts c = watch_get(&w);
+    lw_node_counts c = lw_node_get(&w);
     printf("[faults] %s s4 pool.max_size 2, %d threads x %d transactions held %d ms: "
            "%ld committed, %ld SR_EBUSY (waited %.0f..%.0f ms, checkout_timeout_ms %d), "
            "%ld other failures; all threads done in %.0f ms; %llu connections open\n",
@@ -1315,7 +858,7 @@ static void exhaust_pool(const backend *b)
     ck_assert_int_eq(p.healthy, 1);
     ck_assert_int_eq(c.ejected + c.other_ejected, 0);
     sr_router_close(r);
-    watch_free(&w);
+    lw_node_free(&w);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1501,8 +1044,8 @@ static Suite *faults_suite(void)
 
 int main(void)
 {
-    have_pg = load_pg();
-    have_my = load_my();
+    have_pg = cluster_load_pg(&pg_backend);
+    have_my = cluster_load_my(&my_backend);
     int ci = getenv("CI") != NULL;
     if (!have_pg)
         fprintf(stderr, "test_faults: no PostgreSQL cluster in the environment (run under "
@@ -1516,10 +1059,7 @@ int main(void)
     atexit(thaw_frozen);
     /* Reads print figures while the servers are being killed: keep the lines whole. */
     setvbuf(stdout, NULL, _IOLBF, 0);
-    SRunner *sr = srunner_create(faults_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = run_suite(faults_suite());
     if (ci && (!have_pg || !have_my))
         failed++;
     return failed == 0 ? 0 : 1;

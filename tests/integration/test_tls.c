@@ -36,6 +36,8 @@
 
 #include <shardroute.h>
 
+#include "testutil.h"
+
 #ifndef SR_TEST_TLS_POSTGRES
 #define SR_TEST_TLS_POSTGRES 1
 #endif
@@ -44,21 +46,6 @@
 #endif
 
 /* ---- helpers ------------------------------------------------------------- */
-
-static char *xfmt(const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    int n = vsnprintf(NULL, 0, fmt, ap);
-    va_end(ap);
-    ck_assert_int_ge(n, 0);
-    char *s = malloc((size_t)n + 1);
-    ck_assert_ptr_nonnull(s);
-    va_start(ap, fmt);
-    vsnprintf(s, (size_t)n + 1, fmt, ap);
-    va_end(ap);
-    return s;
-}
 
 static const char *env(const char *name)
 {
@@ -660,9 +647,6 @@ int main(void)
         tcase_set_timeout(t, 120);
         suite_add_tcase(suite, t);
     }
-    SRunner *sr = srunner_create(suite);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int failed = run_suite(suite);
     return failed == 0 ? 0 : 1;
 }

@@ -5,9 +5,10 @@
  * positions through the real write path and tokens go through the public
  * sr_session_token() / sr_session_set_token().
  *
- * Positions of the fake backend: "D-N" entries (domain, sequence), comma
- * separated, white space allowed around them, "" the empty position; merge
- * is the per-domain maximum written canonically ("0-5,3-9"), as MariaDB's.
+ * Positions of the fake backend: tests/support/fake_positions.h's fp_gtid_*,
+ * "D-N" entries (domain, sequence), comma separated, white space allowed
+ * around them, "" the empty position; merge is the per-domain maximum
+ * written canonically ("0-5,3-9"), as MariaDB's.
  */
 #include <check.h>
 #include <stdio.h>
@@ -15,70 +16,8 @@
 #include <string.h>
 
 #include "fake_driver.h"
+#include "fake_positions.h" /* tests/support/: the position algebra */
 #include "token.h"
-
-/* ---- the positions of the fake backend ---- */
-
-enum { MAX_DOMAINS = 16 };
-
-/* Parses "D-N, D-N ..." into seq[domain] (0 = absent); 0 when well-formed. */
-static int pos_parse(const char *p, unsigned long seq[MAX_DOMAINS])
-{
-    memset(seq, 0, sizeof(unsigned long) * MAX_DOMAINS);
-    for (;;) {
-        while (*p == ' ' || *p == '\t')
-            p++;
-        if (!*p)
-            return 0;
-        char *end;
-        unsigned long d = strtoul(p, &end, 10);
-        if (end == p || *end != '-' || d >= MAX_DOMAINS)
-            return -1;
-        p = end + 1;
-        unsigned long n = strtoul(p, &end, 10);
-        if (end == p || n == 0)
-            return -1;
-        if (n > seq[d])
-            seq[d] = n;
-        p = end;
-        while (*p == ' ' || *p == '\t')
-            p++;
-        if (*p == ',')
-            p++;
-        else if (*p)
-            return -1;
-    }
-}
-
-static int pos_merge(const char *a, const char *b, char *buf, size_t len)
-{
-    unsigned long x[MAX_DOMAINS], y[MAX_DOMAINS];
-    if (pos_parse(a, x) || pos_parse(b, y))
-        return SR_EINVAL;
-    size_t o = 0;
-    buf[0] = '\0';
-    for (int d = 0; d < MAX_DOMAINS; d++) {
-        unsigned long n = x[d] > y[d] ? x[d] : y[d];
-        if (!n)
-            continue;
-        int w = snprintf(buf + o, len - o, "%s%d-%lu", o ? "," : "", d, n);
-        if (w < 0 || (size_t)w >= len - o)
-            return SR_EINVAL;
-        o += (size_t)w;
-    }
-    return SR_OK;
-}
-
-static int pos_covers(const char *have, const char *want)
-{
-    unsigned long h[MAX_DOMAINS], w[MAX_DOMAINS];
-    if (pos_parse(have, h) || pos_parse(want, w))
-        return SR_EINVAL;
-    for (int d = 0; d < MAX_DOMAINS; d++)
-        if (w[d] > h[d])
-            return 0;
-    return 1;
-}
 
 /* What the next write reports as its position (set by each test). */
 static char next_position[600];
@@ -104,8 +43,8 @@ static const sr_driver *positions_driver(void)
         drv.schemes = schemes;
         drv.write_position = fake_write_position;
         drv.replay_position = fake_write_position;
-        drv.position_covers = pos_covers;
-        drv.position_merge = pos_merge;
+        drv.position_covers = fp_gtid_covers;
+        drv.position_merge = fp_gtid_merge;
         ck_assert_int_eq(sr_driver_register(&drv), SR_OK);
     }
     return &drv;
@@ -397,7 +336,7 @@ START_TEST(a_large_router_takes_its_largest_tokens)
     ck_assert_int_eq(sr_session_new(r, &b), SR_OK);
     char pos[512];
     size_t o = 0;
-    for (int d = 0; d < MAX_DOMAINS; d++)
+    for (int d = 0; d < FP_DOMAINS; d++)
         o += (size_t)snprintf(pos + o, sizeof pos - o, "%s%d-%d", d ? "," : "", d, 1000000000 + d);
     for (int i = 0; i < 4096; i++)
         write_at(a, i, pos);
