@@ -192,7 +192,7 @@ static int add_shard(sr_config *c, const char *name)
         return sr__config_fail(c, SR_EINVAL, "shard '%s' is already declared", name);
     if (c->nshards >= MAX_SHARDS)
         return sr__config_fail(c, SR_EINVAL, "too many shards (at most %d)", MAX_SHARDS);
-    char *copy = sr__strdup(name);
+    char *copy = sr_strdup(name);
     if (!copy || reserve((void **)&c->shards, &c->shards_cap, c->nshards, sizeof *c->shards) != SR_OK ||
         index_reserve(c, c->nshards + 1) != SR_OK) {
         free(copy);
@@ -237,7 +237,7 @@ static int declare_shards(sr_config *c, const char *value)
             sr__keyrange_name(i, (int)n, name, sizeof name);
         else
             sr__fmt(name, sizeof name, "%d", i);
-        if (!(arr[i].name = sr__strdup(name))) {
+        if (!(arr[i].name = sr_strdup(name))) {
             for (int j = 0; j < i; j++)
                 free(arr[j].name);
             free(arr);
@@ -303,7 +303,7 @@ SR_API int sr_config_shard_set(sr_config *c, const char *shard, const char *attr
         return sr__config_fail(c, SR_EINVAL, "shard '%s': unknown attribute '%s' (expected keyrange or range)",
                                shard, excerpt(attr, buf, sizeof buf));
     }
-    char *copy = sr__strdup(value);
+    char *copy = sr_strdup(value);
     if (!copy)
         return sr__config_fail(c, SR_ENOMEM, "out of memory setting %s of shard '%s'", attr, shard);
     free(*slot);
@@ -346,7 +346,7 @@ SR_API int sr_config_add_node(sr_config *c, const char *shard, sr_role role, con
             }
         }
     }
-    char *copy = sr__strdup(uri);
+    char *copy = sr_strdup(uri);
     if (!copy || reserve((void **)&s->nodes, &s->cap, s->nnodes, sizeof *s->nodes) != SR_OK) {
         free(copy);
         sr__config_fail(c, SR_ENOMEM, "out of memory adding node %.400s to shard '%s'", u->redacted, shard);

@@ -28,8 +28,6 @@ void sr__vfmt(char *buf, size_t len, const char *fmt, va_list ap);
 /* Value of a hexadecimal digit, -1 for anything else. */
 int sr__hexval(int c);
 
-/* strdup that returns NULL for NULL. */
-char *sr__strdup(const char *s);
 
 /* Deadline helpers: a deadline is an absolute sr_clock_ns() time. */
 static inline int64_t sr__deadline_after_ms(int ms) { return sr_clock_ns() + (int64_t)ms * 1000000; }

@@ -54,7 +54,7 @@ static void merge_into(sr_positions *p, const sr_router *r, char ***slots, int s
         keep = d->position_merge(with, pos, merged, sizeof merged) == SR_OK ? merged
                                                                               : sr__position_unknown;
     }
-    char *copy = sr__strdup(keep);
+    char *copy = sr_strdup(keep);
     if (!copy) {
         p->lost = 1; /* the older position kept would be too weak a bound */
         return;
@@ -115,7 +115,7 @@ void sr__positions_record_write(sr_positions *p, sr_router *r, sr_node *primary,
         p->written = calloc((size_t)r->nshards, sizeof *p->written);
     if (p->written) {
         free(p->written[primary->shard]);
-        p->written[primary->shard] = sr__strdup(sr__position_unknown);
+        p->written[primary->shard] = sr_strdup(sr__position_unknown);
     }
     if (!p->written || !p->written[primary->shard])
         p->lost = 1;

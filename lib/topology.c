@@ -81,7 +81,7 @@ static int build_shard(sr_router *r, int si, const sr_config_shard *cs, sr_node 
 {
     sr_shard *sh = &r->shards[si];
     atomic_init(&sh->rr_counter, 0);
-    sh->name = sr__strdup(cs->name);
+    sh->name = sr_strdup(cs->name);
     if (!sh->name)
         return SR_ENOMEM;
 

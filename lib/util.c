@@ -40,7 +40,7 @@ int sr__hexval(int c)
     return -1;
 }
 
-char *sr__strdup(const char *s)
+SR_API char *sr_strdup(const char *s)
 {
     if (!s)
         return NULL;

@@ -72,7 +72,7 @@ static int dup_into(char **dst, const char *src)
     *dst = NULL;
     if (!src)
         return 0;
-    *dst = sr__my_strdup(src);
+    *dst = sr_strdup(src);
     return *dst ? 0 : -1;
 }
 

@@ -15,18 +15,6 @@
 
 #define SR_MY_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
-/* strdup that returns NULL for NULL (strdup is not C11). */
-static inline char *sr__my_strdup(const char *s)
-{
-    if (!s)
-        return NULL;
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
-}
-
 /* Longest KILL QUERY side connection, so a timed-out caller is released soon
  * even when the server itself stopped answering. */
 #define SR_MY_KILL_BUDGET_MS 50

@@ -32,7 +32,7 @@ static int query_value(sr_driver_conn *c, const char *sql, int64_t deadline_ns, 
     const char *v = row && mysql_num_fields(r) > 0 ? row[0] : NULL;
     if (is_null)
         *is_null = v == NULL;
-    *out = sr__my_strdup(v ? v : "");
+    *out = sr_strdup(v ? v : "");
     mysql_free_result(r);
     if (!*out)
         return sr_driver_error_set(err, SR_ENOMEM, 0, "", 0, "out of memory");

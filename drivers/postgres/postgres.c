@@ -24,17 +24,6 @@ static void notice_sink(void *arg, const char *message)
     (void)message;
 }
 
-static char *dup_or_null(const char *s)
-{
-    if (!s)
-        return NULL;
-    size_t n = strlen(s) + 1;
-    char *d = malloc(n);
-    if (d)
-        memcpy(d, s, n);
-    return d;
-}
-
 static void conn_free(sr_driver_conn *c)
 {
     if (!c)
@@ -128,8 +117,8 @@ static int pg_connect(const sr_driver_connect_args *args, sr_driver_conn **out, 
     if (!c)
         return sr_driver_error_set(err, SR_ENOMEM, 0, NULL, 0, "out of memory");
     c->statement_timeout_ms = args->statement_timeout_ms;
-    c->redacted = dup_or_null(u->redacted ? u->redacted : "postgresql://");
-    c->password = dup_or_null(password_of(u));
+    c->redacted = sr_strdup(u->redacted ? u->redacted : "postgresql://");
+    c->password = sr_strdup(password_of(u));
     if (!c->redacted || (password_of(u) && !c->password) ||
         sr_stmt_cache_new(args->stmt_cache_size > 0 ? args->stmt_cache_size : 0,
                           args->stmt_cache_bytes, sizeof(sr_pg_stmt), release_stmt, c,

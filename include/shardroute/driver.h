@@ -13,8 +13,8 @@
  * cache helpers, sr_stmt_cache_*; ABI 4 adds sr_driver.app_data and
  * sr_driver.flags (SR_DRIVER_URI_PATH), the connect arguments `driver`,
  * `app_data` and `log` (filled only for drivers of ABI 4 or later), the
- * driver-author helpers sr_deadline_*, sr_wait_fd, sr_scrub_secret and
- * sr_driver_log, and sr_driver_unregister). Structs the core passes to a
+ * driver-author helpers sr_deadline_*, sr_wait_fd, sr_scrub_secret,
+ * sr_strdup and sr_driver_log, and sr_driver_unregister). Structs the core passes to a
  * driver only grow at their end, so a driver built against an older header
  * reads the fields it knows. docs/drivers.md lists the planned ABI 5+ slots.
  *
@@ -281,6 +281,12 @@ SR_API int sr_wait_fd(int fd, int events, int64_t deadline_ns, int *revents);
  * msg is NULL). Thread-safe for distinct buffers; cannot fail.
  */
 SR_API int sr_scrub_secret(char *msg, const char *secret);
+
+/**
+ * strdup() (not in C11) that takes NULL: a copy of `s` the caller frees
+ * with free(), or NULL when `s` is NULL or memory ran out. Thread-safe.
+ */
+SR_API char *sr_strdup(const char *s);
 
 /**
  * Formats a line (printf-style, cut at 1023 bytes) and hands it to the
