@@ -13,7 +13,8 @@
  * connect must not stop other threads from returning or reusing connections.
  *
  * Every event that could let a waiter proceed (a connection returned, a slot
- * released) signals the condition variable once; a woken waiter re-checks
+ * released) signals the condition variable once (a return skips the signal
+ * when no caller waits, the statement path's case); a woken waiter re-checks
  * the idle stack and the slot count before looking at its deadline, so a
  * wake-up that races with a timeout is never lost.
  */
@@ -164,7 +165,6 @@ int sr__pool_checkout(sr_pool *p, int64_t deadline_ns, int64_t connect_deadline_
     *out = NULL;
 
     int64_t start = 0; /* read only when the caller has to wait */
-    struct timespec until = timespec_from_ns(deadline_ns);
 
     pthread_mutex_lock(&p->mu);
     for (;;) {
@@ -186,6 +186,8 @@ int sr__pool_checkout(sr_pool *p, int64_t deadline_ns, int64_t connect_deadline_
             start = now;
         if (now >= deadline_ns)
             break;
+        /* Converted here, not on entry: the common checkout never waits. */
+        struct timespec until = timespec_from_ns(deadline_ns);
         p->waiting++;
         int rc = pthread_cond_timedwait(&p->cv, &p->mu, &until);
         p->waiting--;
@@ -217,7 +219,10 @@ void sr__pool_checkin(sr_pool *p, sr_driver_conn *conn, int broken)
         /* Cannot overflow: idle + in use <= open <= max_size. */
         p->idle[p->nidle++] = conn;
     }
-    pthread_cond_signal(&p->cv);
+    /* `waiting` only changes under the lock and a waiter counts itself before it
+     * sleeps, so none can be missed; skipping the call saves it on every statement. */
+    if (p->waiting > 0)
+        pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
 }
 
