@@ -1,10 +1,16 @@
 /*
  * SQLite overhead: routed point reads (sr_exec, SR_READ, primary-key lookup)
  * against direct sqlite3 prepared-statement point reads on the same file, in
- * the same run. Both sides bind the key as text, step, read every column and
- * reset, so the difference is what shardroute adds: key hashing, shard and
- * replica selection, pool checkout, statement cache lookup and copying the
- * row into an sr_result.
+ * the same run. Both sides bind the key as text, step, copy every column out
+ * and reset, so the difference is what shardroute adds: key hashing, shard
+ * and replica selection, pool checkout, statement cache lookup, the result
+ * allocation and stepping to SQLITE_DONE (a driver cannot know that a
+ * statement returns one row; the direct side, which knows, resets after it).
+ *
+ * Wall time here is dominated by SQLite's two fcntl() lock calls per read
+ * and by the machine's load; for a noise-free figure compare the inclusive
+ * instruction counts of routed_round and direct_round under
+ * valgrind --tool=callgrind (callgrind_annotate --inclusive=yes).
  *
  *   bench_sqlite [ROWS] [READS_PER_ROUND] [ROUNDS]
  *
@@ -174,7 +180,7 @@ int main(int argc, char **argv)
     printf("%-34s %12s %12s\n", "", "ns/read", "reads/s");
     printf("%-34s %12.0f %12.0f\n", "direct sqlite3 (prepared)", d, 1e9 / d);
     printf("%-34s %12.0f %12.0f\n", "routed sr_exec (SR_READ)", r, 1e9 / r);
-    printf("%-34s %12.3f   (target <= 1.15)\n", "ratio routed/direct", r / d);
+    printf("%-34s %12.3f   (target <= 1.10)\n", "ratio routed/direct", r / d);
     printf("%-34s %12.0f\n", "added ns per read", r - d);
 
     free(keys);
