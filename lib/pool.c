@@ -173,8 +173,10 @@ static int open_new(sr_pool *p, int64_t connect_deadline_ns, sr_driver_conn **ou
     return rc;
 }
 
-int sr__pool_checkout(sr_pool *p, int64_t deadline_ns, int64_t connect_deadline_ns,
-                      sr_driver_conn **out, sr_driver_error *err)
+/* The checkout when the slot was empty: the stack, a new connection, or a wait. */
+static __attribute__((noinline)) int checkout_slow(sr_pool *p, int64_t deadline_ns,
+                                                   int64_t connect_deadline_ns,
+                                                   sr_driver_conn **out, sr_driver_error *err)
 {
     sr_driver_error local;
     if (!err)
@@ -183,12 +185,7 @@ int sr__pool_checkout(sr_pool *p, int64_t deadline_ns, int64_t connect_deadline_
         return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0, "pool checkout: NULL argument");
     *out = NULL;
 
-    sr_driver_conn *c = atomic_exchange(&p->hot, NULL);
-    if (c) {
-        *out = c; /* still counted in in_use */
-        return SR_OK;
-    }
-
+    sr_driver_conn *c;
     int64_t start = 0; /* read only when the caller has to wait */
 
     pthread_mutex_lock(&p->mu);
@@ -240,10 +237,42 @@ int sr__pool_checkout(sr_pool *p, int64_t deadline_ns, int64_t connect_deadline_
                                (long long)waited_ms);
 }
 
-void sr__pool_checkin(sr_pool *p, sr_driver_conn *conn, int broken)
+int sr__pool_checkout(sr_pool *p, int64_t deadline_ns, int64_t connect_deadline_ns,
+                      sr_driver_conn **out, sr_driver_error *err)
 {
-    if (!p || !conn)
-        return;
+    /* The statement path's case, kept apart from the slow path's 500-byte
+     * error buffer so that it needs no stack frame. */
+    sr_driver_conn *c;
+    if (p && out && (c = atomic_exchange(&p->hot, NULL)) != NULL) {
+        *out = c; /* still counted in in_use */
+        return SR_OK;
+    }
+    return checkout_slow(p, deadline_ns, connect_deadline_ns, out, err);
+}
+
+/*
+ * After a return through the slot: `below` was in the slot before (or NULL),
+ * and a waiter may have counted itself meanwhile. Moves what is still there
+ * to the stack, where the waiter looks, and wakes it.
+ */
+static __attribute__((noinline)) void hand_over(sr_pool *p, sr_driver_conn *below)
+{
+    pthread_mutex_lock(&p->mu);
+    if (below) {
+        p->in_use--;
+        p->idle[p->nidle++] = below;
+    }
+    if (atomic_load(&p->waiting) > 0 && (below = atomic_exchange(&p->hot, NULL)) != NULL) {
+        p->in_use--;
+        p->idle[p->nidle++] = below;
+    }
+    if (atomic_load(&p->waiting) > 0)
+        pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static __attribute__((noinline)) void checkin_locked(sr_pool *p, sr_driver_conn *conn, int broken)
+{
     if (broken) {
         /* Close before releasing the slot so the node never sees more than max_size. */
         p->driver->close(conn);
@@ -251,34 +280,31 @@ void sr__pool_checkin(sr_pool *p, sr_driver_conn *conn, int broken)
         p->open--;
         p->in_use--;
     } else {
-        if (atomic_load(&p->waiting) == 0) {
-            /* The fast lane: into the slot; what was there goes under it. */
-            sr_driver_conn *below = atomic_exchange(&p->hot, conn);
-            if (!below && atomic_load(&p->waiting) == 0)
-                return;
-            /* A waiter counted itself meanwhile (or the slot was full): move
-             * what is still there to the stack, where the waiter looks. */
-            pthread_mutex_lock(&p->mu);
-            if (below) {
-                p->in_use--;
-                p->idle[p->nidle++] = below;
-            }
-            if (atomic_load(&p->waiting) > 0 && (below = atomic_exchange(&p->hot, NULL)) != NULL) {
-                p->in_use--;
-                p->idle[p->nidle++] = below;
-            }
-        } else {
-            pthread_mutex_lock(&p->mu);
-            p->in_use--;
-            /* Cannot overflow: idle + in use <= open <= max_size. */
-            p->idle[p->nidle++] = conn;
-        }
+        pthread_mutex_lock(&p->mu);
+        p->in_use--;
+        /* Cannot overflow: idle + in use <= open <= max_size. */
+        p->idle[p->nidle++] = conn;
     }
     /* `waiting` only changes under the lock and a waiter counts itself before it
-     * sleeps, so none can be missed; skipping the call saves it on every statement. */
+     * sleeps, so none can be missed. */
     if (atomic_load(&p->waiting) > 0)
         pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
+}
+
+void sr__pool_checkin(sr_pool *p, sr_driver_conn *conn, int broken)
+{
+    if (!p || !conn)
+        return;
+    if (broken || atomic_load(&p->waiting) > 0) {
+        checkin_locked(p, conn, broken);
+        return;
+    }
+    /* The fast lane: into the slot; what was there goes under it. Filled,
+     * then the count looked at again: see the top of the file. */
+    sr_driver_conn *below = atomic_exchange(&p->hot, conn);
+    if (below || atomic_load(&p->waiting) > 0)
+        hand_over(p, below);
 }
 
 void sr__pool_drain_idle(sr_pool *p)
