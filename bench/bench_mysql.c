@@ -96,7 +96,7 @@ static void split_uri(const char *uri, char *user, char *pass, char *host, unsig
 }
 
 /* nreads routed point reads; returns the bytes read (a checksum). */
-static size_t routed_reads(sr_session *s, const char *sql, char (*keys)[16], int nreads)
+__attribute__((noinline)) static size_t routed_reads(sr_session *s, const char *sql, char (*keys)[16], int nreads)
 {
     size_t sum = 0;
     for (int i = 0; i < nreads; i++) {
@@ -113,7 +113,7 @@ static size_t routed_reads(sr_session *s, const char *sql, char (*keys)[16], int
 }
 
 /* The same reads straight through libmariadb's prepared-statement API. */
-static size_t direct_reads(MYSQL_STMT *st, char (*keys)[16], int nreads)
+__attribute__((noinline)) static size_t direct_reads(MYSQL_STMT *st, char (*keys)[16], int nreads)
 {
     size_t sum = 0;
     for (int i = 0; i < nreads; i++) {

@@ -116,7 +116,7 @@ static void two_cpus(int *a, int *b)
 
 static const char *const query = "SELECT k, v FROM bench_kv WHERE k = ?";
 
-static size_t run_routed(sr_session *s, char (*keys)[16], int n)
+__attribute__((noinline)) static size_t run_routed(sr_session *s, char (*keys)[16], int n)
 {
     size_t sum = 0;
     for (int i = 0; i < n; i++) {
@@ -130,7 +130,7 @@ static size_t run_routed(sr_session *s, char (*keys)[16], int n)
     return sum;
 }
 
-static size_t run_direct(PGconn *c, char (*keys)[16], int n)
+__attribute__((noinline)) static size_t run_direct(PGconn *c, char (*keys)[16], int n)
 {
     size_t sum = 0;
     for (int i = 0; i < n; i++) {

@@ -1,10 +1,16 @@
 /*
  * SQLite overhead: routed point reads (sr_exec, SR_READ, primary-key lookup)
  * against direct sqlite3 prepared-statement point reads on the same file, in
- * the same run. Both sides bind the key as text, step, read every column and
- * reset, so the difference is what shardroute adds: key hashing, shard and
- * replica selection, pool checkout, statement cache lookup and copying the
- * row into an sr_result.
+ * the same run. Both sides bind the key as text, step, copy every column out
+ * and reset, so the difference is what shardroute adds: key hashing, shard
+ * and replica selection, pool checkout, statement cache lookup, the result
+ * allocation and stepping to SQLITE_DONE (a driver cannot know that a
+ * statement returns one row; the direct side, which knows, resets after it).
+ *
+ * Wall time here is dominated by SQLite's two fcntl() lock calls per read
+ * and by the machine's load; for a noise-free figure compare the inclusive
+ * instruction counts of routed_round and direct_round under
+ * valgrind --tool=callgrind (callgrind_annotate --inclusive=yes).
  *
  *   bench_sqlite [ROWS] [READS_PER_ROUND] [ROUNDS]
  *
@@ -55,17 +61,33 @@ __attribute__((noinline)) static size_t routed_round(sr_session *s, char (*keys)
     return checksum;
 }
 
-/* One round of direct sqlite3 reads on a prepared statement. */
+/* Copies a column's text out of the statement: it is only valid until the reset. */
+static size_t copy_out(sqlite3_stmt *st, int col, char *dst, size_t cap)
+{
+    const unsigned char *v = sqlite3_column_text(st, col);
+    size_t n = (size_t)sqlite3_column_bytes(st, col);
+    if (!v || n >= cap)
+        die("direct read", "value missing or too long");
+    memcpy(dst, v, n + 1);
+    return n;
+}
+
+/*
+ * One round of direct sqlite3 reads on a prepared statement. Like the routed
+ * side's sr_result, the row is copied out before the reset, as an
+ * application that keeps the values must do.
+ */
 __attribute__((noinline)) static size_t direct_round(sqlite3 *db, sqlite3_stmt *st, char (*keys)[16], int nreads)
 {
     size_t checksum = 0;
+    char k[64], v[64];
     for (int i = 0; i < nreads; i++) {
         sqlite3_bind_text(st, 1, keys[i], -1, SQLITE_STATIC);
         if (sqlite3_step(st) != SQLITE_ROW)
             die("direct read", sqlite3_errmsg(db));
-        (void)sqlite3_column_text(st, 0);
-        (void)sqlite3_column_text(st, 1);
-        checksum += (size_t)sqlite3_column_bytes(st, 0) + (size_t)sqlite3_column_bytes(st, 1);
+        checksum += copy_out(st, 0, k, sizeof k) + copy_out(st, 1, v, sizeof v);
+        /* The copies are the point: keep the compiler from dropping them as unread. */
+        __asm__ volatile("" : : "r"(k), "r"(v) : "memory");
         sqlite3_reset(st);
     }
     return checksum;
@@ -158,7 +180,7 @@ int main(int argc, char **argv)
     printf("%-34s %12s %12s\n", "", "ns/read", "reads/s");
     printf("%-34s %12.0f %12.0f\n", "direct sqlite3 (prepared)", d, 1e9 / d);
     printf("%-34s %12.0f %12.0f\n", "routed sr_exec (SR_READ)", r, 1e9 / r);
-    printf("%-34s %12.3f   (target <= 1.15)\n", "ratio routed/direct", r / d);
+    printf("%-34s %12.3f   (target <= 1.10)\n", "ratio routed/direct", r / d);
     printf("%-34s %12.0f\n", "added ns per read", r - d);
 
     free(keys);

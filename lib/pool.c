@@ -12,8 +12,19 @@
  * Driver calls never run under the lock: a node that takes seconds to
  * connect must not stop other threads from returning or reusing connections.
  *
+ * The most recently returned connection sits in `hot`, an atomic slot on top
+ * of the idle stack, so the statement path (check out, run, check in) takes
+ * no lock: a mutex pair costs ~100 instructions per statement, a large share
+ * of a local point read. A connection goes into the slot only while nobody
+ * waits, and a returner that finds a waiter after filling it takes it back
+ * and hands it over under the lock: both sides use sequentially consistent
+ * operations (the waiter counts itself, then looks at the slot; the returner
+ * fills the slot, then looks at the count), so at least one of them sees the
+ * other and no wake-up is lost.
+ *
  * Every event that could let a waiter proceed (a connection returned, a slot
- * released) signals the condition variable once; a woken waiter re-checks
+ * released) signals the condition variable once (a return skips the signal
+ * when no caller waits, the statement path's case); a woken waiter re-checks
  * the idle stack and the slot count before looking at its deadline, so a
  * wake-up that races with a timeout is never lost.
  */
@@ -21,6 +32,7 @@
 
 #include <errno.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <time.h>
 
@@ -36,8 +48,11 @@ struct sr_pool {
     sr_driver_conn **idle; /* a stack of max_size slots: LIFO keeps hot connections hot */
     int nidle;
     int open;    /* idle + in use + being opened or closed */
-    int in_use;  /* checked out or being opened for a caller */
-    int waiting; /* callers blocked in checkout */
+    /* Checked out, being opened for a caller, or in `hot` (which is outside
+     * the lock, so it keeps the count it had when checked out). */
+    int in_use;
+    _Atomic int waiting; /* callers blocked in checkout; changed under the lock */
+    _Atomic(sr_driver_conn *) hot; /* the top of the idle stack, taken without the lock */
 };
 
 int sr__pool_new(const sr_driver *driver, const sr_driver_connect_args *args, int max_size,
@@ -60,6 +75,8 @@ int sr__pool_new(const sr_driver *driver, const sr_driver_connect_args *args, in
     p->driver = driver;
     p->args = args;
     p->max_size = max_size;
+    atomic_init(&p->waiting, 0);
+    atomic_init(&p->hot, NULL);
 
     pthread_condattr_t ca;
     if (pthread_condattr_init(&ca) != 0)
@@ -87,6 +104,9 @@ void sr__pool_free(sr_pool *p)
     if (!p)
         return;
     /* The caller guarantees no other thread uses the pool any more. */
+    sr_driver_conn *top = atomic_load(&p->hot);
+    if (top)
+        p->driver->close(top);
     for (int i = 0; i < p->nidle; i++)
         p->driver->close(p->idle[i]);
     pthread_cond_destroy(&p->cv);
@@ -153,8 +173,10 @@ static int open_new(sr_pool *p, int64_t connect_deadline_ns, sr_driver_conn **ou
     return rc;
 }
 
-int sr__pool_checkout(sr_pool *p, int64_t deadline_ns, int64_t connect_deadline_ns,
-                      sr_driver_conn **out, sr_driver_error *err)
+/* The checkout when the slot was empty: the stack, a new connection, or a wait. */
+static __attribute__((noinline)) int checkout_slow(sr_pool *p, int64_t deadline_ns,
+                                                   int64_t connect_deadline_ns,
+                                                   sr_driver_conn **out, sr_driver_error *err)
 {
     sr_driver_error local;
     if (!err)
@@ -163,11 +185,16 @@ int sr__pool_checkout(sr_pool *p, int64_t deadline_ns, int64_t connect_deadline_
         return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0, "pool checkout: NULL argument");
     *out = NULL;
 
+    sr_driver_conn *c;
     int64_t start = 0; /* read only when the caller has to wait */
-    struct timespec until = timespec_from_ns(deadline_ns);
 
     pthread_mutex_lock(&p->mu);
     for (;;) {
+        if ((c = atomic_exchange(&p->hot, NULL)) != NULL) {
+            *out = c;
+            pthread_mutex_unlock(&p->mu);
+            return SR_OK;
+        }
         if (p->nidle > 0) {
             *out = p->idle[--p->nidle];
             p->in_use++;
@@ -186,13 +213,22 @@ int sr__pool_checkout(sr_pool *p, int64_t deadline_ns, int64_t connect_deadline_
             start = now;
         if (now >= deadline_ns)
             break;
-        p->waiting++;
+        /* Converted here, not on entry: the common checkout never waits. */
+        struct timespec until = timespec_from_ns(deadline_ns);
+        atomic_fetch_add(&p->waiting, 1);
+        /* Counted first, then the slot: see the top of the file. */
+        if ((c = atomic_exchange(&p->hot, NULL)) != NULL) {
+            atomic_fetch_sub(&p->waiting, 1);
+            *out = c;
+            pthread_mutex_unlock(&p->mu);
+            return SR_OK;
+        }
         int rc = pthread_cond_timedwait(&p->cv, &p->mu, &until);
-        p->waiting--;
+        atomic_fetch_sub(&p->waiting, 1);
         if (rc != 0 && rc != ETIMEDOUT && rc != EINTR)
             break;
     }
-    int in_use = p->in_use;
+    int in_use = p->in_use - (atomic_load(&p->hot) != NULL);
     pthread_mutex_unlock(&p->mu);
 
     int64_t waited_ms = start ? (sr_clock_ns() - start) / 1000000 : 0;
@@ -201,10 +237,42 @@ int sr__pool_checkout(sr_pool *p, int64_t deadline_ns, int64_t connect_deadline_
                                (long long)waited_ms);
 }
 
-void sr__pool_checkin(sr_pool *p, sr_driver_conn *conn, int broken)
+int sr__pool_checkout(sr_pool *p, int64_t deadline_ns, int64_t connect_deadline_ns,
+                      sr_driver_conn **out, sr_driver_error *err)
 {
-    if (!p || !conn)
-        return;
+    /* The statement path's case, kept apart from the slow path's 500-byte
+     * error buffer so that it needs no stack frame. */
+    sr_driver_conn *c;
+    if (p && out && (c = atomic_exchange(&p->hot, NULL)) != NULL) {
+        *out = c; /* still counted in in_use */
+        return SR_OK;
+    }
+    return checkout_slow(p, deadline_ns, connect_deadline_ns, out, err);
+}
+
+/*
+ * After a return through the slot: `below` was in the slot before (or NULL),
+ * and a waiter may have counted itself meanwhile. Moves what is still there
+ * to the stack, where the waiter looks, and wakes it.
+ */
+static __attribute__((noinline)) void hand_over(sr_pool *p, sr_driver_conn *below)
+{
+    pthread_mutex_lock(&p->mu);
+    if (below) {
+        p->in_use--;
+        p->idle[p->nidle++] = below;
+    }
+    if (atomic_load(&p->waiting) > 0 && (below = atomic_exchange(&p->hot, NULL)) != NULL) {
+        p->in_use--;
+        p->idle[p->nidle++] = below;
+    }
+    if (atomic_load(&p->waiting) > 0)
+        pthread_cond_signal(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+}
+
+static __attribute__((noinline)) void checkin_locked(sr_pool *p, sr_driver_conn *conn, int broken)
+{
     if (broken) {
         /* Close before releasing the slot so the node never sees more than max_size. */
         p->driver->close(conn);
@@ -217,8 +285,26 @@ void sr__pool_checkin(sr_pool *p, sr_driver_conn *conn, int broken)
         /* Cannot overflow: idle + in use <= open <= max_size. */
         p->idle[p->nidle++] = conn;
     }
-    pthread_cond_signal(&p->cv);
+    /* `waiting` only changes under the lock and a waiter counts itself before it
+     * sleeps, so none can be missed. */
+    if (atomic_load(&p->waiting) > 0)
+        pthread_cond_signal(&p->cv);
     pthread_mutex_unlock(&p->mu);
+}
+
+void sr__pool_checkin(sr_pool *p, sr_driver_conn *conn, int broken)
+{
+    if (!p || !conn)
+        return;
+    if (broken || atomic_load(&p->waiting) > 0) {
+        checkin_locked(p, conn, broken);
+        return;
+    }
+    /* The fast lane: into the slot; what was there goes under it. Filled,
+     * then the count looked at again: see the top of the file. */
+    sr_driver_conn *below = atomic_exchange(&p->hot, conn);
+    if (below || atomic_load(&p->waiting) > 0)
+        hand_over(p, below);
 }
 
 void sr__pool_drain_idle(sr_pool *p)
@@ -226,6 +312,15 @@ void sr__pool_drain_idle(sr_pool *p)
     if (!p)
         return;
     pthread_mutex_lock(&p->mu);
+    sr_driver_conn *top = atomic_exchange(&p->hot, NULL);
+    if (top) {
+        p->in_use--;
+        pthread_mutex_unlock(&p->mu);
+        p->driver->close(top);
+        pthread_mutex_lock(&p->mu);
+        p->open--;
+        pthread_cond_signal(&p->cv);
+    }
     /* Bounded by the idle count on entry: connections returned meanwhile stay. */
     int n = p->nidle;
     while (n-- > 0 && p->nidle > 0) {
@@ -248,7 +343,7 @@ void sr__pool_stats(sr_pool *p, sr_pool_stats *out)
         return;
     pthread_mutex_lock(&p->mu);
     out->open = p->open;
-    out->idle = p->nidle;
-    out->waiting = p->waiting;
+    out->idle = p->nidle + (atomic_load(&p->hot) != NULL);
+    out->waiting = atomic_load(&p->waiting);
     pthread_mutex_unlock(&p->mu);
 }
