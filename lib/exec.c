@@ -79,8 +79,9 @@ static int read_on_shard(sr_session *s, int shard, const sr_read_opts *ropts, co
     }
 }
 
-int sr__exec_on_shard(sr_session *s, int shard, sr_intent intent, const sr_read_opts *ropts,
-                      const char *sql, int nparams, const char *const *params, sr_result **out)
+static inline int exec_on_shard(sr_session *s, int shard, sr_intent intent,
+                                const sr_read_opts *ropts, const char *sql, int nparams,
+                                const char *const *params, sr_result **out)
 {
     if (s->in_txn)
         return sr__txn_exec(s, shard, sql, nparams, params, out);
@@ -90,6 +91,12 @@ int sr__exec_on_shard(sr_session *s, int shard, sr_intent intent, const sr_read_
     if (is_write)
         return write_on_shard(s, shard, sql, nparams, params, out);
     return read_on_shard(s, shard, ropts, sql, nparams, params, out);
+}
+
+int sr__exec_on_shard(sr_session *s, int shard, sr_intent intent, const sr_read_opts *ropts,
+                      const char *sql, int nparams, const char *const *params, sr_result **out)
+{
+    return exec_on_shard(s, shard, intent, ropts, sql, nparams, params, out);
 }
 
 static int exec_key(sr_session *s, sr_key key, sr_intent intent, const sr_read_opts *opts,
@@ -106,7 +113,7 @@ static int exec_key(sr_session *s, sr_key key, sr_intent intent, const sr_read_o
     int shard = sr__session_shard_for_key(s, key);
     if (shard < 0)
         return shard;
-    return sr__exec_on_shard(s, shard, intent, opts, sql, nparams, params, out);
+    return exec_on_shard(s, shard, intent, opts, sql, nparams, params, out);
 }
 
 static int exec_shard(sr_session *s, int shard, sr_intent intent, const char *sql, int nparams,
@@ -120,7 +127,7 @@ static int exec_shard(sr_session *s, int shard, sr_intent intent, const char *sq
         rc = sr__session_check_shard(s, shard);
     if (rc != SR_OK)
         return rc;
-    return sr__exec_on_shard(s, shard, intent, NULL, sql, nparams, params, out);
+    return exec_on_shard(s, shard, intent, NULL, sql, nparams, params, out);
 }
 
 /* ---- public entry points: the NULL check, then the work inside the misuse guard ---- */
@@ -140,7 +147,13 @@ SR_API int sr_exec_opts(sr_session *s, sr_key key, sr_intent intent, const sr_re
 SR_API int sr_exec(sr_session *s, sr_key key, sr_intent intent, const char *sql, int nparams,
                    const char *const *params, sr_result **out)
 {
-    return sr_exec_opts(s, key, intent, NULL, sql, nparams, params, out);
+    if (!s)
+        return SR_EINVAL;
+    if (!sr__session_enter(s))
+        return SR_EMISUSE;
+    int rc = exec_key(s, key, intent, NULL, sql, nparams, params, out);
+    sr__session_leave(s);
+    return rc;
 }
 
 SR_API int sr_exec_shard(sr_session *s, int shard, sr_intent intent, const char *sql, int nparams,

@@ -15,11 +15,6 @@ void sr__health_init(sr_health *h)
     atomic_init(&h->readmissions, 0);
 }
 
-bool sr__health_is_up(const sr_health *h)
-{
-    return atomic_load_explicit(&h->state, memory_order_acquire) == SR_HEALTH_UP;
-}
-
 bool sr__health_try_probe(sr_health *h, int64_t now_ns)
 {
     if (atomic_load(&h->state) != SR_HEALTH_EJECTED || now_ns < atomic_load(&h->retry_at_ns))
@@ -61,9 +56,7 @@ sr_health_event sr__health_report(sr_health *h, const sr_health_policy *p, bool 
         return SR_HEALTH_PROBE_FAILED;
     }
     if (!failed) {
-        /* Only a store when there is something to reset: successes are the hot path. */
-        if (atomic_load_explicit(&h->failures, memory_order_relaxed) != 0)
-            atomic_store(&h->failures, 0);
+        sr__health_note_success(h);
         return SR_HEALTH_NO_CHANGE;
     }
     int f = atomic_fetch_add(&h->failures, 1) + 1;

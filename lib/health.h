@@ -47,8 +47,23 @@ typedef enum sr_health_event {
 
 void sr__health_init(sr_health *h);
 
-/* true when the node is up (the common case: one relaxed load). */
-bool sr__health_is_up(const sr_health *h);
+/* true when the node is up (the common case: one acquire load; inline, as every statement asks). */
+static inline bool sr__health_is_up(const sr_health *h)
+{
+    return atomic_load_explicit(&h->state, memory_order_acquire) == SR_HEALTH_UP;
+}
+
+/*
+ * A statement that was not a probe succeeded (or failed with an SQL error:
+ * the node answered): the same as sr__health_report(h, p, false, false, now),
+ * inline for the statement path, where there is almost never a failure count
+ * to reset.
+ */
+static inline void sr__health_note_success(sr_health *h)
+{
+    if (atomic_load_explicit(&h->failures, memory_order_relaxed) != 0)
+        atomic_store(&h->failures, 0);
+}
 
 /*
  * For an ejected node whose back-off has passed: exactly one caller gets

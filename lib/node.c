@@ -25,6 +25,12 @@ bool sr__node_admit(sr_node *n, bool *probe)
 void sr__node_report(sr_router *r, sr_node *n, int status, const sr_driver_error *err, bool probe)
 {
     bool failed = status != SR_OK && err && err->transient;
+    if (!failed && !probe) {
+        /* The statement path's case (success, or an SQL error: the node answered):
+         * at most a reset of the failure count, no event, no clock read. */
+        sr__health_note_success(&n->health);
+        return;
+    }
     if (status == SR_EBUSY && probe) {
         /* A full pool says nothing about the node: let the next caller probe. */
         sr__health_abandon_probe(&n->health);
@@ -260,12 +266,11 @@ static void refresh_lag(sr_router *r, sr_node *n)
     }
 }
 
-bool sr__node_lag_ok(sr_router *r, sr_node *n, int max_lag_ms)
+bool sr__node_lag_ok(sr_router *r, sr_node *n, int max_lag_ms, int64_t now)
 {
     if (!n->driver->replica_lag_ms)
         return true; /* no replication, no lag (SQLite) */
     if (max_lag_ms > 0) {
-        int64_t now = sr_clock_ns();
         int64_t stamp = atomic_load(&n->lag_stamp_ns);
         int64_t every = (int64_t)r->opts.replica_lag_refresh_ms * 1000000;
         /* One reader wins the stamp and measures; the others use the last figure. */

@@ -89,7 +89,9 @@ int sr__node_wait_applied(sr_node *n, sr_driver_conn *conn, const char *want, in
  * Whether the replica `n` is within `max_lag_ms` (0: only a replica whose
  * replication is broken is not). The lag is measured lazily: the first
  * reader after replica.lag_refresh_ms measures it on a pooled connection.
+ * `now` is the caller's idea of the time (the statement's start will do:
+ * the refresh interval is in milliseconds), saving a clock read per node.
  */
-bool sr__node_lag_ok(sr_router *r, sr_node *n, int max_lag_ms);
+bool sr__node_lag_ok(sr_router *r, sr_node *n, int max_lag_ms, int64_t now);
 
 #endif

@@ -18,8 +18,11 @@
  * come back without waiting for the others to fail. NULL when none.
  */
 static sr_node *pick_candidate(sr_router *r, sr_shard *sh, const sr_read_plan *plan,
-                               uint64_t exclude, bool *probe)
+                               uint64_t exclude, int64_t deadline, bool *probe)
 {
+    /* The statement began statement_timeout_ms before its deadline: close enough to
+     * "now" for the lag cache, whose refresh interval is in milliseconds. */
+    int64_t start = deadline - (int64_t)r->opts.statement_timeout_ms * 1000000;
     sr_balance_stats *cands[SR_MAX_NODES_PER_SHARD];
     sr_node *nodes[SR_MAX_NODES_PER_SHARD];
     int n = 0;
@@ -32,7 +35,7 @@ static sr_node *pick_candidate(sr_router *r, sr_shard *sh, const sr_read_plan *p
             continue;
         if (*probe)
             return node;
-        if (node->role == SR_REPLICA && !sr__node_lag_ok(r, node, plan->max_lag_ms))
+        if (node->role == SR_REPLICA && !sr__node_lag_ok(r, node, plan->max_lag_ms, start))
             continue;
         cands[n] = &node->bal;
         nodes[n] = node;
@@ -75,7 +78,7 @@ int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, uint64_t
             /* The deadline was set a moment ago: only a second try can be late. */
             if (tries > 0 && sr_clock_ns() >= deadline)
                 break;
-            sr_node *n = pick_candidate(r, sh, plan, exclude | stale, probe);
+            sr_node *n = pick_candidate(r, sh, plan, exclude | stale, deadline, probe);
             if (!n)
                 break;
             sr_driver_error e;
@@ -115,7 +118,7 @@ int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, uint64_t
         if (wait_until > deadline)
             wait_until = deadline;
         if (need && stale && r->opts.consistency_wait_ms > 0) {
-            sr_node *n = pick_candidate(r, sh, plan, exclude, probe);
+            sr_node *n = pick_candidate(r, sh, plan, exclude, deadline, probe);
             if (n && n->role == SR_REPLICA && n->driver->abi_version >= 2 && n->driver->wait_replayed) {
                 sr_driver_error e;
                 sr__driver_error_clear(&e);

@@ -166,7 +166,14 @@ void sr__session_read_plan(const sr_session *s, const sr_read_opts *ropts, int s
     else
         plan->max_lag_ms = s->router->opts.replica_max_lag_ms;
     plan->affinity = s->affinity;
-    const char *need = sr__positions_required(&s->positions, s->router, shard, plan->mode, buf, len);
+    const sr_positions *pos = &s->positions;
+    if (!sr__mode_uses_positions(plan->mode) || (!pos->written && !pos->observed && !pos->lost)) {
+        /* any or primary, or nothing recorded yet: no position, decided without a call */
+        plan->need = NULL;
+        plan->need_unknown = false;
+        return;
+    }
+    const char *need = sr__positions_required(pos, s->router, shard, plan->mode, buf, len);
     plan->need_unknown = need == sr__position_unknown;
     plan->need = plan->need_unknown ? NULL : need;
 }

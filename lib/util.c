@@ -105,13 +105,6 @@ SR_API sr_key sr_key_bytes(const void *p, size_t n)
     return k;
 }
 
-bool sr__key_valid(sr_key key)
-{
-    if (key.kind == SR_KEY_INT)
-        return true;
-    return key.kind == SR_KEY_BYTES && (key.ptr != NULL || key.len == 0);
-}
-
 uint64_t sr__hash_key(sr_key key)
 {
     if (key.kind == SR_KEY_INT) {
