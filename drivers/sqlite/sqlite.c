@@ -240,15 +240,16 @@ static int prepare(sr_driver_conn *c, const char *sql, size_t len, unsigned flag
 
 /*
  * true when `p` holds no further statement: only white space, ';' and
- * comments. White space is exactly what SQLite's tokenizer skips (space, \t,
- * \n, \f, \r; \v is an illegal token to it): a narrower set made a trailing
- * ";\f" look like a second statement that SQLite then found empty, and a write
- * that had run was reported as failed.
+ * comments. White space is what SQLite's tokenizer skips (space, \t, \n, \f,
+ * \r) and \v too: SQLite calls \v an illegal token, but only after the
+ * statements before it ran, so "INSERT ...;\v" used to insert and then report
+ * a failure (a caller retrying it would insert twice). \v is white space to
+ * MySQL and to the core's check for empty SQL, so here it ends the string.
  */
 static int only_space(const char *p)
 {
     while (p && *p) {
-        if (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\f' || *p == '\r' || *p == ';') {
+        if (*p == ' ' || (*p >= '\t' && *p <= '\r') || *p == ';') {
             p++;
         } else if (p[0] == '-' && p[1] == '-') {
             while (*p && *p != '\n')

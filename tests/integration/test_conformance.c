@@ -245,13 +245,13 @@ static long sqlite_direct_long(const backend *b, const char *db, const char *sql
 }
 
 /*
- * SQLite's tokenizer takes \f as white space. Left out until the driver is
- * fixed: ";\v" and "\v" (not white space to SQLite): this suite found that
- * the driver runs "INSERT ...;\v" and then reports it failed ("unrecognized
- * token"), the very thing the case forbids.
+ * SQLite's tokenizer takes \f as white space, \v not: "\v" right after a
+ * statement is a syntax error before anything runs, and ";\v" ends the string
+ * in the driver (it used to run the insert, then report "unrecognized
+ * token": this suite found it).
  */
 static const char *const sqlite_ws_tails[] = {";\f", ";\f\f", "\f;\f", "; \f-- done\f",
-                                              ";\f/* c */"};
+                                              ";\f/* c */", ";\v", "\v"};
 
 static void sqlite_backend(backend *b)
 {
