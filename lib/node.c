@@ -22,6 +22,11 @@ bool sr__node_admit(sr_node *n, bool *probe)
     return false;
 }
 
+void sr__node_unclaim_probe(sr_node *n)
+{
+    sr__health_abandon_probe(&n->health);
+}
+
 void sr__node_report(sr_router *r, sr_node *n, int status, const sr_driver_error *err, bool probe)
 {
     bool failed = status != SR_OK && err && err->transient;

@@ -19,6 +19,9 @@
  */
 bool sr__node_admit(sr_node *n, bool *probe);
 
+/* Gives back a probe that sr__node_admit() granted but the caller did not use. */
+void sr__node_unclaim_probe(sr_node *n);
+
 /*
  * Reports one outcome to the node's health: `status` and `err` as the pool or
  * driver returned them. Connection-level failures (err->transient) count
@@ -89,8 +92,8 @@ int sr__node_wait_applied(sr_node *n, sr_driver_conn *conn, const char *want, in
  * Whether the replica `n` is within `max_lag_ms` (0: only a replica whose
  * replication is broken is not). The lag is measured lazily: the first
  * reader after replica.lag_refresh_ms measures it on a pooled connection.
- * `now` is the caller's idea of the time (the statement's start will do:
- * the refresh interval is in milliseconds), saving a clock read per node.
+ * `now` is sr_clock_ns() read by the caller (once for all the shard's
+ * replicas); it is used only when max_lag_ms > 0.
  */
 bool sr__node_lag_ok(sr_router *r, sr_node *n, int max_lag_ms, int64_t now);
 

@@ -18,11 +18,9 @@
  * come back without waiting for the others to fail. NULL when none.
  */
 static sr_node *pick_candidate(sr_router *r, sr_shard *sh, const sr_read_plan *plan,
-                               uint64_t exclude, int64_t deadline, bool *probe)
+                               uint64_t exclude, bool *probe)
 {
-    /* The statement began statement_timeout_ms before its deadline: close enough to
-     * "now" for the lag cache, whose refresh interval is in milliseconds. */
-    int64_t start = deadline - (int64_t)r->opts.statement_timeout_ms * 1000000;
+    int64_t now = 0; /* read once, and only when a lag bound needs it */
     sr_balance_stats *cands[SR_MAX_NODES_PER_SHARD];
     sr_node *nodes[SR_MAX_NODES_PER_SHARD];
     int n = 0;
@@ -35,8 +33,12 @@ static sr_node *pick_candidate(sr_router *r, sr_shard *sh, const sr_read_plan *p
             continue;
         if (*probe)
             return node;
-        if (node->role == SR_REPLICA && !sr__node_lag_ok(r, node, plan->max_lag_ms, start))
-            continue;
+        if (node->role == SR_REPLICA) {
+            if (plan->max_lag_ms > 0 && !now)
+                now = sr_clock_ns();
+            if (!sr__node_lag_ok(r, node, plan->max_lag_ms, now))
+                continue;
+        }
         cands[n] = &node->bal;
         nodes[n] = node;
         n++;
@@ -78,7 +80,7 @@ int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, uint64_t
             /* The deadline was set a moment ago: only a second try can be late. */
             if (tries > 0 && sr_clock_ns() >= deadline)
                 break;
-            sr_node *n = pick_candidate(r, sh, plan, exclude | stale, deadline, probe);
+            sr_node *n = pick_candidate(r, sh, plan, exclude | stale, probe);
             if (!n)
                 break;
             sr_driver_error e;
@@ -117,9 +119,16 @@ int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, uint64_t
         int64_t wait_until = sr__deadline_after_ms(r->opts.consistency_wait_ms);
         if (wait_until > deadline)
             wait_until = deadline;
-        if (need && stale && r->opts.consistency_wait_ms > 0) {
-            sr_node *n = pick_candidate(r, sh, plan, exclude, deadline, probe);
-            if (n && n->role == SR_REPLICA && n->driver->abi_version >= 2 && n->driver->wait_replayed) {
+        const sr_driver *drv = sh->nodes[0].driver;
+        if (need && stale && r->opts.consistency_wait_ms > 0 && drv->abi_version >= 2 &&
+            drv->wait_replayed) {
+            sr_node *n = pick_candidate(r, sh, plan, exclude, probe);
+            if (n && n->role != SR_REPLICA && *probe) {
+                /* A node taken as its probe must be reported; this one is not used. */
+                sr__node_unclaim_probe(n);
+                *probe = false;
+            }
+            if (n && n->role == SR_REPLICA) {
                 sr_driver_error e;
                 sr__driver_error_clear(&e);
                 sr_driver_conn *c = NULL;

@@ -75,7 +75,7 @@ static int begin_on(sr_session *s, int shard, sr_node *n, sr_driver_conn *conn, 
     if (rc != SR_OK) {
         sr__node_release(s->router, n, conn, rc, &e, probe);
         sr_reason why;
-        sr__reason_driver(&why, n, shard, &e, NULL);
+        rc = sr__reason_driver(&why, n, shard, &e, NULL);
         return sr__session_fail_reason(s, rc, read_only ? "begin read-only" : "begin", &why);
     }
     sr__node_report(s->router, n, rc, &e, probe);

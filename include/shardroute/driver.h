@@ -211,7 +211,9 @@ typedef struct sr_driver {
  * registered by the library itself). The registry keeps the pointer, not a
  * copy: the struct must stay valid and unchanged until it is unregistered
  * and every router that uses it is closed. There is no limit on the number
- * of drivers but memory. Thread-safe.
+ * of drivers but memory. Thread-safe. Register a driver before adding nodes
+ * with its scheme to a configuration: sr_config_add_node() parses the URI,
+ * and the driver's SR_DRIVER_URI_PATH flag decides its form.
  * Errors (there is no message channel: the status is the reason):
  *  - SR_EINVAL: `driver` NULL, no name, no scheme, a scheme that is not
  *    lower-case scheme characters, a required method missing (connect,
