@@ -135,35 +135,17 @@ static int exec_shard(sr_session *s, int shard, sr_intent intent, const char *sq
 SR_API int sr_exec_opts(sr_session *s, sr_key key, sr_intent intent, const sr_read_opts *opts,
                         const char *sql, int nparams, const char *const *params, sr_result **out)
 {
-    if (!s)
-        return SR_EINVAL;
-    if (!sr__session_enter(s))
-        return SR_EMISUSE;
-    int rc = exec_key(s, key, intent, opts, sql, nparams, params, out);
-    sr__session_leave(s);
-    return rc;
+    SR_SESSION_GUARDED(s, exec_key(s, key, intent, opts, sql, nparams, params, out));
 }
 
 SR_API int sr_exec(sr_session *s, sr_key key, sr_intent intent, const char *sql, int nparams,
                    const char *const *params, sr_result **out)
 {
-    if (!s)
-        return SR_EINVAL;
-    if (!sr__session_enter(s))
-        return SR_EMISUSE;
-    int rc = exec_key(s, key, intent, NULL, sql, nparams, params, out);
-    sr__session_leave(s);
-    return rc;
+    SR_SESSION_GUARDED(s, exec_key(s, key, intent, NULL, sql, nparams, params, out));
 }
 
 SR_API int sr_exec_shard(sr_session *s, int shard, sr_intent intent, const char *sql, int nparams,
                          const char *const *params, sr_result **out)
 {
-    if (!s)
-        return SR_EINVAL;
-    if (!sr__session_enter(s))
-        return SR_EMISUSE;
-    int rc = exec_shard(s, shard, intent, sql, nparams, params, out);
-    sr__session_leave(s);
-    return rc;
+    SR_SESSION_GUARDED(s, exec_shard(s, shard, intent, sql, nparams, params, out));
 }

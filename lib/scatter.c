@@ -76,11 +76,5 @@ static int exec_all(sr_session *s, sr_intent intent, const char *sql, int nparam
 SR_API int sr_exec_all(sr_session *s, sr_intent intent, const char *sql, int nparams,
                        const char *const *params, sr_result **out)
 {
-    if (!s)
-        return SR_EINVAL;
-    if (!sr__session_enter(s))
-        return SR_EMISUSE;
-    int rc = exec_all(s, intent, sql, nparams, params, out);
-    sr__session_leave(s);
-    return rc;
+    SR_SESSION_GUARDED(s, exec_all(s, intent, sql, nparams, params, out));
 }

@@ -313,24 +313,12 @@ static int session_set_token(sr_session *s, const char *token)
 
 SR_API int sr_session_set_affinity(sr_session *s, sr_key key)
 {
-    if (!s)
-        return SR_EINVAL;
-    if (!sr__session_enter(s))
-        return SR_EMISUSE;
-    int rc = set_affinity(s, key);
-    sr__session_leave(s);
-    return rc;
+    SR_SESSION_GUARDED(s, set_affinity(s, key));
 }
 
 SR_API int sr_session_set(sr_session *s, const char *option, const char *value)
 {
-    if (!s)
-        return SR_EINVAL;
-    if (!sr__session_enter(s))
-        return SR_EMISUSE;
-    int rc = session_set(s, option, value);
-    sr__session_leave(s);
-    return rc;
+    SR_SESSION_GUARDED(s, session_set(s, option, value));
 }
 
 SR_API const char *sr_session_token(sr_session *s)
@@ -344,13 +332,7 @@ SR_API const char *sr_session_token(sr_session *s)
 
 SR_API int sr_session_set_token(sr_session *s, const char *token)
 {
-    if (!s)
-        return SR_EINVAL;
-    if (!sr__session_enter(s))
-        return SR_EMISUSE;
-    int rc = session_set_token(s, token);
-    sr__session_leave(s);
-    return rc;
+    SR_SESSION_GUARDED(s, session_set_token(s, token));
 }
 
 SR_API const char *sr_session_errmsg(const sr_session *s)

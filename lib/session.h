@@ -54,6 +54,19 @@ static inline void sr__session_leave(sr_session *s)
     atomic_store_explicit(&s->busy, 0, memory_order_release);
 }
 
+/* The body of a public function that takes a session: the NULL check, then
+ * `call` inside the misuse guard. */
+#define SR_SESSION_GUARDED(s, call)      \
+    do {                                 \
+        if (!(s))                        \
+            return SR_EINVAL;            \
+        if (!sr__session_enter(s))       \
+            return SR_EMISUSE;           \
+        int rc_ = (call);                \
+        sr__session_leave(s);            \
+        return rc_;                      \
+    } while (0)
+
 /* Whether this statement's latency is measured (one in SR_LATENCY_SAMPLE, the first always). */
 static inline bool sr__session_timed(sr_session *s)
 {

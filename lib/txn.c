@@ -180,20 +180,9 @@ static int rollback(sr_session *s)
     return rc;
 }
 
-/* The public entry points: the NULL check, then the work inside the misuse guard (session.h). */
-#define SR_GUARDED(call)                 \
-    do {                                 \
-        if (!s)                          \
-            return SR_EINVAL;            \
-        if (!sr__session_enter(s))       \
-            return SR_EMISUSE;           \
-        int rc_ = call;                  \
-        sr__session_leave(s);            \
-        return rc_;                      \
-    } while (0)
-
-SR_API int sr_begin_shard(sr_session *s, int shard) { SR_GUARDED(begin_shard(s, shard)); }
-SR_API int sr_begin(sr_session *s, sr_key key) { SR_GUARDED(begin(s, key)); }
-SR_API int sr_begin_read_only(sr_session *s, sr_key key) { SR_GUARDED(begin_read_only(s, key)); }
-SR_API int sr_commit(sr_session *s) { SR_GUARDED(commit(s)); }
-SR_API int sr_rollback(sr_session *s) { SR_GUARDED(rollback(s)); }
+/* The public entry points (SR_SESSION_GUARDED: session.h). */
+SR_API int sr_begin_shard(sr_session *s, int shard) { SR_SESSION_GUARDED(s, begin_shard(s, shard)); }
+SR_API int sr_begin(sr_session *s, sr_key key) { SR_SESSION_GUARDED(s, begin(s, key)); }
+SR_API int sr_begin_read_only(sr_session *s, sr_key key) { SR_SESSION_GUARDED(s, begin_read_only(s, key)); }
+SR_API int sr_commit(sr_session *s) { SR_SESSION_GUARDED(s, commit(s)); }
+SR_API int sr_rollback(sr_session *s) { SR_SESSION_GUARDED(s, rollback(s)); }
