@@ -382,15 +382,7 @@ START_TEST(my_read_your_writes_reads_back_every_write_while_the_replica_is_stopp
     const char *opts[] = {"consistency.wait_ms", "5", NULL};
     sr_router *r = my_open_router(NSHARDS, opts);
     sr_session *any = session_in(r, "any");
-    for (int i = 0; i < KEYS; i++) {
-        int64_t key = key_on(r, i % NSHARDS, i / NSHARDS);
-        char ks[24];
-        snprintf(ks, sizeof ks, "%lld", (long long)key);
-        const char *p[] = {ks};
-        ck_assert_int_eq(sr_exec(any, sr_key_int(key), SR_WRITE,
-                                 "INSERT INTO sr_ryw VALUES (?, 'initial')", 1, p, NULL),
-                         SR_OK);
-    }
+    insert_initial_rows(any, r, "sr_ryw", KEYS);
     my_sync();
     my_stop_sql_thread();
 

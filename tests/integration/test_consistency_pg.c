@@ -296,15 +296,7 @@ START_TEST(read_your_writes_reads_back_every_write_while_replicas_are_paused)
     o.opt[0][1] = "5"; /* short: with replay paused every read waits this long in vain */
     sr_router *r = open_router(o);
     sr_session *any = session_in(r, "any");
-    for (int i = 0; i < KEYS; i++) {
-        int64_t key = key_on(r, i % NSHARDS, i / NSHARDS);
-        char ks[24];
-        snprintf(ks, sizeof ks, "%lld", (long long)key);
-        const char *p[] = {ks};
-        ck_assert_int_eq(sr_exec(any, sr_key_int(key), SR_WRITE,
-                                 "INSERT INTO sr_ryw VALUES (?, 'initial')", 1, p, NULL),
-                         SR_OK);
-    }
+    insert_initial_rows(any, r, "sr_ryw", KEYS);
     sync_replicas();
     pause_replay(pg.replica1);
     pause_replay(pg.replica2);

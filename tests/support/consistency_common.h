@@ -164,6 +164,22 @@ static inline void write_one(sr_session *s, int64_t key, const char *sql, const 
     sr_result_free(res);
 }
 
+/* Inserts `nkeys` rows (k, 'initial') into `table`, spread evenly over the shards. */
+static inline void insert_initial_rows(sr_session *s, const sr_router *r, const char *table,
+                                       int nkeys)
+{
+    char sql[128];
+    snprintf(sql, sizeof sql, "INSERT INTO %s VALUES (?, 'initial')", table);
+    for (int i = 0; i < nkeys; i++) {
+        int64_t key = key_on(r, i % NSHARDS, i / NSHARDS);
+        char ks[24];
+        snprintf(ks, sizeof ks, "%lld", (long long)key);
+        const char *p[] = {ks};
+        ck_assert_msg(sr_exec(s, sr_key_int(key), SR_WRITE, sql, 1, p, NULL) == SR_OK, "%s: %s",
+                      sql, sr_session_errmsg(s));
+    }
+}
+
 /* Statements completed by the replicas / the primary of every shard (the router's counters). */
 static inline uint64_t statements_on(const sr_router *r, int want_primary)
 {
