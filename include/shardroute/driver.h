@@ -14,9 +14,11 @@
  * sr_driver.flags (SR_DRIVER_URI_PATH), the connect arguments `driver`,
  * `app_data` and `log` (filled only for drivers of ABI 4 or later), the
  * driver-author helpers sr_deadline_*, sr_wait_fd, sr_scrub_secret,
- * sr_strdup and sr_driver_log, and sr_driver_unregister). Structs the core passes to a
+ * sr_strdup and sr_driver_log, and sr_driver_unregister; ABI 5 adds
+ * sr_driver.exec_at, a statement with its consistency check or write
+ * position in one exchange). Structs the core passes to a
  * driver only grow at their end, so a driver built against an older header
- * reads the fields it knows. docs/drivers.md lists the planned ABI 5+ slots.
+ * reads the fields it knows. docs/drivers.md lists the planned ABI 6+ slots.
  *
  * Everything a driver needs is in this header and shardroute.h: the in-tree
  * drivers are compiled with nothing else on their include path.
@@ -34,7 +36,7 @@
 extern "C" {
 #endif
 
-#define SR_DRIVER_ABI_VERSION 4
+#define SR_DRIVER_ABI_VERSION 5
 
 /** A driver's connection; each driver defines the struct. */
 typedef struct sr_driver_conn sr_driver_conn;
@@ -193,6 +195,36 @@ typedef struct sr_driver {
     void *app_data;
     /* SR_DRIVER_* flags. */
     unsigned flags;
+
+    /* ---- ABI 5: consistency in the statement's own exchange (optional) ---- */
+    /*
+     * Runs one statement as exec() does and, in the same exchange with the
+     * server (one round trip where the client library allows it):
+     *  - `need` non-NULL (a read on a replica): checks that this server has
+     *    applied `need` (position_covers) before the statement runs. When it
+     *    has not, *stale = 1, nothing is added to `rb`, and SR_OK is
+     *    returned: the core reads elsewhere. The statement may have run
+     *    (PostgreSQL pipelines it behind the check) but its rows are dropped.
+     *    `pos` receives the position the check saw ("" when unknown), which
+     *    the core caches for the node.
+     *  - `need` NULL (a write on the primary): `pos` receives the server's
+     *    write position after the statement committed, covering it ("" when
+     *    the driver could not learn it in the exchange: the core then calls
+     *    write_position()). A statement inside an explicit transaction is
+     *    not committed yet; the core does not ask for its position.
+     * `pos` is never NULL; it is NUL-terminated, at most `poslen` bytes (SR_POSITION_MAX).
+     * *stale is always set (0 unless the check failed). On an error the
+     * statement's rows, *stale and `pos` mean nothing.
+     * PostgreSQL: libpq pipeline mode (check / statement / sync, or
+     * statement / sync / position / sync). MariaDB: the GTID of a write
+     * comes in the OK packet (session_track_system_variables = last_gtid);
+     * a read's check is MASTER_GTID_WAIT(need, 0) on the same connection
+     * before the statement (one extra round trip: Connector/C cannot send a
+     * prepared statement behind another statement).
+     */
+    int (*exec_at)(sr_driver_conn *conn, const char *sql, int nparams, const char *const *params,
+                   const char *need, int64_t deadline_ns, sr_result_builder *rb, char *pos,
+                   size_t poslen, int *stale, sr_driver_error *err);
 } sr_driver;
 
 /*
