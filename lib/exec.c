@@ -23,10 +23,21 @@ static int write_on_shard(sr_session *s, int shard, const char *sql, int nparams
     if (rc != SR_OK)
         return sr__session_fail_reason(s, rc, "write", &why);
     sr__driver_error_clear(&why.err);
-    rc = sr__node_exec(r, primary, conn, sql, nparams, params, deadline, sr__session_timed(s),
-                       out, &why.err);
-    if (rc == SR_OK && sr__mode_uses_positions(s->mode))
-        sr__positions_record_write(&s->positions, r, primary, conn, deadline);
+    bool timed = sr__session_timed(s);
+    if (sr__mode_uses_positions(s->mode) && sr__shard_positions_driver(r, shard)) {
+        /* The write position travels with the write where the driver can (exec_at). */
+        char pos[SR_POSITION_MAX] = "";
+        bool stale;
+        rc = sr__node_has_exec_at(primary)
+                 ? sr__node_exec_at(r, primary, conn, sql, nparams, params, NULL, 0, deadline,
+                                    timed, out, pos, sizeof pos, &stale, &why.err)
+                 : sr__node_exec(r, primary, conn, sql, nparams, params, deadline, timed, out,
+                                 &why.err);
+        if (rc == SR_OK)
+            sr__positions_record_write(&s->positions, r, primary, conn, deadline, pos);
+    } else {
+        rc = sr__node_exec(r, primary, conn, sql, nparams, params, deadline, timed, out, &why.err);
+    }
     sr__node_release(r, primary, conn, rc, &why.err, probe);
     if (rc == SR_OK)
         return SR_OK;
@@ -46,21 +57,36 @@ static int read_on_shard(sr_session *s, int shard, const sr_read_opts *ropts, co
     sr_read_plan plan;
     sr__session_read_plan(s, ropts, shard, &plan, needbuf, sizeof needbuf);
     int64_t deadline = sr__statement_deadline(r);
-    uint64_t exclude = 0;
+    sr_read_tries tries = {0};
     sr_reason why;
-    for (int attempt = 0;; attempt++) {
+    bool timed = sr__session_timed(s);
+    for (int attempt = 0;;) {
         sr_node *n = NULL;
         sr_driver_conn *c = NULL;
         bool probe = false;
-        int rc = sr__read_acquire(r, shard, &plan, exclude, deadline, &n, &c, &probe, &why);
+        const char *check = NULL;
+        int rc = sr__read_acquire(r, shard, &plan, &tries, deadline, &n, &c, &probe, &check, &why);
         if (rc != SR_OK)
             return sr__session_fail_reason(s, rc, "read", &why);
         sr_driver_error *e = &why.err;
         sr__driver_error_clear(e);
-        rc = sr__node_exec(r, n, c, sql, nparams, params, deadline, sr__session_timed(s), out, e);
-        if (rc == SR_OK && plan.mode == SR_CONSISTENCY_MONOTONIC)
+        bool stale = false;
+        if (check) {
+            char seen[SR_POSITION_MAX];
+            rc = sr__node_exec_at(r, n, c, sql, nparams, params, check, plan.written_ns, deadline,
+                                  timed, out, seen, sizeof seen, &stale, e);
+        } else {
+            rc = sr__node_exec(r, n, c, sql, nparams, params, deadline, timed, out, e);
+        }
+        if (rc == SR_OK && !stale && plan.mode == SR_CONSISTENCY_MONOTONIC)
             sr__positions_record_observed(&s->positions, r, n, c, deadline);
         sr__node_release(r, n, c, rc, e, probe);
+        if (rc == SR_OK && stale) {
+            /* Behind: the replica answered (no failure); the next try goes elsewhere. */
+            tries.stale |= sr__node_bit(n);
+            tries.missed = true;
+            continue;
+        }
         if (rc == SR_OK)
             return SR_OK;
         /*
@@ -75,7 +101,8 @@ static int read_on_shard(sr_session *s, int shard, const sr_read_opts *ropts, co
         }
         sr__log(r, SR_LOG_INFO, "read on shard '%s' node %s failed (%s); retrying elsewhere",
                 r->shards[shard].name, n->uri->redacted, e->message);
-        exclude |= sr__node_bit(n);
+        tries.exclude |= sr__node_bit(n);
+        attempt++;
     }
 }
 

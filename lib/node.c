@@ -115,15 +115,25 @@ int sr__node_checkout(sr_router *r, sr_node *n, bool probe, int64_t deadline,
     return rc;
 }
 
-int sr__node_exec(sr_router *r, sr_node *n, sr_driver_conn *conn, const char *sql, int nparams,
-                  const char *const *params, int64_t deadline, bool timed, sr_result **out,
-                  sr_driver_error *e)
+/* How a statement is sent: plain exec, or exec_at with its position (see sr__node_exec_at). */
+typedef struct exec_at_args {
+    const char *need;
+    char *pos;
+    size_t poslen;
+    int stale;
+} exec_at_args;
+
+static int run(sr_router *r, sr_node *n, sr_driver_conn *conn, const char *sql, int nparams,
+               const char *const *params, int64_t deadline, bool timed, sr_result **out,
+               exec_at_args *at, sr_driver_error *e)
 {
     sr_result_builder rb;
     if (sr__result_builder_init(&rb, n->shard) != SR_OK)
         return sr_driver_error_set(e, SR_ENOMEM, 0, NULL, 0, "out of memory");
     sr__balance_begin(&n->bal);
-    int rc = n->driver->exec(conn, sql, nparams, params, deadline, &rb, e);
+    int rc = at ? n->driver->exec_at(conn, sql, nparams, params, at->need, deadline, &rb, at->pos,
+                                     at->poslen, &at->stale, e)
+                : n->driver->exec(conn, sql, nparams, params, deadline, &rb, e);
     /*
      * p2c_ewma's latency is sampled by the caller (a clock read costs ~20 ns,
      * a measurable share of a local point read, and an average that decays
@@ -137,6 +147,13 @@ int sr__node_exec(sr_router *r, sr_node *n, sr_driver_conn *conn, const char *sq
         sr__balance_end_at(&n->bal, t1 - t0, r->opts.ewma_decay_ms, t1);
     } else {
         sr__balance_end_untimed(&n->bal);
+    }
+    if (rc == SR_OK && at && at->stale) {
+        /* Behind: the node answered, but served nothing. */
+        sr__result_builder_discard(&rb);
+        if (out)
+            *out = NULL;
+        return SR_OK;
     }
     atomic_fetch_add_explicit(&n->statements, 1, memory_order_relaxed);
     if (rc != SR_OK) {
@@ -152,6 +169,32 @@ int sr__node_exec(sr_router *r, sr_node *n, sr_driver_conn *conn, const char *sq
     else
         sr_result_free(res);
     return SR_OK;
+}
+
+int sr__node_exec(sr_router *r, sr_node *n, sr_driver_conn *conn, const char *sql, int nparams,
+                  const char *const *params, int64_t deadline, bool timed, sr_result **out,
+                  sr_driver_error *e)
+{
+    return run(r, n, conn, sql, nparams, params, deadline, timed, out, NULL, e);
+}
+
+static void learn_replay_delay(sr_node *n, int64_t written_ns, bool applied);
+
+int sr__node_exec_at(sr_router *r, sr_node *n, sr_driver_conn *conn, const char *sql, int nparams,
+                     const char *const *params, const char *need, int64_t written_ns,
+                     int64_t deadline, bool timed, sr_result **out, char *pos, size_t poslen,
+                     bool *stale, sr_driver_error *e)
+{
+    exec_at_args at = {.need = need, .pos = pos, .poslen = poslen, .stale = 0};
+    pos[0] = '\0';
+    int rc = run(r, n, conn, sql, nparams, params, deadline, timed, out, &at, e);
+    *stale = rc == SR_OK && at.stale;
+    if (rc == SR_OK && need) {
+        if (pos[0])
+            sr__node_store_position(n, pos);
+        learn_replay_delay(n, written_ns, !at.stale);
+    }
+    return rc;
 }
 
 void sr__node_release(sr_router *r, sr_node *n, sr_driver_conn *conn, int rc,
@@ -209,19 +252,23 @@ void sr__node_store_lag(sr_node *n, int64_t lag_ms)
     atomic_store(&n->lag_stamp_ns, sr_clock_ns());
 }
 
-int sr__node_has_applied(sr_node *n, sr_driver_conn *conn, const char *want, int64_t deadline,
-                         bool *applied, sr_driver_error *e)
+bool sr__node_cached_covers(sr_node *n, const char *want)
+{
+    const sr_driver *d = n->driver;
+    if (!sr__driver_has_positions(d))
+        return true; /* no positions: every node is consistent */
+    pthread_mutex_lock(&n->pos_lock);
+    bool cached = n->replay_pos[0] && d->position_covers(n->replay_pos, want) == 1;
+    pthread_mutex_unlock(&n->pos_lock);
+    return cached;
+}
+
+int sr__node_has_applied(sr_node *n, sr_driver_conn *conn, const char *want, int64_t written_ns,
+                         int64_t deadline, bool *applied, sr_driver_error *e)
 {
     const sr_driver *d = n->driver;
     *applied = false;
-    if (!sr__driver_has_positions(d)) {
-        *applied = true;
-        return SR_OK;
-    }
-    pthread_mutex_lock(&n->pos_lock);
-    int cached = n->replay_pos[0] && d->position_covers(n->replay_pos, want) == 1;
-    pthread_mutex_unlock(&n->pos_lock);
-    if (cached) {
+    if (sr__node_cached_covers(n, want)) {
         *applied = true;
         return SR_OK;
     }
@@ -231,7 +278,51 @@ int sr__node_has_applied(sr_node *n, sr_driver_conn *conn, const char *want, int
         return rc;
     sr__node_store_position(n, pos);
     *applied = d->position_covers(pos, want) == 1;
+    learn_replay_delay(n, written_ns, *applied);
     return SR_OK;
+}
+
+/*
+ * The replay-delay estimate: how long after a write this replica has
+ * usually replayed it. It is learnt from position checks of reads that
+ * follow a write of known age a:
+ *  - behind at age a: the delay is more than a; the estimate rises to at
+ *    least 2a (a read that young would most likely miss again);
+ *  - caught up: the estimate decays by 1/16, so it settles where checks
+ *    mostly succeed and a miss now and then pushes it back up;
+ *  - a read the estimate sent to the primary decays it by 1/64: without
+ *    that, a replica that was once slow (replay paused, a long catch-up)
+ *    would never be asked again while the session keeps writing.
+ * Races between threads lose an update now and then: it is an estimate.
+ */
+#define SR_REPLAY_DELAY_MAX_NS ((int64_t)10 * 1000000000)
+
+static void learn_replay_delay(sr_node *n, int64_t written_ns, bool applied)
+{
+    if (written_ns <= 0)
+        return; /* a position from a token or a monotonic read: its age is unknown */
+    int64_t est = atomic_load_explicit(&n->replay_delay_ns, memory_order_relaxed);
+    int64_t next;
+    if (applied) {
+        next = est - est / 16;
+    } else {
+        int64_t age = sr_clock_ns() - written_ns;
+        int64_t twice = age < SR_REPLAY_DELAY_MAX_NS / 2 ? 2 * age : SR_REPLAY_DELAY_MAX_NS;
+        next = twice > est ? twice : est;
+    }
+    if (next != est)
+        atomic_store_explicit(&n->replay_delay_ns, next, memory_order_relaxed);
+}
+
+bool sr__node_likely_behind(sr_node *n, int64_t written_ns, int64_t now)
+{
+    if (written_ns <= 0)
+        return false;
+    int64_t est = atomic_load_explicit(&n->replay_delay_ns, memory_order_relaxed);
+    if (now - written_ns >= est)
+        return false;
+    atomic_store_explicit(&n->replay_delay_ns, est - est / 64, memory_order_relaxed);
+    return true;
 }
 
 int sr__node_wait_applied(sr_node *n, sr_driver_conn *conn, const char *want, int64_t until,

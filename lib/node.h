@@ -50,6 +50,29 @@ int sr__node_exec(sr_router *r, sr_node *n, sr_driver_conn *conn, const char *sq
                   const char *const *params, int64_t deadline, bool timed, sr_result **out,
                   sr_driver_error *e);
 
+/*
+ * sr__node_exec() through the driver's exec_at (driver ABI 5; callers check
+ * sr__node_has_exec_at()), the statement and its position in one exchange:
+ *  - `need` non-NULL (a read on a replica): runs only if the node has
+ *    applied `need`; when it has not, *stale = true, *out stays NULL, the
+ *    node's `statements` counter does not move, and SR_OK is returned. The
+ *    position the check saw raises the node's cached position, and the
+ *    outcome, with the age of the write (now - written_ns; 0: unknown),
+ *    teaches the node's replay-delay estimate.
+ *  - `need` NULL (an autocommit write on the primary): `pos` receives the
+ *    write position after the commit, "" when the driver could not tell.
+ */
+int sr__node_exec_at(sr_router *r, sr_node *n, sr_driver_conn *conn, const char *sql, int nparams,
+                     const char *const *params, const char *need, int64_t written_ns,
+                     int64_t deadline, bool timed, sr_result **out, char *pos, size_t poslen,
+                     bool *stale, sr_driver_error *e);
+
+/* Whether the node's driver runs a statement and its position in one exchange. */
+static inline bool sr__node_has_exec_at(const sr_node *n)
+{
+    return n->driver->abi_version >= 5 && n->driver->exec_at;
+}
+
 /* Returns the connection (dropped when the error cost it) and reports the outcome. */
 void sr__node_release(sr_router *r, sr_node *n, sr_driver_conn *conn, int rc,
                       const sr_driver_error *e, bool probe);
@@ -76,13 +99,26 @@ void sr__node_store_position(sr_node *n, const char *pos);
 /* Stores a lag measurement (ms, -1 replication broken) and its time. */
 void sr__node_store_lag(sr_node *n, int64_t lag_ms);
 
+/* Whether the replica's cached position already covers `want` (no round trip). */
+bool sr__node_cached_covers(sr_node *n, const char *want);
+
 /*
- * Whether the replica `n` has applied `want`: from the cached position when
- * that already covers it, else asked on `conn` (and cached). A failed check
- * is reported in *e and returns its status.
+ * Whether the replica `n` has applied `want`, asked on `conn` (and cached;
+ * callers try sr__node_cached_covers() first). A failed check is reported in
+ * *e and returns its status. The outcome teaches the replay-delay estimate
+ * as sr__node_exec_at() does.
  */
-int sr__node_has_applied(sr_node *n, sr_driver_conn *conn, const char *want, int64_t deadline,
-                         bool *applied, sr_driver_error *e);
+int sr__node_has_applied(sr_node *n, sr_driver_conn *conn, const char *want, int64_t written_ns,
+                         int64_t deadline, bool *applied, sr_driver_error *e);
+
+/*
+ * Whether a write made at `written_ns` (sr_clock_ns(); 0: unknown, never
+ * "likely behind") is younger than the replica usually takes to replay one:
+ * then asking it would most likely cost a round trip for nothing, and the
+ * read goes to the primary. Each such skip decays the estimate a little, so
+ * a replica that was once slow is asked again after a while.
+ */
+bool sr__node_likely_behind(sr_node *n, int64_t written_ns, int64_t now);
 
 /* Waits on `conn` until the replica has applied `want` or `until` passes (driver wait_replayed). */
 int sr__node_wait_applied(sr_node *n, sr_driver_conn *conn, const char *want, int64_t until,

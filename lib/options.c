@@ -62,8 +62,9 @@ static const sr_option_def option_defs[] = {
             "how often a replica's lag is measured when no prober runs"),
     ENUM_OPT("consistency.mode", consistency_mode, SR_CONSISTENCY_READ_YOUR_WRITES, consistency_names,
              "the read consistency a new session starts with"),
-    INT_OPT("consistency.wait_ms", consistency_wait_ms, 100, 0, 60000,
-            "how long a read waits for a replica to catch up before going to the primary"),
+    INT_OPT("consistency.wait_ms", consistency_wait_ms, -1, -1, 60000,
+            "how long a read waits for a replica to catch up before going to the primary "
+            "(-1: 100 ms when balance.primary_reads is never, else no wait)"),
 };
 
 const sr_option_def *sr__option_defs(size_t *count)

@@ -52,8 +52,22 @@ typedef struct sr_options {
     int replica_max_lag_ms;
     int replica_lag_refresh_ms;
     int consistency_mode;
-    int consistency_wait_ms;
+    int consistency_wait_ms; /* -1: see sr__consistency_wait_ms() */
 } sr_options;
+
+/*
+ * How long a read waits for a replica to replay what it needs. Waiting is
+ * for callers who would rather not read the primary: an explicit
+ * consistency.wait_ms, or primary reads forbidden (then 100 ms by default,
+ * since the alternative is SR_ESTALE). Otherwise a stale replica sends the
+ * read straight to the primary, which answers in one round trip.
+ */
+static inline int sr__consistency_wait_ms(const sr_options *o)
+{
+    if (o->consistency_wait_ms >= 0)
+        return o->consistency_wait_ms;
+    return o->primary_reads == SR_PRIMARY_READS_NEVER ? 100 : 0;
+}
 
 /* Every option at its default. */
 void sr__options_init(sr_options *o);

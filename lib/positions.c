@@ -24,7 +24,9 @@ void sr__positions_free(sr_positions *p, int nshards)
 {
     free_slots(p->written, nshards);
     free_slots(p->observed, nshards);
+    free(p->written_ns);
     p->written = p->observed = NULL;
+    p->written_ns = NULL;
 }
 
 /* Merges `pos` into (*slots)[shard] (allocating the slot array on first use). */
@@ -93,12 +95,26 @@ const char *sr__positions_required(const sr_positions *p, const sr_router *r, in
     return buf;
 }
 
+/* Notes when the write was made; without the array the write merely counts as old. */
+static void stamp_write(sr_positions *p, const sr_router *r, int shard)
+{
+    if (!p->written_ns)
+        p->written_ns = calloc((size_t)r->nshards, sizeof *p->written_ns);
+    if (p->written_ns)
+        p->written_ns[shard] = sr_clock_ns();
+}
+
 void sr__positions_record_write(sr_positions *p, sr_router *r, sr_node *primary,
-                                sr_driver_conn *conn, int64_t deadline)
+                                sr_driver_conn *conn, int64_t deadline, const char *known)
 {
     const sr_driver *d = sr__shard_positions_driver(r, primary->shard);
-    if (!d || !d->write_position)
+    if (!d || (!d->write_position && !(known && known[0])))
         return;
+    stamp_write(p, r, primary->shard);
+    if (known && known[0]) {
+        merge_into(p, r, &p->written, primary->shard, known);
+        return;
+    }
     char pos[SR_POSITION_MAX];
     sr_driver_error e;
     sr__driver_error_clear(&e);

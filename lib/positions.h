@@ -15,6 +15,8 @@
 typedef struct sr_positions {
     char **written;  /* [nshards]: position after the last write, or NULL */
     char **observed; /* [nshards]: position read at (monotonic), or NULL */
+    int64_t *written_ns; /* [nshards]: sr_clock_ns() of the last write recorded here, 0 when
+                            none (or the position came from a token: its age is unknown) */
     int lost;        /* recording one ran out of memory: reads that need a position go to the
                         primary for the rest of the session */
 } sr_positions;
@@ -43,10 +45,21 @@ void sr__positions_free(sr_positions *p, int nshards);
 const char *sr__positions_required(const sr_positions *p, const sr_router *r, int shard, int mode,
                                    char *buf, size_t len);
 
-/* After a write or commit on the primary: reads the write position on the same connection and
- * records it (unknown when it cannot be read: the shard's reads go to the primary). */
+/*
+ * After a write or commit on the primary: records `known` (the position the
+ * write's own exchange returned, sr__node_exec_at) or, when that is NULL or
+ * "", reads the write position on the same connection (unknown when it
+ * cannot be read: the shard's reads go to the primary). Stamps the write's
+ * time for the replay-delay estimate.
+ */
 void sr__positions_record_write(sr_positions *p, sr_router *r, sr_node *primary,
-                                sr_driver_conn *conn, int64_t deadline);
+                                sr_driver_conn *conn, int64_t deadline, const char *known);
+
+/* When this session last wrote on `shard` (sr_clock_ns()), 0 when unknown. */
+static inline int64_t sr__positions_written_ns(const sr_positions *p, int shard)
+{
+    return p->written_ns ? p->written_ns[shard] : 0;
+}
 
 /* After a monotonic read on `n`: records what the node has applied, fetched on `conn`. */
 void sr__positions_record_observed(sr_positions *p, sr_router *r, sr_node *n,

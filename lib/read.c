@@ -2,10 +2,15 @@
  * Where a read goes. Candidates are the shard's replicas (and the primary
  * when balance.primary_reads = always) that are healthy and within the lag
  * bound; the balance policy picks one; under read_your_writes / monotonic
- * the picked replica must also have applied the plan's position, checked on
- * the very connection the read will use. When no replica qualifies the read
- * waits up to consistency.wait_ms for one to catch up, then goes to the
- * primary, or fails with SR_ESTALE when primary reads are forbidden.
+ * the picked replica must also have applied the plan's position: known from
+ * its cached position, or checked on the very connection the read will use,
+ * in the statement's own exchange when the driver can (exec_at). A read
+ * costs at most one round trip more than an `any` read: a replica that
+ * likely has not replayed the session's write yet (node.c's replay-delay
+ * estimate) is not asked, and after one miss the read goes to the primary.
+ * Only a caller who would rather wait (consistency.wait_ms, or primary
+ * reads forbidden) waits for a replica to catch up; with primary reads
+ * forbidden a read that finds none fails with SR_ESTALE.
  */
 #include "read.h"
 
@@ -15,7 +20,9 @@
  * Picks a replica (or, under primary_reads = always, possibly the primary)
  * among the healthy, lag-eligible nodes not in `exclude`. An ejected node
  * whose back-off has passed is taken first, as its probe, so recovered nodes
- * come back without waiting for the others to fail. NULL when none.
+ * come back without waiting for the others to fail. NULL when none. (Nodes
+ * known to have applied the plan's position are not preferred: the policy's
+ * spread would then collapse onto whichever replica was asked last.)
  */
 static sr_node *pick_candidate(sr_router *r, sr_shard *sh, const sr_read_plan *plan,
                                uint64_t exclude, bool *probe)
@@ -62,27 +69,60 @@ static int acquire_primary(sr_router *r, int shard, int64_t deadline, sr_node **
     return rc;
 }
 
-int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, uint64_t exclude,
+int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, sr_read_tries *tries,
                      int64_t deadline, sr_node **node, sr_driver_conn **conn, bool *probe,
-                     sr_reason *why)
+                     const char **check, sr_reason *why)
 {
     sr_shard *sh = &r->shards[shard];
+    *check = NULL;
     if (plan->mode == SR_CONSISTENCY_PRIMARY)
         return acquire_primary(r, shard, deadline, node, conn, probe, why);
 
     const char *need = plan->need;
-    const char *why_not = NULL;  /* the last reason a replica was passed over */
-    uint64_t stale = 0;          /* replicas that were reachable but behind `need` */
+    int wait_ms = sr__consistency_wait_ms(&r->opts);
+    /*
+     * In a hurry (no wait asked for, the primary allowed), one replica is
+     * asked at most, and none whose replay-delay estimate says it has not
+     * replayed the session's write yet: each question is a round trip, and
+     * the primary answers in one. Not when the primary is down: then every
+     * replica is worth asking.
+     */
+    bool hurry = wait_ms == 0 && r->opts.primary_reads != SR_PRIMARY_READS_NEVER &&
+                 sr__health_is_up(&sh->nodes[0].health);
+    const char *why_not = tries->missed ? "no replica has replayed this session's position yet"
+                                        : NULL; /* the last reason a replica was passed over */
+    uint64_t exclude = tries->exclude;
+    uint64_t passed = 0;         /* replicas not asked this time */
     sr_node *unreachable = NULL; /* the last replica that could not be reached; why->err says why */
 
     if (!plan->need_unknown) {
-        for (int tries = 0; tries < sh->nnodes; tries++) {
+        int64_t now = 0;
+        for (int tried = 0; tried < sh->nnodes; tried++) {
             /* The deadline was set a moment ago: only a second try can be late. */
-            if (tries > 0 && sr_clock_ns() >= deadline)
+            if (tried > 0 && sr_clock_ns() >= deadline)
                 break;
-            sr_node *n = pick_candidate(r, sh, plan, exclude | stale, probe);
+            sr_node *n = pick_candidate(r, sh, plan, exclude | tries->stale | passed, probe);
             if (!n)
                 break;
+            bool ready = !need || n->role == SR_PRIMARY || sr__node_cached_covers(n, need);
+            if (!ready && hurry) {
+                if (!now)
+                    now = sr_clock_ns();
+                const char *skip = tries->missed ? "no replica has replayed this session's position yet"
+                                   : sr__node_likely_behind(n, plan->written_ns, now)
+                                       ? "the session's write is younger than replicas take to replay it"
+                                       : NULL;
+                if (skip) {
+                    if (*probe) {
+                        /* A node taken as its probe must be reported; this one is not used. */
+                        sr__node_unclaim_probe(n);
+                        *probe = false;
+                    }
+                    passed |= sr__node_bit(n);
+                    why_not = skip;
+                    continue;
+                }
+            }
             sr_driver_error e;
             sr__driver_error_clear(&e);
             sr_driver_conn *c = NULL;
@@ -93,13 +133,15 @@ int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, uint64_t
                 why->err = e;
                 continue;
             }
-            if (!need || n->role == SR_PRIMARY) {
+            if (ready || (sr__node_has_exec_at(n) && !plan->check_now)) {
+                /* Ready, or checked in the statement's own exchange by the caller. */
+                *check = ready ? NULL : need;
                 *node = n;
                 *conn = c;
                 return SR_OK;
             }
             bool applied = false;
-            int rc = sr__node_has_applied(n, c, need, deadline, &applied, &e);
+            int rc = sr__node_has_applied(n, c, need, plan->written_ns, deadline, &applied, &e);
             if (rc == SR_OK && applied) {
                 *node = n;
                 *conn = c;
@@ -110,18 +152,18 @@ int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, uint64_t
                 exclude |= sr__node_bit(n);
                 why_not = "a replica failed its position check";
             } else {
-                stale |= sr__node_bit(n);
+                tries->stale |= sr__node_bit(n);
+                tries->missed = true; /* in a hurry, only a replica known to be ready now */
                 why_not = "no replica has replayed this session's position yet";
             }
         }
 
         /* Behind, but reachable: wait a bounded time for one of them to catch up. */
-        int64_t wait_until = sr__deadline_after_ms(r->opts.consistency_wait_ms);
+        int64_t wait_until = sr__deadline_after_ms(wait_ms);
         if (wait_until > deadline)
             wait_until = deadline;
         const sr_driver *drv = sh->nodes[0].driver;
-        if (need && stale && r->opts.consistency_wait_ms > 0 && drv->abi_version >= 2 &&
-            drv->wait_replayed) {
+        if (need && tries->stale && wait_ms > 0 && drv->abi_version >= 2 && drv->wait_replayed) {
             sr_node *n = pick_candidate(r, sh, plan, exclude, probe);
             if (n && n->role != SR_REPLICA && *probe) {
                 /* A node taken as its probe must be reported; this one is not used. */

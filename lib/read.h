@@ -15,19 +15,34 @@ typedef struct sr_read_plan {
     const char *need;  /* position the node must have applied, or NULL */
     bool need_unknown; /* a position is needed but unknown: only the primary will do */
     uint64_t affinity; /* the session's key for the affinity policy */
+    int64_t written_ns; /* when the session last wrote on the shard (sr_clock_ns), 0: unknown */
+    bool check_now;    /* no statement carries the check (a read-only transaction's BEGIN):
+                          the node's position is checked before it is returned */
 } sr_read_plan;
+
+/* What the tries of one read have learnt so far (the caller starts it zeroed). */
+typedef struct sr_read_tries {
+    uint64_t exclude; /* nodes not to use again (they failed); bit = sr__node_bit() */
+    uint64_t stale;   /* replicas found behind plan->need */
+    bool missed;      /* a check in the statement's own exchange found a replica behind */
+} sr_read_tries;
 
 /*
  * Finds the node a read on `shard` goes to and checks out a connection on it
- * that satisfies the plan (health, lag, position checked on that very
- * connection), waiting up to consistency.wait_ms for a replica to catch up
- * before falling back to the primary. `exclude` is a bit mask of node
- * indexes not to use. Errors, with *why: SR_ESTALE, SR_EUNAVAILABLE,
- * SR_ETIMEOUT, connection errors.
+ * that satisfies the plan (health, lag, position), skipping the nodes of
+ * `tries`. When the replica's position must still be checked, *check is set
+ * to plan->need and the caller runs the statement with sr__node_exec_at(),
+ * the check in the statement's own exchange; if that finds the replica
+ * behind, the caller adds it to tries->stale, sets tries->missed and calls
+ * again. Otherwise (*check NULL) the node already qualifies. When no replica
+ * qualifies the read goes to the primary at once, unless the caller would
+ * rather wait (sr__consistency_wait_ms() > 0): then it waits that long for a
+ * replica first. Errors, with *why: SR_ESTALE, SR_EUNAVAILABLE, SR_ETIMEOUT,
+ * connection errors.
  */
-int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, uint64_t exclude,
+int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, sr_read_tries *tries,
                      int64_t deadline, sr_node **node, sr_driver_conn **conn, bool *probe,
-                     sr_reason *why);
+                     const char **check, sr_reason *why);
 
 /* The node's bit in an `exclude` mask (SR_MAX_NODES_PER_SHARD bounds the index). */
 static inline uint64_t sr__node_bit(const sr_node *n) { return (uint64_t)1 << n->index; }

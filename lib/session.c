@@ -80,7 +80,7 @@ int sr__session_fail_reason(sr_session *s, int status, const char *what, const s
                                 "balance.primary_reads is never",
                                 what, sh->name, why->detail,
                                 why->err.message[0] ? why->err.message : "the primary",
-                                r->opts.consistency_wait_ms);
+                                sr__consistency_wait_ms(&r->opts));
     case SR_REASON_LATE:
         return sr__session_fail(s, status, "%s on shard '%s': the statement deadline "
                                 "(statement_timeout_ms = %d) passed while looking for a node: %s",
@@ -166,6 +166,8 @@ void sr__session_read_plan(const sr_session *s, const sr_read_opts *ropts, int s
     else
         plan->max_lag_ms = s->router->opts.replica_max_lag_ms;
     plan->affinity = s->affinity;
+    plan->written_ns = 0;
+    plan->check_now = false;
     const sr_positions *pos = &s->positions;
     if (!sr__mode_uses_positions(plan->mode) || (!pos->written && !pos->observed && !pos->lost)) {
         /* any or primary, or nothing recorded yet: no position, decided without a call */
@@ -174,6 +176,7 @@ void sr__session_read_plan(const sr_session *s, const sr_read_opts *ropts, int s
         return;
     }
     const char *need = sr__positions_required(pos, s->router, shard, plan->mode, buf, len);
+    plan->written_ns = sr__positions_written_ns(pos, shard);
     plan->need_unknown = need == sr__position_unknown;
     plan->need = plan->need_unknown ? NULL : need;
 }

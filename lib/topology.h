@@ -43,6 +43,9 @@ typedef struct sr_node {
     /* A position this replica is known to have replayed (a lower bound), "" when unknown. */
     pthread_mutex_t pos_lock;
     char replay_pos[SR_POSITION_MAX];
+    /* How long this replica usually takes to replay a write (ns, a decaying estimate kept by
+     * node.c from position checks): a read younger than this goes to the primary unasked. */
+    _Atomic int64_t replay_delay_ns;
     /* The last connection-level failure, for "why was this node skipped" messages. */
     pthread_mutex_t last_error_lock;
     char last_error[256];

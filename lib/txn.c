@@ -124,11 +124,14 @@ static int begin_read_only(sr_session *s, sr_key key)
     char needbuf[SR_POSITION_MAX];
     sr_read_plan plan;
     sr__session_read_plan(s, NULL, shard, &plan, needbuf, sizeof needbuf);
+    plan.check_now = true; /* BEGIN cannot carry the position check */
     sr_node *n = NULL;
     sr_driver_conn *conn = NULL;
     bool probe = false;
+    sr_read_tries tries = {0};
+    const char *check = NULL; /* stays NULL: checked before the node is returned */
     sr_reason why;
-    int rc = sr__read_acquire(r, shard, &plan, 0, deadline, &n, &conn, &probe, &why);
+    int rc = sr__read_acquire(r, shard, &plan, &tries, deadline, &n, &conn, &probe, &check, &why);
     if (rc != SR_OK)
         return sr__session_fail_reason(s, rc, "read", &why);
     return begin_on(s, shard, n, conn, probe, 1, deadline);
@@ -147,7 +150,7 @@ static int commit(sr_session *s)
     int rc = n->driver->commit(s->txn_conn, deadline, &e);
     if (rc == SR_OK) {
         if (!s->txn_read_only && sr__mode_uses_positions(s->mode))
-            sr__positions_record_write(&s->positions, r, n, s->txn_conn, deadline);
+            sr__positions_record_write(&s->positions, r, n, s->txn_conn, deadline, NULL);
         unpin(s, rc, NULL);
         return SR_OK;
     }

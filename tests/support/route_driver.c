@@ -28,7 +28,7 @@ static void trace_add(const route_node *n, char mark)
     size_t used = strlen(trace);
     if (used + strlen(n->name) + 3 < sizeof trace)
         snprintf(trace + used, sizeof trace - used, "%s%s%s", used ? " " : "", n->name,
-                 mark == '!' ? "!" : mark == '~' ? "~" : "");
+                 mark == '!' ? "!" : mark == '~' ? "~" : mark == '?' ? "?" : "");
     pthread_mutex_unlock(&trace_lock);
 }
 
@@ -150,11 +150,9 @@ static int is_read(const char *sql)
     return strncasecmp(sql, "SELECT", 6) == 0;
 }
 
-static int fake_exec(sr_driver_conn *c, const char *sql, int nparams, const char *const *params,
-                     int64_t deadline_ns, sr_result_builder *rb, sr_driver_error *err)
+/* What every statement goes through first: the counters, the stall and the failure knobs. */
+static int fake_prelude(route_node *n, int64_t deadline_ns, sr_driver_error *err)
 {
-    (void)nparams, (void)params;
-    route_node *n = c->node;
     atomic_fetch_add(&n->execs, 1);
     atomic_store(&n->last_exec_deadline_ns, deadline_ns);
     if (stall(atomic_load(&n->stall_ms), deadline_ns)) {
@@ -170,6 +168,12 @@ static int fake_exec(sr_driver_conn *c, const char *sql, int nparams, const char
         return sr_driver_error_set(err, SR_ECONNECT, 1, "08006", 0,
                                    "fake: connection to %s lost", n->name);
     }
+    return SR_OK;
+}
+
+/* The statement itself, after the prelude. */
+static int fake_run(route_node *n, const char *sql, sr_result_builder *rb, sr_driver_error *err)
+{
     if (is_read(sql)) {
         const char *col = "node";
         if (sr_result_builder_columns(rb, 1, &col) != SR_OK ||
@@ -182,6 +186,14 @@ static int fake_exec(sr_driver_conn *c, const char *sql, int nparams, const char
     atomic_fetch_add(&n->exec_ok, 1);
     trace_add(n, 0);
     return SR_OK;
+}
+
+static int fake_exec(sr_driver_conn *c, const char *sql, int nparams, const char *const *params,
+                     int64_t deadline_ns, sr_result_builder *rb, sr_driver_error *err)
+{
+    (void)nparams, (void)params;
+    int rc = fake_prelude(c->node, deadline_ns, err);
+    return rc != SR_OK ? rc : fake_run(c->node, sql, rb, err);
 }
 
 static int fake_begin(sr_driver_conn *c, int read_only, int64_t deadline_ns, sr_driver_error *err)
@@ -328,6 +340,45 @@ static int fake_wait_replayed(sr_driver_conn *c, const char *position, int64_t d
     return SR_OK;
 }
 
+/*
+ * The "fakeat" registration's exec_at: the same statement as exec, with the
+ * replica's check or the primary's write position in its one call.
+ */
+static int fake_exec_at(sr_driver_conn *c, const char *sql, int nparams, const char *const *params,
+                        const char *need, int64_t deadline_ns, sr_result_builder *rb, char *pos,
+                        size_t poslen, int *stale, sr_driver_error *err)
+{
+    (void)nparams, (void)params;
+    route_node *n = c->node;
+    *stale = 0;
+    pos[0] = '\0';
+    atomic_fetch_add(&n->exec_ats, 1);
+    int64_t want = 0;
+    if (need && parse_pos(need, &want))
+        return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0, "fake: bad position");
+    int rc = fake_prelude(n, deadline_ns, err);
+    if (rc != SR_OK)
+        return rc;
+    if (need) {
+        int64_t have = atomic_load(&n->position);
+        if (format_pos(have, pos, poslen, err) != SR_OK)
+            return err->status;
+        if (have < want) {
+            *stale = 1;
+            atomic_fetch_add(&n->stale_checks, 1);
+            trace_add(n, '?');
+            return SR_OK;
+        }
+        return fake_run(n, sql, rb, err);
+    }
+    rc = fake_run(n, sql, rb, err);
+    /* fail_write_position: the exchange brought no position back (""): the core asks. */
+    if (rc == SR_OK && !atomic_load(&n->fail_write_position) &&
+        format_pos(atomic_load(&n->position), pos, poslen, err) != SR_OK)
+        return err->status;
+    return rc;
+}
+
 const sr_driver *route_driver(void)
 {
     static const char *const schemes[] = {"fake", NULL};
@@ -351,6 +402,35 @@ const sr_driver *route_driver(void)
         .position_covers = fake_position_covers,
         .position_merge = fake_position_merge,
         .wait_replayed = fake_wait_replayed,
+        /* no exec_at: it stands for a driver without one (before ABI 5) */
+    };
+    return &drv;
+}
+
+const sr_driver *route_driver_at(void)
+{
+    static const char *const schemes[] = {"fakeat", NULL};
+    static const sr_driver drv = {
+        .abi_version = SR_DRIVER_ABI_VERSION,
+        .name = "fakeat",
+        .schemes = schemes,
+        .dialect = SR_SQL_GENERIC,
+        .connect = fake_connect,
+        .close = fake_close,
+        .exec = fake_exec,
+        .begin = fake_begin,
+        .commit = fake_commit,
+        .rollback = fake_rollback,
+        .ping = fake_ping,
+        .server_role = fake_server_role,
+        .write_position = fake_write_position,
+        .has_replayed = fake_has_replayed,
+        .replica_lag_ms = fake_replica_lag_ms,
+        .replay_position = fake_replay_position,
+        .position_covers = fake_position_covers,
+        .position_merge = fake_position_merge,
+        .wait_replayed = fake_wait_replayed,
+        .exec_at = fake_exec_at,
     };
     return &drv;
 }
@@ -359,7 +439,8 @@ void route_driver_reset(void)
 {
     static int registered;
     if (!registered) {
-        if (sr_driver_register(route_driver()) != SR_OK) {
+        if (sr_driver_register(route_driver()) != SR_OK ||
+            sr_driver_register(route_driver_at()) != SR_OK) {
             fprintf(stderr, "route_driver_reset: sr_driver_register refused the fake driver\n");
             abort();
         }

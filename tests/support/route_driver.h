@@ -73,12 +73,22 @@ typedef struct route_node {
     _Atomic int write_position_reads;
     _Atomic int lag_reads;      /* replica_lag_ms() calls */
     _Atomic int waits;          /* wait_replayed() calls */
+    _Atomic int exec_ats;       /* exec_at() calls ("fakeat" scheme) */
+    _Atomic int stale_checks;   /* exec_at() calls whose check found the node behind */
     _Atomic int64_t last_exec_deadline_ns; /* the deadline the last exec() was given */
     _Atomic int64_t last_wait_deadline_ns; /* the deadline the last wait_replayed() was given */
 } route_node;
 
-/* The driver (registered on first use; the same struct for the process). */
+/*
+ * The driver (registered on first use; the same struct for the process).
+ * Scheme "fake" stands for a driver without exec_at: the core checks a
+ * replica's position in a round trip of its own. Scheme "fakeat" is the same
+ * driver with exec_at (driver ABI 5): the check or the write position comes
+ * in the statement's own call; a stale check runs nothing, adds '?' to the
+ * trace and counts in stale_checks. Both reach the same nodes.
+ */
 const sr_driver *route_driver(void);
+const sr_driver *route_driver_at(void);
 
 /* Registers the driver if needed and forgets every node and the trace. */
 void route_driver_reset(void);
@@ -92,8 +102,8 @@ route_node *route_node_find(const char *name);
 
 /*
  * The names of the nodes that ran statements since the last call, in order,
- * separated by spaces, a failed exec followed by '!' and a timed-out one by
- * '~' ("s0r1! s0p"). Writes the text into buf (truncated to fit) and clears
+ * separated by spaces, a failed exec followed by '!', a timed-out one by
+ * '~' and one whose position check found the node behind by '?' ("s0r1! s0p"). Writes the text into buf (truncated to fit) and clears
  * it.
  */
 const char *route_trace_take(char *buf, size_t len);

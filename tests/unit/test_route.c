@@ -82,6 +82,9 @@ static void config_set(sr_config *c, const char *k, const char *v)
  * are declared to the fake driver unless they exist (a second router of the
  * same topology shares them, like a second process).
  */
+/* The URI scheme open_router() gives nodes: "fake", or "fakeat" (with exec_at). */
+static const char *scheme = "fake";
+
 static sr_router *open_router(int nshards, int nreplicas, const char *const *opts)
 {
     sr_config *c = sr_config_new();
@@ -115,7 +118,7 @@ static sr_router *open_router(int nshards, int nreplicas, const char *const *opt
                 snprintf(node, sizeof node, "s%dr%d", i, j);
             if (!route_node_find(node))
                 route_node_add(node, j == 0 ? SR_PRIMARY : SR_REPLICA);
-            snprintf(uri, sizeof uri, "fake://127.0.0.1/%s", node);
+            snprintf(uri, sizeof uri, "%s://127.0.0.1/%s", scheme, node);
             ck_assert_msg(sr_config_add_node(c, shard, j == 0 ? SR_PRIMARY : SR_REPLICA, uri, 1) ==
                               SR_OK,
                           "%s", sr_config_errmsg(c));
@@ -188,6 +191,7 @@ static char trace_buf[4096];
 static void setup(void)
 {
     route_driver_reset();
+    scheme = "fake";
     atomic_store(&ejected_lines, 0);
     last_log[0] = '\0';
 }
@@ -546,6 +550,29 @@ END_TEST
 
 /* ---- positions: read-your-writes, monotonic, waiting, SR_ESTALE ---- */
 
+/*
+ * Reads shard `shard` until `want` serves it (at most 2 s), every other read
+ * from the primary or `also` (NULL: none). A replica found behind a session's write is not asked
+ * again until the write is older than the delay it was found behind at
+ * (twice that: node.c's replay-delay estimate), so the read right after the
+ * replica replays may still go to the primary. Returns who served last.
+ */
+static const char *read_until_served_by(sr_session *s, int shard, const char *want,
+                                        const char *also)
+{
+    const char *who = "";
+    int64_t until = now_ms() + 2000;
+    while (now_ms() < until) {
+        who = read_on(s, shard);
+        if (strcmp(who, want) == 0)
+            break;
+        ck_assert_msg(who[strlen(who) - 1] == 'p' || (also && strcmp(who, also) == 0),
+                      "a read went to %s", who);
+        pause_ms(1);
+    }
+    return who;
+}
+
 START_TEST(read_your_writes_skips_a_replica_that_has_not_replayed)
 {
     sr_router *r = open_router(1, 2, NULL);
@@ -577,13 +604,144 @@ START_TEST(read_your_writes_skips_a_replica_that_has_not_replayed)
         read_on(other, 0);
     ck_assert_int_eq(ok_on("s0r2"), 4);
 
-    /* Once r2 has replayed it, it serves this session again. */
+    /* Once r2 has replayed it, it serves this session again (as soon as the write is older
+     * than the delay r2 was last found behind at). */
     atomic_store(&N("s0r2")->position, 1);
-    int before = ok_on("s0r2");
-    for (int i = 0; i < 4; i++)
-        read_on(s, 0);
-    ck_assert_int_eq(ok_on("s0r2") - before, 2);
+    ck_assert_str_eq(read_until_served_by(s, 0, "s0r2", "s0r1"), "s0r2");
     sr_session_free(other);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+/* Replicas' exec_at calls and the stale ones among them. */
+static int replica_exec_ats(void)
+{
+    return atomic_load(&N("s0r1")->exec_ats) + atomic_load(&N("s0r2")->exec_ats);
+}
+static int replica_stale_checks(void)
+{
+    return atomic_load(&N("s0r1")->stale_checks) + atomic_load(&N("s0r2")->stale_checks);
+}
+
+START_TEST(exec_at_carries_the_write_position_and_the_replica_check)
+{
+    scheme = "fakeat";
+    sr_router *r = open_router(1, 2, NULL);
+    sr_session *s = new_session(r);
+    write_on(s, 0);
+    /* The position came with the write: no second call to the primary. */
+    ck_assert_int_eq(atomic_load(&N("s0p")->exec_ats), 1);
+    ck_assert_int_eq(atomic_load(&N("s0p")->write_position_reads), 0);
+    ASSERT_CONTAINS(sr_session_token(s), ";s0=1");
+    atomic_store(&N("s0r1")->position, 1);
+    atomic_store(&N("s0r2")->position, 1);
+    /* Both replicas have replayed it: each read is one exec_at, never a separate check. */
+    for (int i = 0; i < 4; i++)
+        ck_assert_str_ne(read_on(s, 0), "s0p");
+    ck_assert_int_eq(ok_on("s0r1"), 2);
+    ck_assert_int_eq(ok_on("s0r2"), 2);
+    ck_assert_int_eq(atomic_load(&N("s0r1")->position_reads) +
+                         atomic_load(&N("s0r2")->position_reads), 0);
+    /* The first read on each replica checked in its exchange; after that the cached position
+     * covers the write and the read is a plain exec. */
+    ck_assert_int_eq(replica_exec_ats(), 2);
+    ck_assert_int_eq(replica_stale_checks(), 0);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(a_stale_check_in_the_exchange_falls_back_to_the_primary)
+{
+    scheme = "fakeat";
+    sr_router *r = open_router(1, 1, NULL);
+    sr_session *s = new_session(r);
+    char trace[256];
+    write_on(s, 0);
+    route_trace_take(trace, sizeof trace);
+    /* Behind: one exchange with the replica that serves nothing, then the primary. */
+    ck_assert_str_eq(read_on(s, 0), "s0p");
+    ck_assert_str_eq(route_trace_take(trace, sizeof trace), "s0r1? s0p");
+    ck_assert_int_eq(ok_on("s0r1"), 0);
+    ck_assert_int_eq(atomic_load(&N("s0r1")->position_reads), 0); /* no separate check */
+    ck_assert_uint_eq(node_info(r, 0, 1).statements, 0);       /* served nothing */
+    ck_assert_int_eq(node_info(r, 0, 1).healthy, 1);           /* and is no failure */
+    /* Caught up (and the write old enough for the replay-delay estimate): the replica serves,
+     * its check in the same exchange. */
+    atomic_store(&N("s0r1")->position, 1);
+    ck_assert_str_eq(read_until_served_by(s, 0, "s0r1", NULL), "s0r1");
+    int ats = atomic_load(&N("s0r1")->exec_ats);
+    /* Now its cached position covers the write: plain reads, no check at all. */
+    for (int i = 0; i < 3; i++)
+        ck_assert_str_eq(read_on(s, 0), "s0r1");
+    ck_assert_int_eq(atomic_load(&N("s0r1")->exec_ats), ats);
+    /* primary_reads = never: the miss fails with SR_ESTALE after the wait (100 ms by default). */
+    sr_session_free(s);
+    sr_router_close(r);
+    route_driver_reset();
+    const char *never[] = {"consistency.wait_ms", "-1", "balance.primary_reads", "never", NULL};
+    r = open_router(1, 1, never);
+    s = new_session(r);
+    write_on(s, 0);
+    int64_t t0 = now_ms();
+    ck_assert_int_eq(read_fails(s, 0, NULL), SR_ESTALE);
+    int64_t took = now_ms() - t0;
+    ck_assert_int_eq(atomic_load(&N("s0r1")->stale_checks), 1);
+    ck_assert_int_eq(atomic_load(&N("s0r1")->waits), 1);
+    ck_assert_msg(took >= 90 && took < 100 + slack_ms(), "took %lld ms", (long long)took);
+    ASSERT_CONTAINS(sr_session_errmsg(s), "waited up to 100 ms");
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(a_write_younger_than_the_replay_delay_reads_the_primary_unasked)
+{
+    scheme = "fakeat";
+    sr_router *r = open_router(1, 2, NULL);
+    sr_session *s = new_session(r);
+    /* Teach both replicas a long replay delay: each is found behind a write 200 ms old. */
+    write_on(s, 0);
+    pause_ms(200);
+    ck_assert_str_eq(read_on(s, 0), "s0p");
+    ck_assert_str_eq(read_on(s, 0), "s0p");
+    ck_assert_int_eq(atomic_load(&N("s0r1")->stale_checks), 1);
+    ck_assert_int_eq(atomic_load(&N("s0r2")->stale_checks), 1);
+    /* A fresh write: reads go straight to the primary without asking either replica (one
+     * exchange each, as with `any`), as long as the write is younger than 400 ms. */
+    write_on(s, 0);
+    int before = replica_exec_ats();
+    int64_t t0 = now_ms();
+    for (int i = 0; i < 10; i++)
+        ck_assert_str_eq(read_on(s, 0), "s0p");
+    int64_t took = now_ms() - t0;
+    if (took < 300) /* a machine that stalled the burst for longer proves nothing here */
+        ck_assert_int_eq(replica_exec_ats(), before);
+    /* The estimate decays (each skip by 1/64, each successful check by 1/16) and follows the
+     * replicas back once they replay quickly again. */
+    atomic_store(&N("s0r1")->position, 2);
+    atomic_store(&N("s0r2")->position, 2);
+    ck_assert_str_eq(read_until_served_by(s, 0, "s0r1", "s0r2"), "s0r1");
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(a_write_whose_exchange_brings_no_position_asks_for_it)
+{
+    scheme = "fakeat";
+    sr_router *r = open_router(1, 1, NULL);
+    sr_session *s = new_session(r);
+    atomic_store(&N("s0p")->fail_write_position, 1); /* "" from exec_at, and the ask fails */
+    write_on(s, 0);
+    ck_assert_int_eq(atomic_load(&N("s0p")->write_position_reads), 1);
+    atomic_store(&N("s0r1")->position, 5);
+    ck_assert_str_eq(read_on(s, 0), "s0p"); /* unknown position: only the primary will do */
+    atomic_store(&N("s0p")->fail_write_position, 0);
+    write_on(s, 0);
+    ck_assert_int_eq(atomic_load(&N("s0p")->write_position_reads), 1); /* not asked again */
+    ASSERT_CONTAINS(sr_session_token(s), ";s0=2");
     sr_session_free(s);
     sr_router_close(r);
 }
@@ -1054,7 +1212,7 @@ START_TEST(a_transaction_pins_the_primary_of_its_shard)
     /* The commit recorded the write: the replica that has not replayed it is skipped. */
     ck_assert_str_eq(read_on(s, 0), "s0p");
     atomic_store(&N("s0r1")->position, 1);
-    ck_assert_str_eq(read_on(s, 0), "s0r1");
+    ck_assert_str_eq(read_until_served_by(s, 0, "s0r1", NULL), "s0r1");
     ck_assert_str_eq(read_on(s, 1), "s1r1");
     sr_session_free(s);
     sr_router_close(r);
@@ -1421,6 +1579,10 @@ static Suite *route_suite(void)
     tcase_add_test(tc, lag_is_measured_again_and_a_recovered_replica_serves);
     tcase_add_test(tc, a_broken_replica_found_by_the_prober_is_skipped_without_a_bound);
     tcase_add_test(tc, read_your_writes_skips_a_replica_that_has_not_replayed);
+    tcase_add_test(tc, exec_at_carries_the_write_position_and_the_replica_check);
+    tcase_add_test(tc, a_stale_check_in_the_exchange_falls_back_to_the_primary);
+    tcase_add_test(tc, a_write_younger_than_the_replay_delay_reads_the_primary_unasked);
+    tcase_add_test(tc, a_write_whose_exchange_brings_no_position_asks_for_it);
     tcase_add_test(tc, read_your_writes_waits_for_a_replica_to_catch_up);
     tcase_add_test(tc, read_your_writes_reads_the_primary_when_the_wait_expires);
     tcase_add_test(tc, stale_when_no_replica_caught_up_and_primary_reads_are_never);
