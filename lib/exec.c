@@ -79,7 +79,7 @@ static int read_on_shard(sr_session *s, int shard, const sr_read_opts *ropts, co
             rc = sr__node_exec(r, n, c, sql, nparams, params, deadline, timed, out, e);
         }
         if (rc == SR_OK && !stale && plan.mode == SR_CONSISTENCY_MONOTONIC)
-            sr__positions_record_observed(&s->positions, r, n, c, deadline);
+            sr__positions_note_read(&s->positions, r, n, c, deadline);
         sr__node_release(r, n, c, rc, e, probe);
         if (rc == SR_OK && stale) {
             /* Behind: the replica answered (no failure); the next try goes elsewhere. */

@@ -25,6 +25,8 @@ void sr__positions_free(sr_positions *p, int nshards)
     free_slots(p->written, nshards);
     free_slots(p->observed, nshards);
     free(p->written_ns);
+    free(p->read_on);
+    p->read_on = NULL;
     p->written = p->observed = NULL;
     p->written_ns = NULL;
 }
@@ -137,12 +139,23 @@ void sr__positions_record_write(sr_positions *p, sr_router *r, sr_node *primary,
         p->lost = 1;
 }
 
-void sr__positions_record_observed(sr_positions *p, sr_router *r, sr_node *n,
-                                   sr_driver_conn *conn, int64_t deadline)
+void sr__positions_note_read(sr_positions *p, sr_router *r, sr_node *n, sr_driver_conn *conn,
+                             int64_t deadline)
 {
     const sr_driver *d = sr__shard_positions_driver(r, n->shard);
     if (!d)
         return;
+    if (n->role == SR_REPLICA) {
+        if (!p->read_on)
+            p->read_on = calloc((size_t)r->nshards, sizeof *p->read_on);
+        if (p->read_on) {
+            p->read_on[n->shard] = n->index + 1;
+            return;
+        }
+        /* No memory to remember the node: ask its position instead, as for the primary. */
+    } else if (p->read_on) {
+        p->read_on[n->shard] = 0;
+    }
     /* Asked after the read, so it is at least the state the read saw. */
     char pos[SR_POSITION_MAX];
     sr_driver_error e;

@@ -15,6 +15,9 @@
 typedef struct sr_positions {
     char **written;  /* [nshards]: position after the last write, or NULL */
     char **observed; /* [nshards]: position read at (monotonic), or NULL */
+    int *read_on;    /* [nshards]: index + 1 of the node a monotonic read last ran on without
+                        asking its position (0: none): the next read sticks to that node,
+                        which never goes back, or asks; see sr__positions_note_read() */
     int64_t *written_ns; /* [nshards]: sr_clock_ns() of the last write recorded here, 0 when
                             none (or the position came from a token: its age is unknown) */
     int lost;        /* recording one ran out of memory: reads that need a position go to the
@@ -61,9 +64,22 @@ static inline int64_t sr__positions_written_ns(const sr_positions *p, int shard)
     return p->written_ns ? p->written_ns[shard] : 0;
 }
 
-/* After a monotonic read on `n`: records what the node has applied, fetched on `conn`. */
-void sr__positions_record_observed(sr_positions *p, sr_router *r, sr_node *n,
-                                   sr_driver_conn *conn, int64_t deadline);
+/*
+ * After a monotonic read on `n`. A replica's state only moves forward, so
+ * the next read may go to the same replica without knowing where this one
+ * read: only the node is remembered (no round trip), and the next read of
+ * the shard sticks to it (sr__positions_sticky_node). A read on the primary
+ * records what the primary has applied, fetched on `conn` (a round trip):
+ * that is the one place reads can go on from to any replica.
+ */
+void sr__positions_note_read(sr_positions *p, sr_router *r, sr_node *n, sr_driver_conn *conn,
+                             int64_t deadline);
+
+/* The node index the shard's next monotonic read sticks to, or -1. */
+static inline int sr__positions_sticky_node(const sr_positions *p, int shard)
+{
+    return p->read_on && p->read_on[shard] ? p->read_on[shard] - 1 : -1;
+}
 
 /* Merges an imported position (a token's) into what this session wrote on `shard`. */
 void sr__positions_merge_written(sr_positions *p, const sr_router *r, int shard, const char *pos);

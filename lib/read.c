@@ -32,7 +32,13 @@ static sr_node *pick_candidate(sr_router *r, sr_shard *sh, const sr_read_plan *p
     sr_node *nodes[SR_MAX_NODES_PER_SHARD];
     int n = 0;
     int first = r->opts.primary_reads == SR_PRIMARY_READS_ALWAYS ? 0 : 1;
-    for (int i = first; i < sh->nnodes; i++) {
+    int last = sh->nnodes;
+    if (plan->sticky >= 0) {
+        /* A monotonic read goes on from the node it last read at, or to the primary. */
+        first = plan->sticky;
+        last = plan->sticky + 1;
+    }
+    for (int i = first; i < last; i++) {
         sr_node *node = &sh->nodes[i];
         if (exclude & sr__node_bit(node))
             continue;

@@ -16,6 +16,9 @@ typedef struct sr_read_plan {
     bool need_unknown; /* a position is needed but unknown: only the primary will do */
     uint64_t affinity; /* the session's key for the affinity policy */
     int64_t written_ns; /* when the session last wrote on the shard (sr_clock_ns), 0: unknown */
+    int sticky;        /* >= 0: the only replica this read may use (a monotonic read goes on
+                          from the node it last read at, sr__positions_note_read); else the
+                          primary. -1: any */
     bool check_now;    /* no statement carries the check (a read-only transaction's BEGIN):
                           the node's position is checked before it is returned */
 } sr_read_plan;

@@ -168,7 +168,10 @@ void sr__session_read_plan(const sr_session *s, const sr_read_opts *ropts, int s
     plan->affinity = s->affinity;
     plan->written_ns = 0;
     plan->check_now = false;
+    plan->sticky = -1;
     const sr_positions *pos = &s->positions;
+    if (plan->mode == SR_CONSISTENCY_MONOTONIC)
+        plan->sticky = sr__positions_sticky_node(pos, shard);
     if (!sr__mode_uses_positions(plan->mode) || (!pos->written && !pos->observed && !pos->lost)) {
         /* any or primary, or nothing recorded yet: no position, decided without a call */
         plan->need = NULL;

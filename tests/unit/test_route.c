@@ -855,10 +855,27 @@ START_TEST(monotonic_never_reads_an_older_state)
         ck_assert_str_eq(read_on(s, 0), "s0r1");
     ck_assert_int_eq(ok_on("s0r2"), r2);
     atomic_store(&N("s0r2")->position, 5);
+    /* The session sticks to r1, whose state never goes back, without asking its position:
+     * the reads are the only calls. */
+    int asked = atomic_load(&N("s0r1")->position_reads) + atomic_load(&N("s0r2")->position_reads);
     for (int i = 0; i < 4; i++)
-        read_on(s, 0);
-    ck_assert_int_eq(ok_on("s0r2") - r2, 2);
+        ck_assert_str_eq(read_on(s, 0), "s0r1");
+    ck_assert_int_eq(atomic_load(&N("s0r1")->position_reads) +
+                         atomic_load(&N("s0r2")->position_reads),
+                     asked);
+    ck_assert_int_eq(ok_on("s0r2"), r2);
     ck_assert_int_eq(sent_to("s0p"), 0);
+    /* When r1 cannot serve, the read goes to the primary (never to another replica that might
+     * be behind what r1 showed), whose position is then asked ... */
+    atomic_store(&N("s0r1")->fail_execs, 1);
+    ck_assert_str_eq(read_on(s, 0), "s0p");
+    ck_assert_int_eq(atomic_load(&N("s0p")->write_position_reads), 1);
+    /* ... and from there a replica that has applied it serves again (the next one in turn,
+     * r2, to which the session then sticks). */
+    for (int i = 0; i < 4; i++)
+        ck_assert_str_eq(read_on(s, 0), "s0r2");
+    ck_assert_int_eq(ok_on("s0r2") - r2, 4);
+    ck_assert_int_eq(sent_to("s0p"), 1);
     sr_session_free(s);
     sr_router_close(r);
 }
