@@ -26,7 +26,8 @@ void sr__positions_free(sr_positions *p, int nshards)
     free_slots(p->observed, nshards);
     free(p->written_ns);
     free(p->read_on);
-    p->read_on = NULL;
+    free(p->read_on_count);
+    p->read_on = p->read_on_count = NULL;
     p->written = p->observed = NULL;
     p->written_ns = NULL;
 }
@@ -145,16 +146,24 @@ void sr__positions_note_read(sr_positions *p, sr_router *r, sr_node *n, sr_drive
     const sr_driver *d = sr__shard_positions_driver(r, n->shard);
     if (!d)
         return;
-    if (n->role == SR_REPLICA) {
-        if (!p->read_on)
-            p->read_on = calloc((size_t)r->nshards, sizeof *p->read_on);
-        if (p->read_on) {
-            p->read_on[n->shard] = n->index + 1;
+    if (!p->read_on) {
+        p->read_on = calloc((size_t)r->nshards, sizeof *p->read_on);
+        p->read_on_count = calloc((size_t)r->nshards, sizeof *p->read_on_count);
+        if (!p->read_on || !p->read_on_count) {
+            /* No memory to remember the node: ask its position, as for the primary. */
+            free(p->read_on);
+            free(p->read_on_count);
+            p->read_on = p->read_on_count = NULL;
+        }
+    }
+    if (p->read_on) {
+        int *on = &p->read_on[n->shard], *count = &p->read_on_count[n->shard];
+        if (n->role == SR_REPLICA && (*on != n->index + 1 || *count < SR_STICKY_READS - 1)) {
+            *count = *on == n->index + 1 ? *count + 1 : 1;
+            *on = n->index + 1;
             return;
         }
-        /* No memory to remember the node: ask its position instead, as for the primary. */
-    } else if (p->read_on) {
-        p->read_on[n->shard] = 0;
+        *on = *count = 0;
     }
     /* Asked after the read, so it is at least the state the read saw. */
     char pos[SR_POSITION_MAX];

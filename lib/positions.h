@@ -18,6 +18,7 @@ typedef struct sr_positions {
     int *read_on;    /* [nshards]: index + 1 of the node a monotonic read last ran on without
                         asking its position (0: none): the next read sticks to that node,
                         which never goes back, or asks; see sr__positions_note_read() */
+    int *read_on_count; /* [nshards]: reads in a row on that node */
     int64_t *written_ns; /* [nshards]: sr_clock_ns() of the last write recorded here, 0 when
                             none (or the position came from a token: its age is unknown) */
     int lost;        /* recording one ran out of memory: reads that need a position go to the
@@ -68,10 +69,14 @@ static inline int64_t sr__positions_written_ns(const sr_positions *p, int shard)
  * After a monotonic read on `n`. A replica's state only moves forward, so
  * the next read may go to the same replica without knowing where this one
  * read: only the node is remembered (no round trip), and the next read of
- * the shard sticks to it (sr__positions_sticky_node). A read on the primary
- * records what the primary has applied, fetched on `conn` (a round trip):
- * that is the one place reads can go on from to any replica.
+ * the shard sticks to it (sr__positions_sticky_node). Every
+ * SR_STICKY_READS-th read in a row on one replica, and every read on the
+ * primary, records what the node has applied instead, fetched on `conn` (a
+ * round trip), from which reads may go on to any replica that has applied
+ * it: a session does not stay on one replica (perhaps the one that lags)
+ * for good, and the policy's spread comes back.
  */
+#define SR_STICKY_READS 8
 void sr__positions_note_read(sr_positions *p, sr_router *r, sr_node *n, sr_driver_conn *conn,
                              int64_t deadline);
 

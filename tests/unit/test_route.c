@@ -855,26 +855,26 @@ START_TEST(monotonic_never_reads_an_older_state)
         ck_assert_str_eq(read_on(s, 0), "s0r1");
     ck_assert_int_eq(ok_on("s0r2"), r2);
     atomic_store(&N("s0r2")->position, 5);
-    /* The session sticks to r1, whose state never goes back, without asking its position:
-     * the reads are the only calls. */
+    /* The session sticks to the replica it read at, whose state never goes back, asking its
+     * position only every 8th read in a row (SR_STICKY_READS), and once more when it moves
+     * on to another replica (this driver checks in a call of its own). */
     int asked = atomic_load(&N("s0r1")->position_reads) + atomic_load(&N("s0r2")->position_reads);
-    for (int i = 0; i < 4; i++)
-        ck_assert_str_eq(read_on(s, 0), "s0r1");
-    ck_assert_int_eq(atomic_load(&N("s0r1")->position_reads) +
-                         atomic_load(&N("s0r2")->position_reads),
-                     asked);
-    ck_assert_int_eq(ok_on("s0r2"), r2);
+    for (int i = 0; i < 16; i++)
+        read_on(s, 0);
+    int asks = atomic_load(&N("s0r1")->position_reads) + atomic_load(&N("s0r2")->position_reads) -
+               asked;
+    ck_assert_msg(asks >= 2 && asks <= 4, "%d position asks in 16 reads", asks);
+    ck_assert_int_gt(ok_on("s0r2"), r2); /* the spread comes back */
     ck_assert_int_eq(sent_to("s0p"), 0);
-    /* When r1 cannot serve, the read goes to the primary (never to another replica that might
-     * be behind what r1 showed), whose position is then asked ... */
-    atomic_store(&N("s0r1")->fail_execs, 1);
+    /* When that replica cannot serve, the read goes to the primary (never to another replica
+     * that might be behind what it showed), whose position is then asked ... */
+    const char *last = read_on(s, 0);
+    atomic_store(&N(last)->fail_execs, 1);
     ck_assert_str_eq(read_on(s, 0), "s0p");
     ck_assert_int_eq(atomic_load(&N("s0p")->write_position_reads), 1);
-    /* ... and from there a replica that has applied it serves again (the next one in turn,
-     * r2, to which the session then sticks). */
+    /* ... and from there the replicas serve again. */
     for (int i = 0; i < 4; i++)
-        ck_assert_str_eq(read_on(s, 0), "s0r2");
-    ck_assert_int_eq(ok_on("s0r2") - r2, 4);
+        ck_assert_str_ne(read_on(s, 0), "s0p");
     ck_assert_int_eq(sent_to("s0p"), 1);
     sr_session_free(s);
     sr_router_close(r);
