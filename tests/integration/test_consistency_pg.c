@@ -941,6 +941,73 @@ START_TEST(a_per_read_lag_bound_overrides_the_session)
 }
 END_TEST
 
+/* ---- 1b. the check in the read's own exchange -------------------------------- */
+
+/*
+ * With the default consistency.wait_ms (no wait while the primary may be
+ * read), a read-your-writes read checks a replica in the read's own exchange
+ * (the driver's exec_at: PostgreSQL pipelines the check and the statement).
+ * Behind (replay paused): the replica's rows are dropped, the read is served
+ * by the primary, fresh, and the replica is not counted as having served
+ * anything. Current (the write replayed): the replica serves it, fresh.
+ */
+START_TEST(the_check_in_the_reads_exchange_falls_back_when_behind_and_serves_when_current)
+{
+    on_every_primary("DROP TABLE IF EXISTS sr_pipe; "
+                     "CREATE TABLE sr_pipe (k bigint PRIMARY KEY, v text NOT NULL)");
+    sr_router *r = open_router(defaults());
+    sr_session *any = session_in(r, "any");
+    insert_initial_rows(any, r, "sr_pipe", KEYS);
+    sync_replicas();
+    sr_session *s = session_in(r, "read_your_writes");
+    enum { BEHIND = 40, CURRENT = 10 };
+
+    pause_replay(pg.replica1);
+    pause_replay(pg.replica2);
+    uint64_t replica_before = statements_on(r, 0), primary_before = statements_on(r, 1);
+    int stale = 0, from_replica = 0;
+    for (int i = 0; i < BEHIND; i++) {
+        int64_t key = key_on(r, 0, i % (KEYS / NSHARDS));
+        char v[32];
+        snprintf(v, sizeof v, "behind-%d", i);
+        write_one(s, key, "UPDATE sr_pipe SET v = ? WHERE k = ?", v);
+        seen w = read_row(s, "sr_pipe", key, NULL);
+        stale += !w.found || strcmp(w.value, v) != 0;
+        from_replica += is_replica_port(w.server);
+    }
+    fprintf(stderr, "check in the read's exchange, replay paused: %d pairs, %d stale, "
+                    "%d from a replica\n", BEHIND, stale, from_replica);
+    ck_assert_int_eq(stale, 0);
+    ck_assert_int_eq(from_replica, 0);
+    ck_assert_uint_eq(statements_on(r, 0) - replica_before, 0); /* dropped rows serve nothing */
+    ck_assert_uint_eq(statements_on(r, 1) - primary_before, 2 * BEHIND);
+
+    resume_replay(pg.replica1);
+    resume_replay(pg.replica2);
+    sync_replicas();
+    replica_before = statements_on(r, 0);
+    stale = from_replica = 0;
+    for (int i = 0; i < CURRENT; i++) {
+        int64_t key = key_on(r, 0, i % (KEYS / NSHARDS));
+        char v[32];
+        snprintf(v, sizeof v, "current-%d", i);
+        write_one(s, key, "UPDATE sr_pipe SET v = ? WHERE k = ?", v);
+        sync_replicas(); /* both replicas have replayed the write (and the write is some ms old) */
+        seen w = read_row(s, "sr_pipe", key, NULL);
+        stale += !w.found || strcmp(w.value, v) != 0;
+        from_replica += is_replica_port(w.server);
+    }
+    fprintf(stderr, "check in the read's exchange, replicas current: %d pairs, %d stale, "
+                    "%d from a replica\n", CURRENT, stale, from_replica);
+    ck_assert_int_eq(stale, 0);
+    ck_assert_int_eq(from_replica, CURRENT);
+    ck_assert_uint_eq(statements_on(r, 0) - replica_before, CURRENT);
+    sr_session_free(s);
+    sr_session_free(any);
+    sr_router_close(r);
+}
+END_TEST
+
 /* ---- suite ----------------------------------------------------------------- */
 
 static TCase *pg_case(const char *name, const TTest *test)
@@ -958,6 +1025,8 @@ static Suite *consistency_pg_suite(void)
     Suite *s = suite_create("consistency_pg");
     suite_add_tcase(s, pg_case("read_your_writes",
                                read_your_writes_reads_back_every_write_while_replicas_are_paused));
+    suite_add_tcase(s, pg_case("check_in_exchange",
+                               the_check_in_the_reads_exchange_falls_back_when_behind_and_serves_when_current));
     suite_add_tcase(s, pg_case("tokens", a_token_carries_a_write_to_another_process));
     suite_add_tcase(s, pg_case("monotonic", a_monotonic_session_never_reads_older_than_it_has_read));
     suite_add_tcase(s, pg_case("max_lag", a_lagging_replica_leaves_the_rotation_and_comes_back));
