@@ -407,6 +407,33 @@ const sr_driver *route_driver(void)
     return &drv;
 }
 
+/* In the "fake4" registration's exec_at slot: an ABI 4 driver has no such slot, so the core
+ * must never call what happens to lie there. */
+static int exec_at_of_an_abi4_driver(sr_driver_conn *c, const char *sql, int nparams,
+                                     const char *const *params, const char *need,
+                                     int64_t deadline_ns, sr_result_builder *rb, char *pos,
+                                     size_t poslen, int *stale, sr_driver_error *err)
+{
+    (void)c, (void)sql, (void)nparams, (void)params, (void)need, (void)deadline_ns, (void)rb;
+    (void)pos, (void)poslen, (void)stale, (void)err;
+    fprintf(stderr, "route_driver: the core called exec_at of a driver of ABI 4\n");
+    abort();
+}
+
+const sr_driver *route_driver_abi4(void)
+{
+    static const char *const schemes[] = {"fake4", NULL};
+    static sr_driver drv;
+    if (!drv.abi_version) {
+        drv = *route_driver();
+        drv.abi_version = 4;
+        drv.name = "fake4";
+        drv.schemes = schemes;
+        drv.exec_at = exec_at_of_an_abi4_driver;
+    }
+    return &drv;
+}
+
 const sr_driver *route_driver_at(void)
 {
     static const char *const schemes[] = {"fakeat", NULL};
@@ -440,7 +467,8 @@ void route_driver_reset(void)
     static int registered;
     if (!registered) {
         if (sr_driver_register(route_driver()) != SR_OK ||
-            sr_driver_register(route_driver_at()) != SR_OK) {
+            sr_driver_register(route_driver_at()) != SR_OK ||
+            sr_driver_register(route_driver_abi4()) != SR_OK) {
             fprintf(stderr, "route_driver_reset: sr_driver_register refused the fake driver\n");
             abort();
         }

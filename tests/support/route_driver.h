@@ -85,10 +85,14 @@ typedef struct route_node {
  * replica's position in a round trip of its own. Scheme "fakeat" is the same
  * driver with exec_at (driver ABI 5): the check or the write position comes
  * in the statement's own call; a stale check runs nothing, adds '?' to the
- * trace and counts in stale_checks. Both reach the same nodes.
+ * trace and counts in stale_checks. Scheme "fake4" is "fake" declared as
+ * driver ABI 4, with a function that aborts in the exec_at slot (which an
+ * ABI 4 struct does not have): the core must not read it. All reach the same
+ * nodes.
  */
 const sr_driver *route_driver(void);
 const sr_driver *route_driver_at(void);
+const sr_driver *route_driver_abi4(void);
 
 /* Registers the driver if needed and forgets every node and the trace. */
 void route_driver_reset(void);

@@ -747,6 +747,21 @@ START_TEST(a_write_whose_exchange_brings_no_position_asks_for_it)
 }
 END_TEST
 
+START_TEST(a_driver_of_abi_4_is_never_asked_for_exec_at)
+{
+    scheme = "fake4";
+    sr_router *r = open_router(1, 1, NULL);
+    sr_session *s = new_session(r);
+    write_on(s, 0);
+    ck_assert_int_eq(atomic_load(&N("s0p")->write_position_reads), 1);
+    atomic_store(&N("s0r1")->position, 1);
+    ck_assert_str_eq(read_until_served_by(s, 0, "s0r1", NULL), "s0r1");
+    ck_assert_int_ge(atomic_load(&N("s0r1")->position_reads), 1); /* checked on its own */
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
 START_TEST(read_your_writes_waits_for_a_replica_to_catch_up)
 {
     const char *opts[] = {"consistency.wait_ms", "5000", NULL};
@@ -1600,6 +1615,7 @@ static Suite *route_suite(void)
     tcase_add_test(tc, a_stale_check_in_the_exchange_falls_back_to_the_primary);
     tcase_add_test(tc, a_write_younger_than_the_replay_delay_reads_the_primary_unasked);
     tcase_add_test(tc, a_write_whose_exchange_brings_no_position_asks_for_it);
+    tcase_add_test(tc, a_driver_of_abi_4_is_never_asked_for_exec_at);
     tcase_add_test(tc, read_your_writes_waits_for_a_replica_to_catch_up);
     tcase_add_test(tc, read_your_writes_reads_the_primary_when_the_wait_expires);
     tcase_add_test(tc, stale_when_no_replica_caught_up_and_primary_reads_are_never);
