@@ -1147,6 +1147,46 @@ START_TEST(test_exec_at_tracker_defaults)
 }
 END_TEST
 
+/* The replica check is bounded by the caller's deadline like any statement:
+ * a replica that stopped answering costs a timeout (transient, connection
+ * given up), not a hang. */
+START_TEST(test_exec_at_deadline)
+{
+    pid_t pid = (pid_t)atol(my_env("SR_MY_REPLICA_PID"));
+    hook_conn p, r;
+    hook_open(&p, "SR_MY_PRIMARY", SR_PRIMARY);
+    hook_open(&r, "SR_MY_REPLICA", SR_REPLICA);
+    at_table(&p);
+    char need[SR_POSITION_MAX], pos[SR_POSITION_MAX];
+    at_write(&p, "INSERT INTO at_t VALUES (1, 'one')", 0, NULL, need, 1);
+    ck_assert(*need);
+    ck_assert_msg(hook_wait_replayed(&r, need), "position %s never applied", need);
+    ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+    if (!wait_stopped(pid)) {
+        kill(pid, SIGCONT);
+        ck_abort_msg("replica (pid %ld) did not stop", (long)pid);
+    }
+    sr_driver_error e;
+    memset(&e, 0, sizeof e);
+    int stale = -1;
+    double t0 = mono_ms();
+    int rc = r.d->exec_at(r.c, "SELECT v FROM at_t WHERE id = 1", 0, NULL, need,
+                          sr_clock_ns() + 300LL * 1000000, NULL, pos, sizeof pos, &stale, &e);
+    double elapsed = mono_ms() - t0;
+    kill(pid, SIGCONT);
+    ck_assert_msg(rc == SR_ETIMEOUT, "got %s (%s)", sr_strerror(rc), e.message);
+    ck_assert_int_eq(e.transient, 1);
+    /* 300 ms, at most 50 ms for the KILL QUERY attempt, and slack. */
+    ck_assert_msg(elapsed >= 290 && elapsed < 2000, "held for %.0f ms", elapsed);
+    /* The handle was given up: refused at once, never reused. */
+    ck_assert_int_eq(r.d->exec_at(r.c, "SELECT 1", 0, NULL, need, soon(), NULL, pos, sizeof pos,
+                                  &stale, &e),
+                     SR_ECONNECT);
+    p.d->close(p.c);
+    r.d->close(r.c);
+}
+END_TEST
+
 START_TEST(test_position_algebra)
 {
     const sr_driver *d = sr_driver_find("mysql");
@@ -1393,6 +1433,7 @@ static Suite *mysql_suite(void)
     tcase_add_test(tc, test_exec_at_replica_read);
     tcase_add_test(tc, test_exec_at_errors);
     tcase_add_test(tc, test_exec_at_tracker_defaults);
+    tcase_add_test(tc, test_exec_at_deadline);
     suite_add_tcase(s, tc);
     return s;
 }
