@@ -204,8 +204,19 @@ int sr__my_replica_lag_ms(sr_driver_conn *c, int64_t deadline_ns, int64_t *out_m
                           sr_driver_error *err);
 int sr__my_replay_position(sr_driver_conn *c, int64_t deadline_ns, char *buf, size_t buflen,
                            sr_driver_error *err);
+/* The position this server has applied, as has_replayed reads it (MariaDB
+ * @@GLOBAL.gtid_slave_pos, MySQL @@GLOBAL.gtid_executed), without white
+ * space; *out is new, the caller frees it. Errors as sr__my_text_query. */
+int sr__my_applied_position(sr_driver_conn *c, int64_t deadline_ns, char **out,
+                            sr_driver_error *err);
 int sr__my_wait_replayed(sr_driver_conn *c, const char *position, int64_t deadline_ns, int *out,
                          sr_driver_error *err);
+
+/* ---- exec_at.c: a statement with its consistency check or write position ---- */
+
+int sr__my_exec_at(sr_driver_conn *c, const char *sql, int nparams, const char *const *params,
+                   const char *need, int64_t deadline_ns, sr_result_builder *rb, char *pos,
+                   size_t poslen, int *stale, sr_driver_error *err);
 
 /* ---- gtid.c: positions as text (pure) ---- */
 

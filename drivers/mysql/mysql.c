@@ -65,6 +65,49 @@ static int check_role(sr_driver_conn *c, sr_role role, int64_t deadline, sr_driv
                                                     : "writable (@@read_only = 0, a primary)");
 }
 
+/*
+ * The session settings, in one SET so that they cost one round trip:
+ *  - MariaDB with a statement timeout: max_statement_time, a server-side
+ *    backstop for the client deadline (should the KILL QUERY of a timed-out
+ *    statement not get through, the server still stops it at the same bound);
+ *  - on a primary: the session tracks the GTID of each write, which the OK
+ *    packet then carries (exec_at.c). MariaDB: last_gtid added to
+ *    session_track_system_variables, keeping the variables the server
+ *    tracks by default (10.11: autocommit, the character sets and
+ *    time_zone; Connector/C follows character_set_client through it). A
+ *    list of '*' (everything, last_gtid included) stays as it is: the
+ *    server refuses "*,last_gtid". Adding a name already listed is fine.
+ *    MySQL 5.7+: session_track_gtids = OWN_GTID (untested here).
+ * Nothing to set: no round trip at all.
+ */
+static int session_setup(sr_driver_conn *c, const sr_driver_connect_args *args, int64_t deadline,
+                         sr_driver_error *err)
+{
+    char sql[384];
+    int n = snprintf(sql, sizeof sql, "SET SESSION ");
+    const char *sep = "";
+    if (c->flavour == SR_MY_MARIADB && args->statement_timeout_ms > 0) {
+        n += snprintf(sql + n, sizeof sql - (size_t)n, "max_statement_time = %d.%03d",
+                      args->statement_timeout_ms / 1000, args->statement_timeout_ms % 1000);
+        sep = ", ";
+    }
+    if (args->role == SR_PRIMARY && c->flavour == SR_MY_MARIADB && c->server_version >= 100300) {
+        n += snprintf(sql + n, sizeof sql - (size_t)n,
+                      "%ssession_track_system_variables = "
+                      "IF(@@session_track_system_variables = '*', '*', CONCAT_WS(',', "
+                      "NULLIF(@@session_track_system_variables, ''), 'last_gtid'))",
+                      sep);
+        sep = ", ";
+    } else if (args->role == SR_PRIMARY && c->flavour == SR_MY_MYSQL &&
+               c->server_version >= 50706) {
+        n += snprintf(sql + n, sizeof sql - (size_t)n, "%ssession_track_gtids = OWN_GTID", sep);
+        sep = ", ";
+    }
+    if (!*sep)
+        return SR_OK;
+    return sr__my_text_query(c, sql, deadline, NULL, err);
+}
+
 static int my_connect(const sr_driver_connect_args *args, sr_driver_conn **out,
                       sr_driver_error *err)
 {
@@ -100,19 +143,11 @@ static int my_connect(const sr_driver_connect_args *args, sr_driver_conn **out,
         my_close(c);
         return rc;
     }
-    if (c->flavour == SR_MY_MARIADB && args->statement_timeout_ms > 0) {
-        /* A server-side backstop for the client deadline: should the KILL
-         * QUERY of a timed-out statement not get through, the server still
-         * stops it at the same bound. */
-        char sql[80];
-        snprintf(sql, sizeof sql, "SET SESSION max_statement_time = %d.%03d",
-                args->statement_timeout_ms / 1000, args->statement_timeout_ms % 1000);
-        rc = sr__my_text_query(c, sql, deadline, NULL, err);
-        if (rc != SR_OK) {
-            rc = setup_failed(c, rc, "cannot set up", err);
-            my_close(c);
-            return rc;
-        }
+    rc = session_setup(c, args, deadline, err);
+    if (rc != SR_OK) {
+        rc = setup_failed(c, rc, "cannot set up", err);
+        my_close(c);
+        return rc;
     }
     *out = c;
     return SR_OK;
@@ -194,4 +229,5 @@ const sr_driver sr__driver_mysql = {
     .position_covers = sr__my_position_covers,
     .position_merge = sr__my_position_merge,
     .wait_replayed = sr__my_wait_replayed,
+    .exec_at = sr__my_exec_at,
 };

@@ -76,6 +76,26 @@ static int query_position(sr_driver_conn *c, const char *sql, int64_t deadline_n
     return SR_OK;
 }
 
+int sr__my_applied_position(sr_driver_conn *c, int64_t deadline_ns, char **out,
+                            sr_driver_error *err)
+{
+    /* As has_replayed compares: the replica's replayed position, or (MySQL)
+     * everything executed. */
+    const char *sql = c->flavour == SR_MY_MARIADB ? "SELECT @@GLOBAL.gtid_slave_pos"
+                                                  : "SELECT @@GLOBAL.gtid_executed";
+    char *v = NULL;
+    int rc = query_value(c, sql, deadline_ns, &v, NULL, err);
+    if (rc != SR_OK)
+        return rc;
+    size_t n = 0;
+    for (const char *p = v; *p; p++)
+        if (*p != '\n' && *p != '\r' && *p != ' ')
+            v[n++] = *p;
+    v[n] = '\0';
+    *out = v;
+    return SR_OK;
+}
+
 int sr__my_write_position(sr_driver_conn *c, int64_t deadline_ns, char *buf, size_t buflen,
                           sr_driver_error *err)
 {

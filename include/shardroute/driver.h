@@ -207,8 +207,10 @@ typedef struct sr_driver {
      *    (PostgreSQL pipelines it behind the check) but its rows are dropped.
      *    `pos` receives the position the check saw ("" when unknown), which
      *    the core caches for the node.
-     *  - `need` NULL (a write on the primary): `pos` receives the server's
-     *    write position after the statement committed, covering it ("" when
+     *  - `need` NULL (a write on the primary): `pos` receives a position
+     *    that covers the statement once it committed: the server's write
+     *    position, or (MariaDB) only the write's own GTID, which need not
+     *    cover other sessions' writes nor other replication domains ("" when
      *    the driver could not learn it in the exchange: the core then calls
      *    write_position()). A statement inside an explicit transaction is
      *    not committed yet; the core does not ask for its position.
@@ -217,10 +219,14 @@ typedef struct sr_driver {
      * statement's rows, *stale and `pos` mean nothing.
      * PostgreSQL: libpq pipeline mode (check / statement / sync, or
      * statement / sync / position / sync). MariaDB: the GTID of a write
-     * comes in the OK packet (session_track_system_variables = last_gtid);
-     * a read's check is MASTER_GTID_WAIT(need, 0) on the same connection
-     * before the statement (one extra round trip: Connector/C cannot send a
-     * prepared statement behind another statement).
+     * comes in the OK packet (session_track_system_variables = last_gtid),
+     * so `pos` is that one GTID ("0-1-42"); it is "" for a write answered
+     * with rows (INSERT ... RETURNING: no OK packet), a statement that wrote
+     * nothing, or a server whose global session_track_system_variables is
+     * empty. A read's check reads @@GLOBAL.gtid_slave_pos on the same
+     * connection before the statement, which also fills `pos` (one extra
+     * round trip: Connector/C cannot send a prepared statement behind
+     * another statement).
      */
     int (*exec_at)(sr_driver_conn *conn, const char *sql, int nparams, const char *const *params,
                    const char *need, int64_t deadline_ns, sr_result_builder *rb, char *pos,

@@ -29,6 +29,7 @@
 #include <shardroute/driver.h>
 
 #include "my_direct.h"
+#include "result.h" /* sr__result_builder_*: to call the driver's exec_at directly */
 #include "testutil.h"
 
 #define NSHARDS 2
@@ -796,6 +797,396 @@ START_TEST(test_gtid_applied_and_held_back)
 }
 END_TEST
 
+/* ------------------------------------------------------------------------ */
+/* exec_at: a statement with its write position or its replica check        */
+/* ------------------------------------------------------------------------ */
+
+/* exec_at on a hook connection with a fresh result builder; the rows go to
+ * *res (freed by the caller) or are dropped. */
+static int hook_exec_at(hook_conn *h, const char *sql, int np, const char *const *params,
+                        const char *need, char *pos, int *stale, sr_result **res,
+                        sr_driver_error *e)
+{
+    ck_assert_ptr_nonnull(h->d->exec_at);
+    sr_result_builder rb;
+    ck_assert_int_eq(sr__result_builder_init(&rb, 0), SR_OK);
+    memset(e, 0, sizeof *e);
+    *stale = -1;
+    strcpy(pos, "junk");
+    int rc = h->d->exec_at(h->c, sql, np, params, need, soon(), &rb, pos, SR_POSITION_MAX, stale, e);
+    ck_assert_int_eq(*stale == 0 || *stale == 1, 1);
+    sr_result *r = sr__result_builder_finish(&rb);
+    ck_assert_ptr_nonnull(r);
+    if (res)
+        *res = r;
+    else
+        sr_result_free(r);
+    return rc;
+}
+
+/* A write through exec_at that must succeed: its position in pos. */
+static void at_write(hook_conn *p, const char *sql, int np, const char *const *params, char *pos,
+                     int64_t affected)
+{
+    sr_driver_error e;
+    int stale = -1;
+    sr_result *res = NULL;
+    ck_assert_msg(hook_exec_at(p, sql, np, params, NULL, pos, &stale, &res, &e) == SR_OK, "%s: %s",
+                  sql, e.message);
+    ck_assert_int_eq(stale, 0);
+    ck_assert_int_eq(sr_result_affected(res), affected);
+    sr_result_free(res);
+}
+
+/* The table the exec_at tests write, empty, on the primary and the replica. */
+static void at_table(hook_conn *p)
+{
+    sr_driver_error e;
+    memset(&e, 0, sizeof e);
+    ck_assert_int_eq(p->d->exec(p->c, "DROP TABLE IF EXISTS at_t", 0, NULL, soon(), NULL, &e), SR_OK);
+    ck_assert_int_eq(p->d->exec(p->c, "CREATE TABLE at_t (id INT PRIMARY KEY, v TEXT)", 0, NULL,
+                                soon(), NULL, &e),
+                     SR_OK);
+    replica_catch_up();
+}
+
+/* The connection's own @@last_gtid, read back on the same connection. */
+static char *session_last_gtid(hook_conn *p)
+{
+    sr_result_builder rb;
+    ck_assert_int_eq(sr__result_builder_init(&rb, 0), SR_OK);
+    sr_driver_error e;
+    memset(&e, 0, sizeof e);
+    ck_assert_int_eq(p->d->exec(p->c, "SELECT @@last_gtid", 0, NULL, soon(), &rb, &e), SR_OK);
+    sr_result *r = sr__result_builder_finish(&rb);
+    ck_assert_int_eq(sr_result_nrows(r), 1);
+    char *v = strdup(sr_result_value(r, 0, 0));
+    sr_result_free(r);
+    return v;
+}
+
+/* A write's position comes with the write: exactly the GTID the statement
+ * wrote (the session's @@last_gtid), newer than anything before it, covered
+ * by the primary's binlog position, and a replica that reached it has the
+ * row. */
+START_TEST(test_exec_at_write_position)
+{
+    hook_conn p;
+    hook_open(&p, "SR_MY_PRIMARY", SR_PRIMARY);
+    at_table(&p);
+    char before[SR_POSITION_MAX], pos[SR_POSITION_MAX];
+    sr_driver_error e;
+    memset(&e, 0, sizeof e);
+    ck_assert_int_eq(p.d->write_position(p.c, soon(), before, sizeof before, &e), SR_OK);
+
+    const char *v[] = {"1", "one"};
+    at_write(&p, "INSERT INTO at_t VALUES (?, ?)", 2, v, pos, 1);
+    ck_assert_msg(*pos, "no position from the OK packet");
+    /* One GTID "domain-server-seq", the write's own. */
+    ck_assert_ptr_null(strchr(pos, ','));
+    char *last = session_last_gtid(&p);
+    ck_assert_str_eq(pos, last);
+    free(last);
+    ck_assert_int_eq(p.d->position_covers(pos, pos), 1);
+    ck_assert_int_eq(p.d->position_covers(before, pos), 0);
+
+    MYSQL *pa = my_direct("SR_MY_ADMIN_PRIMARY", NULL);
+    char *binlog = my_direct_value(pa, "SELECT @@gtid_binlog_pos");
+    ck_assert_int_eq(p.d->position_covers(binlog, pos), 1);
+    free(binlog);
+    mysql_close(pa);
+
+    /* A replica that reached pos has the row. */
+    MYSQL *ra = my_direct("SR_MY_ADMIN_REPLICA", "shard0");
+    char sql[SR_POSITION_MAX + 64];
+    snprintf(sql, sizeof sql, "SELECT MASTER_GTID_WAIT('%s', 20)", pos);
+    ck_assert_int_eq(my_direct_long(ra, sql), 0);
+    char *row = my_direct_value(ra, "SELECT v FROM at_t WHERE id = 1");
+    ck_assert_ptr_nonnull(row);
+    ck_assert_str_eq(row, "one");
+    free(row);
+    mysql_close(ra);
+    p.d->close(p.c);
+}
+END_TEST
+
+/* A statement that writes nothing (an UPDATE that matches no row) has no GTID
+ * of its own: pos is "", so the core falls back to write_position(), never
+ * the GTID of the connection's earlier write. The same holds for a write
+ * answered with rows (INSERT ... RETURNING): its answer ends without an OK
+ * packet, so Connector/C 3.3 still holds the earlier statement's tracker. */
+START_TEST(test_exec_at_no_new_gtid)
+{
+    hook_conn p;
+    hook_open(&p, "SR_MY_PRIMARY", SR_PRIMARY);
+    at_table(&p);
+    char first[SR_POSITION_MAX], pos[SR_POSITION_MAX];
+    const char *v[] = {"1", "one"};
+    at_write(&p, "INSERT INTO at_t VALUES (?, ?)", 2, v, first, 1);
+    ck_assert(*first);
+
+    const char *none[] = {"-1"};
+    at_write(&p, "UPDATE at_t SET v = 'x' WHERE id = ?", 1, none, pos, 0);
+    ck_assert_str_eq(pos, "");
+    at_write(&p, "UPDATE at_t SET v = 'x' WHERE id = -2", 0, NULL, pos, 0);
+    ck_assert_str_eq(pos, "");
+
+    /* A write answered with rows: it did write (a new GTID on the server),
+     * but not in an OK packet. */
+    at_write(&p, "INSERT INTO at_t VALUES (?, ?)", 2, (const char *const[]){"2", "two"}, first, 1);
+    ck_assert(*first);
+    sr_driver_error e;
+    int stale = -1;
+    sr_result *res = NULL;
+    ck_assert_msg(hook_exec_at(&p, "INSERT INTO at_t VALUES (3, 'three') RETURNING id", 0, NULL,
+                               NULL, pos, &stale, &res, &e) == SR_OK,
+                  "%s", e.message);
+    ck_assert_int_eq(sr_result_nrows(res), 1);
+    ck_assert_str_eq(sr_result_value(res, 0, 0), "3");
+    sr_result_free(res);
+    ck_assert_str_eq(pos, "");
+    char *last = session_last_gtid(&p);
+    ck_assert_str_ne(last, first); /* the server did write a new GTID */
+    free(last);
+    /* A read through the write path: no GTID either. */
+    ck_assert_int_eq(hook_exec_at(&p, "SELECT COUNT(*) FROM at_t", 0, NULL, NULL, pos, &stale, &res,
+                                  &e),
+                     SR_OK);
+    ck_assert_str_eq(sr_result_value(res, 0, 0), "3");
+    sr_result_free(res);
+    ck_assert_str_eq(pos, "");
+    p.d->close(p.c);
+}
+END_TEST
+
+/* Positions grow with each write on one connection, for a statement
+ * prepared now and for the same one from the statement cache. */
+START_TEST(test_exec_at_positions_increase)
+{
+    hook_conn p;
+    hook_open(&p, "SR_MY_PRIMARY", SR_PRIMARY);
+    at_table(&p);
+    char a[SR_POSITION_MAX], b[SR_POSITION_MAX], c[SR_POSITION_MAX];
+    at_write(&p, "INSERT INTO at_t VALUES (?, ?)", 2, (const char *const[]){"1", "a"}, a, 1);
+    at_write(&p, "INSERT INTO at_t VALUES (?, ?)", 2, (const char *const[]){"2", "b"}, b, 1);
+    at_write(&p, "UPDATE at_t SET v = 'c' WHERE id = 1", 0, NULL, c, 1);
+    ck_assert(*a && *b && *c);
+    ck_assert_int_eq(p.d->position_covers(b, a), 1);
+    ck_assert_int_eq(p.d->position_covers(a, b), 0);
+    ck_assert_int_eq(p.d->position_covers(c, b), 1);
+    ck_assert_int_eq(p.d->position_covers(b, c), 0);
+    p.d->close(p.c);
+}
+END_TEST
+
+/* A replica read that needs a position: refused as stale (no rows, the
+ * statement not run) while the replica's SQL thread is held back, answered
+ * once it caught up; pos is the replica's applied position either way. */
+START_TEST(test_exec_at_replica_read)
+{
+    hook_conn p, r;
+    hook_open(&p, "SR_MY_PRIMARY", SR_PRIMARY);
+    hook_open(&r, "SR_MY_REPLICA", SR_REPLICA);
+    at_table(&p);
+    char old[SR_POSITION_MAX], need[SR_POSITION_MAX], pos[SR_POSITION_MAX];
+    at_write(&p, "INSERT INTO at_t VALUES (?, ?)", 2, (const char *const[]){"1", "old"}, old, 1);
+    ck_assert(*old);
+    ck_assert_msg(hook_wait_replayed(&r, old), "position %s never applied", old);
+
+    MYSQL *admin = my_direct("SR_MY_ADMIN_REPLICA", NULL);
+    my_direct_exec(admin, "STOP SLAVE SQL_THREAD");
+    at_write(&p, "INSERT INTO at_t VALUES (?, ?)", 2, (const char *const[]){"2", "new"}, need, 1);
+    ck_assert(*need);
+
+    const char *sql = "SELECT v FROM at_t WHERE id = ?";
+    const char *id2[] = {"2"}, *id1[] = {"1"};
+    sr_driver_error e;
+    int stale = -1;
+    sr_result *res = NULL;
+    ck_assert_msg(hook_exec_at(&r, sql, 1, id2, need, pos, &stale, &res, &e) == SR_OK, "%s",
+                  e.message);
+    ck_assert_int_eq(stale, 1);
+    ck_assert_int_eq(sr_result_ncols(res), 0);
+    ck_assert_int_eq(sr_result_nrows(res), 0);
+    sr_result_free(res);
+    ck_assert_msg(*pos, "no replica position");
+    ck_assert_int_eq(r.d->position_covers(pos, old), 1);
+    ck_assert_int_eq(r.d->position_covers(pos, need), 0);
+
+    /* A position the replica has applied: read there at once. */
+    ck_assert_int_eq(hook_exec_at(&r, sql, 1, id1, old, pos, &stale, &res, &e), SR_OK);
+    ck_assert_int_eq(stale, 0);
+    ck_assert_int_eq(sr_result_nrows(res), 1);
+    ck_assert_str_eq(sr_result_value(res, 0, 0), "old");
+    sr_result_free(res);
+    ck_assert_int_eq(r.d->position_covers(pos, old), 1);
+
+    /* A malformed position is the caller's error; the connection stays. */
+    ck_assert_int_eq(hook_exec_at(&r, sql, 1, id1, "not-a-gtid", pos, &stale, NULL, &e), SR_EINVAL);
+
+    my_direct_exec(admin, "START SLAVE SQL_THREAD");
+    stale = 1;
+    for (int i = 0; i < 1000 && stale; i++) {
+        ck_assert_msg(hook_exec_at(&r, sql, 1, id2, need, pos, &stale, &res, &e) == SR_OK, "%s",
+                      e.message);
+        if (stale) {
+            ck_assert_int_eq(sr_result_nrows(res), 0);
+            sr_result_free(res);
+            usleep(10000);
+        }
+    }
+    ck_assert_int_eq(stale, 0);
+    ck_assert_int_eq(sr_result_nrows(res), 1);
+    ck_assert_str_eq(sr_result_value(res, 0, 0), "new");
+    sr_result_free(res);
+    ck_assert_int_eq(r.d->position_covers(pos, need), 1);
+    ck_assert(my_replication_running(admin));
+    mysql_close(admin);
+    p.d->close(p.c);
+    r.d->close(r.c);
+}
+END_TEST
+
+/* SQL errors come back as exec reports them, and the connection goes on. */
+START_TEST(test_exec_at_errors)
+{
+    hook_conn p, r;
+    hook_open(&p, "SR_MY_PRIMARY", SR_PRIMARY);
+    hook_open(&r, "SR_MY_REPLICA", SR_REPLICA);
+    at_table(&p);
+    char pos[SR_POSITION_MAX], need[SR_POSITION_MAX];
+    const char *v[] = {"1", "one"};
+    at_write(&p, "INSERT INTO at_t VALUES (?, ?)", 2, v, need, 1);
+    ck_assert_msg(hook_wait_replayed(&r, need), "position %s never applied", need);
+
+    sr_driver_error e;
+    int stale = -1;
+    ck_assert_int_eq(hook_exec_at(&p, "INSERT INTO at_t VALUES (?, ?)", 2, v, NULL, pos, &stale,
+                                  NULL, &e),
+                     SR_EQUERY);
+    ck_assert_int_eq(e.native_code, 1062); /* ER_DUP_ENTRY */
+    ck_assert_str_eq(e.sqlstate, "23000");
+    ck_assert_int_eq(e.transient, 0);
+    ck_assert_int_eq(hook_exec_at(&p, "INSERT INTO at_t VALUES (?, ?)", 1, v, NULL, pos, &stale,
+                                  NULL, &e),
+                     SR_EINVAL);
+    /* Usable after: the next write and its position. */
+    at_write(&p, "INSERT INTO at_t VALUES (?, ?)", 2, (const char *const[]){"2", "two"}, pos, 1);
+    ck_assert(*pos);
+    ck_assert_int_eq(p.d->position_covers(pos, need), 1);
+
+    ck_assert_int_eq(hook_exec_at(&r, "SELECT v FROM no_such_table", 0, NULL, need, pos, &stale,
+                                  NULL, &e),
+                     SR_EQUERY);
+    ck_assert_int_eq(e.native_code, 1146); /* ER_NO_SUCH_TABLE */
+    ck_assert_str_eq(e.sqlstate, "42S02");
+    ck_assert_int_eq(e.transient, 0);
+    sr_result *res = NULL;
+    ck_assert_int_eq(hook_exec_at(&r, "SELECT v FROM at_t WHERE id = 1", 0, NULL, need, pos, &stale,
+                                  &res, &e),
+                     SR_OK);
+    ck_assert_int_eq(stale, 0);
+    ck_assert_str_eq(sr_result_value(res, 0, 0), "one");
+    sr_result_free(res);
+    p.d->close(p.c);
+    r.d->close(r.c);
+}
+END_TEST
+
+/* Whatever the server tracks by default, a primary connection adds
+ * last_gtid and keeps the rest; "*" (everything) stays as it is. A server
+ * whose global list is empty does not track for a session that sets its
+ * own list (MariaDB 10.11.19, as observed): pos is then "" and the core
+ * asks write_position(). */
+START_TEST(test_exec_at_tracker_defaults)
+{
+    static const struct {
+        const char *global, *session;
+        int tracked;
+    } cases[] = {{"*", "*", 1},
+                 {"", "last_gtid", 0},
+                 {"autocommit", "autocommit,last_gtid", 1},
+                 {"last_gtid", "last_gtid", 1}};
+    MYSQL *pa = my_direct("SR_MY_ADMIN_PRIMARY", NULL);
+    char *orig = my_direct_value(pa, "SELECT @@GLOBAL.session_track_system_variables");
+    ck_assert_ptr_nonnull(orig);
+    hook_conn p;
+    hook_open(&p, "SR_MY_PRIMARY", SR_PRIMARY);
+    at_table(&p);
+    p.d->close(p.c);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char sql[128];
+        snprintf(sql, sizeof sql, "SET GLOBAL session_track_system_variables = '%s'",
+                 cases[i].global);
+        my_direct_exec(pa, sql);
+        hook_open(&p, "SR_MY_PRIMARY", SR_PRIMARY);
+        sr_result_builder rb;
+        ck_assert_int_eq(sr__result_builder_init(&rb, 0), SR_OK);
+        sr_driver_error e;
+        memset(&e, 0, sizeof e);
+        ck_assert_int_eq(p.d->exec(p.c, "SELECT @@session_track_system_variables", 0, NULL, soon(),
+                                   &rb, &e),
+                         SR_OK);
+        sr_result *r = sr__result_builder_finish(&rb);
+        ck_assert_str_eq(sr_result_value(r, 0, 0), cases[i].session);
+        sr_result_free(r);
+        char id[16], pos[SR_POSITION_MAX];
+        snprintf(id, sizeof id, "%zu", i);
+        at_write(&p, "INSERT INTO at_t VALUES (?, 'x')", 1, (const char *const[]){id}, pos, 1);
+        char *last = session_last_gtid(&p);
+        ck_assert_msg(strcmp(pos, cases[i].tracked ? last : "") == 0,
+                      "global '%s': pos '%s', @@last_gtid '%s'", cases[i].global, pos, last);
+        free(last);
+        p.d->close(p.c);
+    }
+    char sql[512];
+    snprintf(sql, sizeof sql, "SET GLOBAL session_track_system_variables = '%s'", orig);
+    my_direct_exec(pa, sql);
+    free(orig);
+    mysql_close(pa);
+}
+END_TEST
+
+/* The replica check is bounded by the caller's deadline like any statement:
+ * a replica that stopped answering costs a timeout (transient, connection
+ * given up), not a hang. */
+START_TEST(test_exec_at_deadline)
+{
+    pid_t pid = (pid_t)atol(my_env("SR_MY_REPLICA_PID"));
+    hook_conn p, r;
+    hook_open(&p, "SR_MY_PRIMARY", SR_PRIMARY);
+    hook_open(&r, "SR_MY_REPLICA", SR_REPLICA);
+    at_table(&p);
+    char need[SR_POSITION_MAX], pos[SR_POSITION_MAX];
+    at_write(&p, "INSERT INTO at_t VALUES (1, 'one')", 0, NULL, need, 1);
+    ck_assert(*need);
+    ck_assert_msg(hook_wait_replayed(&r, need), "position %s never applied", need);
+    ck_assert_int_eq(kill(pid, SIGSTOP), 0);
+    if (!wait_stopped(pid)) {
+        kill(pid, SIGCONT);
+        ck_abort_msg("replica (pid %ld) did not stop", (long)pid);
+    }
+    sr_driver_error e;
+    memset(&e, 0, sizeof e);
+    int stale = -1;
+    double t0 = mono_ms();
+    int rc = r.d->exec_at(r.c, "SELECT v FROM at_t WHERE id = 1", 0, NULL, need,
+                          sr_clock_ns() + 300LL * 1000000, NULL, pos, sizeof pos, &stale, &e);
+    double elapsed = mono_ms() - t0;
+    kill(pid, SIGCONT);
+    ck_assert_msg(rc == SR_ETIMEOUT, "got %s (%s)", sr_strerror(rc), e.message);
+    ck_assert_int_eq(e.transient, 1);
+    /* 300 ms, at most 50 ms for the KILL QUERY attempt, and slack. */
+    ck_assert_msg(elapsed >= 290 && elapsed < 2000, "held for %.0f ms", elapsed);
+    /* The handle was given up: refused at once, never reused. */
+    ck_assert_int_eq(r.d->exec_at(r.c, "SELECT 1", 0, NULL, need, soon(), NULL, pos, sizeof pos,
+                                  &stale, &e),
+                     SR_ECONNECT);
+    p.d->close(p.c);
+    r.d->close(r.c);
+}
+END_TEST
+
 START_TEST(test_position_algebra)
 {
     const sr_driver *d = sr_driver_find("mysql");
@@ -1036,6 +1427,13 @@ static Suite *mysql_suite(void)
     tcase_add_test(tc, test_stopped_replication_not_eligible);
     tcase_add_test(tc, test_read_your_writes);
     tcase_add_test(tc, test_position_algebra);
+    tcase_add_test(tc, test_exec_at_write_position);
+    tcase_add_test(tc, test_exec_at_no_new_gtid);
+    tcase_add_test(tc, test_exec_at_positions_increase);
+    tcase_add_test(tc, test_exec_at_replica_read);
+    tcase_add_test(tc, test_exec_at_errors);
+    tcase_add_test(tc, test_exec_at_tracker_defaults);
+    tcase_add_test(tc, test_exec_at_deadline);
     suite_add_tcase(s, tc);
     return s;
 }
