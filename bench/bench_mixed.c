@@ -129,12 +129,6 @@ static double now_s(void)
     return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 static void die(const char *what, const char *why)
 {
     fprintf(stderr, "bench_mixed: %s: %s\n", what, why);
@@ -315,7 +309,7 @@ static void pin_all(char *msg, size_t n)
             pinned_roots[npinned_roots++] = pid;
         any |= procs > 0;
         if (procs > 0)
-            off += (size_t)snprintf(msg + off, n - off, " %s (pid %d, %d process(es))",
+            off += (size_t)snprintf(msg + off, n - off, " %s (pid %d: %d process(es), all threads)",
                                     known[i].label, (int)pid, procs);
         else
             off += (size_t)snprintf(msg + off, n - off, " %s (NOT pinned: no such server "
@@ -443,6 +437,12 @@ static void pg_value(PGconn *c, const char *sql, char *buf, size_t n)
 }
 
 static int pg_tls(void *c) { return PQsslInUse(c); }
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
 
 static void pg_sync(backend *be)
 {
@@ -781,13 +781,13 @@ typedef struct worker {
     int64_t *seen; /* per key: the newest value read in this run, -1 none */
     float *rlat, *wlat; /* microseconds */
     size_t nr, nw, cap;
-    uint64_t reads, writes, stale, back;
+    uint64_t reads, writes, stale, back, after_write;
     double secs;
 } worker;
 
 typedef struct run_result {
     double ops_s, rp50, rp99, wp50;
-    uint64_t reads, writes, stale, back;
+    uint64_t reads, writes, stale, back, after_write;
     uint64_t replica_stmts, primary_stmts;
 } run_result;
 
@@ -814,7 +814,7 @@ static void *work(void *arg)
     for (int k = lo; k < hi; k++)
         w->seen[k] = -1;
     w->nr = w->nw = 0;
-    w->reads = w->writes = w->stale = w->back = 0;
+    w->reads = w->writes = w->stale = w->back = w->after_write = 0;
     uint64_t x = run->seed ^ (0x9E3779B97F4A7C15ull * (uint64_t)(w->idx + 1));
     if (x == 0)
         x = 1;
@@ -847,6 +847,7 @@ static void *work(void *arg)
         } else {
             int64_t v = s ? routed_read(s, key, ks) : be->read(rconn, ks);
             t1 = now_s();
+            w->after_write += after_write >= 0;
             after_write = -1;
             w->reads++;
             w->stale += v != run->last[key];
@@ -893,6 +894,7 @@ static run_result do_run(backend *be, sr_router *router, int variant, int nthrea
         res.writes += w->writes;
         res.stale += w->stale;
         res.back += w->back;
+        res.after_write += w->after_write;
     }
     pthread_barrier_destroy(&run.start);
     node_counts(router, nnodes, after);
@@ -926,8 +928,16 @@ static int violations;
 static void print_config(const backend *be, const config *cf, run_result (*res)[MAX_ROUNDS],
                          int rounds, double secs)
 {
-    printf("\n%s, %d thread%s, %d%% writes: %d rounds x %.2f s (medians over rounds)\n\n",
-           be->name, cf->threads, cf->threads > 1 ? "s" : "", cf->write_pct, rounds, secs);
+    uint64_t all_reads = 0, all_after = 0;
+    for (int j = 0; j < cf->nvariants; j++)
+        for (int r = 0; r < rounds; r++) {
+            all_reads += res[cf->variants[j]][r].reads;
+            all_after += res[cf->variants[j]][r].after_write;
+        }
+    printf("\n%s, %d thread%s, %d%% writes: %d rounds x %.2f s (medians over rounds); "
+           "%.1f%% of reads read the key just written\n\n",
+           be->name, cf->threads, cf->threads > 1 ? "s" : "", cf->write_pct, rounds, secs,
+           all_reads ? 100.0 * (double)all_after / (double)all_reads : 0.0);
     printf("| variant | ops/s | vs direct split | stale reads | went back | reads on replicas "
            "| read p50 us | read p99 us | write p50 us |\n");
     printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
