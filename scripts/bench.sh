@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # Builds shardroute (the default debugoptimized build, no tests) and runs
 # the benchmarks of bench/ with the local PostgreSQL and MariaDB servers of
-# tests/env/ running (the postgres, consistency and mysql benchmarks connect
-# to them; the others need no server). Each prints its table; nothing is asserted about speed.
+# tests/env/ running (the postgres, consistency, mysql and mixed benchmarks
+# connect to them; the others need no server). Each prints its table; nothing is asserted about speed.
 #   scripts/bench.sh [BENCHMARK...]      default: every benchmark, e.g. scripts/bench.sh route sqlite
+#   scripts/bench.sh mixed               mixed reads/writes per consistency mode (bench/bench_mixed.c);
+#   scripts/bench.sh mixed --test-args='--pin 0.2 5'   its arguments: [--pin] [SECONDS_PER_RUN [ROUNDS [ROWS]]]
 #   BUILD_DIR=build-bench2 scripts/bench.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
