@@ -395,9 +395,13 @@ static int cache_prepared(sr_driver_conn *c, const char *sql, size_t len, const 
         return c->evict_rc;
     }
     if (!e) {
-        /* route_of() checked that the cache admits it: only memory ran out. */
+        /* route_of() checked that the cache admits it: memory ran out, or the
+         * same text was prepared twice in one pipeline (a statement that is
+         * exec_at's own check): one copy is enough. */
         int rc = deallocate(c, fresh->name, deadline, err);
-        return rc != SR_OK ? rc : sr_driver_error_set(err, SR_ENOMEM, 0, NULL, 0, "out of memory");
+        if (rc != SR_OK || sr_stmt_cache_get(c->cache, sql, len))
+            return rc;
+        return sr_driver_error_set(err, SR_ENOMEM, 0, NULL, 0, "out of memory");
     }
     if (out)
         *out = e;
@@ -542,70 +546,106 @@ static int exec_at_unpipelined(sr_driver_conn *c, const char *sql, const char *n
     return pg_exec(c, sql, 0, NULL, deadline, rb, err);
 }
 
-/* Where each operation of exec_at's pipeline sits in its plan (-1: not sent). */
-typedef struct at_slots {
-    int check, prepare, stmt, wpos;
-} at_slots;
+/*
+ * One statement of exec_at's pipeline: the check, the caller's statement or
+ * the write position query. Each goes the way exec() sends a statement
+ * (cached prepared, prepared now and cached afterwards, or unnamed), so the
+ * check and the position query are prepared once per connection too (their
+ * parsing and planning cost the server more than the round trip on a
+ * loopback), and stmt_cache.max_size = 0 (no named statements, e.g. behind
+ * PgBouncer's transaction pooling) keeps meaning none at all.
+ */
+typedef struct queued {
+    const char *sql;
+    size_t len;
+    int prep;          /* plan slot of its Prepare, -1 when none was sent */
+    int run;           /* plan slot of its execution */
+    int cached;        /* it ran as a cached statement (whose plan may be stale) */
+    sr_pg_stmt named;  /* its server-side name, when prepared */
+} queued;
+
+static int queue_stmt(sr_driver_conn *c, queued *q, int nparams, const char *const *params,
+                      int unnamed, char *plan, int *n, sr_driver_error *err)
+{
+    q->len = strlen(q->sql);
+    q->prep = -1;
+    q->cached = 0;
+    stmt_route route = unnamed ? STMT_UNNAMED : route_of(c, q->sql, q->len, nparams);
+    int rc = SR_OK;
+    if (route != STMT_CACHED) {
+        rc = send_unnamed(c, q->sql, nparams, params, route, err);
+    } else {
+        sr_pg_stmt *e = sr_stmt_cache_get(c->cache, q->sql, q->len);
+        if (e) {
+            q->named = *e;
+            q->cached = 1;
+        } else {
+            rc = send_prepare(c, q->sql, nparams, &q->named, err);
+            if (rc != SR_OK)
+                return rc;
+            q->prep = *n;
+            plan[(*n)++] = 'q';
+        }
+        if (!PQsendQueryPrepared(c->pg, q->named.name, nparams, params, NULL, NULL, 0))
+            rc = sr__pg_conn_error(c, "sending a statement", err);
+    }
+    if (rc == SR_OK) {
+        q->run = *n;
+        plan[(*n)++] = 'q';
+    }
+    return rc;
+}
 
 /*
- * One exchange: queues the check (a read) or nothing (a write), the
- * statement (preceded by its preparation on a cache miss), a Sync, and for a
- * write the position query and a second Sync, then reads everything back.
- * *retry = 1 (nothing added to rb) when the cached statement turned out
- * stale and was dropped: the caller runs the whole exchange once more.
+ * After the pipeline: caches what was prepared (even when its execution then
+ * failed: the statement exists on the server) and returns the result that
+ * tells how the statement went: its Prepare's error, else its execution's.
  */
-static int exec_at_once(sr_driver_conn *c, const char *sql, size_t len, int nparams,
-                        const char *const *params, stmt_route route, const char *need,
-                        int64_t deadline, sr_result_builder *rb, char *pos, size_t poslen,
-                        int *stale, int *retry, sr_driver_error *err)
+static int settle(sr_driver_conn *c, const queued *q, PGresult *const *res, int64_t deadline,
+                  const PGresult **out, sr_driver_error *err)
+{
+    *out = res[q->run];
+    if (q->prep < 0)
+        return SR_OK;
+    if (is_error_result(res[q->prep])) {
+        *out = res[q->prep];
+        return SR_OK;
+    }
+    return cache_prepared(c, q->sql, q->len, &q->named, deadline, NULL, err);
+}
+
+/*
+ * One exchange: queues the check (a read), the statement, a Sync, and for a
+ * write the position query and a second Sync, then reads everything back.
+ * *retry = 1 (nothing added to rb) when a cached statement of the exchange
+ * turned out stale and was dropped: the caller runs the exchange again.
+ */
+static int exec_at_once(sr_driver_conn *c, const char *sql, int nparams, const char *const *params,
+                        const char *need, int64_t deadline, sr_result_builder *rb, char *pos,
+                        size_t poslen, int *stale, int *retry, sr_driver_error *err)
 {
     *retry = 0;
-    sr_pg_stmt named;
-    int cached = 0;
-    if (route == STMT_CACHED) {
-        sr_pg_stmt *e = sr_stmt_cache_get(c->cache, sql, len);
-        if (e) {
-            named = *e;
-            cached = 1;
-        }
-    }
     if (!PQenterPipelineMode(c->pg))
         return sr__pg_conn_error(c, "entering pipeline mode", err);
 
+    /* At most: check (2), statement (2), Sync, position (2), Sync. */
     char plan[8];
     int n = 0, rc = SR_OK;
-    at_slots at = {-1, -1, -1, -1};
-    if (need) {
-        if (!PQsendQueryParams(c->pg, sr__pg_check_sql, 1, NULL, &need, NULL, NULL, 0))
-            return sr__pg_conn_error(c, "sending a statement", err);
-        at.check = n;
-        plan[n++] = 'q';
-    }
-    if (route == STMT_CACHED && !cached) {
-        rc = send_prepare(c, sql, nparams, &named, err);
-        if (rc == SR_OK) {
-            at.prepare = n;
-            plan[n++] = 'q';
-        }
-    }
-    if (rc == SR_OK) {
-        if (route == STMT_CACHED)
-            rc = PQsendQueryPrepared(c->pg, named.name, nparams, params, NULL, NULL, 0)
-                     ? SR_OK
-                     : sr__pg_conn_error(c, "sending a statement", err);
-        else
-            rc = send_unnamed(c, sql, nparams, params, route, err);
-        if (rc == SR_OK) {
-            at.stmt = n;
-            plan[n++] = 'q';
-        }
-    }
+    queued check = {.sql = sr__pg_check_sql, .run = -1};
+    queued stmt = {.sql = sql, .run = -1};
+    queued wpos = {.sql = sr__pg_write_position_sql(c), .run = -1};
+    /* The first position query also asks for the WAL sizes: once per connection, not cached. */
+    int wpos_unnamed = c->wal_block_size == 0;
+    if (need)
+        rc = queue_stmt(c, &check, 1, &need, 0, plan, &n, err);
+    if (rc == SR_OK)
+        rc = queue_stmt(c, &stmt, nparams, params, 0, plan, &n, err);
     if (rc != SR_OK) {
-        /* rewrite() failed (the connection is fine): the queued check or
-         * prepare is synced and drained so that the connection is clean. */
+        /* rewrite() failed (the connection is fine): what was queued is synced
+         * and drained, so that the connection is left clean. */
         if (c->pg) {
             sr_driver_error drain_err;
-            PGresult *drained[4];
+            PGresult *drained[8];
             plan[n++] = 's';
             if (!PQpipelineSync(c->pg))
                 return sr__pg_conn_error(c, "sending a statement", err);
@@ -630,11 +670,11 @@ static int exec_at_once(sr_driver_conn *c, const char *sql, size_t len, int npar
         return sr__pg_conn_error(c, "sending a statement", err);
     plan[n++] = 's';
     if (!need) {
-        if (!PQsendQueryParams(c->pg, sr__pg_write_position_sql(c), 0, NULL, NULL, NULL, NULL, 0) ||
-            !PQpipelineSync(c->pg))
+        rc = queue_stmt(c, &wpos, 0, NULL, wpos_unnamed, plan, &n, err);
+        if (rc != SR_OK)
+            return rc; /* nothing to rewrite: only a lost connection fails here */
+        if (!PQpipelineSync(c->pg))
             return sr__pg_conn_error(c, "sending a statement", err);
-        at.wpos = n;
-        plan[n++] = 'q';
         plan[n++] = 's';
     }
 
@@ -643,25 +683,48 @@ static int exec_at_once(sr_driver_conn *c, const char *sql, size_t len, int npar
     if (rc != SR_OK)
         return rc;
 
-    /* The statement was prepared even when it then failed to run: keep it. */
-    if (at.prepare >= 0 && !is_error_result(res[at.prepare]))
-        rc = cache_prepared(c, sql, len, &named, deadline, NULL, err);
+    const PGresult *check_res = NULL, *stmt_res = NULL, *wpos_res = NULL;
+    if (need)
+        rc = settle(c, &check, res, deadline, &check_res, err);
+    if (rc == SR_OK)
+        rc = settle(c, &stmt, res, deadline, &stmt_res, err);
+    if (rc == SR_OK && !need)
+        rc = settle(c, &wpos, res, deadline, &wpos_res, err);
     if (rc != SR_OK)
         goto out;
+    /*
+     * Stale cached statements (DDL, DISCARD ALL) leave the cache whichever
+     * of the three failed, before anything is decided: a retry then
+     * prepares all of them again at once. A stale check or statement means
+     * the statement did not run: run the exchange again.
+     */
+    int stale_check = 0, stale_stmt = 0, stale_wpos = 0;
+    if (need && check.cached && is_error_result(check_res))
+        rc = drop_stale_plan(c, check.sql, check.len, check_res, deadline, &stale_check, err);
+    if (rc == SR_OK && stmt.cached && is_error_result(stmt_res))
+        rc = drop_stale_plan(c, sql, stmt.len, stmt_res, deadline, &stale_stmt, err);
+    if (rc == SR_OK && !need && wpos.cached && is_error_result(wpos_res))
+        rc = drop_stale_plan(c, wpos.sql, wpos.len, wpos_res, deadline, &stale_wpos, err);
+    if (rc != SR_OK)
+        goto out;
+    if (stale_check || stale_stmt) {
+        *retry = 1;
+        goto out;
+    }
 
     if (need) {
         int own_snapshot;
-        if (sr__pg_check_result(res[at.check], need, pos, poslen, stale, &own_snapshot) != SR_OK) {
+        if (sr__pg_check_result(check_res, need, pos, poslen, stale, &own_snapshot) != SR_OK) {
             pos[0] = '\0';
-            rc = is_error_result(res[at.check])
-                     ? sr__pg_result_error(c, res[at.check], err)
+            rc = is_error_result(check_res)
+                     ? sr__pg_result_error(c, check_res, err)
                      : sr_driver_error_set(err, SR_EQUERY, 0, NULL, 0,
                                            "unexpected reply to the position check on %s",
                                            c->redacted);
             goto out;
         }
         if (*stale)
-            goto out; /* the statement was skipped (or its rows are dropped) */
+            goto out; /* the statement was skipped */
         if (!own_snapshot) {
             /*
              * REPEATABLE READ (a default_transaction_isolation the user
@@ -674,20 +737,12 @@ static int exec_at_once(sr_driver_conn *c, const char *sql, size_t len, int npar
         }
     }
 
-    const PGresult *stmt = res[at.stmt];
-    if (at.prepare >= 0 && is_error_result(res[at.prepare]))
-        stmt = res[at.prepare]; /* the statement never ran: the prepare's error says why */
-    else if (cached && is_error_result(stmt)) {
-        rc = drop_stale_plan(c, sql, len, stmt, deadline, retry, err);
-        if (rc != SR_OK || *retry)
-            goto out;
-    }
-    rc = finish_result(c, stmt, rb, err);
+    rc = finish_result(c, stmt_res, rb, err);
     if (rc == SR_OK && !need) {
         /* The write committed; without its position the core asks write_position(). */
         sr_driver_error ignored;
-        if (is_error_result(res[at.wpos]) ||
-            sr__pg_write_position_result(c, res[at.wpos], pos, poslen, &ignored) != SR_OK)
+        if (is_error_result(wpos_res) ||
+            sr__pg_write_position_result(c, wpos_res, pos, poslen, &ignored) != SR_OK)
             pos[0] = '\0';
     }
 out:
@@ -738,20 +793,18 @@ static int pg_exec_at(sr_driver_conn *c, const char *sql, int nparams, const cha
                                        c->redacted);
         return pg_exec(c, sql, nparams, params, deadline, rb, err);
     }
-    size_t len = strlen(sql);
-    stmt_route route = route_of(c, sql, len, nparams);
-    if (route == STMT_SIMPLE)
+    if (nparams == 0 && is_multi_statement(sql))
         return exec_at_unpipelined(c, sql, need, deadline, rb, pos, poslen, stale, err);
+    /* Each retry has dropped a stale cached statement of the exchange (at most three). */
     for (int attempt = 0;; attempt++) {
         int retry;
-        rc = exec_at_once(c, sql, len, nparams, params, route, need, deadline, rb, pos, poslen,
-                          stale, &retry, err);
+        rc = exec_at_once(c, sql, nparams, params, need, deadline, rb, pos, poslen, stale, &retry,
+                          err);
         if (rc != SR_OK || !retry)
             return rc;
-        if (attempt > 0) /* stale twice in a row: report it as exec() would */
+        if (attempt == 3)
             return sr_driver_error_set(err, SR_EQUERY, 0, "0A000", 0,
-                                       "the prepared statement went stale twice on %s",
-                                       c->redacted);
+                                       "prepared statements kept going stale on %s", c->redacted);
     }
 }
 

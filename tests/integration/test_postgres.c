@@ -562,7 +562,7 @@ typedef struct node_conn {
     char redacted[128];
 } node_conn;
 
-static void node_open(node_conn *n, int port, sr_role role)
+static void node_open_cached(node_conn *n, int port, sr_role role, int stmt_cache_size)
 {
     n->d = sr_driver_find("postgresql");
     ck_assert_ptr_nonnull(n->d);
@@ -576,11 +576,17 @@ static void node_open(node_conn *n, int port, sr_role role)
     n->uri.database = "shard0";
     n->uri.redacted = n->redacted;
     sr_driver_connect_args args = {.uri = &n->uri, .role = role, .connect_timeout_ms = 5000,
-                                   .statement_timeout_ms = 5000, .stmt_cache_size = 16,
+                                   .statement_timeout_ms = 5000,
+                                   .stmt_cache_size = stmt_cache_size,
                                    .stmt_cache_bytes = 8u << 20};
     sr_driver_error e = {0};
     int rc = n->d->connect(&args, &n->c, &e);
     ck_assert_msg(rc == SR_OK, "connect %s: %s", n->redacted, e.message);
+}
+
+static void node_open(node_conn *n, int port, sr_role role)
+{
+    node_open_cached(n, port, role, 16);
 }
 
 static void node_close(node_conn *n) { n->d->close(n->c); }
@@ -1087,6 +1093,64 @@ START_TEST(exec_at_without_a_pipeline_and_inside_a_transaction)
 }
 END_TEST
 
+START_TEST(exec_at_prepares_its_own_queries_only_where_the_cache_allows)
+{
+    node_conn p;
+    node_open(&p, pg.port_primary, SR_PRIMARY);
+    PGconn *dp = direct(pg.primary, "shard0");
+    fresh_at_table(dp);
+    char *pos = driver_position(&p);
+    const char *one[] = {"1"};
+    for (int i = 0; i < 3; i++) {
+        at_out w = must_at(&p, "INSERT INTO sr_at VALUES (?, 'a') ON CONFLICT (id) DO NOTHING", 1,
+                           one, NULL);
+        assert_lsn(w.pos);
+        sr_result_free(w.res);
+        at_out r = must_at(&p, "SELECT count(*) FROM sr_at", 0, NULL, pos);
+        ck_assert_str_eq(sr_result_value(r.res, 0, 0), "1");
+        sr_result_free(r.res);
+    }
+    /* The two statements, the check, the (second form of the) position query and this
+     * listing itself: each prepared once. */
+    char *count = exec_value(&p, "SELECT count(*) FROM pg_prepared_statements");
+    ck_assert_str_eq(count, "5");
+    free(count);
+    /* DISCARD ALL drops them all behind the driver's back: prepared again, no error. */
+    sr_driver_error de = {0};
+    sr_result_builder drb;
+    ck_assert_int_eq(sr__result_builder_init(&drb, 0), SR_OK);
+    ck_assert_int_eq(p.d->exec(p.c, "DISCARD ALL", 0, NULL, soon(), &drb, &de), SR_OK);
+    sr__result_builder_discard(&drb);
+    at_out r = must_at(&p, "SELECT count(*) FROM sr_at", 0, NULL, pos);
+    ck_assert_int_eq(r.stale, 0);
+    ck_assert_str_eq(sr_result_value(r.res, 0, 0), "1");
+    sr_result_free(r.res);
+    at_out w = must_at(&p, "INSERT INTO sr_at VALUES (?, 'a') ON CONFLICT (id) DO NOTHING", 1, one,
+                       NULL);
+    assert_lsn(w.pos);
+    sr_result_free(w.res);
+    node_close(&p);
+
+    /* Without a cache nothing named is left on the server, exec_at's queries included. */
+    node_open_cached(&p, pg.port_primary, SR_PRIMARY, 0);
+    for (int i = 0; i < 2; i++) {
+        w = must_at(&p, "INSERT INTO sr_at VALUES (?, 'a') ON CONFLICT (id) DO NOTHING", 1, one,
+                    NULL);
+        assert_lsn(w.pos);
+        sr_result_free(w.res);
+        r = must_at(&p, "SELECT count(*) FROM sr_at", 0, NULL, pos);
+        ck_assert_int_eq(r.stale, 0);
+        sr_result_free(r.res);
+    }
+    count = exec_value(&p, "SELECT count(*) FROM pg_prepared_statements");
+    ck_assert_str_eq(count, "0");
+    free(count);
+    free(pos);
+    PQfinish(dp);
+    node_close(&p);
+}
+END_TEST
+
 /* Freezes the backend of `n`'s connection, runs exec_at with a 300 ms deadline, thaws it. */
 static void expect_at_timeout(node_conn *n, const char *sql, const char *need)
 {
@@ -1309,6 +1373,7 @@ static Suite *postgres_suite(void)
     tcase_add_test(t, sql_errors_in_exec_at_leave_the_connection_usable);
     tcase_add_test(t, exec_at_survives_ddl_that_changes_a_cached_statement);
     tcase_add_test(t, exec_at_without_a_pipeline_and_inside_a_transaction);
+    tcase_add_test(t, exec_at_prepares_its_own_queries_only_where_the_cache_allows);
     tcase_add_test(t, a_stopped_server_cannot_hold_exec_at);
     tcase_set_timeout(t, 60); /* the bounded waits inside are shorter: a hang fails, not stalls */
     suite_add_tcase(s, t);
