@@ -654,6 +654,9 @@ static int exec_at_once(sr_driver_conn *c, const char *sql, int nparams, const c
                 *err = drain_err;
                 return drc;
             }
+            const PGresult *ignored;
+            if (need && settle(c, &check, drained, deadline, &ignored, &drain_err) != SR_OK)
+                *err = drain_err; /* caching the check lost the connection: say that */
             for (int i = 0; i < n; i++)
                 PQclear(drained[i]);
         }

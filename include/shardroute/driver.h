@@ -204,9 +204,11 @@ typedef struct sr_driver {
      *    applied `need` (position_covers) before the statement runs. When it
      *    has not, *stale = 1, nothing is added to `rb`, and SR_OK is
      *    returned: the core reads elsewhere. The statement may have run
-     *    (PostgreSQL pipelines it behind the check) but its rows are dropped.
-     *    `pos` receives the position the check saw ("" when unknown), which
-     *    the core caches for the node.
+     *    (a driver may pipeline it behind the check) but its rows, or its
+     *    error, are dropped. When the check passes, the rows come from a
+     *    snapshot that includes `need`. `pos` receives the position the
+     *    check saw ("" when unknown), which the core caches for the node.
+     *    A malformed `need` is SR_EINVAL (nothing sent).
      *  - `need` NULL (a write on the primary): `pos` receives the server's
      *    write position after the statement committed, covering it ("" when
      *    the driver could not learn it in the exchange: the core then calls
@@ -216,7 +218,12 @@ typedef struct sr_driver {
      * *stale is always set (0 unless the check failed). On an error the
      * statement's rows, *stale and `pos` mean nothing.
      * PostgreSQL: libpq pipeline mode (check / statement / sync, or
-     * statement / sync / position / sync). MariaDB: the GTID of a write
+     * statement / sync / position / sync); a stale check fails on purpose,
+     * so the server skips the statement. Several statements in one string
+     * cannot be pipelined: a read's check then takes a round trip of its
+     * own and a write's `pos` is "". Inside an explicit transaction a write
+     * runs as exec() with `pos` "" and a read with `need` is SR_EINVAL.
+     * MariaDB: the GTID of a write
      * comes in the OK packet (session_track_system_variables = last_gtid);
      * a read's check is MASTER_GTID_WAIT(need, 0) on the same connection
      * before the statement (one extra round trip: Connector/C cannot send a

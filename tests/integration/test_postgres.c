@@ -1151,6 +1151,41 @@ START_TEST(exec_at_prepares_its_own_queries_only_where_the_cache_allows)
 }
 END_TEST
 
+START_TEST(a_read_at_a_position_under_repeatable_read_runs_on_a_later_snapshot)
+{
+    /* The statement behind the check shares its snapshot: the driver runs it again. */
+    node_conn p, r1;
+    node_open(&p, pg.port_primary, SR_PRIMARY);
+    node_open(&r1, pg.port_replica1, SR_REPLICA);
+    free(exec_value(&r1, "SELECT set_config('default_transaction_isolation', 'repeatable read', "
+                         "false)"));
+    PGconn *dp = direct(pg.primary, "shard0");
+    fresh_at_table(dp);
+    at_out w = must_at(&p, "INSERT INTO sr_at VALUES (4, 'four')", 0, NULL, NULL);
+    sr_result_free(w.res);
+    ck_assert_int_eq(driver_wait(&r1, w.pos), 1);
+    const char *four[] = {"4"};
+    for (int round = 0; round < 2; round++) {
+        at_out r = must_at(&r1, "SELECT v, current_setting('transaction_isolation') FROM sr_at "
+                                "WHERE id = ?",
+                           1, four, w.pos);
+        ck_assert_int_eq(r.stale, 0);
+        ck_assert_int_eq(sr_result_nrows(r.res), 1); /* once, not the dropped rows as well */
+        ck_assert_str_eq(sr_result_value(r.res, 0, 0), "four");
+        ck_assert_str_eq(sr_result_value(r.res, 0, 1), "repeatable read");
+        ck_assert_int_eq(r1.d->position_covers(r.pos, w.pos), 1);
+        sr_result_free(r.res);
+    }
+    at_out r = must_at(&r1, "SELECT 1", 0, NULL, "FFFFFFFF/0");
+    ck_assert_int_eq(r.stale, 1);
+    ck_assert_int_eq(sr_result_nrows(r.res), 0);
+    sr_result_free(r.res);
+    PQfinish(dp);
+    node_close(&p);
+    node_close(&r1);
+}
+END_TEST
+
 /* Freezes the backend of `n`'s connection, runs exec_at with a 300 ms deadline, thaws it. */
 static void expect_at_timeout(node_conn *n, const char *sql, const char *need)
 {
@@ -1374,6 +1409,7 @@ static Suite *postgres_suite(void)
     tcase_add_test(t, exec_at_survives_ddl_that_changes_a_cached_statement);
     tcase_add_test(t, exec_at_without_a_pipeline_and_inside_a_transaction);
     tcase_add_test(t, exec_at_prepares_its_own_queries_only_where_the_cache_allows);
+    tcase_add_test(t, a_read_at_a_position_under_repeatable_read_runs_on_a_later_snapshot);
     tcase_add_test(t, a_stopped_server_cannot_hold_exec_at);
     tcase_set_timeout(t, 60); /* the bounded waits inside are shorter: a hang fails, not stalls */
     suite_add_tcase(s, t);
