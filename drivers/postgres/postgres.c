@@ -6,6 +6,9 @@
  * Statements are prepared once per connection under generated names and
  * executed with the extended protocol and text parameters; the cache is keyed
  * by the statement's original text, so the '?' → $n rewrite also runs once.
+ * exec_at (driver ABI 5) sends a statement with its consistency check or
+ * write position in one round trip through libpq's pipeline mode, on the
+ * same routing, cache and result building as exec.
  */
 #include "pg_conn.h"
 
