@@ -306,14 +306,16 @@ int sr__pg_wait_replayed(sr_driver_conn *c, const char *position, int64_t deadli
  * Sync, so a stale replica does not run (and make the caller wait for) a
  * statement whose rows would be dropped anyway, and the error message
  * carries the position back (the value is quoted in it in every locale).
+ * The server logs that error like any other (an ERROR line per stale read
+ * with the default log_min_messages), so the text says what it is.
  * The second column says whether the statement behind it takes a snapshot
  * of its own, after this check (see exec_at in postgres.c).
  */
-#define PG_STALE_MARK "sr_stale "
+#define PG_STALE_MARK "shardroute: stale replica at "
 
 const char sr__pg_check_sql[] =
     "SELECT CASE WHEN p >= $1::pg_lsn THEN p::text"
-    " ELSE ('" PG_STALE_MARK "' || p::text)::pg_lsn::text END,"
+    " ELSE ('" PG_STALE_MARK "' || p::text || ', the read needs ' || $1)::pg_lsn::text END,"
     " current_setting('transaction_isolation') = 'read committed'"
     " FROM (SELECT coalesce(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()"
     " ELSE pg_current_wal_flush_lsn() END, '0/0') AS p) AS applied";
