@@ -44,6 +44,21 @@ int64_t sr__pg_deadline(const sr_driver_conn *c, int64_t deadline_ns);
 int sr__pg_finish_request(sr_driver_conn *c, int64_t deadline, PGresult **out, sr_driver_error *err);
 
 /*
+ * Pipeline mode (exec_at): the connection was put into pipeline mode and
+ * `nplan` operations were queued, plan[i] saying what each one is: 'q' a
+ * query (PQsendQueryParams, PQsendPrepare, PQsendQueryPrepared) or 's' a
+ * PQpipelineSync. Flushes them, waits (bounded) for every result, and
+ * leaves pipeline mode. out[i] receives, for each 'q', its first error
+ * result if there was one (PGRES_PIPELINE_ABORTED when an earlier error
+ * skipped it), else its last result (NULL for none and for each 's'); the
+ * caller PQclear()s them. A negative status means the connection failed,
+ * timed out or is in a state we cannot leave: it has been discarded, out[]
+ * is all NULL, and err says why (transient).
+ */
+int sr__pg_pipeline_finish(sr_driver_conn *c, int64_t deadline, const char *plan, int nplan,
+                           PGresult **out, sr_driver_error *err);
+
+/*
  * Runs one statement with the simple protocol (no parameters, not cached)
  * under a deadline. SR_OK with *out holding a successful result (the caller
  * clears it; `out` may be NULL), or the classified error.
@@ -92,6 +107,31 @@ int sr__pg_replica_lag_ms(sr_driver_conn *c, int64_t deadline_ns, int64_t *out_m
 
 /* "X/Y" (hex, as PostgreSQL prints an LSN) to a 64-bit position; SR_EINVAL when malformed. */
 int sr__pg_lsn_parse(const char *text, uint64_t *out);
+/* A position as PostgreSQL prints it ("X/Y", upper-case hex); SR_EINVAL when buf is too small. */
+int sr__pg_lsn_format(uint64_t lsn, char *buf, size_t buflen);
+
+/*
+ * The write position query (SR_PG_WRITE_LSN; on a connection's first use
+ * also the WAL block and segment sizes) and the reading of its reply into
+ * the position write_position() reports, page header taken off. Shared by
+ * write_position() and exec_at's pipeline.
+ */
+const char *sr__pg_write_position_sql(const sr_driver_conn *c);
+int sr__pg_write_position_result(sr_driver_conn *c, const PGresult *res, char *buf, size_t buflen,
+                                 sr_driver_error *err);
+
+/*
+ * The check exec_at queues in front of a replica read: $1 is the position
+ * the read needs (valid "X/Y"). sr__pg_check_result reads its reply: SR_OK
+ * with `pos` (the position the server had applied, "" if the reply did not
+ * say), *stale (1: it does not cover `need`) and *own_snapshot (1: the
+ * statement queued behind it takes its snapshot after the check, i.e. READ
+ * COMMITTED); SR_EQUERY when the reply is an error other than the check's
+ * own "stale" one, or malformed (the caller classifies it).
+ */
+extern const char sr__pg_check_sql[];
+int sr__pg_check_result(const PGresult *res, const char *need, char *pos, size_t poslen,
+                        int *stale, int *own_snapshot);
 int sr__pg_replay_position(sr_driver_conn *c, int64_t deadline_ns, char *buf, size_t buflen,
                            sr_driver_error *err);
 int sr__pg_position_covers(const char *have, const char *want);

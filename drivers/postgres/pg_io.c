@@ -175,6 +175,103 @@ int sr__pg_finish_request(sr_driver_conn *c, int64_t deadline, PGresult **out, s
     }
 }
 
+static void clear_all(PGresult **out, int n)
+{
+    for (int i = 0; i < n; i++) {
+        PQclear(out[i]);
+        out[i] = NULL;
+    }
+}
+
+static int is_error_status(ExecStatusType st)
+{
+    return st == PGRES_FATAL_ERROR || st == PGRES_BAD_RESPONSE || st == PGRES_NONFATAL_ERROR ||
+           st == PGRES_PIPELINE_ABORTED;
+}
+
+int sr__pg_pipeline_finish(sr_driver_conn *c, int64_t deadline, const char *plan, int nplan,
+                           PGresult **out, sr_driver_error *err)
+{
+    for (int i = 0; i < nplan; i++)
+        out[i] = NULL;
+    int rc = flush_request(c, deadline, err);
+    if (rc != SR_OK)
+        return rc;
+    /*
+     * libpq hands out a query's results followed by NULL, and a Sync as one
+     * PGRES_PIPELINE_SYNC result. `at` is the operation being read. A Sync
+     * result seen while queries are still expected (should libpq skip the
+     * NULL of an aborted one) closes them all up to that Sync; a second NULL
+     * in a row while a Sync is expected means libpq and we disagree about
+     * the queue, and the connection cannot be trusted.
+     */
+    int at = 0, nulls = 0;
+    while (at < nplan) {
+        if (PQstatus(c->pg) == CONNECTION_BAD) {
+            clear_all(out, nplan);
+            return sr__pg_conn_error(c, "reading a result", err);
+        }
+        if (PQisBusy(c->pg)) {
+            int ev = wait_socket(c->pg, POLLIN, deadline);
+            if (ev == 0) {
+                clear_all(out, nplan);
+                return timed_out(c, "statement", err);
+            }
+            if (ev < 0 || !PQconsumeInput(c->pg)) {
+                clear_all(out, nplan);
+                return sr__pg_conn_error(c, "reading a result", err);
+            }
+            continue;
+        }
+        PGresult *r = PQgetResult(c->pg);
+        if (!r) {
+            if (plan[at] == 'q')
+                at++;
+            else if (++nulls > 1) {
+                clear_all(out, nplan);
+                sr__pg_discard(c);
+                return sr_driver_error_set(err, SR_EDRIVER, 1, NULL, 0,
+                                           "pipeline out of step on %s; the connection was closed",
+                                           c->redacted);
+            }
+            continue;
+        }
+        nulls = 0;
+        ExecStatusType st = PQresultStatus(r);
+        if (st == PGRES_PIPELINE_SYNC) {
+            PQclear(r);
+            while (at < nplan && plan[at] == 'q')
+                at++;
+            at++;
+            continue;
+        }
+        if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH ||
+            plan[at] != 'q') {
+            /* COPY would have to be fed or drained; anything else is out of step. */
+            PQclear(r);
+            clear_all(out, nplan);
+            sr__pg_discard(c);
+            return sr_driver_error_set(err, SR_EQUERY, 1, NULL, 0,
+                                       st == PGRES_COPY_IN || st == PGRES_COPY_OUT ||
+                                               st == PGRES_COPY_BOTH
+                                           ? "COPY is not supported through shardroute (on %s)"
+                                           : "unexpected result in a pipeline on %s",
+                                       c->redacted);
+        }
+        if (out[at] && is_error_status(PQresultStatus(out[at]))) {
+            PQclear(r); /* the first error is the one that explains the failure */
+        } else {
+            PQclear(out[at]);
+            out[at] = r;
+        }
+    }
+    if (!PQexitPipelineMode(c->pg)) {
+        clear_all(out, nplan);
+        return sr__pg_conn_error(c, "leaving pipeline mode", err);
+    }
+    return SR_OK;
+}
+
 int sr__pg_result_error(sr_driver_conn *c, const PGresult *res, sr_driver_error *err)
 {
     if (!c->pg)

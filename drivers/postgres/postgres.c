@@ -6,6 +6,9 @@
  * Statements are prepared once per connection under generated names and
  * executed with the extended protocol and text parameters; the cache is keyed
  * by the statement's original text, so the '?' → $n rewrite also runs once.
+ * exec_at (driver ABI 5) sends a statement with its consistency check or
+ * write position in one round trip through libpq's pipeline mode, on the
+ * same routing, cache and result building as exec.
  */
 #include "pg_conn.h"
 
@@ -302,11 +305,27 @@ static int is_multi_statement(const char *sql)
     return 0;
 }
 
-static int exec_unnamed(sr_driver_conn *c, const char *sql, int nparams, const char *const *params,
-                        int64_t deadline, PGresult **res, sr_driver_error *err)
+/*
+ * How a statement goes to the server, decided once for exec and exec_at:
+ * several statements as one simple query; what the cache would refuse (too
+ * large for its byte bound, or caching off) unnamed, with no prepare and
+ * deallocate round trips; the rest as a cached prepared statement.
+ */
+typedef enum stmt_route { STMT_SIMPLE, STMT_UNNAMED, STMT_CACHED } stmt_route;
+
+static stmt_route route_of(const sr_driver_conn *c, const char *sql, size_t len, int nparams)
+{
+    if (nparams == 0 && is_multi_statement(sql))
+        return STMT_SIMPLE;
+    return sr_stmt_cache_admits(c->cache, len, 0) ? STMT_CACHED : STMT_UNNAMED;
+}
+
+/* Queues an unnamed statement (extended protocol), or several as a simple query. */
+static int send_unnamed(sr_driver_conn *c, const char *sql, int nparams, const char *const *params,
+                        stmt_route route, sr_driver_error *err)
 {
     int ok;
-    if (nparams == 0 && is_multi_statement(sql)) {
+    if (route == STMT_SIMPLE) {
         ok = PQsendQuery(c->pg, sql);
     } else {
         char *owned;
@@ -317,9 +336,22 @@ static int exec_unnamed(sr_driver_conn *c, const char *sql, int nparams, const c
         ok = PQsendQueryParams(c->pg, text, nparams, NULL, params, NULL, NULL, 0);
         free(owned);
     }
-    if (!ok)
-        return sr__pg_conn_error(c, "sending a statement", err);
-    return sr__pg_finish_request(c, deadline, res, err);
+    return ok ? SR_OK : sr__pg_conn_error(c, "sending a statement", err);
+}
+
+/* Queues the preparation of `sql` under a new name, written to `fresh`. */
+static int send_prepare(sr_driver_conn *c, const char *sql, int nparams, sr_pg_stmt *fresh,
+                        sr_driver_error *err)
+{
+    char *owned;
+    const char *text;
+    int rc = rewrite(sql, nparams, &owned, &text, err);
+    if (rc != SR_OK)
+        return rc;
+    snprintf(fresh->name, sizeof fresh->name, "sr_%llu", (unsigned long long)++c->next_stmt_id);
+    int ok = PQsendPrepare(c->pg, fresh->name, text, 0, NULL);
+    free(owned);
+    return ok ? SR_OK : sr__pg_conn_error(c, "sending a statement", err);
 }
 
 /* Best effort: a statement that cannot be deallocated lives until the connection closes. */
@@ -350,40 +382,84 @@ static void release_stmt(void *ctx, void *value)
     c->evict_rc = deallocate(c, ((sr_pg_stmt *)value)->name, c->evict_deadline, &c->evict_err);
 }
 
-/* Prepares `sql` under a new name and caches it, evicting the least recently used. */
-static int prepare(sr_driver_conn *c, const char *sql, size_t len, int nparams, int64_t deadline,
-                   sr_pg_stmt **out, PGresult **res, sr_driver_error *err)
+/*
+ * Caches `fresh`, just prepared on the server, evicting (and deallocating)
+ * the least recently used. Outside pipeline mode: an eviction is a round
+ * trip of its own.
+ */
+static int cache_prepared(sr_driver_conn *c, const char *sql, size_t len, const sr_pg_stmt *fresh,
+                          int64_t deadline, sr_pg_stmt **out, sr_driver_error *err)
 {
-    char *owned;
-    const char *text;
-    int rc = rewrite(sql, nparams, &owned, &text, err);
-    if (rc != SR_OK)
-        return rc;
-    sr_pg_stmt fresh;
-    snprintf(fresh.name, sizeof fresh.name, "sr_%llu", (unsigned long long)++c->next_stmt_id);
-    int ok = PQsendPrepare(c->pg, fresh.name, text, 0, NULL);
-    free(owned);
-    if (!ok)
-        return sr__pg_conn_error(c, "sending a statement", err);
-    rc = sr__pg_finish_request(c, deadline, res, err);
-    if (rc != SR_OK || is_error_result(*res))
-        return rc; /* an SQL error is in *res */
-    PQclear(*res);
-    *res = NULL;
     c->evict_deadline = deadline;
     c->evict_rc = SR_OK;
-    sr_pg_stmt *e = sr_stmt_cache_put(c->cache, sql, len, &fresh, 0);
+    sr_pg_stmt *e = sr_stmt_cache_put(c->cache, sql, len, fresh, 0);
     if (c->evict_rc != SR_OK) {
         *err = c->evict_err;
         return c->evict_rc;
     }
     if (!e) {
-        /* The caller checked that the cache admits it: only memory ran out. */
-        rc = deallocate(c, fresh.name, deadline, err);
-        return rc != SR_OK ? rc : sr_driver_error_set(err, SR_ENOMEM, 0, NULL, 0, "out of memory");
+        /* route_of() checked that the cache admits it: memory ran out, or the
+         * same text was prepared twice in one pipeline (a statement that is
+         * exec_at's own check): one copy is enough. */
+        int rc = deallocate(c, fresh->name, deadline, err);
+        if (rc != SR_OK || sr_stmt_cache_get(c->cache, sql, len))
+            return rc;
+        return sr_driver_error_set(err, SR_ENOMEM, 0, NULL, 0, "out of memory");
     }
-    *out = e;
+    if (out)
+        *out = e;
     return SR_OK;
+}
+
+/*
+ * After a cached statement failed: 0A000 "cached plan must not change
+ * result type" (DDL changed the columns) and 26000 (the statement is gone,
+ * e.g. DISCARD ALL) mean our entry is stale, so it leaves the cache (and the
+ * server, for 0A000). Returns SR_OK with *retry = 1 when the statement can
+ * simply be run again: outside a transaction the failed statement changed
+ * nothing; inside one the transaction is aborted and the caller has to
+ * decide. A negative status only when deallocating lost the connection.
+ */
+static int drop_stale_plan(sr_driver_conn *c, const char *sql, size_t len, const PGresult *res,
+                           int64_t deadline, int *retry, sr_driver_error *err)
+{
+    *retry = 0;
+    const char *state = sqlstate_of(res);
+    if (strcmp(state, "0A000") != 0 && strcmp(state, "26000") != 0)
+        return SR_OK;
+    sr_pg_stmt gone;
+    (void)sr_stmt_cache_take(c->cache, sql, len, &gone);
+    int idle = PQtransactionStatus(c->pg) == PQTRANS_IDLE;
+    if (idle && state[1] == 'A') {
+        int rc = deallocate(c, gone.name, deadline, err);
+        if (rc != SR_OK)
+            return rc;
+    }
+    *retry = idle;
+    return SR_OK;
+}
+
+static int exec_unnamed(sr_driver_conn *c, const char *sql, int nparams, const char *const *params,
+                        stmt_route route, int64_t deadline, PGresult **res, sr_driver_error *err)
+{
+    int rc = send_unnamed(c, sql, nparams, params, route, err);
+    return rc != SR_OK ? rc : sr__pg_finish_request(c, deadline, res, err);
+}
+
+/* Prepares `sql` under a new name and caches it, evicting the least recently used. */
+static int prepare(sr_driver_conn *c, const char *sql, size_t len, int nparams, int64_t deadline,
+                   sr_pg_stmt **out, PGresult **res, sr_driver_error *err)
+{
+    sr_pg_stmt fresh;
+    int rc = send_prepare(c, sql, nparams, &fresh, err);
+    if (rc != SR_OK)
+        return rc;
+    rc = sr__pg_finish_request(c, deadline, res, err);
+    if (rc != SR_OK || is_error_result(*res))
+        return rc; /* an SQL error is in *res */
+    PQclear(*res);
+    *res = NULL;
+    return cache_prepared(c, sql, len, &fresh, deadline, out, err);
 }
 
 static int exec_cached(sr_driver_conn *c, const char *sql, size_t len, int nparams,
@@ -402,56 +478,340 @@ static int exec_cached(sr_driver_conn *c, const char *sql, size_t len, int npara
         int rc = sr__pg_finish_request(c, deadline, res, err);
         if (rc != SR_OK || !is_error_result(*res))
             return rc;
-
-        /*
-         * 0A000 "cached plan must not change result type" (DDL changed the
-         * columns) and 26000 (the statement is gone, e.g. DISCARD ALL) mean
-         * our entry is stale. Outside a transaction the failed statement
-         * changed nothing, so it is prepared again and rerun once; inside
-         * one the transaction is aborted and the caller has to decide.
-         */
-        const char *state = sqlstate_of(*res);
-        int stale = strcmp(state, "0A000") == 0 || strcmp(state, "26000") == 0;
-        if (!stale)
-            return SR_OK;
-        sr_pg_stmt gone;
-        (void)sr_stmt_cache_take(c->cache, sql, len, &gone); /* e is invalid from here */
-        int idle = PQtransactionStatus(c->pg) == PQTRANS_IDLE;
-        if (idle && state[1] == 'A') {
-            rc = deallocate(c, gone.name, deadline, err);
-            if (rc != SR_OK) {
-                PQclear(*res);
-                *res = NULL;
-                return rc;
-            }
+        int retry;
+        rc = drop_stale_plan(c, sql, len, *res, deadline, &retry, err); /* e is invalid from here */
+        if (rc != SR_OK) {
+            PQclear(*res);
+            *res = NULL;
+            return rc;
         }
-        if (!idle || attempt > 0)
+        if (!retry || attempt > 0)
             return SR_OK;
         PQclear(*res);
         *res = NULL;
     }
 }
 
-static int pg_exec(sr_driver_conn *c, const char *sql, int nparams, const char *const *params,
-                   int64_t deadline_ns, sr_result_builder *rb, sr_driver_error *err)
+/* The rows (or affected count) of a statement's final result into rb, or its error. */
+static int finish_result(sr_driver_conn *c, const PGresult *res, sr_result_builder *rb,
+                         sr_driver_error *err)
+{
+    return res ? build_result(c, res, rb, err)
+               : sr_driver_error_set(err, SR_EQUERY, 0, NULL, 0, "the server sent no result");
+}
+
+static int check_exec_args(const sr_driver_conn *c, const char *sql, int nparams,
+                           const char *const *params, sr_driver_error *err)
 {
     if (!c || !sql || nparams < 0 || (nparams > 0 && !params))
         return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0, "postgres: invalid exec arguments");
-    if (!c->pg)
-        return sr__pg_gone(c, err);
+    return c->pg ? SR_OK : sr__pg_gone(c, err);
+}
+
+static int pg_exec(sr_driver_conn *c, const char *sql, int nparams, const char *const *params,
+                   int64_t deadline_ns, sr_result_builder *rb, sr_driver_error *err)
+{
+    int rc = check_exec_args(c, sql, nparams, params, err);
+    if (rc != SR_OK)
+        return rc;
     int64_t deadline = sr__pg_deadline(c, deadline_ns);
     PGresult *res = NULL;
-    /* Statements the cache would refuse (too large for its byte bound, or
-     * caching off) run unnamed: no prepare-and-deallocate round trips. */
     size_t len = strlen(sql);
-    int rc = sr_stmt_cache_admits(c->cache, len, 0) && !(nparams == 0 && is_multi_statement(sql))
-                 ? exec_cached(c, sql, len, nparams, params, deadline, &res, err)
-                 : exec_unnamed(c, sql, nparams, params, deadline, &res, err);
+    stmt_route route = route_of(c, sql, len, nparams);
+    rc = route == STMT_CACHED ? exec_cached(c, sql, len, nparams, params, deadline, &res, err)
+                              : exec_unnamed(c, sql, nparams, params, route, deadline, &res, err);
     if (rc == SR_OK)
-        rc = res ? build_result(c, res, rb, err)
-                 : sr_driver_error_set(err, SR_EQUERY, 0, NULL, 0, "the server sent no result");
+        rc = finish_result(c, res, rb, err);
     PQclear(res);
     return rc;
+}
+
+/* ---- a statement with its consistency check or write position (exec_at) ---- */
+
+/*
+ * Several statements in one string cannot go through pipeline mode (it only
+ * speaks the extended protocol). A read checks first, in a round trip of its
+ * own; a write reports no position ("": the core asks write_position()).
+ */
+static int exec_at_unpipelined(sr_driver_conn *c, const char *sql, const char *need,
+                               int64_t deadline, sr_result_builder *rb, char *pos, size_t poslen,
+                               int *stale, sr_driver_error *err)
+{
+    if (need) {
+        int rc = sr__pg_replay_position(c, deadline, pos, poslen, err);
+        if (rc != SR_OK)
+            return rc;
+        if (sr__pg_position_covers(pos, need) != 1) {
+            *stale = 1;
+            return SR_OK;
+        }
+    }
+    return pg_exec(c, sql, 0, NULL, deadline, rb, err);
+}
+
+/*
+ * One statement of exec_at's pipeline: the check, the caller's statement or
+ * the write position query. Each goes the way exec() sends a statement
+ * (cached prepared, prepared now and cached afterwards, or unnamed), so the
+ * check and the position query are prepared once per connection too (their
+ * parsing and planning cost the server more than the round trip on a
+ * loopback), and stmt_cache.max_size = 0 (no named statements, e.g. behind
+ * PgBouncer's transaction pooling) keeps meaning none at all.
+ */
+typedef struct queued {
+    const char *sql;
+    size_t len;
+    int prep;          /* plan slot of its Prepare, -1 when none was sent */
+    int run;           /* plan slot of its execution */
+    int cached;        /* it ran as a cached statement (whose plan may be stale) */
+    sr_pg_stmt named;  /* its server-side name, when prepared */
+} queued;
+
+static int queue_stmt(sr_driver_conn *c, queued *q, int nparams, const char *const *params,
+                      int unnamed, char *plan, int *n, sr_driver_error *err)
+{
+    q->len = strlen(q->sql);
+    q->prep = -1;
+    q->cached = 0;
+    stmt_route route = unnamed ? STMT_UNNAMED : route_of(c, q->sql, q->len, nparams);
+    int rc = SR_OK;
+    if (route != STMT_CACHED) {
+        rc = send_unnamed(c, q->sql, nparams, params, route, err);
+    } else {
+        sr_pg_stmt *e = sr_stmt_cache_get(c->cache, q->sql, q->len);
+        if (e) {
+            q->named = *e;
+            q->cached = 1;
+        } else {
+            rc = send_prepare(c, q->sql, nparams, &q->named, err);
+            if (rc != SR_OK)
+                return rc;
+            q->prep = *n;
+            plan[(*n)++] = 'q';
+        }
+        if (!PQsendQueryPrepared(c->pg, q->named.name, nparams, params, NULL, NULL, 0))
+            rc = sr__pg_conn_error(c, "sending a statement", err);
+    }
+    if (rc == SR_OK) {
+        q->run = *n;
+        plan[(*n)++] = 'q';
+    }
+    return rc;
+}
+
+/*
+ * After the pipeline: caches what was prepared (even when its execution then
+ * failed: the statement exists on the server) and returns the result that
+ * tells how the statement went: its Prepare's error, else its execution's.
+ */
+static int settle(sr_driver_conn *c, const queued *q, PGresult *const *res, int64_t deadline,
+                  const PGresult **out, sr_driver_error *err)
+{
+    *out = res[q->run];
+    if (q->prep < 0)
+        return SR_OK;
+    if (is_error_result(res[q->prep])) {
+        *out = res[q->prep];
+        return SR_OK;
+    }
+    return cache_prepared(c, q->sql, q->len, &q->named, deadline, NULL, err);
+}
+
+/*
+ * One exchange: queues the check (a read), the statement, a Sync, and for a
+ * write the position query and a second Sync, then reads everything back.
+ * *retry = 1 (nothing added to rb) when a cached statement of the exchange
+ * turned out stale and was dropped: the caller runs the exchange again.
+ */
+static int exec_at_once(sr_driver_conn *c, const char *sql, int nparams, const char *const *params,
+                        const char *need, int64_t deadline, sr_result_builder *rb, char *pos,
+                        size_t poslen, int *stale, int *retry, sr_driver_error *err)
+{
+    *retry = 0;
+    if (!PQenterPipelineMode(c->pg))
+        return sr__pg_conn_error(c, "entering pipeline mode", err);
+
+    /* At most: check (2), statement (2), Sync, position (2), Sync. */
+    char plan[8];
+    int n = 0, rc = SR_OK;
+    queued check = {.sql = sr__pg_check_sql, .run = -1};
+    queued stmt = {.sql = sql, .run = -1};
+    queued wpos = {.sql = sr__pg_write_position_sql(c), .run = -1};
+    /* The first position query also asks for the WAL sizes: once per connection, not cached. */
+    int wpos_unnamed = c->wal_block_size == 0;
+    if (need)
+        rc = queue_stmt(c, &check, 1, &need, 0, plan, &n, err);
+    if (rc == SR_OK)
+        rc = queue_stmt(c, &stmt, nparams, params, 0, plan, &n, err);
+    if (rc != SR_OK) {
+        /* rewrite() failed (the connection is fine): what was queued is synced
+         * and drained, so that the connection is left clean. */
+        if (c->pg) {
+            sr_driver_error drain_err;
+            PGresult *drained[8];
+            plan[n++] = 's';
+            if (!PQpipelineSync(c->pg))
+                return sr__pg_conn_error(c, "sending a statement", err);
+            int drc = sr__pg_pipeline_finish(c, deadline, plan, n, drained, &drain_err);
+            if (drc != SR_OK) {
+                *err = drain_err;
+                return drc;
+            }
+            const PGresult *ignored;
+            if (need && settle(c, &check, drained, deadline, &ignored, &drain_err) != SR_OK)
+                *err = drain_err; /* caching the check lost the connection: say that */
+            for (int i = 0; i < n; i++)
+                PQclear(drained[i]);
+        }
+        return rc;
+    }
+    /*
+     * A write's Sync ends the implicit transaction the statement ran in, so
+     * the position query behind it reads the WAL after the commit. A read
+     * has one Sync: the check and the statement share an implicit
+     * transaction (under READ COMMITTED the statement still takes its own
+     * snapshot, after the check).
+     */
+    if (!PQpipelineSync(c->pg))
+        return sr__pg_conn_error(c, "sending a statement", err);
+    plan[n++] = 's';
+    if (!need) {
+        rc = queue_stmt(c, &wpos, 0, NULL, wpos_unnamed, plan, &n, err);
+        if (rc != SR_OK)
+            return rc; /* nothing to rewrite: only a lost connection fails here */
+        if (!PQpipelineSync(c->pg))
+            return sr__pg_conn_error(c, "sending a statement", err);
+        plan[n++] = 's';
+    }
+
+    PGresult *res[8];
+    rc = sr__pg_pipeline_finish(c, deadline, plan, n, res, err);
+    if (rc != SR_OK)
+        return rc;
+
+    const PGresult *check_res = NULL, *stmt_res = NULL, *wpos_res = NULL;
+    if (need)
+        rc = settle(c, &check, res, deadline, &check_res, err);
+    if (rc == SR_OK)
+        rc = settle(c, &stmt, res, deadline, &stmt_res, err);
+    if (rc == SR_OK && !need)
+        rc = settle(c, &wpos, res, deadline, &wpos_res, err);
+    if (rc != SR_OK)
+        goto out;
+    /*
+     * Stale cached statements (DDL, DISCARD ALL) leave the cache whichever
+     * of the three failed, before anything is decided: a retry then
+     * prepares all of them again at once. A stale check or statement means
+     * the statement did not run: run the exchange again.
+     */
+    int stale_check = 0, stale_stmt = 0, stale_wpos = 0;
+    if (need && check.cached && is_error_result(check_res))
+        rc = drop_stale_plan(c, check.sql, check.len, check_res, deadline, &stale_check, err);
+    if (rc == SR_OK && stmt.cached && is_error_result(stmt_res))
+        rc = drop_stale_plan(c, sql, stmt.len, stmt_res, deadline, &stale_stmt, err);
+    if (rc == SR_OK && !need && wpos.cached && is_error_result(wpos_res))
+        rc = drop_stale_plan(c, wpos.sql, wpos.len, wpos_res, deadline, &stale_wpos, err);
+    if (rc != SR_OK)
+        goto out;
+    if (stale_check || stale_stmt) {
+        *retry = 1;
+        goto out;
+    }
+
+    if (need) {
+        int own_snapshot;
+        if (sr__pg_check_result(check_res, need, pos, poslen, stale, &own_snapshot) != SR_OK) {
+            pos[0] = '\0';
+            rc = is_error_result(check_res)
+                     ? sr__pg_result_error(c, check_res, err)
+                     : sr_driver_error_set(err, SR_EQUERY, 0, NULL, 0,
+                                           "unexpected reply to the position check on %s",
+                                           c->redacted);
+            goto out;
+        }
+        if (*stale)
+            goto out; /* behind: the statement's rows or error are dropped */
+        if (!own_snapshot) {
+            /*
+             * REPEATABLE READ (a default_transaction_isolation the user
+             * set): the statement ran on the snapshot the check took before
+             * it read the position, which may predate `need`. Its rows are
+             * dropped and it runs again, on a snapshot taken after the check.
+             */
+            rc = pg_exec(c, sql, nparams, params, deadline, rb, err);
+            goto out;
+        }
+    }
+
+    rc = finish_result(c, stmt_res, rb, err);
+    if (rc == SR_OK && !need) {
+        /* The write committed; without its position the core asks write_position(). */
+        sr_driver_error ignored;
+        if (is_error_result(wpos_res) ||
+            sr__pg_write_position_result(c, wpos_res, pos, poslen, &ignored) != SR_OK)
+            pos[0] = '\0';
+    }
+out:
+    for (int i = 0; i < n; i++)
+        PQclear(res[i]);
+    return rc;
+}
+
+/*
+ * exec_at (driver ABI 5). See sr_driver.exec_at for the contract; what
+ * PostgreSQL makes of it:
+ *  - a read (`need` set): check, statement, Sync in one round trip. `pos`
+ *    is the server's applied position as replay_position() reports it
+ *    (replay LSN on a replica, flush LSN on a primary), stale or not. On a
+ *    stale replica the statement still runs; its rows or error are dropped.
+ *  - a write: statement, Sync, position query, Sync in one round trip;
+ *    `pos` is what write_position() would report right after, or "" when
+ *    the position query failed although the statement succeeded.
+ *  - several statements in one string (no pipeline possible): see
+ *    exec_at_unpipelined.
+ *  - inside an explicit transaction (the core does not call it there): a
+ *    write runs as exec() does with `pos` "" (nothing is committed yet); a
+ *    read with `need` is refused (SR_EINVAL, the connection stays usable)
+ *    because the transaction's snapshot may be older than the check.
+ */
+static int pg_exec_at(sr_driver_conn *c, const char *sql, int nparams, const char *const *params,
+                      const char *need, int64_t deadline_ns, sr_result_builder *rb, char *pos,
+                      size_t poslen, int *stale, sr_driver_error *err)
+{
+    if (!pos || poslen == 0 || !stale)
+        return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0,
+                                   "postgres: invalid exec_at arguments");
+    pos[0] = '\0';
+    *stale = 0;
+    int rc = check_exec_args(c, sql, nparams, params, err);
+    if (rc != SR_OK)
+        return rc;
+    uint64_t lsn;
+    if (need && sr__pg_lsn_parse(need, &lsn) != SR_OK)
+        return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0,
+                                   "\"%s\" is not a PostgreSQL WAL position (X/Y)", need);
+    int64_t deadline = sr__pg_deadline(c, deadline_ns);
+    if (PQtransactionStatus(c->pg) != PQTRANS_IDLE) {
+        if (need)
+            return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0,
+                                       "postgres: a read cannot be checked against a position "
+                                       "inside a transaction (on %s)",
+                                       c->redacted);
+        return pg_exec(c, sql, nparams, params, deadline, rb, err);
+    }
+    if (nparams == 0 && is_multi_statement(sql))
+        return exec_at_unpipelined(c, sql, need, deadline, rb, pos, poslen, stale, err);
+    /* Each retry has dropped a stale cached statement of the exchange (at most three). */
+    for (int attempt = 0;; attempt++) {
+        int retry;
+        rc = exec_at_once(c, sql, nparams, params, need, deadline, rb, pos, poslen, stale, &retry,
+                          err);
+        if (rc != SR_OK || !retry)
+            return rc;
+        if (attempt == 3)
+            return sr_driver_error_set(err, SR_EQUERY, 0, "0A000", 0,
+                                       "prepared statements kept going stale on %s", c->redacted);
+    }
 }
 
 /* ---- transactions and liveness -------------------------------------------- */
@@ -510,4 +870,5 @@ const sr_driver sr__driver_postgres = {
     .position_covers = sr__pg_position_covers,
     .position_merge = sr__pg_position_merge,
     .wait_replayed = sr__pg_wait_replayed,
+    .exec_at = pg_exec_at,
 };

@@ -68,6 +68,12 @@ int sr__pg_lsn_parse(const char *text, uint64_t *out)
     return SR_OK;
 }
 
+int sr__pg_lsn_format(uint64_t lsn, char *buf, size_t buflen)
+{
+    int n = snprintf(buf, buflen, "%" PRIX32 "/%" PRIX32, (uint32_t)(lsn >> 32), (uint32_t)lsn);
+    return n < 0 || (size_t)n >= buflen ? SR_EINVAL : SR_OK;
+}
+
 /* Runs a query that returns exactly one row. */
 static int one_row(sr_driver_conn *c, const char *sql, int64_t deadline_ns, PGresult **res,
                    sr_driver_error *err)
@@ -104,53 +110,62 @@ int sr__pg_server_role(sr_driver_conn *c, int64_t deadline_ns, sr_role *out, sr_
  * after a page header (the last record ended on a page boundary) the header
  * is taken off, because a replica reports the end of the last record it
  * replayed, which is the boundary: otherwise an idle primary would leave the
- * position unreachable.
+ * position unreachable. The first query on a connection also fetches the WAL
+ * block and segment sizes that this needs.
  */
+const char *sr__pg_write_position_sql(const sr_driver_conn *c)
+{
+    return c->wal_block_size == 0
+               ? "SELECT " SR_PG_WRITE_LSN ", current_setting('wal_block_size'),"
+                 " (SELECT setting::bigint * CASE unit WHEN 'kB' THEN 1024"
+                 " WHEN '8kB' THEN 8192 WHEN 'MB' THEN 1048576 ELSE 1 END"
+                 " FROM pg_settings WHERE name = 'wal_segment_size')"
+               : "SELECT " SR_PG_WRITE_LSN;
+}
+
+int sr__pg_write_position_result(sr_driver_conn *c, const PGresult *res, char *buf, size_t buflen,
+                                 sr_driver_error *err)
+{
+    int first = c->wal_block_size == 0;
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+        PQnfields(res) != (first ? 3 : 1))
+        return sr_driver_error_set(err, SR_EQUERY, 0, NULL, 0,
+                                   "unexpected reply to the WAL position query");
+    uint64_t lsn;
+    if (sr__pg_lsn_parse(PQgetvalue(res, 0, 0), &lsn) != SR_OK)
+        return sr_driver_error_set(err, SR_EQUERY, 0, NULL, 0, "malformed WAL position \"%s\"",
+                                   PQgetvalue(res, 0, 0));
+    if (first) {
+        int64_t blk = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
+        int64_t seg = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
+        if (blk <= 0 || seg <= 0 || seg % blk != 0)
+            return sr_driver_error_set(err, SR_EQUERY, 0, NULL, 0,
+                                       "unexpected WAL block/segment sizes");
+        c->wal_block_size = blk;
+        c->wal_segment_size = seg;
+    }
+    if (lsn % (uint64_t)c->wal_segment_size == PG_WAL_LONG_HEADER)
+        lsn -= PG_WAL_LONG_HEADER;
+    else if (lsn % (uint64_t)c->wal_block_size == PG_WAL_SHORT_HEADER)
+        lsn -= PG_WAL_SHORT_HEADER;
+    if (sr__pg_lsn_format(lsn, buf, buflen) != SR_OK)
+        return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0,
+                                   "buffer of %zu bytes too small for a WAL position", buflen);
+    return SR_OK;
+}
+
 int sr__pg_write_position(sr_driver_conn *c, int64_t deadline_ns, char *buf, size_t buflen,
                           sr_driver_error *err)
 {
     if (!buf || buflen == 0)
         return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0, "no buffer for the WAL position");
-    int first = c->wal_block_size == 0;
     PGresult *res;
-    int rc = one_row(c,
-                     first ? "SELECT " SR_PG_WRITE_LSN ", current_setting('wal_block_size'),"
-                             " (SELECT setting::bigint * CASE unit WHEN 'kB' THEN 1024"
-                             " WHEN '8kB' THEN 8192 WHEN 'MB' THEN 1048576 ELSE 1 END"
-                             " FROM pg_settings WHERE name = 'wal_segment_size')"
-                           : "SELECT " SR_PG_WRITE_LSN,
-                     deadline_ns, &res, err);
+    int rc = one_row(c, sr__pg_write_position_sql(c), deadline_ns, &res, err);
     if (rc != SR_OK)
         return rc;
-    uint64_t lsn;
-    if (sr__pg_lsn_parse(PQgetvalue(res, 0, 0), &lsn) != SR_OK) {
-        rc = sr_driver_error_set(err, SR_EQUERY, 0, NULL, 0, "malformed WAL position \"%s\"",
-                                 PQgetvalue(res, 0, 0));
-        PQclear(res);
-        return rc;
-    }
-    if (first) {
-        int64_t blk = strtoll(PQgetvalue(res, 0, 1), NULL, 10);
-        int64_t seg = strtoll(PQgetvalue(res, 0, 2), NULL, 10);
-        if (blk <= 0 || seg <= 0 || seg % blk != 0) {
-            PQclear(res);
-            return sr_driver_error_set(err, SR_EQUERY, 0, NULL, 0,
-                                       "unexpected WAL block/segment sizes");
-        }
-        c->wal_block_size = blk;
-        c->wal_segment_size = seg;
-    }
+    rc = sr__pg_write_position_result(c, res, buf, buflen, err);
     PQclear(res);
-
-    if (lsn % (uint64_t)c->wal_segment_size == PG_WAL_LONG_HEADER)
-        lsn -= PG_WAL_LONG_HEADER;
-    else if (lsn % (uint64_t)c->wal_block_size == PG_WAL_SHORT_HEADER)
-        lsn -= PG_WAL_SHORT_HEADER;
-    int n = snprintf(buf, buflen, "%" PRIX32 "/%" PRIX32, (uint32_t)(lsn >> 32), (uint32_t)lsn);
-    if (n < 0 || (size_t)n >= buflen)
-        return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0,
-                                   "buffer of %zu bytes too small for a WAL position", buflen);
-    return SR_OK;
+    return rc;
 }
 
 int sr__pg_has_replayed(sr_driver_conn *c, const char *position, int64_t deadline_ns, int *out,
@@ -211,12 +226,6 @@ int sr__pg_replica_lag_ms(sr_driver_conn *c, int64_t deadline_ns, int64_t *out_m
 
 /* ---- positions for consistency (driver ABI 2) ---- */
 
-static int format_lsn(uint64_t lsn, char *buf, size_t buflen)
-{
-    int n = snprintf(buf, buflen, "%" PRIX32 "/%" PRIX32, (uint32_t)(lsn >> 32), (uint32_t)lsn);
-    return n < 0 || (size_t)n >= buflen ? SR_EINVAL : SR_OK;
-}
-
 int sr__pg_replay_position(sr_driver_conn *c, int64_t deadline_ns, char *buf, size_t buflen,
                            sr_driver_error *err)
 {
@@ -232,7 +241,7 @@ int sr__pg_replay_position(sr_driver_conn *c, int64_t deadline_ns, char *buf, si
     if (!PQgetisnull(res, 0, 0) && sr__pg_lsn_parse(PQgetvalue(res, 0, 0), &lsn) != SR_OK)
         lsn = 0;
     PQclear(res);
-    if (format_lsn(lsn, buf, buflen) != SR_OK)
+    if (sr__pg_lsn_format(lsn, buf, buflen) != SR_OK)
         return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0, "buffer too small for a WAL position");
     return SR_OK;
 }
@@ -250,19 +259,27 @@ int sr__pg_position_merge(const char *a, const char *b, char *buf, size_t buflen
     uint64_t x, y;
     if (sr__pg_lsn_parse(a, &x) != SR_OK || sr__pg_lsn_parse(b, &y) != SR_OK)
         return SR_EINVAL;
-    return format_lsn(x > y ? x : y, buf, buflen);
+    return sr__pg_lsn_format(x > y ? x : y, buf, buflen);
 }
 
 /*
  * PostgreSQL has no server-side "wait for LSN" before version 17's
  * pg_wal_replay_wait, so the replica is polled, with short sleeps that never
- * cross the deadline.
+ * cross the deadline. The first pause is short (100 us) and doubles up to
+ * 4 ms: on a healthy cluster a write is replayed within a millisecond or two
+ * of its commit, so a fixed 1 ms first sleep would often cost more than the
+ * lag itself, while a replica that is really behind is asked at most about
+ * 250 times a second.
  */
+#define PG_WAIT_FIRST_PAUSE_NS 100000LL
+#define PG_WAIT_MAX_PAUSE_NS 4000000LL
+
 int sr__pg_wait_replayed(sr_driver_conn *c, const char *position, int64_t deadline_ns, int *out,
                          sr_driver_error *err)
 {
     *out = 0;
-    for (int64_t pause_ns = 1000000;; pause_ns = pause_ns < 8000000 ? pause_ns * 2 : pause_ns) {
+    for (int64_t pause_ns = PG_WAIT_FIRST_PAUSE_NS;;
+         pause_ns = pause_ns * 2 < PG_WAIT_MAX_PAUSE_NS ? pause_ns * 2 : PG_WAIT_MAX_PAUSE_NS) {
         int64_t sent = sr_clock_ns();
         int rc = sr__pg_has_replayed(c, position, deadline_ns, out, err);
         if (rc != SR_OK || *out)
@@ -277,4 +294,42 @@ int sr__pg_wait_replayed(sr_driver_conn *c, const char *position, int64_t deadli
         struct timespec ts = {(time_t)(pause_ns / 1000000000), (long)(pause_ns % 1000000000)};
         nanosleep(&ts, NULL);
     }
+}
+
+/* ---- the check in front of a replica read (exec_at) ---- */
+
+/*
+ * The position this server has applied, as sr__pg_replay_position reads it;
+ * the core's `need` ($1) is compared on the client (sr__pg_check_result).
+ * The statement queued behind it runs whatever the answer, and a stale
+ * replica's rows (or error: a table the write created may not be there yet)
+ * are dropped. Making the check fail on purpose would skip the statement
+ * instead, but every stale read would then leave an ERROR line in the
+ * replica's log and count as a rollback, which trips monitoring; a point
+ * read run for nothing costs less than that. ($1 is kept, cast, so that a
+ * malformed position is refused by the server too.)
+ * The second column says whether the statement behind it takes a snapshot
+ * of its own, after this check (see exec_at in postgres.c).
+ */
+const char sr__pg_check_sql[] =
+    "SELECT p::text, current_setting('transaction_isolation') = 'read committed'"
+    " FROM (SELECT coalesce(CASE WHEN pg_is_in_recovery() THEN pg_last_wal_replay_lsn()"
+    " ELSE pg_current_wal_flush_lsn() END, '0/0') AS p, $1::pg_lsn AS need) AS applied";
+
+int sr__pg_check_result(const PGresult *res, const char *need, char *pos, size_t poslen,
+                        int *stale, int *own_snapshot)
+{
+    *stale = 0;
+    *own_snapshot = 0;
+    ExecStatusType st = PQresultStatus(res);
+    if (st != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQnfields(res) != 2 ||
+        PQgetisnull(res, 0, 0))
+        return SR_EQUERY;
+    uint64_t lsn;
+    if (sr__pg_lsn_parse(PQgetvalue(res, 0, 0), &lsn) != SR_OK ||
+        sr__pg_lsn_format(lsn, pos, poslen) != SR_OK)
+        return SR_EQUERY;
+    *stale = sr__pg_position_covers(pos, need) != 1;
+    *own_snapshot = is_true(res, 1);
+    return SR_OK;
 }

@@ -204,9 +204,11 @@ typedef struct sr_driver {
      *    applied `need` (position_covers) before the statement runs. When it
      *    has not, *stale = 1, nothing is added to `rb`, and SR_OK is
      *    returned: the core reads elsewhere. The statement may have run
-     *    (PostgreSQL pipelines it behind the check) but its rows are dropped.
-     *    `pos` receives the position the check saw ("" when unknown), which
-     *    the core caches for the node.
+     *    (a driver may pipeline it behind the check) but its rows, or its
+     *    error, are dropped. When the check passes, the rows come from a
+     *    snapshot that includes `need`. `pos` receives the position the
+     *    check saw ("" when unknown), which the core caches for the node.
+     *    A malformed `need` is SR_EINVAL (nothing sent).
      *  - `need` NULL (a write on the primary): `pos` receives a position
      *    that covers the statement once it committed: the server's write
      *    position, or (MariaDB) only the write's own GTID, which need not
@@ -218,15 +220,22 @@ typedef struct sr_driver {
      * *stale is always set (0 unless the check failed). On an error the
      * statement's rows, *stale and `pos` mean nothing.
      * PostgreSQL: libpq pipeline mode (check / statement / sync, or
-     * statement / sync / position / sync). MariaDB: the GTID of a write
-     * comes in the OK packet (session_track_system_variables = last_gtid),
-     * so `pos` is that one GTID ("0-1-42"); it is "" for a write answered
-     * with rows (INSERT ... RETURNING: no OK packet), a statement that wrote
-     * nothing, or a server whose global session_track_system_variables is
-     * empty. A read's check reads @@GLOBAL.gtid_slave_pos on the same
-     * connection before the statement, which also fills `pos` (one extra
-     * round trip: Connector/C cannot send a prepared statement behind
-     * another statement).
+     * statement / sync / position / sync); on a stale replica the
+     * statement runs and its rows or error are dropped (failing the check
+     * on purpose would skip it, but log an ERROR on the replica for every
+     * stale read). Several statements in one string cannot be pipelined: a
+     * read's check then takes a round trip of its own and a write's `pos`
+     * is "". Inside an explicit transaction a write runs as exec() with
+     * `pos` "" and a read with `need` is SR_EINVAL.
+     * MariaDB: the GTID of a write comes in the OK packet
+     * (session_track_system_variables = last_gtid), so `pos` is that one
+     * GTID ("0-1-42"); it is "" for a write answered with rows (INSERT ...
+     * RETURNING: no OK packet), a statement that wrote nothing, or a server
+     * whose global session_track_system_variables is empty. A read's check
+     * reads @@GLOBAL.gtid_slave_pos on the same connection before the
+     * statement, which also fills `pos`; behind, the statement is not run
+     * (one extra round trip: Connector/C cannot send a prepared statement
+     * behind another statement).
      */
     int (*exec_at)(sr_driver_conn *conn, const char *sql, int nparams, const char *const *params,
                    const char *need, int64_t deadline_ns, sr_result_builder *rb, char *pos,

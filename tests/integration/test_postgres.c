@@ -26,6 +26,7 @@
 #include <shardroute/driver.h>
 
 #include "pg_direct.h"
+#include "result.h" /* the internal result builder that exec_at fills */
 
 #define NSHARDS 2
 static const char *const shard_db[NSHARDS] = {"shard0", "shard1"};
@@ -561,7 +562,7 @@ typedef struct node_conn {
     char redacted[128];
 } node_conn;
 
-static void node_open(node_conn *n, int port, sr_role role)
+static void node_open_cached(node_conn *n, int port, sr_role role, int stmt_cache_size)
 {
     n->d = sr_driver_find("postgresql");
     ck_assert_ptr_nonnull(n->d);
@@ -575,11 +576,17 @@ static void node_open(node_conn *n, int port, sr_role role)
     n->uri.database = "shard0";
     n->uri.redacted = n->redacted;
     sr_driver_connect_args args = {.uri = &n->uri, .role = role, .connect_timeout_ms = 5000,
-                                   .statement_timeout_ms = 5000, .stmt_cache_size = 16,
+                                   .statement_timeout_ms = 5000,
+                                   .stmt_cache_size = stmt_cache_size,
                                    .stmt_cache_bytes = 8u << 20};
     sr_driver_error e = {0};
     int rc = n->d->connect(&args, &n->c, &e);
     ck_assert_msg(rc == SR_OK, "connect %s: %s", n->redacted, e.message);
+}
+
+static void node_open(node_conn *n, int port, sr_role role)
+{
+    node_open_cached(n, port, role, 16);
 }
 
 static void node_close(node_conn *n) { n->d->close(n->c); }
@@ -720,6 +727,506 @@ START_TEST(a_paused_replica_does_not_report_the_write_as_replayed)
     node_close(&p);
     node_close(&r1);
     node_close(&r2);
+}
+END_TEST
+
+/* ---- exec_at: the statement and its position in one exchange (ABI 5) ---------- */
+
+/* What one exec_at call gave back; `res` is NULL unless rc == SR_OK. */
+typedef struct at_out {
+    int rc;
+    int stale;
+    char pos[SR_POSITION_MAX];
+    sr_result *res;
+    sr_driver_error e;
+} at_out;
+
+static at_out run_at(node_conn *n, const char *sql, int np, const char *const *p, const char *need,
+                     int64_t deadline)
+{
+    at_out o;
+    memset(&o, 0, sizeof o);
+    memset(o.pos, 'x', sizeof o.pos - 1); /* exec_at must write it */
+    o.stale = -1;
+    sr_result_builder rb;
+    ck_assert_int_eq(sr__result_builder_init(&rb, 0), SR_OK);
+    o.rc = n->d->exec_at(n->c, sql, np, p, need, deadline, &rb, o.pos, sizeof o.pos, &o.stale,
+                         &o.e);
+    if (o.rc == SR_OK) {
+        o.res = sr__result_builder_finish(&rb);
+        ck_assert_ptr_nonnull(o.res);
+    } else {
+        sr__result_builder_discard(&rb);
+    }
+    return o;
+}
+
+static at_out must_at(node_conn *n, const char *sql, int np, const char *const *p, const char *need)
+{
+    at_out o = run_at(n, sql, np, p, need, soon());
+    ck_assert_msg(o.rc == SR_OK, "exec_at %s: %s (%s)", sql, sr_strerror(o.rc), o.e.message);
+    ck_assert_int_ge(o.stale, 0);
+    ck_assert_int_le(o.stale, 1);
+    return o;
+}
+
+/* Through the driver's plain exec(); returns the single value of a one-row result. */
+static char *exec_value(node_conn *n, const char *sql)
+{
+    sr_result_builder rb;
+    ck_assert_int_eq(sr__result_builder_init(&rb, 0), SR_OK);
+    sr_driver_error e = {0};
+    int rc = n->d->exec(n->c, sql, 0, NULL, soon(), &rb, &e);
+    ck_assert_msg(rc == SR_OK, "exec %s: %s", sql, e.message);
+    sr_result *res = sr__result_builder_finish(&rb);
+    ck_assert_int_eq(sr_result_nrows(res), 1);
+    char *v = strdup(sr_result_value(res, 0, 0));
+    sr_result_free(res);
+    return v;
+}
+
+static void assert_lsn(const char *pos)
+{
+    unsigned hi, lo;
+    char tail;
+    ck_assert_msg(sscanf(pos, "%X/%X%c", &hi, &lo, &tail) == 2, "position '%s'", pos);
+}
+
+static char *driver_position(node_conn *n)
+{
+    char buf[SR_POSITION_MAX];
+    sr_driver_error e = {0};
+    ck_assert_msg(n->d->replay_position(n->c, soon(), buf, sizeof buf, &e) == SR_OK, "%s",
+                  e.message);
+    return strdup(buf);
+}
+
+static int driver_wait(node_conn *n, const char *pos)
+{
+    int out = -1;
+    sr_driver_error e = {0};
+    int rc = n->d->wait_replayed(n->c, pos, sr_clock_ns() + 10000LL * 1000000, &out, &e);
+    ck_assert_msg(rc == SR_OK, "wait_replayed: %s", e.message);
+    return out;
+}
+
+static void fresh_at_table(PGconn *dp)
+{
+    direct_exec(dp, "DROP TABLE IF EXISTS sr_at; DROP TABLE IF EXISTS sr_at_late; "
+                    "CREATE TABLE sr_at (id int PRIMARY KEY, v text)");
+}
+
+START_TEST(a_write_through_exec_at_reports_a_position_that_covers_its_commit)
+{
+    node_conn p, r1;
+    node_open(&p, pg.port_primary, SR_PRIMARY);
+    node_open(&r1, pg.port_replica1, SR_REPLICA);
+    PGconn *dp = direct(pg.primary, "shard0");
+    fresh_at_table(dp);
+    direct_exec(dp, "CREATE EXTENSION IF NOT EXISTS pg_walinspect");
+
+    /* Twice: the first prepares the statement (and fetches the WAL sizes), the second reuses it. */
+    for (int i = 1; i <= 2; i++) {
+        char id[8];
+        snprintf(id, sizeof id, "%d", i);
+        const char *args[] = {id};
+        at_out w = must_at(&p,
+                           "INSERT INTO sr_at VALUES (?, 'one') RETURNING "
+                           "pg_current_wal_insert_lsn()::text, pg_current_xact_id()::text",
+                           1, args, NULL);
+        ck_assert_int_eq(w.stale, 0);
+        ck_assert_int_eq(sr_result_affected(w.res), 1);
+        ck_assert_int_eq(sr_result_nrows(w.res), 1);
+        assert_lsn(w.pos);
+
+        /* The commit record of that very transaction ends at or before `pos`. */
+        char *sql = xfmt("SELECT max(end_lsn) FROM pg_get_wal_records_info('%s', "
+                         "pg_current_wal_flush_lsn()) WHERE xid::text = '%s' AND "
+                         "resource_manager = 'Transaction' AND record_type = 'COMMIT'",
+                         sr_result_value(w.res, 0, 0), sr_result_value(w.res, 0, 1));
+        char *commit_end = direct_value(dp, sql);
+        free(sql);
+        ck_assert_msg(commit_end, "no commit record for xid %s", sr_result_value(w.res, 0, 1));
+        ck_assert_msg(p.d->position_covers(w.pos, commit_end) == 1, "pos %s < commit end %s",
+                      w.pos, commit_end);
+        free(commit_end);
+
+        /* Not ahead of the server either: write_position() right after covers it. */
+        char after[64];
+        sr_driver_error e = {0};
+        ck_assert_int_eq(p.d->write_position(p.c, soon(), after, sizeof after, &e), SR_OK);
+        ck_assert_int_eq(p.d->position_covers(after, w.pos), 1);
+
+        /* A replica that has replayed `pos` has the row. */
+        ck_assert_int_eq(driver_wait(&r1, w.pos), 1);
+        char *q = xfmt("SELECT count(*) FROM sr_at WHERE id = %d", i);
+        char *count = exec_value(&r1, q);
+        free(q);
+        ck_assert_str_eq(count, "1");
+        free(count);
+        sr_result_free(w.res);
+    }
+    PQfinish(dp);
+    node_close(&p);
+    node_close(&r1);
+}
+END_TEST
+
+START_TEST(a_stale_replica_reports_its_position_and_no_rows)
+{
+    node_conn p, r2;
+    node_open(&p, pg.port_primary, SR_PRIMARY);
+    node_open(&r2, pg.port_replica2, SR_REPLICA);
+    PGconn *dp = direct(pg.primary, "shard0");
+    PGconn *d2 = direct(pg.replica2, "shard0");
+    fresh_at_table(dp);
+    char before[64];
+    sr_driver_error e = {0};
+    ck_assert_int_eq(p.d->write_position(p.c, soon(), before, sizeof before, &e), SR_OK);
+    ck_assert_int_eq(driver_wait(&r2, before), 1);
+
+    direct_exec(d2, "SELECT pg_wal_replay_pause()");
+    ck_assert(wait_replica_true(pg.replica2, "shard0",
+                                "SELECT pg_get_wal_replay_pause_state() = 'paused'", 10000));
+    char *paused_at = driver_position(&r2);
+    at_out w = must_at(&p, "INSERT INTO sr_at VALUES (7, 'seven')", 0, NULL, NULL);
+    ck_assert_int_eq(sr_result_affected(w.res), 1);
+    sr_result_free(w.res);
+
+    const char *sql = "SELECT v FROM sr_at WHERE id = ?";
+    const char *seven[] = {"7"};
+    at_out r = must_at(&r2, sql, 1, seven, w.pos);
+    ck_assert_int_eq(r.stale, 1);
+    ck_assert_int_eq(sr_result_ncols(r.res), 0);
+    ck_assert_int_eq(sr_result_nrows(r.res), 0);
+    /* The replica's own position, which is where replay stopped, behind the write. */
+    ck_assert_str_eq(r.pos, paused_at);
+    ck_assert_int_eq(p.d->position_covers(r.pos, w.pos), 0);
+    ck_assert_int_eq(p.d->position_covers(r.pos, before), 1);
+    sr_result_free(r.res);
+    /* The statement behind a stale check still ran (its rows were dropped), and inside a
+     * transaction (where a missing statement is not prepared again and retried) it runs. */
+    sr_driver_error te = {0};
+    ck_assert_int_eq(r2.d->begin(r2.c, 1, soon(), &te), SR_OK);
+    sr_result_builder rb;
+    ck_assert_int_eq(sr__result_builder_init(&rb, 0), SR_OK);
+    int xrc = r2.d->exec(r2.c, sql, 1, seven, soon(), &rb, &te);
+    ck_assert_msg(xrc == SR_OK, "exec after the stale read: %s", te.message);
+    sr__result_builder_discard(&rb);
+    ck_assert_int_eq(r2.d->rollback(r2.c, soon(), &te), SR_OK);
+    /* The statement's own outcome does not count on a stale replica: not even an error. */
+    at_out z = must_at(&r2, "SELECT 1/0", 0, NULL, w.pos);
+    ck_assert_int_eq(z.stale, 1);
+    ck_assert_str_eq(z.pos, paused_at);
+    sr_result_free(z.res);
+    /* Nor a table the write created, which the replica does not have yet. */
+    at_out ddl = must_at(&p, "CREATE TABLE sr_at_late (x int)", 0, NULL, NULL);
+    sr_result_free(ddl.res);
+    z = must_at(&r2, "SELECT x FROM sr_at_late", 0, NULL, ddl.pos);
+    ck_assert_int_eq(z.stale, 1);
+    ck_assert_int_eq(sr_result_ncols(z.res), 0);
+    sr_result_free(z.res);
+
+    direct_exec(d2, "SELECT pg_wal_replay_resume()");
+    ck_assert_int_eq(driver_wait(&r2, w.pos), 1);
+    for (int round = 0; round < 2; round++) { /* prepared now, then from the cache */
+        r = must_at(&r2, sql, 1, seven, w.pos);
+        ck_assert_int_eq(r.stale, 0);
+        ck_assert_int_eq(sr_result_nrows(r.res), 1);
+        ck_assert_str_eq(sr_result_value(r.res, 0, 0), "seven");
+        ck_assert_int_eq(p.d->position_covers(r.pos, w.pos), 1);
+        sr_result_free(r.res);
+    }
+    /* One prepared statement on the server for it, not one per attempt. */
+    char *prepared = exec_value(&r2, "SELECT count(*) FROM pg_prepared_statements "
+                                     "WHERE statement = 'SELECT v FROM sr_at WHERE id = $1'");
+    ck_assert_str_eq(prepared, "1");
+    free(prepared);
+    free(paused_at);
+    PQfinish(d2);
+    PQfinish(dp);
+    node_close(&p);
+    node_close(&r2);
+}
+END_TEST
+
+START_TEST(a_read_at_a_position_on_the_primary_returns_its_rows)
+{
+    node_conn p;
+    node_open(&p, pg.port_primary, SR_PRIMARY);
+    PGconn *dp = direct(pg.primary, "shard0");
+    fresh_at_table(dp);
+    at_out w = must_at(&p, "INSERT INTO sr_at VALUES (3, 'three')", 0, NULL, NULL);
+    sr_result_free(w.res);
+    const char *three[] = {"3"};
+    at_out r = must_at(&p, "SELECT v, pg_is_in_recovery() FROM sr_at WHERE id = ?", 1, three, w.pos);
+    ck_assert_int_eq(r.stale, 0);
+    ck_assert_int_eq(sr_result_nrows(r.res), 1);
+    ck_assert_str_eq(sr_result_value(r.res, 0, 0), "three");
+    ck_assert_str_eq(sr_result_value(r.res, 0, 1), "f");
+    /* The primary's flush position, which covers what it wrote. */
+    assert_lsn(r.pos);
+    ck_assert_int_eq(p.d->position_covers(r.pos, w.pos), 1);
+    sr_result_free(r.res);
+    /* A malformed position is the caller's mistake: refused, nothing sent. */
+    at_out bad = run_at(&p, "SELECT 1", 0, NULL, "not-a-lsn", soon());
+    ck_assert_int_eq(bad.rc, SR_EINVAL);
+    ck_assert_int_eq(bad.e.transient, 0);
+    PQfinish(dp);
+    node_close(&p);
+}
+END_TEST
+
+static void expect_at_error(node_conn *n, const char *sql, int np, const char *const *p,
+                            const char *need, const char *sqlstate)
+{
+    at_out o = run_at(n, sql, np, p, need, soon());
+    ck_assert_msg(o.rc == SR_EQUERY, "%s: expected SR_EQUERY, got %s (%s)", sql, sr_strerror(o.rc),
+                  o.e.message);
+    ck_assert_str_eq(o.e.sqlstate, sqlstate);
+    ck_assert_int_eq(o.e.transient, 0);
+    /* The same connection runs the next statement, plain or pipelined. */
+    char *v = exec_value(n, "SELECT 'still fine'");
+    ck_assert_str_eq(v, "still fine");
+    free(v);
+}
+
+START_TEST(sql_errors_in_exec_at_leave_the_connection_usable)
+{
+    node_conn p, r1;
+    node_open(&p, pg.port_primary, SR_PRIMARY);
+    node_open(&r1, pg.port_replica1, SR_REPLICA);
+    PGconn *dp = direct(pg.primary, "shard0");
+    fresh_at_table(dp);
+    const char *one[] = {"1"};
+    at_out w = must_at(&p, "INSERT INTO sr_at VALUES (?, 'x')", 1, one, NULL);
+    char pos[SR_POSITION_MAX];
+    snprintf(pos, sizeof pos, "%s", w.pos);
+    sr_result_free(w.res);
+    ck_assert_int_eq(driver_wait(&r1, pos), 1);
+
+    for (int round = 0; round < 2; round++) { /* the cached statement fails too */
+        expect_at_error(&p, "INSERT INTO sr_at VALUES (?, 'x')", 1, one, NULL, "23505");
+        expect_at_error(&r1, "SELECT 1/(id - 1) FROM sr_at WHERE id = ?", 1, one, pos, "22012");
+    }
+    expect_at_error(&p, "SELEC 1", 0, NULL, NULL, "42601");  /* fails to prepare */
+    expect_at_error(&r1, "SELEC 1", 0, NULL, pos, "42601");
+    expect_at_error(&r1, "INSERT INTO sr_at VALUES (2, 'y')", 0, NULL, pos, "25006");
+    /* Too many parameters: the server's 08P01 does not cost the connection. */
+    const char *two[] = {"1", "2"};
+    expect_at_error(&p, "SELECT ?::int", 2, two, NULL, "08P01");
+
+    /* Nothing of the failed statements was written; the pipeline still works after them. */
+    const char *five[] = {"5"};
+    w = must_at(&p, "INSERT INTO sr_at VALUES (?, 'x')", 1, five, NULL);
+    assert_lsn(w.pos);
+    sr_result_free(w.res);
+    ck_assert_int_eq(direct_long(dp, "SELECT count(*) FROM sr_at"), 2);
+    PQfinish(dp);
+    node_close(&p);
+    node_close(&r1);
+}
+END_TEST
+
+START_TEST(exec_at_survives_ddl_that_changes_a_cached_statement)
+{
+    node_conn p;
+    node_open(&p, pg.port_primary, SR_PRIMARY);
+    PGconn *dp = direct(pg.primary, "shard0");
+    direct_exec(dp, "DROP TABLE IF EXISTS sr_at_ddl; CREATE TABLE sr_at_ddl (id int, a text);"
+                    "INSERT INTO sr_at_ddl VALUES (1, 'x')");
+    const char *sql = "SELECT * FROM sr_at_ddl WHERE id = ?";
+    const char *one[] = {"1"};
+    char *pos = driver_position(&p);
+    at_out r = must_at(&p, sql, 1, one, pos);
+    ck_assert_int_eq(sr_result_ncols(r.res), 2);
+    sr_result_free(r.res);
+    direct_exec(dp, "ALTER TABLE sr_at_ddl ADD COLUMN b text DEFAULT 'y'");
+    r = must_at(&p, sql, 1, one, pos); /* 0A000 on the cached plan: prepared again, rerun */
+    ck_assert_int_eq(r.stale, 0);
+    ck_assert_int_eq(sr_result_ncols(r.res), 3);
+    ck_assert_str_eq(sr_result_value(r.res, 0, 2), "y");
+    sr_result_free(r.res);
+    direct_exec(dp, "ALTER TABLE sr_at_ddl DROP COLUMN b");
+    r = must_at(&p, sql, 1, one, NULL); /* the same for a write's pipeline */
+    ck_assert_int_eq(sr_result_ncols(r.res), 2);
+    assert_lsn(r.pos);
+    sr_result_free(r.res);
+    free(pos);
+    PQfinish(dp);
+    node_close(&p);
+}
+END_TEST
+
+START_TEST(exec_at_without_a_pipeline_and_inside_a_transaction)
+{
+    node_conn p, r1;
+    node_open(&p, pg.port_primary, SR_PRIMARY);
+    node_open(&r1, pg.port_replica1, SR_REPLICA);
+    PGconn *dp = direct(pg.primary, "shard0");
+    fresh_at_table(dp);
+    /* Several statements in one string: no pipeline, so no position for a write. */
+    at_out w = must_at(&p, "INSERT INTO sr_at VALUES (1, 'a'); INSERT INTO sr_at VALUES (2, 'b')",
+                       0, NULL, NULL);
+    ck_assert_str_eq(w.pos, "");
+    sr_result_free(w.res);
+    char *pos = driver_position(&p);
+    ck_assert_int_eq(driver_wait(&r1, pos), 1);
+    /* ... but a read is still checked (in a round trip of its own). */
+    at_out r = must_at(&r1, "SELECT 1; SELECT count(*) FROM sr_at", 0, NULL, pos);
+    ck_assert_int_eq(r.stale, 0);
+    ck_assert_str_eq(sr_result_value(r.res, 0, 0), "2");
+    ck_assert_int_eq(r1.d->position_covers(r.pos, pos), 1);
+    sr_result_free(r.res);
+    r = must_at(&r1, "SELECT 1; SELECT 2", 0, NULL, "FFFFFFFF/0");
+    ck_assert_int_eq(r.stale, 1);
+    ck_assert_int_eq(sr_result_nrows(r.res), 0);
+    sr_result_free(r.res);
+
+    /* Inside a transaction: a write runs without a position, a checked read is refused. */
+    sr_driver_error e = {0};
+    ck_assert_int_eq(p.d->begin(p.c, 0, soon(), &e), SR_OK);
+    w = must_at(&p, "INSERT INTO sr_at VALUES (3, 'c')", 0, NULL, NULL);
+    ck_assert_str_eq(w.pos, "");
+    ck_assert_int_eq(sr_result_affected(w.res), 1);
+    sr_result_free(w.res);
+    at_out refused = run_at(&p, "SELECT 1", 0, NULL, pos, soon());
+    ck_assert_int_eq(refused.rc, SR_EINVAL);
+    ck_assert_int_eq(p.d->rollback(p.c, soon(), &e), SR_OK);
+    ck_assert_int_eq(direct_long(dp, "SELECT count(*) FROM sr_at WHERE id = 3"), 0);
+    free(pos);
+    PQfinish(dp);
+    node_close(&p);
+    node_close(&r1);
+}
+END_TEST
+
+START_TEST(exec_at_prepares_its_own_queries_only_where_the_cache_allows)
+{
+    node_conn p;
+    node_open(&p, pg.port_primary, SR_PRIMARY);
+    PGconn *dp = direct(pg.primary, "shard0");
+    fresh_at_table(dp);
+    char *pos = driver_position(&p);
+    const char *one[] = {"1"};
+    for (int i = 0; i < 3; i++) {
+        at_out w = must_at(&p, "INSERT INTO sr_at VALUES (?, 'a') ON CONFLICT (id) DO NOTHING", 1,
+                           one, NULL);
+        assert_lsn(w.pos);
+        sr_result_free(w.res);
+        at_out r = must_at(&p, "SELECT count(*) FROM sr_at", 0, NULL, pos);
+        ck_assert_str_eq(sr_result_value(r.res, 0, 0), "1");
+        sr_result_free(r.res);
+    }
+    /* The two statements, the check, the (second form of the) position query and this
+     * listing itself: each prepared once. */
+    char *count = exec_value(&p, "SELECT count(*) FROM pg_prepared_statements");
+    ck_assert_str_eq(count, "5");
+    free(count);
+    /* DISCARD ALL drops them all behind the driver's back: prepared again, no error. */
+    sr_driver_error de = {0};
+    sr_result_builder drb;
+    ck_assert_int_eq(sr__result_builder_init(&drb, 0), SR_OK);
+    ck_assert_int_eq(p.d->exec(p.c, "DISCARD ALL", 0, NULL, soon(), &drb, &de), SR_OK);
+    sr__result_builder_discard(&drb);
+    at_out r = must_at(&p, "SELECT count(*) FROM sr_at", 0, NULL, pos);
+    ck_assert_int_eq(r.stale, 0);
+    ck_assert_str_eq(sr_result_value(r.res, 0, 0), "1");
+    sr_result_free(r.res);
+    at_out w = must_at(&p, "INSERT INTO sr_at VALUES (?, 'a') ON CONFLICT (id) DO NOTHING", 1, one,
+                       NULL);
+    assert_lsn(w.pos);
+    sr_result_free(w.res);
+    node_close(&p);
+
+    /* Without a cache nothing named is left on the server, exec_at's queries included. */
+    node_open_cached(&p, pg.port_primary, SR_PRIMARY, 0);
+    for (int i = 0; i < 2; i++) {
+        w = must_at(&p, "INSERT INTO sr_at VALUES (?, 'a') ON CONFLICT (id) DO NOTHING", 1, one,
+                    NULL);
+        assert_lsn(w.pos);
+        sr_result_free(w.res);
+        r = must_at(&p, "SELECT count(*) FROM sr_at", 0, NULL, pos);
+        ck_assert_int_eq(r.stale, 0);
+        sr_result_free(r.res);
+    }
+    count = exec_value(&p, "SELECT count(*) FROM pg_prepared_statements");
+    ck_assert_str_eq(count, "0");
+    free(count);
+    free(pos);
+    PQfinish(dp);
+    node_close(&p);
+}
+END_TEST
+
+START_TEST(a_read_at_a_position_under_repeatable_read_runs_on_a_later_snapshot)
+{
+    /* The statement behind the check shares its snapshot: the driver runs it again. */
+    node_conn p, r1;
+    node_open(&p, pg.port_primary, SR_PRIMARY);
+    node_open(&r1, pg.port_replica1, SR_REPLICA);
+    free(exec_value(&r1, "SELECT set_config('default_transaction_isolation', 'repeatable read', "
+                         "false)"));
+    PGconn *dp = direct(pg.primary, "shard0");
+    fresh_at_table(dp);
+    at_out w = must_at(&p, "INSERT INTO sr_at VALUES (4, 'four')", 0, NULL, NULL);
+    sr_result_free(w.res);
+    ck_assert_int_eq(driver_wait(&r1, w.pos), 1);
+    const char *four[] = {"4"};
+    for (int round = 0; round < 2; round++) {
+        at_out r = must_at(&r1, "SELECT v, current_setting('transaction_isolation') FROM sr_at "
+                                "WHERE id = ?",
+                           1, four, w.pos);
+        ck_assert_int_eq(r.stale, 0);
+        ck_assert_int_eq(sr_result_nrows(r.res), 1); /* once, not the dropped rows as well */
+        ck_assert_str_eq(sr_result_value(r.res, 0, 0), "four");
+        ck_assert_str_eq(sr_result_value(r.res, 0, 1), "repeatable read");
+        ck_assert_int_eq(r1.d->position_covers(r.pos, w.pos), 1);
+        sr_result_free(r.res);
+    }
+    at_out r = must_at(&r1, "SELECT 1", 0, NULL, "FFFFFFFF/0");
+    ck_assert_int_eq(r.stale, 1);
+    ck_assert_int_eq(sr_result_nrows(r.res), 0);
+    sr_result_free(r.res);
+    PQfinish(dp);
+    node_close(&p);
+    node_close(&r1);
+}
+END_TEST
+
+/* Freezes the backend of `n`'s connection, runs exec_at with a 300 ms deadline, thaws it. */
+static void expect_at_timeout(node_conn *n, const char *sql, const char *need)
+{
+    char *pid = exec_value(n, "SELECT pg_backend_pid()");
+    pid_t backend = (pid_t)atol(pid);
+    free(pid);
+    ck_assert_int_eq(kill(backend, SIGSTOP), 0);
+    double t0 = mono_ms();
+    at_out o = run_at(n, sql, 0, NULL, need, sr_clock_ns() + 300LL * 1000000);
+    double took = mono_ms() - t0;
+    kill(backend, SIGCONT);
+    ck_assert_msg(o.rc == SR_ETIMEOUT, "expected SR_ETIMEOUT, got %s (%s)", sr_strerror(o.rc),
+                  o.e.message);
+    ck_assert_int_eq(o.e.transient, 1);
+    ck_assert_msg(took < 1500.0, "a stopped backend held exec_at %.0f ms", took);
+    /* The connection was given up: the next call says so at once. */
+    sr_result_builder rb;
+    ck_assert_int_eq(sr__result_builder_init(&rb, 0), SR_OK);
+    sr_driver_error e = {0};
+    ck_assert_int_eq(n->d->exec(n->c, "SELECT 1", 0, NULL, soon(), &rb, &e), SR_ECONNECT);
+    ck_assert_int_eq(e.transient, 1);
+    sr__result_builder_discard(&rb);
+}
+
+START_TEST(a_stopped_server_cannot_hold_exec_at)
+{
+    node_conn p, r1;
+    node_open(&p, pg.port_primary, SR_PRIMARY);
+    node_open(&r1, pg.port_replica1, SR_REPLICA);
+    expect_at_timeout(&p, "SELECT 1", NULL);
+    expect_at_timeout(&r1, "SELECT 1", "0/0");
+    node_close(&p);
+    node_close(&r1);
 }
 END_TEST
 
@@ -898,6 +1405,20 @@ static Suite *postgres_suite(void)
     tcase_add_unchecked_fixture(t, NULL, resume_replica2);
     tcase_add_test(t, roles_and_positions_through_the_driver);
     tcase_add_test(t, a_paused_replica_does_not_report_the_write_as_replayed);
+    tcase_set_timeout(t, 60); /* the bounded waits inside are shorter: a hang fails, not stalls */
+    suite_add_tcase(s, t);
+
+    t = tcase_create("exec_at");
+    tcase_add_unchecked_fixture(t, NULL, resume_replica2);
+    tcase_add_test(t, a_write_through_exec_at_reports_a_position_that_covers_its_commit);
+    tcase_add_test(t, a_stale_replica_reports_its_position_and_no_rows);
+    tcase_add_test(t, a_read_at_a_position_on_the_primary_returns_its_rows);
+    tcase_add_test(t, sql_errors_in_exec_at_leave_the_connection_usable);
+    tcase_add_test(t, exec_at_survives_ddl_that_changes_a_cached_statement);
+    tcase_add_test(t, exec_at_without_a_pipeline_and_inside_a_transaction);
+    tcase_add_test(t, exec_at_prepares_its_own_queries_only_where_the_cache_allows);
+    tcase_add_test(t, a_read_at_a_position_under_repeatable_read_runs_on_a_later_snapshot);
+    tcase_add_test(t, a_stopped_server_cannot_hold_exec_at);
     tcase_set_timeout(t, 60); /* the bounded waits inside are shorter: a hang fails, not stalls */
     suite_add_tcase(s, t);
 
