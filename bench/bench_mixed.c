@@ -116,6 +116,8 @@ static const config configs[] = {
     {2, 0, 2, {V_SPLIT, V_ANY}},
 };
 enum { NCONFIGS = sizeof configs / sizeof configs[0] };
+/* --only THREADS/WRITE_PCT: run that configuration alone (-1: all). */
+static int only_threads = -1, only_write_pct = -1;
 
 static const char *const sql_read = "SELECT v FROM bench_mixed WHERE k = ?";
 static const char *const sql_write = "UPDATE bench_mixed SET v = ? WHERE k = ?";
@@ -1068,6 +1070,8 @@ static void run_backend(backend *be, const char *policy, double secs, int rounds
     static run_result res[NVARIANTS][MAX_ROUNDS];
     for (int c = 0; c < NCONFIGS; c++) {
         const config *cf = &configs[c];
+        if (only_threads >= 0 && (cf->threads != only_threads || cf->write_pct != only_write_pct))
+            continue;
         memset(res, 0, sizeof res);
         for (int r = 0; r < rounds; r++)
             for (int j = 0; j < cf->nvariants; j++) {
@@ -1094,7 +1098,7 @@ static void run_backend(backend *be, const char *policy, double secs, int rounds
 static void usage(void)
 {
     fprintf(stderr, "usage: bench_mixed [--pin] [--backend pg|mysql|all] [--policy NAME] "
-                    "[SECONDS_PER_RUN [ROUNDS [ROWS]]]\n"
+                    "[--only THREADS/WRITE_PCT] [SECONDS_PER_RUN [ROUNDS [ROWS]]]\n"
                     "  defaults: 0.5 s per run, 5 rounds, 1000 rows; ROUNDS 1..%d, ROWS >= 2\n",
             MAX_ROUNDS);
     exit(2);
@@ -1112,6 +1116,10 @@ int main(int argc, char **argv)
             which = argv[++i];
         else if (strcmp(argv[i], "--policy") == 0 && i + 1 < argc)
             policy = argv[++i];
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc) {
+            if (sscanf(argv[++i], "%d/%d", &only_threads, &only_write_pct) != 2)
+                usage();
+        }
         else if (argv[i][0] == '-' && argv[i][1] && !(argv[i][1] >= '0' && argv[i][1] <= '9'))
             usage();
         else if (npos == 0)

@@ -246,14 +246,26 @@ static double p2c_cost(const sr_balance_stats *st)
  * Power of two choices: comparing two random nodes avoids both the herd effect
  * of always taking the global minimum and the O(n) scan. Ties keep the first
  * draw, which is itself uniform.
+ *
+ * The caller's last node, when it is a candidate, is the first draw, and the
+ * other one wins only when it costs less than 1/SR_P2C_STAY of it. A session
+ * that hops between replicas on every small difference of cost makes each of
+ * its statements wake a different server process, most likely on another
+ * CPU: with two threads on two CPUs that cost a third of the throughput of
+ * two threads that each keep one connection (bench_mixed --only 2/0, not
+ * pinned: 0.68x; round_robin 0.78x, affinity 0.97x). A clearly busier or
+ * slower node (a statement in flight doubles its cost) is still left.
  */
-static int pick_p2c_ewma(sr_balance_stats *const *cands, int n)
+#define SR_P2C_STAY 1.5
+
+static int pick_p2c_ewma(sr_balance_stats *const *cands, int n, int last)
 {
-    int a = rand_below(n);
+    int a = last >= 0 && last < n ? last : rand_below(n);
     int b = rand_below(n - 1);
     if (b >= a)
         b++;
-    return p2c_cost(cands[b]) < p2c_cost(cands[a]) ? b : a;
+    double stay = last == a ? SR_P2C_STAY : 1.0;
+    return p2c_cost(cands[b]) * stay < p2c_cost(cands[a]) ? b : a;
 }
 
 /* The splitmix64 finaliser: a bijective 64-bit mix. */
@@ -286,7 +298,7 @@ static int pick_affinity(sr_balance_stats *const *cands, int n, uint64_t affinit
 }
 
 int sr__balance_pick(sr_policy_kind policy, sr_balance_stats *const *cands, int n,
-                     _Atomic uint64_t *rr_counter, uint64_t affinity)
+                     _Atomic uint64_t *rr_counter, uint64_t affinity, int last)
 {
     if (!cands || n < 1)
         return SR_EINVAL;
@@ -299,6 +311,6 @@ int sr__balance_pick(sr_policy_kind policy, sr_balance_stats *const *cands, int 
     case SR_POLICY_LEAST_OUTSTANDING: return pick_least_outstanding(cands, n);
     case SR_POLICY_AFFINITY: return pick_affinity(cands, n, affinity);
     case SR_POLICY_P2C_EWMA:
-    default: return pick_p2c_ewma(cands, n);
+    default: return pick_p2c_ewma(cands, n, last);
     }
 }

@@ -24,9 +24,12 @@ void sr__balance_init(sr_balance_stats *st, int weight, uint64_t id_hash);
  * Picks one of `n` candidates (n >= 1) and returns its index.
  * rr_counter: per shard, for round_robin and weighted.
  * affinity: the session's affinity hash, for affinity.
+ * last: the index among `cands` of the node the caller read from last time
+ * (-1: none or not a candidate), for p2c_ewma, which stays there unless the
+ * other draw costs clearly less (SR_P2C_STAY).
  */
 int sr__balance_pick(sr_policy_kind policy, sr_balance_stats *const *cands, int n,
-                     _Atomic uint64_t *rr_counter, uint64_t affinity);
+                     _Atomic uint64_t *rr_counter, uint64_t affinity, int last);
 
 /* Call around each statement on a node: begin increments in-flight; end decrements and
  * folds the latency into the peak EWMA (decay time constant decay_ms). */

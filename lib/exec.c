@@ -87,8 +87,11 @@ static int read_on_shard(sr_session *s, int shard, const sr_read_opts *ropts, co
             tries.missed = true;
             continue;
         }
-        if (rc == SR_OK)
+        if (rc == SR_OK) {
+            s->last_read_shard = shard;
+            s->last_read_node = n->index;
             return SR_OK;
+        }
         /*
          * A read that failed because its node became unreachable is retried
          * once on another node within the same deadline; an SQL error would

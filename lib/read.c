@@ -31,6 +31,7 @@ static sr_node *pick_candidate(sr_router *r, sr_shard *sh, const sr_read_plan *p
     sr_balance_stats *cands[SR_MAX_NODES_PER_SHARD];
     sr_node *nodes[SR_MAX_NODES_PER_SHARD];
     int n = 0;
+    int last_at = -1; /* plan->last_node's place among the candidates */
     int first = r->opts.primary_reads == SR_PRIMARY_READS_ALWAYS ? 0 : 1;
     int last = sh->nnodes;
     if (plan->sticky >= 0) {
@@ -52,6 +53,8 @@ static sr_node *pick_candidate(sr_router *r, sr_shard *sh, const sr_read_plan *p
             if (!sr__node_lag_ok(r, node, plan->max_lag_ms, now))
                 continue;
         }
+        if (i == plan->last_node)
+            last_at = n;
         cands[n] = &node->bal;
         nodes[n] = node;
         n++;
@@ -61,7 +64,7 @@ static sr_node *pick_candidate(sr_router *r, sr_shard *sh, const sr_read_plan *p
     if (n == 1)
         return nodes[0];
     int i = sr__balance_pick((sr_policy_kind)r->opts.balance_policy, cands, n, &sh->rr_counter,
-                             plan->affinity);
+                             plan->affinity, last_at);
     return nodes[i];
 }
 

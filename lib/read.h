@@ -15,6 +15,7 @@ typedef struct sr_read_plan {
     const char *need;  /* position the node must have applied, or NULL */
     bool need_unknown; /* a position is needed but unknown: only the primary will do */
     uint64_t affinity; /* the session's key for the affinity policy */
+    int last_node;     /* index of the node the session last read from on this shard, or -1 */
     int64_t written_ns; /* when the session last wrote on the shard (sr_clock_ns), 0: unknown */
     int sticky;        /* >= 0: the only replica this read may use (a monotonic read goes on
                           from the node it last read at, sr__positions_note_read); else the

@@ -166,6 +166,7 @@ void sr__session_read_plan(const sr_session *s, const sr_read_opts *ropts, int s
     else
         plan->max_lag_ms = s->router->opts.replica_max_lag_ms;
     plan->affinity = s->affinity;
+    plan->last_node = s->last_read_shard == shard ? s->last_read_node : -1;
     plan->written_ns = 0;
     plan->check_now = false;
     plan->sticky = -1;
@@ -197,6 +198,7 @@ SR_API int sr_session_new(sr_router *r, sr_session **out)
     /* Each session sticks to its own replica under `affinity` unless told otherwise. */
     s->affinity = sr__rand64();
     s->txn_shard = -1;
+    s->last_read_shard = s->last_read_node = -1;
     s->mode = r->opts.consistency_mode;
     s->max_lag_ms = -1;
     *out = s;

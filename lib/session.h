@@ -21,6 +21,10 @@ struct sr_session {
     _Atomic int busy;   /* 1 while a public call runs on this session (SR_EMISUSE) */
     uint64_t affinity;
     unsigned latency_tick; /* statements run: one in SR_LATENCY_SAMPLE is timed */
+    /* The node the last read ran on (p2c_ewma stays there unless another is clearly
+     * cheaper, see balance.c); -1 before any read. */
+    int last_read_shard;
+    int last_read_node;
     /* consistency */
     int mode;           /* sr_consistency */
     int max_lag_ms;     /* -1: the router's replica.max_lag_ms */

@@ -64,7 +64,7 @@ static void count_picks(sr_policy_kind pol, nodes *ns, _Atomic uint64_t *rr, uin
     memset(counts, 0, sizeof(long) * MAXN);
     long out_of_range = 0;
     for (long k = 0; k < total; k++) {
-        int i = sr__balance_pick(pol, ns->c, ns->n, rr, aff);
+        int i = sr__balance_pick(pol, ns->c, ns->n, rr, aff, -1);
         if (i < 0 || i >= ns->n)
             out_of_range++;
         else
@@ -102,7 +102,7 @@ START_TEST(test_single_candidate_is_always_index_0)
     int nonzero = 0;
     for (size_t p = 0; p < sizeof all_policies / sizeof all_policies[0]; p++)
         for (int k = 0; k < 1000; k++)
-            nonzero += sr__balance_pick(all_policies[p], ns.c, 1, &rr, (uint64_t)k) != 0;
+            nonzero += sr__balance_pick(all_policies[p], ns.c, 1, &rr, (uint64_t)k, -1) != 0;
     ck_assert_int_eq(nonzero, 0);
 }
 END_TEST
@@ -112,8 +112,8 @@ START_TEST(test_no_candidates_is_an_error)
     nodes ns;
     nodes_init(&ns, 2, NULL);
     _Atomic uint64_t rr = 0;
-    ck_assert_int_eq(sr__balance_pick(SR_POLICY_P2C_EWMA, ns.c, 0, &rr, 0), SR_EINVAL);
-    ck_assert_int_eq(sr__balance_pick(SR_POLICY_RANDOM, NULL, 2, &rr, 0), SR_EINVAL);
+    ck_assert_int_eq(sr__balance_pick(SR_POLICY_P2C_EWMA, ns.c, 0, &rr, 0, -1), SR_EINVAL);
+    ck_assert_int_eq(sr__balance_pick(SR_POLICY_RANDOM, NULL, 2, &rr, 0, -1), SR_EINVAL);
 }
 END_TEST
 
@@ -152,15 +152,15 @@ START_TEST(test_round_robin_cycles_exactly)
     _Atomic uint64_t rr = 0;
     int wrong = 0;
     for (int k = 0; k < 1000; k++)
-        wrong += sr__balance_pick(SR_POLICY_ROUND_ROBIN, ns.c, 5, &rr, 0) != k % 5;
+        wrong += sr__balance_pick(SR_POLICY_ROUND_ROBIN, ns.c, 5, &rr, 0, -1) != k % 5;
     ck_assert_int_eq(wrong, 0);
     ck_assert_uint_eq(atomic_load(&rr), 1000);
 
     /* Another shard's counter is independent. */
     _Atomic uint64_t rr2 = 3;
-    ck_assert_int_eq(sr__balance_pick(SR_POLICY_ROUND_ROBIN, ns.c, 5, &rr2, 0), 3);
-    ck_assert_int_eq(sr__balance_pick(SR_POLICY_ROUND_ROBIN, ns.c, 5, &rr2, 0), 4);
-    ck_assert_int_eq(sr__balance_pick(SR_POLICY_ROUND_ROBIN, ns.c, 5, &rr2, 0), 0);
+    ck_assert_int_eq(sr__balance_pick(SR_POLICY_ROUND_ROBIN, ns.c, 5, &rr2, 0, -1), 3);
+    ck_assert_int_eq(sr__balance_pick(SR_POLICY_ROUND_ROBIN, ns.c, 5, &rr2, 0, -1), 4);
+    ck_assert_int_eq(sr__balance_pick(SR_POLICY_ROUND_ROBIN, ns.c, 5, &rr2, 0, -1), 0);
 }
 END_TEST
 
@@ -231,7 +231,7 @@ static void check_weighted_counter(const int *w, int n)
     enum { PICKS = 2000 };
     int seq[PICKS];
     for (int k = 0; k < PICKS; k++)
-        seq[k] = sr__balance_pick(SR_POLICY_WEIGHTED, ns.c, n, &rr, 0);
+        seq[k] = sr__balance_pick(SR_POLICY_WEIGHTED, ns.c, n, &rr, 0, -1);
 
     /* Every window of `total` consecutive picks holds each node exactly weight times. */
     for (int start = 0; start + total <= PICKS; start++) {
@@ -285,7 +285,7 @@ START_TEST(test_least_outstanding_picks_the_idle_node)
     /* Once node 1 is busier than node 2, node 2 wins. */
     for (int i = 0; i < 3; i++)
         sr__balance_begin(&ns.st[1]);
-    ck_assert_int_eq(sr__balance_pick(SR_POLICY_LEAST_OUTSTANDING, ns.c, 3, NULL, 0), 2);
+    ck_assert_int_eq(sr__balance_pick(SR_POLICY_LEAST_OUTSTANDING, ns.c, 3, NULL, 0, -1), 2);
 }
 END_TEST
 
@@ -368,6 +368,37 @@ START_TEST(test_p2c_avoids_node_with_in_flight_load)
 }
 END_TEST
 
+START_TEST(test_p2c_stays_on_the_last_node_unless_another_is_clearly_cheaper)
+{
+    nodes ns;
+    nodes_init(&ns, 3, NULL);
+    /* Costs within 1.5x of each other: the caller's last node every time. */
+    sr__balance_end(&ns.st[0], 2 * MS, 10000);
+    sr__balance_end(&ns.st[1], 3 * MS, 10000);
+    sr__balance_end(&ns.st[2], 2 * MS, 10000);
+    for (int k = 0; k < 10000; k++)
+        ck_assert_int_eq(sr__balance_pick(SR_POLICY_P2C_EWMA, ns.c, 3, NULL, 0, 1), 1);
+    /* Without a last node the cheaper draw wins, as before: node 1 only against itself. */
+    long counts[MAXN];
+    count_picks(SR_POLICY_P2C_EWMA, &ns, NULL, 0, 30000, counts);
+    ck_assert_int_lt(counts[1], 1000);
+    /* A statement in flight on the last node doubles its cost: the others take over. */
+    sr__balance_begin(&ns.st[1]);
+    int moved = 0;
+    for (int k = 0; k < 10000; k++)
+        moved += sr__balance_pick(SR_POLICY_P2C_EWMA, ns.c, 3, NULL, 0, 1) != 1;
+    ck_assert_int_eq(moved, 10000);
+    sr__balance_end(&ns.st[1], 3 * MS, 10000);
+    /* An out-of-range last node is no last node. */
+    count_picks(SR_POLICY_P2C_EWMA, &ns, NULL, 0, 30000, counts);
+    ck_assert_int_lt(counts[1], 1000);
+    for (int k = 0; k < 1000; k++) {
+        int i = sr__balance_pick(SR_POLICY_P2C_EWMA, ns.c, 3, NULL, 0, 7);
+        ck_assert(i >= 0 && i < 3);
+    }
+}
+END_TEST
+
 START_TEST(test_p2c_unmeasured_node)
 {
     nodes ns;
@@ -439,11 +470,11 @@ START_TEST(test_affinity_is_sticky_and_order_independent)
     int unstable = 0, moved_by_order = 0;
     for (uint64_t a = 0; a < 2000; a++) {
         uint64_t aff = a * 0x9E3779B97F4A7C15ULL;
-        int first = sr__balance_pick(SR_POLICY_AFFINITY, ns.c, 5, NULL, aff);
+        int first = sr__balance_pick(SR_POLICY_AFFINITY, ns.c, 5, NULL, aff, -1);
         for (int k = 0; k < 5; k++)
-            unstable += sr__balance_pick(SR_POLICY_AFFINITY, ns.c, 5, NULL, aff) != first;
+            unstable += sr__balance_pick(SR_POLICY_AFFINITY, ns.c, 5, NULL, aff, -1) != first;
         /* The node, not its position in the list, is what sticks. */
-        int r = sr__balance_pick(SR_POLICY_AFFINITY, rev, 5, NULL, aff);
+        int r = sr__balance_pick(SR_POLICY_AFFINITY, rev, 5, NULL, aff, -1);
         moved_by_order += rev[r] != ns.c[first];
     }
     ck_assert_int_eq(unstable, 0);
@@ -458,7 +489,7 @@ START_TEST(test_affinity_spreads_sessions)
     long counts[MAXN] = {0};
     /* Consecutive integers: the worst case for a weak mix. */
     for (uint64_t a = 0; a < 100000; a++)
-        counts[sr__balance_pick(SR_POLICY_AFFINITY, ns.c, 5, NULL, a)]++;
+        counts[sr__balance_pick(SR_POLICY_AFFINITY, ns.c, 5, NULL, a, -1)]++;
     double p[] = {0.2, 0.2, 0.2, 0.2, 0.2};
     assert_distribution(counts, p, 5, 100000);
 }
@@ -471,13 +502,13 @@ START_TEST(test_affinity_removal_moves_only_that_nodes_sessions)
     nodes_init(&ns, 5, NULL);
     static sr_balance_stats *before[SESSIONS];
     for (int a = 0; a < SESSIONS; a++)
-        before[a] = ns.c[sr__balance_pick(SR_POLICY_AFFINITY, ns.c, 5, NULL, (uint64_t)a * 7919)];
+        before[a] = ns.c[sr__balance_pick(SR_POLICY_AFFINITY, ns.c, 5, NULL, (uint64_t)a * 7919, -1)];
 
     sr_balance_stats *without[4] = {ns.c[0], ns.c[1], ns.c[3], ns.c[4]};
     int moved = 0, on_removed = 0, moved_wrongly = 0, still_on_removed = 0;
     for (int a = 0; a < SESSIONS; a++) {
         sr_balance_stats *now = without[sr__balance_pick(SR_POLICY_AFFINITY, without, 4, NULL,
-                                                         (uint64_t)a * 7919)];
+                                                         (uint64_t)a * 7919, -1)];
         still_on_removed += now == ns.c[2];
         if (before[a] == ns.c[2])
             on_removed++;
@@ -515,7 +546,7 @@ static void *mt_main(void *arg)
         sr_policy_kind pol = k % 4 == 0 ? all_policies[(k / 4) % 6] : SR_POLICY_P2C_EWMA;
         if (pol == SR_POLICY_ROUND_ROBIN || pol == SR_POLICY_WEIGHTED)
             m->rr_picks++;
-        int i = sr__balance_pick(pol, m->ns->c, MT_NODES, m->rr, (uint64_t)k);
+        int i = sr__balance_pick(pol, m->ns->c, MT_NODES, m->rr, (uint64_t)k, -1);
         if (i < 0 || i >= MT_NODES) {
             m->bad_index++;
             continue;
@@ -594,6 +625,7 @@ static Suite *balance_suite(void)
     tcase_add_test(tc, test_p2c_avoids_slow_node_until_others_are_loaded);
     tcase_add_test(tc, test_p2c_picks_two_distinct_candidates);
     tcase_add_test(tc, test_p2c_avoids_node_with_in_flight_load);
+    tcase_add_test(tc, test_p2c_stays_on_the_last_node_unless_another_is_clearly_cheaper);
     tcase_add_test(tc, test_p2c_unmeasured_node);
     tcase_add_test(tc, test_peak_ewma_jumps_up_at_once);
     tcase_add_test(tc, test_peak_ewma_decays_towards_recent_latency);
