@@ -158,7 +158,7 @@ void sr__positions_note_read(sr_positions *p, sr_router *r, sr_node *n, sr_drive
     }
     if (p->read_on) {
         int *on = &p->read_on[n->shard], *count = &p->read_on_count[n->shard];
-        if (n->role == SR_REPLICA && (*on != n->index + 1 || *count < SR_STICKY_READS - 1)) {
+        if (*on != n->index + 1 || *count < SR_STICKY_READS - 1) {
             *count = *on == n->index + 1 ? *count + 1 : 1;
             *on = n->index + 1;
             return;

@@ -66,15 +66,15 @@ static inline int64_t sr__positions_written_ns(const sr_positions *p, int shard)
 }
 
 /*
- * After a monotonic read on `n`. A replica's state only moves forward, so
- * the next read may go to the same replica without knowing where this one
+ * After a monotonic read on `n`. A server's state only moves forward, so
+ * the next read may go to the same node without knowing where this one
  * read: only the node is remembered (no round trip), and the next read of
- * the shard sticks to it (sr__positions_sticky_node). Every
- * SR_STICKY_READS-th read in a row on one replica, and every read on the
- * primary, records what the node has applied instead, fetched on `conn` (a
- * round trip), from which reads may go on to any replica that has applied
- * it: a session does not stay on one replica (perhaps the one that lags)
- * for good, and the policy's spread comes back.
+ * the shard sticks to it (sr__positions_sticky_node); that holds for the
+ * primary too (a read that fell back to it). Every SR_STICKY_READS-th read
+ * in a row on one node records what the node has applied instead, fetched
+ * on `conn` (a round trip), from which reads may go on to any replica that
+ * has applied it: a session does not stay on one node (perhaps a replica
+ * that lags, or the primary) for good, and the policy's spread comes back.
  */
 #define SR_STICKY_READS 8
 void sr__positions_note_read(sr_positions *p, sr_router *r, sr_node *n, sr_driver_conn *conn,

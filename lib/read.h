@@ -17,9 +17,9 @@ typedef struct sr_read_plan {
     uint64_t affinity; /* the session's key for the affinity policy */
     int last_node;     /* index of the node the session last read from on this shard, or -1 */
     int64_t written_ns; /* when the session last wrote on the shard (sr_clock_ns), 0: unknown */
-    int sticky;        /* >= 0: the only replica this read may use (a monotonic read goes on
-                          from the node it last read at, sr__positions_note_read); else the
-                          primary. -1: any */
+    int sticky;        /* >= 0: the only node this read may use besides the primary (a
+                          monotonic read goes on from the node it last read at,
+                          sr__positions_note_read). -1: any */
     bool check_now;    /* no statement carries the check (a read-only transaction's BEGIN):
                           the node's position is checked before it is returned */
 } sr_read_plan;
