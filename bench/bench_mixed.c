@@ -753,14 +753,18 @@ static sr_router *open_router(const backend *be, const char *policy)
     return r;
 }
 
-/* Statements completed per node so far. */
-static void node_counts(sr_router *r, int nnodes, uint64_t *out)
+/* Statements completed per node so far; position checks and stale ones over the replicas. */
+static void node_counts(sr_router *r, int nnodes, uint64_t *out, uint64_t *checks,
+                        uint64_t *misses)
 {
+    *checks = *misses = 0;
     for (int i = 0; i < nnodes; i++) {
         sr_node_info info = SR_NODE_INFO_INIT;
         if (sr_router_node_info(r, 0, i, &info) != SR_OK)
             die("sr_router_node_info", sr_strerror(SR_EINVAL));
         out[i] = info.statements;
+        *checks += info.position_checks;
+        *misses += info.stale_checks;
     }
 }
 
@@ -791,6 +795,7 @@ typedef struct run_result {
     double ops_s, rp50, rp99, wp50;
     uint64_t reads, writes, stale, back, after_write;
     uint64_t replica_stmts, primary_stmts;
+    uint64_t checks, misses; /* replica position checks by reads, and those that found it behind */
 } run_result;
 
 static void *work(void *arg)
@@ -875,8 +880,8 @@ static run_result do_run(backend *be, sr_router *router, int variant, int nthrea
 {
     be->sync(be);
     int nnodes = 1 + be->nreplicas;
-    uint64_t before[MAX_NODES], after[MAX_NODES];
-    node_counts(router, nnodes, before);
+    uint64_t before[MAX_NODES], after[MAX_NODES], checks0, misses0, checks1, misses1;
+    node_counts(router, nnodes, before, &checks0, &misses0);
     run_spec run = {be, router, variant, nthreads, write_pct, nrows, secs, seed, last, {{0}}};
     if (pthread_barrier_init(&run.start, NULL, (unsigned)nthreads) != 0)
         die("pthread_barrier_init", "failed");
@@ -899,7 +904,9 @@ static run_result do_run(backend *be, sr_router *router, int variant, int nthrea
         res.after_write += w->after_write;
     }
     pthread_barrier_destroy(&run.start);
-    node_counts(router, nnodes, after);
+    node_counts(router, nnodes, after, &checks1, &misses1);
+    res.checks = checks1 - checks0;
+    res.misses = misses1 - misses0;
     res.primary_stmts = after[0] - before[0];
     for (int i = 1; i < nnodes; i++)
         res.replica_stmts += after[i] - before[i];
@@ -941,13 +948,14 @@ static void print_config(const backend *be, const config *cf, run_result (*res)[
            be->name, cf->threads, cf->threads > 1 ? "s" : "", cf->write_pct, rounds, secs,
            all_reads ? 100.0 * (double)all_after / (double)all_reads : 0.0);
     printf("| variant | ops/s | vs direct split | stale reads | went back | reads on replicas "
-           "| read p50 us | read p99 us | write p50 us |\n");
-    printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
+           "| checks (behind) per 100 reads | read p50 us | read p99 us | write p50 us |\n");
+    printf("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n");
     double ops[NVARIANTS][MAX_ROUNDS];
     for (int j = 0; j < cf->nvariants; j++) {
         int v = cf->variants[j];
         double ratio[MAX_ROUNDS], rp50[MAX_ROUNDS], rp99[MAX_ROUNDS], wp50[MAX_ROUNDS];
-        uint64_t reads = 0, writes = 0, stale = 0, back = 0, rep = 0, prim = 0;
+        uint64_t reads = 0, writes = 0, stale = 0, back = 0, rep = 0, prim = 0, checks = 0,
+                 misses = 0;
         for (int r = 0; r < rounds; r++) {
             const run_result *x = &res[v][r];
             ops[v][r] = x->ops_s;
@@ -961,6 +969,8 @@ static void print_config(const backend *be, const config *cf, run_result (*res)[
             back += x->back;
             rep += x->replica_stmts;
             prim += x->primary_stmts;
+            checks += x->checks;
+            misses += x->misses;
         }
         char share[96];
         if (v == V_SPLIT)
@@ -979,14 +989,18 @@ static void print_config(const backend *be, const config *cf, run_result (*res)[
         int must_fresh = v == V_RYW, must_mono = v == V_MONO;
         if ((must_fresh && stale) || (must_mono && back))
             violations++;
+        char chk[48] = "-";
+        if (variant_mode[v] && reads)
+            snprintf(chk, sizeof chk, "%.1f (%.1f)", 100.0 * (double)checks / (double)reads,
+                     100.0 * (double)misses / (double)reads);
         char wl[32] = "-";
         if (writes)
             snprintf(wl, sizeof wl, "%.0f", median(wp50, rounds));
-        printf("| %s | %.0f | %.3f | %" PRIu64 " of %" PRIu64 "%s | %" PRIu64 "%s | %s | %.0f | %.0f "
-               "| %s |\n",
+        printf("| %s | %.0f | %.3f | %" PRIu64 " of %" PRIu64 "%s | %" PRIu64 "%s | %s | %s | %.0f "
+               "| %.0f | %s |\n",
                variant_name[v], median(ops[v], rounds), median(ratio, rounds), stale, reads,
                must_fresh ? (stale ? " VIOLATION (must be 0)" : " (must be 0)") : "", back,
-               must_mono ? (back ? " VIOLATION (must be 0)" : " (must be 0)") : "", share,
+               must_mono ? (back ? " VIOLATION (must be 0)" : " (must be 0)") : "", share, chk,
                median(rp50, rounds), median(rp99, rounds), wl);
     }
     /* The targets, as medians of per-round ratios. */
@@ -1189,7 +1203,10 @@ int main(int argc, char **argv)
            "(must be 0 for read_your_writes; information for the others). went back: a read older "
            "than one the thread already read of that key in the run (must be 0 for monotonic).\n"
            "reads on replicas: from sr_router_node_info statement counters, replica statements / "
-           "(replica + primary statements - writes).\n");
+           "(replica + primary statements - writes).\n"
+           "checks (behind) per 100 reads: sr_node_info position_checks (stale_checks) over the "
+           "replicas: reads that asked a replica whether it had applied their position (and "
+           "found it behind, so they went on to the primary: one round trip lost).\n");
     fflush(stdout);
 
     for (int b = 0; b < nb; b++)

@@ -300,7 +300,7 @@ SR_API const char *sr_router_shard_name(const sr_router *r, int shard);
 SR_API int sr_router_nnodes(const sr_router *r, int shard);
 
 /** The layout of sr_node_info this header describes (see sr_node_info.version). */
-#define SR_NODE_INFO_VERSION 1
+#define SR_NODE_INFO_VERSION 2
 
 /**
  * A snapshot of one node's state and counters, filled by sr_router_node_info().
@@ -322,13 +322,20 @@ typedef struct sr_node_info {
     int role_mismatch;     /* 1 when the server reported another role than configured */
     uint64_t ejections;    /* times the node was ejected by health checks */
     int64_t lag_ms;        /* replica's last measured lag: -1 replication broken, -2 not measured */
+    /* ---- version 2 ---- */
+    uint64_t position_checks; /* reads that asked this replica whether it had applied their
+                                 position (in the read's own exchange or alone) */
+    uint64_t stale_checks;    /* ... and found it behind: the read went elsewhere */
+    int64_t replay_delay_us;  /* how long this replica is estimated to take to replay a write;
+                                 a read of a younger write goes to the primary unasked */
 } sr_node_info;
-#define SR_NODE_INFO_INIT {SR_NODE_INFO_VERSION, SR_PRIMARY, NULL, 0, 0, 0, 0, 0, 0.0, 0, 0, 0}
+#define SR_NODE_INFO_INIT {SR_NODE_INFO_VERSION, SR_PRIMARY, NULL, 0, 0, 0, 0, 0, 0.0, 0, 0, 0, 0, 0, 0}
 
 /**
  * Fills `out` (initialised with SR_NODE_INFO_INIT) with node `node` of shard
  * `shard` (see sr_router_nnodes()). Errors: SR_EINVAL (NULL, or
- * out->version not 1..SR_NODE_INFO_VERSION: `out` is left untouched),
+ * out->version not 1..SR_NODE_INFO_VERSION: `out` is left untouched; a
+ * version 1 struct gets no version 2 field),
  * SR_ENOSHARD (index out of range). Thread-safe.
  */
 SR_API int sr_router_node_info(const sr_router *r, int shard, int node, sr_node_info *out);

@@ -180,6 +180,13 @@ int sr__node_exec(sr_router *r, sr_node *n, sr_driver_conn *conn, const char *sq
 
 static void learn_replay_delay(sr_node *n, int64_t written_ns, bool applied);
 
+static void count_check(sr_node *n, bool applied)
+{
+    atomic_fetch_add_explicit(&n->position_checks, 1, memory_order_relaxed);
+    if (!applied)
+        atomic_fetch_add_explicit(&n->stale_checks, 1, memory_order_relaxed);
+}
+
 int sr__node_exec_at(sr_router *r, sr_node *n, sr_driver_conn *conn, const char *sql, int nparams,
                      const char *const *params, const char *need, int64_t written_ns,
                      int64_t deadline, bool timed, sr_result **out, char *pos, size_t poslen,
@@ -192,6 +199,7 @@ int sr__node_exec_at(sr_router *r, sr_node *n, sr_driver_conn *conn, const char 
     if (rc == SR_OK && need) {
         if (pos[0])
             sr__node_store_position(n, pos);
+        count_check(n, !at.stale);
         learn_replay_delay(n, written_ns, !at.stale);
     }
     return rc;
@@ -278,6 +286,7 @@ int sr__node_has_applied(sr_node *n, sr_driver_conn *conn, const char *want, int
         return rc;
     sr__node_store_position(n, pos);
     *applied = d->position_covers(pos, want) == 1;
+    count_check(n, *applied);
     learn_replay_delay(n, written_ns, *applied);
     return SR_OK;
 }

@@ -79,8 +79,8 @@ SR_API int sr_router_node_info(const sr_router *r, int shard, int node, sr_node_
         return SR_EINVAL;
     if (shard < 0 || shard >= r->nshards || node < 0 || node >= r->shards[shard].nnodes)
         return SR_ENOSHARD;
-    /* Version 1 is every field below; a version 2 would fill its new fields only when
-     * out->version >= 2. */
+    /* Version 1 is every field up to lag_ms; version 2 fields are filled only when the
+     * caller's struct has them. */
     sr_node *n = &r->shards[shard].nodes[node];
     sr_pool_stats ps;
     sr__pool_stats(n->pool, &ps);
@@ -96,5 +96,10 @@ SR_API int sr_router_node_info(const sr_router *r, int shard, int node, sr_node_
     out->role_mismatch = atomic_load(&n->role_mismatch);
     out->ejections = atomic_load(&n->health.ejections);
     out->lag_ms = atomic_load(&n->lag_ms);
+    if (out->version >= 2) {
+        out->position_checks = atomic_load(&n->position_checks);
+        out->stale_checks = atomic_load(&n->stale_checks);
+        out->replay_delay_us = atomic_load(&n->replay_delay_ns) / 1000;
+    }
     return SR_OK;
 }

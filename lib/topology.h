@@ -46,6 +46,8 @@ typedef struct sr_node {
     /* How long this replica usually takes to replay a write (ns, a decaying estimate kept by
      * node.c from position checks): a read younger than this goes to the primary unasked. */
     _Atomic int64_t replay_delay_ns;
+    _Atomic uint64_t position_checks; /* asked by reads whether it had applied their position */
+    _Atomic uint64_t stale_checks;    /* ... and found behind */
     /* The last connection-level failure, for "why was this node skipped" messages. */
     pthread_mutex_t last_error_lock;
     char last_error[256];

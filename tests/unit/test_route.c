@@ -667,6 +667,18 @@ START_TEST(a_stale_check_in_the_exchange_falls_back_to_the_primary)
     ck_assert_int_eq(atomic_load(&N("s0r1")->position_reads), 0); /* no separate check */
     ck_assert_uint_eq(node_info(r, 0, 1).statements, 0);       /* served nothing */
     ck_assert_int_eq(node_info(r, 0, 1).healthy, 1);           /* and is no failure */
+    ck_assert_uint_eq(node_info(r, 0, 1).position_checks, 1);
+    ck_assert_uint_eq(node_info(r, 0, 1).stale_checks, 1);
+    /* A caller built against version 1 of sr_node_info gets none of the version 2 fields. */
+    sr_node_info v1 = SR_NODE_INFO_INIT;
+    v1.version = 1;
+    v1.position_checks = v1.stale_checks = 777;
+    v1.replay_delay_us = 777;
+    ck_assert_int_eq(sr_router_node_info(r, 0, 1, &v1), SR_OK);
+    ck_assert_uint_eq(v1.statements, 0);
+    ck_assert_uint_eq(v1.position_checks, 777);
+    ck_assert_uint_eq(v1.stale_checks, 777);
+    ck_assert_int_eq(v1.replay_delay_us, 777);
     /* Caught up (and the write old enough for the replay-delay estimate): the replica serves,
      * its check in the same exchange. */
     atomic_store(&N("s0r1")->position, 1);
@@ -708,6 +720,10 @@ START_TEST(a_write_younger_than_the_replay_delay_reads_the_primary_unasked)
     ck_assert_str_eq(read_on(s, 0), "s0p");
     ck_assert_int_eq(atomic_load(&N("s0r1")->stale_checks), 1);
     ck_assert_int_eq(atomic_load(&N("s0r2")->stale_checks), 1);
+    /* Found behind a write at least 200 ms old: the estimate is at least twice that. */
+    ck_assert_int_ge(node_info(r, 0, 1).replay_delay_us, 400000);
+    ck_assert_int_ge(node_info(r, 0, 2).replay_delay_us, 400000);
+    ck_assert_uint_eq(node_info(r, 0, 1).stale_checks, 1);
     /* A fresh write: reads go straight to the primary without asking either replica (one
      * exchange each, as with `any`), as long as the write is younger than 400 ms. */
     write_on(s, 0);

@@ -132,7 +132,7 @@ int main(void)
                 sr_result_ncols(res));
         return 1;
     }
-    /* Prints e.g. "echo (driver ABI 4, shardroute 0.2.0): SELECT ? | 1 | hello | 127.0.0.1 | 1 connect". */
+    /* Prints e.g. "echo (driver ABI 5, shardroute 0.3.0): SELECT ? | 1 | hello | 127.0.0.1 | 1 connect". */
     printf("echo (driver ABI %d, shardroute %s): %s | %s | %s | %s | %d connect\n",
            SR_DRIVER_ABI_VERSION, sr_version(), sr_result_value(res, 0, 0), sr_result_value(res, 0, 1),
            sr_result_value(res, 0, 2), sr_result_value(res, 0, 3), connects);
