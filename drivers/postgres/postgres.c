@@ -607,7 +607,8 @@ static int queue_stmt(sr_driver_conn *c, queued *q, int nparams, const char *con
 static int settle(sr_driver_conn *c, const queued *q, PGresult *const *res, int64_t deadline,
                   const PGresult **out, sr_driver_error *err)
 {
-    *out = res[q->run];
+    /* run < 0: queueing it failed after its Prepare was sent (or before anything was). */
+    *out = q->run >= 0 ? res[q->run] : NULL;
     if (q->prep < 0)
         return SR_OK;
     if (is_error_result(res[q->prep])) {
