@@ -208,7 +208,9 @@ int sr__node_exec_at(sr_router *r, sr_node *n, sr_driver_conn *conn, const char 
 void sr__node_release(sr_router *r, sr_node *n, sr_driver_conn *conn, int rc,
                       const sr_driver_error *e, bool probe)
 {
-    sr__pool_checkin(n->pool, conn, rc != SR_OK && e->transient);
+    /* SR_OK with `transient` set: the statement succeeded, the connection did not survive
+     * (exec_at: a write committed, its position was lost); dropped, but no failure. */
+    sr__pool_checkin(n->pool, conn, e->transient);
     sr__node_report(r, n, rc, e, probe);
 }
 

@@ -73,7 +73,8 @@ static inline bool sr__node_has_exec_at(const sr_node *n)
     return n->driver->abi_version >= 5 && n->driver->exec_at;
 }
 
-/* Returns the connection (dropped when the error cost it) and reports the outcome. */
+/* Returns the connection (dropped when e->transient says it is lost, also after a statement
+ * that succeeded) and reports the outcome. */
 void sr__node_release(sr_router *r, sr_node *n, sr_driver_conn *conn, int rc,
                       const sr_driver_error *e, bool probe);
 

@@ -58,15 +58,19 @@ typedef struct sr_options {
 /*
  * How long a read waits for a replica to replay what it needs. Waiting is
  * for callers who would rather not read the primary: an explicit
- * consistency.wait_ms, or primary reads forbidden (then 100 ms by default,
- * since the alternative is SR_ESTALE). Otherwise a stale replica sends the
- * read straight to the primary, which answers in one round trip.
+ * consistency.wait_ms; by default (-1) 100 ms when the primary cannot serve
+ * the read (primary reads forbidden, or the primary down), since the
+ * alternative is a failure. Otherwise a stale replica sends the read
+ * straight to the primary, which answers in one round trip.
  */
-static inline int sr__consistency_wait_ms(const sr_options *o)
+#define SR_CONSISTENCY_DEFAULT_WAIT_MS 100
+static inline int sr__consistency_wait_ms(const sr_options *o, bool primary_up)
 {
     if (o->consistency_wait_ms >= 0)
         return o->consistency_wait_ms;
-    return o->primary_reads == SR_PRIMARY_READS_NEVER ? 100 : 0;
+    return o->primary_reads == SR_PRIMARY_READS_NEVER || !primary_up
+               ? SR_CONSISTENCY_DEFAULT_WAIT_MS
+               : 0;
 }
 
 /* Every option at its default. */

@@ -88,7 +88,8 @@ struct sr_pool {
     } hot[SR_POOL_SLOTS];
 };
 
-/* This thread's slot: threads take them in turn, so two threads never share one. */
+/* This thread's slot: threads take them in turn, so up to SR_POOL_SLOTS threads each have
+ * one of their own (more, or threads that come and go, share them as all once shared one). */
 static inline int thread_slot(void)
 {
     static _Atomic unsigned next;

@@ -184,6 +184,9 @@ void sr__positions_note_read(sr_positions *p, sr_router *r, sr_node *n, sr_drive
 void sr__positions_merge_written(sr_positions *p, const sr_router *r, int shard, const char *pos)
 {
     merge_into(p, r, &p->written, shard, pos);
+    /* The position may now be another process's write, of unknown age. */
+    if (p->written_ns)
+        p->written_ns[shard] = 0;
 }
 
 int sr__positions_first_unknown(const sr_positions *p, int nshards)

@@ -88,7 +88,8 @@ int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, sr_read_
         return acquire_primary(r, shard, deadline, node, conn, probe, why);
 
     const char *need = plan->need;
-    int wait_ms = sr__consistency_wait_ms(&r->opts);
+    bool primary_up = sr__health_is_up(&sh->nodes[0].health);
+    int wait_ms = sr__consistency_wait_ms(&r->opts, primary_up);
     /*
      * In a hurry (no wait asked for, the primary allowed), one replica is
      * asked at most, and none whose replay-delay estimate says it has not
@@ -96,8 +97,7 @@ int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, sr_read_
      * the primary answers in one. Not when the primary is down: then every
      * replica is worth asking.
      */
-    bool hurry = wait_ms == 0 && r->opts.primary_reads != SR_PRIMARY_READS_NEVER &&
-                 sr__health_is_up(&sh->nodes[0].health);
+    bool hurry = wait_ms == 0 && r->opts.primary_reads != SR_PRIMARY_READS_NEVER && primary_up;
     const char *why_not = tries->missed ? "no replica has replayed this session's position yet"
                                         : NULL; /* the last reason a replica was passed over */
     uint64_t exclude = tries->exclude;
@@ -107,8 +107,9 @@ int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, sr_read_
     if (!plan->need_unknown) {
         int64_t now = 0;
         for (int tried = 0; tried < sh->nnodes; tried++) {
-            /* The deadline was set a moment ago: only a second try can be late. */
-            if (tried > 0 && sr_clock_ns() >= deadline)
+            /* The deadline was set a moment ago: only a second try (or one after a
+             * miss in the read's own exchange) can be late. */
+            if ((tried > 0 || tries->missed) && sr_clock_ns() >= deadline)
                 break;
             sr_node *n = pick_candidate(r, sh, plan, exclude | tries->stale | passed, probe);
             if (!n)

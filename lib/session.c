@@ -80,7 +80,7 @@ int sr__session_fail_reason(sr_session *s, int status, const char *what, const s
                                 "balance.primary_reads is never",
                                 what, sh->name, why->detail,
                                 why->err.message[0] ? why->err.message : "the primary",
-                                sr__consistency_wait_ms(&r->opts));
+                                sr__consistency_wait_ms(&r->opts, false));
     case SR_REASON_LATE:
         return sr__session_fail(s, status, "%s on shard '%s': the statement deadline "
                                 "(statement_timeout_ms = %d) passed while looking for a node: %s",
@@ -180,7 +180,10 @@ void sr__session_read_plan(const sr_session *s, const sr_read_opts *ropts, int s
         return;
     }
     const char *need = sr__positions_required(pos, s->router, shard, plan->mode, buf, len);
-    plan->written_ns = sr__positions_written_ns(pos, shard);
+    /* The write's age teaches the replay-delay estimate only when the write is what the
+     * read needs; a monotonic read's observed position is of no known age. */
+    bool observed = plan->mode == SR_CONSISTENCY_MONOTONIC && pos->observed && pos->observed[shard];
+    plan->written_ns = observed ? 0 : sr__positions_written_ns(pos, shard);
     plan->need_unknown = need == sr__position_unknown;
     plan->need = plan->need_unknown ? NULL : need;
 }

@@ -52,11 +52,14 @@ int sr__pg_finish_request(sr_driver_conn *c, int64_t deadline, PGresult **out, s
  * result if there was one (PGRES_PIPELINE_ABORTED when an earlier error
  * skipped it), else its last result (NULL for none and for each 's'); the
  * caller PQclear()s them. A negative status means the connection failed,
- * timed out or is in a state we cannot leave: it has been discarded, out[]
- * is all NULL, and err says why (transient).
+ * timed out or is in a state we cannot leave: it has been discarded and err
+ * says why (transient); out[] is all NULL, except, when `synced` is not
+ * NULL, the results before the last Sync that was answered: *synced is the
+ * plan index after that Sync (0: none), and those statements' transactions
+ * ended as their results say (a write before it committed).
  */
 int sr__pg_pipeline_finish(sr_driver_conn *c, int64_t deadline, const char *plan, int nplan,
-                           PGresult **out, sr_driver_error *err);
+                           PGresult **out, int *synced, sr_driver_error *err);
 
 /*
  * Runs one statement with the simple protocol (no parameters, not cached)

@@ -175,9 +175,10 @@ int sr__pg_finish_request(sr_driver_conn *c, int64_t deadline, PGresult **out, s
     }
 }
 
-static void clear_all(PGresult **out, int n)
+/* Clears out[from..n). */
+static void clear_after(PGresult **out, int n, int from)
 {
-    for (int i = 0; i < n; i++) {
+    for (int i = from; i < n; i++) {
         PQclear(out[i]);
         out[i] = NULL;
     }
@@ -190,10 +191,15 @@ static int is_error_status(ExecStatusType st)
 }
 
 int sr__pg_pipeline_finish(sr_driver_conn *c, int64_t deadline, const char *plan, int nplan,
-                           PGresult **out, sr_driver_error *err)
+                           PGresult **out, int *synced, sr_driver_error *err)
 {
     for (int i = 0; i < nplan; i++)
         out[i] = NULL;
+    /* On a failure the results before the last Sync answered are kept when the caller asks
+     * (`synced`): what they reported was committed. */
+    int keep = 0;
+    if (synced)
+        *synced = 0;
     int rc = flush_request(c, deadline, err);
     if (rc != SR_OK)
         return rc;
@@ -208,17 +214,17 @@ int sr__pg_pipeline_finish(sr_driver_conn *c, int64_t deadline, const char *plan
     int at = 0, nulls = 0;
     while (at < nplan) {
         if (PQstatus(c->pg) == CONNECTION_BAD) {
-            clear_all(out, nplan);
+            clear_after(out, nplan, keep);
             return sr__pg_conn_error(c, "reading a result", err);
         }
         if (PQisBusy(c->pg)) {
             int ev = wait_socket(c->pg, POLLIN, deadline);
             if (ev == 0) {
-                clear_all(out, nplan);
+                clear_after(out, nplan, keep);
                 return timed_out(c, "statement", err);
             }
             if (ev < 0 || !PQconsumeInput(c->pg)) {
-                clear_all(out, nplan);
+                clear_after(out, nplan, keep);
                 return sr__pg_conn_error(c, "reading a result", err);
             }
             continue;
@@ -228,7 +234,7 @@ int sr__pg_pipeline_finish(sr_driver_conn *c, int64_t deadline, const char *plan
             if (plan[at] == 'q')
                 at++;
             else if (++nulls > 1) {
-                clear_all(out, nplan);
+                clear_after(out, nplan, keep);
                 sr__pg_discard(c);
                 return sr_driver_error_set(err, SR_EDRIVER, 1, NULL, 0,
                                            "pipeline out of step on %s; the connection was closed",
@@ -243,13 +249,15 @@ int sr__pg_pipeline_finish(sr_driver_conn *c, int64_t deadline, const char *plan
             while (at < nplan && plan[at] == 'q')
                 at++;
             at++;
+            if (synced)
+                keep = *synced = at;
             continue;
         }
         if (st == PGRES_COPY_IN || st == PGRES_COPY_OUT || st == PGRES_COPY_BOTH ||
             plan[at] != 'q') {
             /* COPY would have to be fed or drained; anything else is out of step. */
             PQclear(r);
-            clear_all(out, nplan);
+            clear_after(out, nplan, keep);
             sr__pg_discard(c);
             return sr_driver_error_set(err, SR_EQUERY, 1, NULL, 0,
                                        st == PGRES_COPY_IN || st == PGRES_COPY_OUT ||
@@ -266,7 +274,7 @@ int sr__pg_pipeline_finish(sr_driver_conn *c, int64_t deadline, const char *plan
         }
     }
     if (!PQexitPipelineMode(c->pg)) {
-        clear_all(out, nplan);
+        clear_after(out, nplan, keep);
         return sr__pg_conn_error(c, "leaving pipeline mode", err);
     }
     return SR_OK;

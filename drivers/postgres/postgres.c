@@ -619,6 +619,32 @@ static int settle(sr_driver_conn *c, const queued *q, PGresult *const *res, int6
 }
 
 /*
+ * A write that committed (its result is in res[], its Sync was answered)
+ * but whose position was lost with the connection afterwards (*err says
+ * how): reporting the failure would make a caller retry a write that
+ * happened. Its rows and affected count are built as usual, `pos` is "",
+ * and SR_OK is returned with *err still describing the lost connection
+ * (transient): the core closes the connection, and reads the primary until
+ * the next write brings a position. A statement that failed itself keeps
+ * the failure.
+ */
+static int position_lost(sr_driver_conn *c, const queued *stmt, PGresult *const *res,
+                         sr_result_builder *rb, char *pos, sr_driver_error *err)
+{
+    const PGresult *r = stmt->run >= 0 ? res[stmt->run] : NULL;
+    if (!r || is_error_result(r) || (stmt->prep >= 0 && is_error_result(res[stmt->prep])))
+        return err->status ? err->status : SR_EDRIVER;
+    sr_driver_error lost = *err;
+    int rc = finish_result(c, r, rb, err);
+    if (rc != SR_OK)
+        return rc;
+    pos[0] = '\0';
+    *err = lost;
+    err->transient = 1;
+    return SR_OK;
+}
+
+/*
  * One exchange: queues the check (a read), the statement, a Sync, and for a
  * write the position query and a second Sync, then reads everything back.
  * *retry = 1 (nothing added to rb) when a cached statement of the exchange
@@ -653,7 +679,7 @@ static int exec_at_once(sr_driver_conn *c, const char *sql, int nparams, const c
             plan[n++] = 's';
             if (!PQpipelineSync(c->pg))
                 return sr__pg_conn_error(c, "sending a statement", err);
-            int drc = sr__pg_pipeline_finish(c, deadline, plan, n, drained, &drain_err);
+            int drc = sr__pg_pipeline_finish(c, deadline, plan, n, drained, NULL, &drain_err);
             if (drc != SR_OK) {
                 *err = drain_err;
                 return drc;
@@ -686,17 +712,26 @@ static int exec_at_once(sr_driver_conn *c, const char *sql, int nparams, const c
     }
 
     PGresult *res[8];
-    rc = sr__pg_pipeline_finish(c, deadline, plan, n, res, err);
-    if (rc != SR_OK)
+    int synced = 0;
+    rc = sr__pg_pipeline_finish(c, deadline, plan, n, res, need ? NULL : &synced, err);
+    if (rc != SR_OK) {
+        /* A write whose Sync was answered has committed, whatever became of its position. */
+        if (!need && synced > stmt.run)
+            rc = position_lost(c, &stmt, res, rb, pos, err);
+        for (int i = 0; i < n; i++)
+            PQclear(res[i]);
         return rc;
+    }
 
     const PGresult *check_res = NULL, *stmt_res = NULL, *wpos_res = NULL;
     if (need)
         rc = settle(c, &check, res, deadline, &check_res, err);
     if (rc == SR_OK)
         rc = settle(c, &stmt, res, deadline, &stmt_res, err);
-    if (rc == SR_OK && !need)
-        rc = settle(c, &wpos, res, deadline, &wpos_res, err);
+    if (rc == SR_OK && !need && settle(c, &wpos, res, deadline, &wpos_res, err) != SR_OK) {
+        rc = position_lost(c, &stmt, res, rb, pos, err); /* caching its plan lost the connection */
+        goto out;
+    }
     if (rc != SR_OK)
         goto out;
     /*
@@ -710,10 +745,13 @@ static int exec_at_once(sr_driver_conn *c, const char *sql, int nparams, const c
         rc = drop_stale_plan(c, check.sql, check.len, check_res, deadline, &stale_check, err);
     if (rc == SR_OK && stmt.cached && is_error_result(stmt_res))
         rc = drop_stale_plan(c, sql, stmt.len, stmt_res, deadline, &stale_stmt, err);
-    if (rc == SR_OK && !need && wpos.cached && is_error_result(wpos_res))
-        rc = drop_stale_plan(c, wpos.sql, wpos.len, wpos_res, deadline, &stale_wpos, err);
     if (rc != SR_OK)
         goto out;
+    if (!need && wpos.cached && is_error_result(wpos_res) &&
+        drop_stale_plan(c, wpos.sql, wpos.len, wpos_res, deadline, &stale_wpos, err) != SR_OK) {
+        rc = position_lost(c, &stmt, res, rb, pos, err);
+        goto out;
+    }
     if (stale_check || stale_stmt) {
         *retry = 1;
         goto out;

@@ -218,7 +218,10 @@ typedef struct sr_driver {
      *    not committed yet; the core does not ask for its position.
      * `pos` is never NULL; it is NUL-terminated, at most `poslen` bytes (SR_POSITION_MAX).
      * *stale is always set (0 unless the check failed). On an error the
-     * statement's rows, *stale and `pos` mean nothing.
+     * statement's rows, *stale and `pos` mean nothing. SR_OK with
+     * err->transient = 1: the statement succeeded but the connection was
+     * lost after it (a write committed, its position did not come back;
+     * `pos` is ""): the core keeps the result and closes the connection.
      * PostgreSQL: libpq pipeline mode (check / statement / sync, or
      * statement / sync / position / sync); on a stale replica the
      * statement runs and its rows or error are dropped (failing the check

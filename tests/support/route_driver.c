@@ -20,6 +20,7 @@ static char trace[4096];
 /* A connection remembers its node: the args the core passes are borrowed for connect only. */
 struct sr_driver_conn {
     route_node *node;
+    int lost; /* lose_after_write: every later call on it fails */
 };
 
 static void trace_add(const route_node *n, char mark)
@@ -264,6 +265,8 @@ static int fake_write_position(sr_driver_conn *c, int64_t deadline_ns, char *buf
 {
     (void)deadline_ns;
     atomic_fetch_add(&c->node->write_position_reads, 1);
+    if (c->lost)
+        return sr_driver_error_set(err, SR_ECONNECT, 1, "08006", 0, "fake: connection lost");
     if (atomic_load(&c->node->fail_write_position))
         return sr_driver_error_set(err, SR_EQUERY, 0, NULL, 0, "fake: %s cannot tell its position",
                                    c->node->name);
@@ -372,6 +375,12 @@ static int fake_exec_at(sr_driver_conn *c, const char *sql, int nparams, const c
         return fake_run(n, sql, rb, err);
     }
     rc = fake_run(n, sql, rb, err);
+    if (rc == SR_OK && take_failure(&n->lose_after_write)) {
+        sr_driver_error_set(err, SR_ECONNECT, 1, "08006", 0,
+                            "fake: connection to %s lost after the write", n->name);
+        c->lost = 1;
+        return SR_OK;
+    }
     /* fail_write_position: the exchange brought no position back (""): the core asks. */
     if (rc == SR_OK && !atomic_load(&n->fail_write_position) &&
         format_pos(atomic_load(&n->position), pos, poslen, err) != SR_OK)

@@ -52,6 +52,8 @@ typedef struct route_node {
     _Atomic int stall_ms;       /* exec hangs this long (< 0: for ever), never past its
                                    deadline: SR_ETIMEOUT (transient) when it gets there */
     _Atomic int fail_write_position; /* != 0: write_position() fails (transient = 0) */
+    _Atomic int lose_after_write; /* > 0: that many next exec_at writes succeed but lose the
+                                     connection after it (SR_OK, transient = 1, pos "") */
     _Atomic int64_t position;   /* primary: written; replica: replayed */
     _Atomic int64_t lag_ms;     /* what replica_lag_ms() reports; -1: replication broken */
     _Atomic int catch_up_ms;    /* wait_replayed(): the replica reaches the wanted position

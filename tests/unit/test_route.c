@@ -763,6 +763,29 @@ START_TEST(a_write_whose_exchange_brings_no_position_asks_for_it)
 }
 END_TEST
 
+START_TEST(a_write_that_committed_before_its_connection_was_lost_succeeds)
+{
+    scheme = "fakeat";
+    const char *opts[] = {"health.fail_threshold", "1", NULL};
+    sr_router *r = open_router(1, 1, opts);
+    sr_session *s = new_session(r);
+    atomic_store(&N("s0p")->lose_after_write, 1);
+    write_on(s, 0); /* SR_OK: the write happened (a retry would write twice) */
+    ck_assert_int_eq(position_of("s0p"), 1);
+    ck_assert_int_eq(atomic_load(&N("s0p")->closes), 1);     /* the lost connection is dropped */
+    ck_assert_int_eq(node_info(r, 0, 0).healthy, 1);          /* and is no failure of the node */
+    ck_assert_uint_eq(node_info(r, 0, 0).errors, 0);
+    /* Its position is unknown: the session reads that shard from the primary ... */
+    atomic_store(&N("s0r1")->position, 5);
+    ck_assert_str_eq(read_on(s, 0), "s0p");
+    /* ... until the next write brings one. */
+    write_on(s, 0);
+    ck_assert_str_eq(read_until_served_by(s, 0, "s0r1", NULL), "s0r1");
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
 START_TEST(a_driver_of_abi_4_is_never_asked_for_exec_at)
 {
     scheme = "fake4";
@@ -1633,6 +1656,7 @@ static Suite *route_suite(void)
     tcase_add_test(tc, a_stale_check_in_the_exchange_falls_back_to_the_primary);
     tcase_add_test(tc, a_write_younger_than_the_replay_delay_reads_the_primary_unasked);
     tcase_add_test(tc, a_write_whose_exchange_brings_no_position_asks_for_it);
+    tcase_add_test(tc, a_write_that_committed_before_its_connection_was_lost_succeeds);
     tcase_add_test(tc, a_driver_of_abi_4_is_never_asked_for_exec_at);
     tcase_add_test(tc, read_your_writes_waits_for_a_replica_to_catch_up);
     tcase_add_test(tc, read_your_writes_reads_the_primary_when_the_wait_expires);
