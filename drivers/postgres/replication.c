@@ -278,6 +278,7 @@ int sr__pg_wait_replayed(sr_driver_conn *c, const char *position, int64_t deadli
                          sr_driver_error *err)
 {
     *out = 0;
+    int64_t slowest = 0; /* the longest poll so far */
     for (int64_t pause_ns = PG_WAIT_FIRST_PAUSE_NS;;
          pause_ns = pause_ns * 2 < PG_WAIT_MAX_PAUSE_NS ? pause_ns * 2 : PG_WAIT_MAX_PAUSE_NS) {
         int64_t sent = sr_clock_ns();
@@ -285,11 +286,17 @@ int sr__pg_wait_replayed(sr_driver_conn *c, const char *position, int64_t deadli
         if (rc != SR_OK || *out)
             return rc;
         /* A poll that runs into the deadline times out and costs the connection:
-         * stop once the next pause plus a poll (twice the last one's time, which
-         * grows on a loaded machine, and 2 ms) would reach it. */
+         * stop once the next pause plus a poll (twice the slowest one so far,
+         * which grows on a loaded machine, and 2 ms) would reach it. On a loaded
+         * machine the pause is never shorter than a poll either: polling more
+         * often than the server answers only adds polls that may run late. */
         int64_t now = sr_clock_ns(), poll_ns = now - sent;
+        if (poll_ns > slowest)
+            slowest = poll_ns;
+        if (pause_ns < slowest)
+            pause_ns = slowest;
         int64_t left = deadline_ns - now;
-        if (left <= pause_ns + 2 * poll_ns + 2000000)
+        if (left <= pause_ns + 2 * slowest + 2000000)
             return SR_OK;
         struct timespec ts = {(time_t)(pause_ns / 1000000000), (long)(pause_ns % 1000000000)};
         nanosleep(&ts, NULL);
