@@ -291,9 +291,32 @@ static int wait_stopped(pid_t pid)
     return 0;
 }
 
+/*
+ * The replica server's PID: from its pid file, which tracks restarts (the
+ * faults suite kills and restarts the shared servers), else from
+ * SR_MY_REPLICA_PID as exported when the cluster started.
+ */
+static pid_t replica_pid(void)
+{
+    const char *file = getenv("SR_MY_REPLICA_PIDFILE");
+    FILE *f = file && *file ? fopen(file, "r") : NULL;
+    long pid = 0;
+    if (f) {
+        if (fscanf(f, "%ld", &pid) != 1)
+            pid = 0;
+        fclose(f);
+    }
+    if (pid <= 0) {
+        const char *env = getenv("SR_MY_REPLICA_PID");
+        pid = env ? atol(env) : 0;
+    }
+    return (pid_t)pid;
+}
+
 START_TEST(test_stopped_server_cannot_hold_the_caller)
 {
-    pid_t pid = (pid_t)atol(my_env("SR_MY_REPLICA_PID"));
+    pid_t pid = replica_pid();
+    ck_assert_int_gt(pid, 0);
     sr_router *r = open_router_opts((const char *const[]){"statement_timeout_ms", "300",
                                                           "connect_timeout_ms", "300",
                                                           "balance.primary_reads", "never", NULL});
@@ -669,9 +692,9 @@ static int64_t hook_lag(hook_conn *h)
 /* Restores replication and the replica process whatever a test left. */
 static void restore_replica(void)
 {
-    const char *pid = getenv("SR_MY_REPLICA_PID");
-    if (pid)
-        kill((pid_t)atol(pid), SIGCONT);
+    pid_t pid = replica_pid();
+    if (pid > 0)
+        kill(pid, SIGCONT);
     my_addr a;
     const char *uri = getenv("SR_MY_ADMIN_REPLICA");
     if (!uri)
@@ -1152,7 +1175,8 @@ END_TEST
  * given up), not a hang. */
 START_TEST(test_exec_at_deadline)
 {
-    pid_t pid = (pid_t)atol(my_env("SR_MY_REPLICA_PID"));
+    pid_t pid = replica_pid();
+    ck_assert_int_gt(pid, 0);
     hook_conn p, r;
     hook_open(&p, "SR_MY_PRIMARY", SR_PRIMARY);
     hook_open(&r, "SR_MY_REPLICA", SR_REPLICA);
