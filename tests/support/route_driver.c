@@ -446,28 +446,13 @@ const sr_driver *route_driver_abi4(void)
 const sr_driver *route_driver_at(void)
 {
     static const char *const schemes[] = {"fakeat", NULL};
-    static const sr_driver drv = {
-        .abi_version = SR_DRIVER_ABI_VERSION,
-        .name = "fakeat",
-        .schemes = schemes,
-        .dialect = SR_SQL_GENERIC,
-        .connect = fake_connect,
-        .close = fake_close,
-        .exec = fake_exec,
-        .begin = fake_begin,
-        .commit = fake_commit,
-        .rollback = fake_rollback,
-        .ping = fake_ping,
-        .server_role = fake_server_role,
-        .write_position = fake_write_position,
-        .has_replayed = fake_has_replayed,
-        .replica_lag_ms = fake_replica_lag_ms,
-        .replay_position = fake_replay_position,
-        .position_covers = fake_position_covers,
-        .position_merge = fake_position_merge,
-        .wait_replayed = fake_wait_replayed,
-        .exec_at = fake_exec_at,
-    };
+    static sr_driver drv;
+    if (!drv.abi_version) {
+        drv = *route_driver();
+        drv.name = "fakeat";
+        drv.schemes = schemes;
+        drv.exec_at = fake_exec_at;
+    }
     return &drv;
 }
 
