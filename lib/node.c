@@ -278,10 +278,6 @@ int sr__node_has_applied(sr_node *n, sr_driver_conn *conn, const char *want, int
 {
     const sr_driver *d = n->driver;
     *applied = false;
-    if (sr__node_cached_covers(n, want)) {
-        *applied = true;
-        return SR_OK;
-    }
     char pos[SR_POSITION_MAX];
     int rc = d->replay_position(conn, deadline, pos, sizeof pos, e);
     if (rc != SR_OK)

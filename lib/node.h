@@ -104,8 +104,9 @@ void sr__node_store_lag(sr_node *n, int64_t lag_ms);
 bool sr__node_cached_covers(sr_node *n, const char *want);
 
 /*
- * Whether the replica `n` has applied `want`, asked on `conn` (and cached;
- * callers try sr__node_cached_covers() first). A failed check is reported in
+ * Whether the replica `n` has applied `want`, asked on `conn` (and cached).
+ * Callers try sr__node_cached_covers() first, which also answers for a
+ * driver without positions; this one always asks. A failed check is reported in
  * *e and returns its status. The outcome teaches the replay-delay estimate
  * as sr__node_exec_at() does.
  */

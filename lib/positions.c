@@ -26,8 +26,7 @@ void sr__positions_free(sr_positions *p, int nshards)
     free_slots(p->observed, nshards);
     free(p->written_ns);
     free(p->read_on);
-    free(p->read_on_count);
-    p->read_on = p->read_on_count = NULL;
+    p->read_on = NULL;
     p->written = p->observed = NULL;
     p->written_ns = NULL;
 }
@@ -146,18 +145,11 @@ void sr__positions_note_read(sr_positions *p, sr_router *r, sr_node *n, sr_drive
     const sr_driver *d = sr__shard_positions_driver(r, n->shard);
     if (!d)
         return;
-    if (!p->read_on) {
+    /* Without memory to remember the node, its position is asked, as every 8th time. */
+    if (!p->read_on)
         p->read_on = calloc((size_t)r->nshards, sizeof *p->read_on);
-        p->read_on_count = calloc((size_t)r->nshards, sizeof *p->read_on_count);
-        if (!p->read_on || !p->read_on_count) {
-            /* No memory to remember the node: ask its position, as for the primary. */
-            free(p->read_on);
-            free(p->read_on_count);
-            p->read_on = p->read_on_count = NULL;
-        }
-    }
     if (p->read_on) {
-        int *on = &p->read_on[n->shard], *count = &p->read_on_count[n->shard];
+        int *on = &p->read_on[n->shard].node, *count = &p->read_on[n->shard].count;
         if (*on != n->index + 1 || *count < SR_STICKY_READS - 1) {
             *count = *on == n->index + 1 ? *count + 1 : 1;
             *on = n->index + 1;

@@ -15,10 +15,13 @@
 typedef struct sr_positions {
     char **written;  /* [nshards]: position after the last write, or NULL */
     char **observed; /* [nshards]: position read at (monotonic), or NULL */
-    int *read_on;    /* [nshards]: index + 1 of the node a monotonic read last ran on without
-                        asking its position (0: none): the next read sticks to that node,
-                        which never goes back, or asks; see sr__positions_note_read() */
-    int *read_on_count; /* [nshards]: reads in a row on that node */
+    /* [nshards]: the node a monotonic read last ran on without asking its position (index
+     * + 1, 0: none) and the reads in a row there: the next read sticks to that node, which
+     * never goes back, or asks; see sr__positions_note_read() */
+    struct sr_read_on {
+        int node;
+        int count;
+    } *read_on;
     int64_t *written_ns; /* [nshards]: sr_clock_ns() of the last write recorded here, 0 when
                             none (or the position came from a token: its age is unknown) */
     int lost;        /* recording one ran out of memory: reads that need a position go to the
@@ -83,7 +86,7 @@ void sr__positions_note_read(sr_positions *p, sr_router *r, sr_node *n, sr_drive
 /* The node index the shard's next monotonic read sticks to, or -1. */
 static inline int sr__positions_sticky_node(const sr_positions *p, int shard)
 {
-    return p->read_on && p->read_on[shard] ? p->read_on[shard] - 1 : -1;
+    return p->read_on && p->read_on[shard].node ? p->read_on[shard].node - 1 : -1;
 }
 
 /* Merges an imported position (a token's) into what this session wrote on `shard`. */

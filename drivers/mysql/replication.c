@@ -51,11 +51,11 @@ int sr__my_server_role(sr_driver_conn *c, int64_t deadline_ns, sr_role *out, sr_
 }
 
 /*
- * Runs a query returning one GTID set and copies it to buf without the
- * whitespace MySQL uses to break long sets over lines.
+ * Runs a query returning one GTID set, without the whitespace MySQL uses to
+ * break long sets over lines, into *out (malloc'd; the caller frees it).
  */
-static int query_position(sr_driver_conn *c, const char *sql, int64_t deadline_ns, char *buf,
-                          size_t buflen, const char *what, sr_driver_error *err)
+static int query_gtid_set(sr_driver_conn *c, const char *sql, int64_t deadline_ns, char **out,
+                          sr_driver_error *err)
 {
     char *v = NULL;
     int rc = query_value(c, sql, deadline_ns, &v, NULL, err);
@@ -66,6 +66,19 @@ static int query_position(sr_driver_conn *c, const char *sql, int64_t deadline_n
         if (*p != '\n' && *p != '\r' && *p != ' ')
             v[n++] = *p;
     v[n] = '\0';
+    *out = v;
+    return SR_OK;
+}
+
+/* query_gtid_set() copied to buf. */
+static int query_position(sr_driver_conn *c, const char *sql, int64_t deadline_ns, char *buf,
+                          size_t buflen, const char *what, sr_driver_error *err)
+{
+    char *v = NULL;
+    int rc = query_gtid_set(c, sql, deadline_ns, &v, err);
+    if (rc != SR_OK)
+        return rc;
+    size_t n = strlen(v);
     if (!buf || n + 1 > buflen) {
         free(v);
         return sr_driver_error_set(err, SR_EINVAL, 0, "", 0, "%s (%zu bytes) does not fit the buffer",
@@ -83,17 +96,7 @@ int sr__my_applied_position(sr_driver_conn *c, int64_t deadline_ns, char **out,
      * everything executed. */
     const char *sql = c->flavour == SR_MY_MARIADB ? "SELECT @@GLOBAL.gtid_slave_pos"
                                                   : "SELECT @@GLOBAL.gtid_executed";
-    char *v = NULL;
-    int rc = query_value(c, sql, deadline_ns, &v, NULL, err);
-    if (rc != SR_OK)
-        return rc;
-    size_t n = 0;
-    for (const char *p = v; *p; p++)
-        if (*p != '\n' && *p != '\r' && *p != ' ')
-            v[n++] = *p;
-    v[n] = '\0';
-    *out = v;
-    return SR_OK;
+    return query_gtid_set(c, sql, deadline_ns, out, err);
 }
 
 int sr__my_write_position(sr_driver_conn *c, int64_t deadline_ns, char *buf, size_t buflen,
@@ -115,7 +118,7 @@ int sr__my_has_replayed(sr_driver_conn *c, const char *position, int64_t deadlin
     char *v = NULL;
     int rc;
     if (c->flavour == SR_MY_MARIADB) {
-        rc = query_value(c, "SELECT @@GLOBAL.gtid_slave_pos", deadline_ns, &v, NULL, err);
+        rc = sr__my_applied_position(c, deadline_ns, &v, err);
         if (rc != SR_OK)
             return rc;
         int covers = sr__my_position_covers(v, position);

@@ -951,6 +951,25 @@ END_TEST
  * by the primary, fresh, and the replica is not counted as having served
  * anything. Current (the write replayed): the replica serves it, fresh.
  */
+/* n write-then-read pairs on shard 0's sr_pipe; `replayed`: wait for both replicas after
+ * each write. Counts stale reads and reads a replica served. */
+static void pipe_pairs(sr_router *r, sr_session *s, const char *tag, int n, int replayed,
+                       int *stale, int *from_replica)
+{
+    *stale = *from_replica = 0;
+    for (int i = 0; i < n; i++) {
+        int64_t key = key_on(r, 0, i % (KEYS / NSHARDS));
+        char v[32];
+        snprintf(v, sizeof v, "%s-%d", tag, i);
+        write_one(s, key, "UPDATE sr_pipe SET v = ? WHERE k = ?", v);
+        if (replayed)
+            sync_replicas(); /* both replicas have replayed the write (now some ms old) */
+        seen w = read_row(s, "sr_pipe", key, NULL);
+        *stale += !w.found || strcmp(w.value, v) != 0;
+        *from_replica += is_replica_port(w.server);
+    }
+}
+
 START_TEST(the_check_in_the_reads_exchange_falls_back_when_behind_and_serves_when_current)
 {
     on_every_primary("DROP TABLE IF EXISTS sr_pipe; "
@@ -965,16 +984,8 @@ START_TEST(the_check_in_the_reads_exchange_falls_back_when_behind_and_serves_whe
     pause_replay(pg.replica1);
     pause_replay(pg.replica2);
     uint64_t replica_before = statements_on(r, 0), primary_before = statements_on(r, 1);
-    int stale = 0, from_replica = 0;
-    for (int i = 0; i < BEHIND; i++) {
-        int64_t key = key_on(r, 0, i % (KEYS / NSHARDS));
-        char v[32];
-        snprintf(v, sizeof v, "behind-%d", i);
-        write_one(s, key, "UPDATE sr_pipe SET v = ? WHERE k = ?", v);
-        seen w = read_row(s, "sr_pipe", key, NULL);
-        stale += !w.found || strcmp(w.value, v) != 0;
-        from_replica += is_replica_port(w.server);
-    }
+    int stale, from_replica;
+    pipe_pairs(r, s, "behind", BEHIND, 0, &stale, &from_replica);
     fprintf(stderr, "check in the read's exchange, replay paused: %d pairs, %d stale, "
                     "%d from a replica\n", BEHIND, stale, from_replica);
     ck_assert_int_eq(stale, 0);
@@ -986,17 +997,7 @@ START_TEST(the_check_in_the_reads_exchange_falls_back_when_behind_and_serves_whe
     resume_replay(pg.replica2);
     sync_replicas();
     replica_before = statements_on(r, 0);
-    stale = from_replica = 0;
-    for (int i = 0; i < CURRENT; i++) {
-        int64_t key = key_on(r, 0, i % (KEYS / NSHARDS));
-        char v[32];
-        snprintf(v, sizeof v, "current-%d", i);
-        write_one(s, key, "UPDATE sr_pipe SET v = ? WHERE k = ?", v);
-        sync_replicas(); /* both replicas have replayed the write (and the write is some ms old) */
-        seen w = read_row(s, "sr_pipe", key, NULL);
-        stale += !w.found || strcmp(w.value, v) != 0;
-        from_replica += is_replica_port(w.server);
-    }
+    pipe_pairs(r, s, "current", CURRENT, 1, &stale, &from_replica);
     fprintf(stderr, "check in the read's exchange, replicas current: %d pairs, %d stale, "
                     "%d from a replica\n", CURRENT, stale, from_replica);
     ck_assert_int_eq(stale, 0);
