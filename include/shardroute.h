@@ -534,6 +534,248 @@ SR_API int sr_exec_shard(sr_session *s, int shard, sr_intent intent, const char 
 SR_API int sr_exec_all(sr_session *s, sr_intent intent, const char *sql, int nparams,
                        const char *const *params, sr_result **out);
 
+/* ------------------------------------------------------------------------ */
+/* Typed values                                                             */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * Portable value types, one per result column (sr_result_coltype) and one
+ * per typed parameter (sr_value.type). A column's type comes from the
+ * driver's metadata: PostgreSQL type OIDs, MySQL field types, SQLite's
+ * declared type (else the storage class of the column's first non-NULL
+ * value). Values of every type stay readable as text (sr_result_value);
+ * the typed accessors convert. What maps to what is in docs/scatter.md.
+ */
+typedef enum sr_type {
+    SR_TYPE_UNKNOWN = 0,  /* no metadata (e.g. an SQLite expression of NULLs only) */
+    SR_TYPE_NULL = 1,     /* parameters only: SQL NULL */
+    SR_TYPE_INT = 2,      /* integers that fit int64 (decimal text) */
+    SR_TYPE_FLOAT = 3,    /* binary floating point (text as the server prints it) */
+    SR_TYPE_NUMERIC = 4,  /* exact decimal, as text ("12.50") */
+    SR_TYPE_TEXT = 5,
+    SR_TYPE_BYTES = 6,    /* raw bytes (PostgreSQL bytea decoded; may hold NUL bytes) */
+    SR_TYPE_BOOL = 7,     /* text "1" / "0" in results; i = 0/1 in parameters */
+    SR_TYPE_DATETIME = 8  /* date, time, timestamp, interval: the server's text */
+} sr_type;
+
+/**
+ * A typed parameter. Build one with the constructors below (or set the
+ * fields: `i` for SR_TYPE_INT and SR_TYPE_BOOL, `f` for SR_TYPE_FLOAT,
+ * `p`/`len` for TEXT, NUMERIC, DATETIME and BYTES, nothing for NULL). The
+ * bytes at `p` are borrowed for the duration of the call they are passed to;
+ * they need no NUL terminator and BYTES may contain NUL bytes. TEXT,
+ * NUMERIC and DATETIME are sent as text the server converts (like sr_exec's
+ * parameters); INT, FLOAT and BYTES are sent in binary where the backend
+ * allows, so they need no formatting and bytes round-trip exactly.
+ */
+typedef struct sr_value {
+    sr_type type;
+    int64_t i;
+    double f;
+    const void *p;
+    size_t len;
+} sr_value;
+
+/** An SQL NULL parameter. */
+static inline sr_value sr_value_null(void) { sr_value v = {SR_TYPE_NULL, 0, 0, 0, 0}; return v; }
+/** An integer parameter. */
+static inline sr_value sr_value_int(int64_t i) { sr_value v = {SR_TYPE_INT, i, 0, 0, 0}; return v; }
+/** A floating-point parameter. */
+static inline sr_value sr_value_float(double f) { sr_value v = {SR_TYPE_FLOAT, 0, f, 0, 0}; return v; }
+/** A boolean parameter (any non-zero is true). */
+static inline sr_value sr_value_bool(int b) { sr_value v = {SR_TYPE_BOOL, b != 0, 0, 0, 0}; return v; }
+/** A text parameter: the NUL-terminated `s` (borrowed); NULL gives an SQL NULL. */
+static inline sr_value sr_value_text(const char *s)
+{
+    sr_value v = {s ? SR_TYPE_TEXT : SR_TYPE_NULL, 0, 0, s, 0};
+    if (s) { const char *e = s; while (*e) e++; v.len = (size_t)(e - s); }
+    return v;
+}
+/** A bytes parameter: `n` bytes at `p` (borrowed; may hold NUL bytes). */
+static inline sr_value sr_value_bytes(const void *p, size_t n)
+{
+    sr_value v = {SR_TYPE_BYTES, 0, 0, p, n};
+    return v;
+}
+
+/**
+ * sr_exec_opts() with typed parameters. `params` has `nparams` values
+ * (NULL when 0). Everything else (routing, consistency, errors) is as
+ * sr_exec_opts(); in addition SR_EINVAL for a value of an unknown type,
+ * SR_TYPE_UNKNOWN, `p` NULL with len > 0, or text with NUL bytes, and
+ * SR_EDRIVER when the shard's driver takes no typed parameters (driver ABI
+ * older than 6).
+ */
+SR_API int sr_exec_values(sr_session *s, sr_key key, sr_intent intent, const sr_read_opts *opts,
+                          const char *sql, int nparams, const sr_value *params, sr_result **out);
+
+/* ------------------------------------------------------------------------ */
+/* Cross-shard statements: scatter, merge, cursors                          */
+/* ------------------------------------------------------------------------ */
+
+/** How a merged column combines the shards' values (sr_merge_spec.aggs). */
+typedef enum sr_agg {
+    SR_AGG_NONE = 0,  /* a group key, or a column with no aggregate */
+    SR_AGG_COUNT = 1, /* the shards' counts are added */
+    SR_AGG_SUM = 2,   /* added (NULL when every shard's is NULL) */
+    SR_AGG_MIN = 3,
+    SR_AGG_MAX = 4
+} sr_agg;
+
+/** Where NULLs sort in an order key. DEFAULT: as the shard's backend sorts them. */
+typedef enum sr_nulls { SR_NULLS_DEFAULT = 0, SR_NULLS_FIRST = 1, SR_NULLS_LAST = 2 } sr_nulls;
+
+/** One ORDER BY key of a merge: a result column (0-based), its direction and NULLs. */
+typedef struct sr_order_key {
+    int col;
+    int desc;  /* 1: descending */
+    int nulls; /* an sr_nulls */
+} sr_order_key;
+
+/** The layout of sr_merge_spec this header describes. */
+#define SR_MERGE_SPEC_VERSION 1
+
+/**
+ * How the rows of the shards become one result, given explicitly instead of
+ * derived from the SQL. The SQL is then sent to every shard unchanged: it
+ * must return what the spec combines (each shard's partial counts, sums,
+ * minima, maxima and group keys; for an average, a sum column and a count
+ * column). Caller-allocated: initialise with SR_MERGE_SPEC_INIT. Order:
+ * groups and aggregates are combined first, then DISTINCT, then ORDER BY,
+ * then OFFSET and LIMIT. Comparison follows each column's type (numbers as
+ * numbers; text and bytes byte by byte: see docs/scatter.md on collations).
+ */
+typedef struct sr_merge_spec {
+    int version;                /* SR_MERGE_SPEC_VERSION */
+    int norder;
+    const sr_order_key *order;  /* norder keys, borrowed for the call */
+    int64_t limit;              /* -1: none */
+    int64_t offset;             /* rows skipped before the limit, >= 0 */
+    int ngroup;
+    const int *group;           /* group key columns (with aggs) */
+    int naggs;                  /* 0, or the number of result columns */
+    const sr_agg *aggs;         /* per column: how it combines (SR_AGG_NONE for group keys) */
+    int distinct;               /* 1: equal rows (after grouping) are kept once */
+} sr_merge_spec;
+#define SR_MERGE_SPEC_INIT {SR_MERGE_SPEC_VERSION, 0, NULL, -1, 0, 0, NULL, 0, NULL, 0}
+
+/** How sr_exec_all_values() and sr_cursor_open_all() combine the shards' rows. */
+typedef enum sr_merge_mode {
+    SR_MERGE_AUTO = 0,   /* derived from the SQL's top level (see docs/scatter.md) */
+    SR_MERGE_CONCAT = 1, /* the shards' rows in shard order, as they came */
+    SR_MERGE_SPEC = 2    /* sr_scatter_opts.spec */
+} sr_merge_mode;
+
+/** The layout of sr_scatter_opts this header describes. */
+#define SR_SCATTER_OPTS_VERSION 1
+
+/**
+ * Options of one scatter statement. Caller-allocated: initialise with
+ * SR_SCATTER_OPTS_INIT, then change the fields wanted; fields are only ever
+ * added at the end under a new version.
+ */
+typedef struct sr_scatter_opts {
+    int version;                /* SR_SCATTER_OPTS_VERSION */
+    int merge;                  /* an sr_merge_mode */
+    const sr_merge_spec *spec;  /* SR_MERGE_SPEC: borrowed for the call */
+    int partial;                /* 1: when some shards fail, SR_EPARTIAL comes with the rows of
+                                   the shards that answered (sr_result_failed_shard lists the
+                                   others); 0: no result */
+    const sr_read_opts *read;   /* per-statement read options, or NULL */
+} sr_scatter_opts;
+#define SR_SCATTER_OPTS_INIT {SR_SCATTER_OPTS_VERSION, SR_MERGE_AUTO, NULL, 0, NULL}
+
+/**
+ * Scatter-gather with typed parameters and options: runs the statement on
+ * every shard at once (the caller's thread drives every shard's connection;
+ * shards whose driver cannot run a statement without blocking, such as
+ * SQLite, run one after another) and merges the rows as `opts` says (NULL:
+ * SR_SCATTER_OPTS_INIT, a merge derived from the SQL). Memory: the result
+ * holds the merged rows; aggregates hold one row per group.
+ * The whole call is bounded by statement_timeout_ms: a shard that has not
+ * answered by then fails with SR_ETIMEOUT and is named in the message.
+ * Errors: as sr_exec_all(); SR_EINVAL (with a message saying why and what to
+ * do instead) for a statement whose rows cannot be merged correctly, an
+ * invalid spec, or opts of an unknown version.
+ */
+SR_API int sr_exec_all_values(sr_session *s, sr_intent intent, const sr_scatter_opts *opts,
+                              const char *sql, int nparams, const sr_value *params,
+                              sr_result **out);
+
+/**
+ * Describes, without running anything, what sr_exec_all_values() would do:
+ * the shards, the SQL each would get (after any rewrite: AVG split into SUM
+ * and COUNT, LIMIT n OFFSET m sent as LIMIT n+m) and the merge plan. Writes
+ * at most `buflen` bytes (NUL-terminated) and returns the length of the
+ * whole description (as snprintf: larger than buflen - 1 means it was cut),
+ * or a negative status with the session's message set: SR_EINVAL for a
+ * statement that cannot be merged (the message says why), SR_EMISUSE.
+ */
+SR_API int sr_explain_all(sr_session *s, sr_intent intent, const sr_scatter_opts *opts,
+                          const char *sql, char *buf, size_t buflen);
+
+/**
+ * A cursor delivers a statement's rows as they arrive instead of buffering
+ * the whole result: memory stays bounded by a small batch per shard. A
+ * cursor belongs to its session: close every cursor before freeing the
+ * session; calls on the cursor count as calls on the session (one thread at
+ * a time, SR_EMISUSE otherwise), and its errors are the session's message.
+ * While a cursor is open, the session may run other statements (they use
+ * other connections), but not begin a transaction on the same connection.
+ */
+typedef struct sr_cursor sr_cursor;
+
+/**
+ * Opens a cursor over one statement on the shard that owns `key`, routed as
+ * sr_exec_values() routes it (inside a transaction: on its connection).
+ * The statement is sent before this returns; rows come with sr_cursor_next().
+ * Errors: as sr_exec_values(); SR_EDRIVER when the shard's driver cannot
+ * stream (driver ABI older than 6). On error *out is untouched.
+ */
+SR_API int sr_cursor_open(sr_session *s, sr_key key, sr_intent intent, const sr_read_opts *opts,
+                          const char *sql, int nparams, const sr_value *params,
+                          sr_cursor **out);
+
+/**
+ * Opens a cursor over a scatter statement: every shard's rows stream in
+ * parallel; an ORDER BY merges them k ways as they come, so memory is bounded
+ * by the shards times a small batch. Groups, aggregates and DISTINCT hold
+ * one row per group until the last shard ends. Errors: as
+ * sr_exec_all_values(); outside a transaction only (SR_ETXN).
+ */
+SR_API int sr_cursor_open_all(sr_session *s, sr_intent intent, const sr_scatter_opts *opts,
+                              const char *sql, int nparams, const sr_value *params,
+                              sr_cursor **out);
+
+/**
+ * Advances to the next row: 1 when there is one (read it with
+ * sr_cursor_row()), 0 at the end, or a negative status with the session's
+ * message set. Each call waits for rows at most statement_timeout_ms (and,
+ * for a scatter cursor, every shard that has not ended must have sent
+ * something within that time). After 0 or an error the cursor has released
+ * its connections; further calls return the same. SR_EMISUSE as for the
+ * session.
+ */
+SR_API int sr_cursor_next(sr_cursor *c);
+
+/**
+ * The current row: a result holding it, read with the sr_result_*
+ * accessors at row index *row (sr_result_shard() tells the shard it came
+ * from; -1 for a row computed from several shards). Borrowed: valid until
+ * the next sr_cursor_next() or sr_cursor_close(). NULL before the first
+ * row, after the end, or for NULL arguments. The result's columns are
+ * those of the statement (also readable before the first row, with
+ * *row = -1, once sr_cursor_next() has been called).
+ */
+SR_API const sr_result *sr_cursor_row(const sr_cursor *c, int *row);
+
+/**
+ * Closes the cursor: a statement still running is cancelled (or its
+ * connection closed) within statement_timeout_ms, and its connections go
+ * back to their pools. NULL is a no-op.
+ */
+SR_API void sr_cursor_close(sr_cursor *c);
+
 /**
  * Begins a transaction on the primary of the shard that owns `key` and pins
  * the session to it until sr_commit() or sr_rollback(). Statements whose key
@@ -618,6 +860,35 @@ SR_API int sr_result_is_null(const sr_result *res, int row, int col);
 SR_API int64_t sr_result_affected(const sr_result *res);
 /** The shard index the row came from; SR_EINVAL when out of range. */
 SR_API int sr_result_shard(const sr_result *res, int row);
+/** The column's portable type; SR_TYPE_UNKNOWN when out of range or NULL. */
+SR_API sr_type sr_result_coltype(const sr_result *res, int col);
+/**
+ * The value at (row, col) as an int64: an integer in range, or a boolean
+ * (1 / 0; PostgreSQL's t / f). SR_EINVAL when out of range, SQL NULL (test
+ * sr_result_is_null first), or not an integer that fits (a float or a
+ * numeric with a fraction is not converted: use sr_result_double).
+ */
+SR_API int sr_result_int64(const sr_result *res, int row, int col, int64_t *out);
+/**
+ * The value at (row, col) as a double: any INT, FLOAT, NUMERIC or BOOL
+ * value, or text that is a number (rounded to the nearest double;
+ * "Infinity", "NaN" as the backends print them). SR_EINVAL when out of
+ * range, SQL NULL, or not a number.
+ */
+SR_API int sr_result_double(const sr_result *res, int row, int col, double *out);
+/**
+ * The value's bytes and their length: raw bytes for SR_TYPE_BYTES (a
+ * PostgreSQL bytea decoded), the text for any other type. NULL with *len =
+ * 0 for SQL NULL or out of range; a 0-length value is a non-NULL pointer.
+ * Valid until sr_result_free(). `len` may be NULL.
+ */
+SR_API const void *sr_result_bytes(const sr_result *res, int row, int col, size_t *len);
+/**
+ * Shards a scatter with sr_scatter_opts.partial left out: the i-th failed
+ * shard's index (i from 0), or -1 past the last one (or for NULL). Each
+ * failure's reason is in the session's message of the call.
+ */
+SR_API int sr_result_failed_shard(const sr_result *res, int i);
 /** Frees a result. NULL is a no-op. */
 SR_API void sr_result_free(sr_result *res);
 

@@ -14,21 +14,38 @@
 struct sr_colset {
     _Atomic int refs;
     int ncols;
+    unsigned char *types; /* ncols types after the strings, or NULL */
     char *names[]; /* ncols pointers, then the strings, in one allocation */
 };
 
+static bool column_type_ok(int t)
+{
+    return t == SR_TYPE_UNKNOWN || (t >= SR_TYPE_INT && t <= SR_TYPE_DATETIME);
+}
+
 SR_API sr_colset *sr_colset_new(int ncols, const char *const *names)
+{
+    return sr_colset_new_typed(ncols, names, NULL);
+}
+
+SR_API sr_colset *sr_colset_new_typed(int ncols, const char *const *names, const sr_type *types)
 {
     if (ncols < 0 || (ncols > 0 && !names))
         return NULL;
+    for (int i = 0; types && i < ncols; i++)
+        if (!column_type_ok(types[i]))
+            return NULL;
     size_t bytes = sizeof(sr_colset) + (size_t)ncols * sizeof(char *);
     for (int i = 0; i < ncols; i++)
         bytes += strlen(names[i] ? names[i] : "") + 1;
+    if (types)
+        bytes += (size_t)ncols;
     sr_colset *cs = malloc(bytes);
     if (!cs)
         return NULL;
     atomic_init(&cs->refs, 1);
     cs->ncols = ncols;
+    cs->types = NULL;
     char *p = (char *)&cs->names[ncols];
     for (int i = 0; i < ncols; i++) {
         const char *n = names[i] ? names[i] : "";
@@ -36,6 +53,11 @@ SR_API sr_colset *sr_colset_new(int ncols, const char *const *names)
         memcpy(p, n, len);
         cs->names[i] = p;
         p += len;
+    }
+    if (types) {
+        cs->types = (unsigned char *)p;
+        for (int i = 0; i < ncols; i++)
+            cs->types[i] = (unsigned char)types[i];
     }
     return cs;
 }
@@ -57,6 +79,7 @@ SR_API int sr_result_builder_colset(sr_result_builder *rb, sr_colset *cs)
     r->colset = cs;
     r->ncols = cs->ncols;
     r->columns_set = 1;
+    r->header_len = (uint32_t)r->arena_len;
     return SR_OK;
 }
 
@@ -225,6 +248,135 @@ SR_API int sr_result_builder_columns(sr_result_builder *rb, int ncols, const cha
     }
     r->ncols = ncols;
     r->columns_set = 1;
+    r->header_len = (uint32_t)r->arena_len;
+    return SR_OK;
+}
+
+/* Puts the column types in the arena: from `types`, else the colset's, else unknown. */
+static int types_put(sr_result *r, const sr_type *types)
+{
+    uint32_t off;
+    if (arena_put(r, "", (size_t)r->ncols, &off) != SR_OK) /* ncols bytes + NUL */
+        return SR_ENOMEM;
+    unsigned char *t = (unsigned char *)r->arena + off;
+    for (int i = 0; i < r->ncols; i++)
+        t[i] = types ? (unsigned char)types[i]
+                     : r->colset && r->colset->types ? r->colset->types[i] : SR_TYPE_UNKNOWN;
+    r->types_off = off;
+    r->has_types = 1;
+    if (r->ncells == 0)
+        r->header_len = (uint32_t)r->arena_len;
+    return SR_OK;
+}
+
+SR_API int sr_result_builder_types(sr_result_builder *rb, const sr_type *types)
+{
+    if (!rb || !rb->res || (!types && rb->res->ncols > 0))
+        return SR_EINVAL;
+    sr_result *r = rb->res;
+    if (!r->columns_set || r->ncells != 0 || r->has_types)
+        return SR_EINVAL;
+    for (int i = 0; i < r->ncols; i++)
+        if (!column_type_ok(types[i]))
+            return SR_EINVAL;
+    if (types_put(r, types) != SR_OK) {
+        rb->failed = 1;
+        return SR_ENOMEM;
+    }
+    return SR_OK;
+}
+
+SR_API int sr_result_builder_refine_type(sr_result_builder *rb, int col, sr_type type)
+{
+    if (!rb || !rb->res)
+        return SR_EINVAL;
+    sr_result *r = rb->res;
+    if (!r->columns_set || col < 0 || col >= r->ncols || !column_type_ok(type))
+        return SR_EINVAL;
+    if (!r->has_types && types_put(r, NULL) != SR_OK) {
+        rb->failed = 1;
+        return SR_ENOMEM;
+    }
+    unsigned char *t = (unsigned char *)r->arena + r->types_off;
+    if (t[col] == SR_TYPE_UNKNOWN)
+        t[col] = (unsigned char)type;
+    return SR_OK;
+}
+
+sr_type sr__result_coltype(const sr_result *res, int col)
+{
+    if (!res || col < 0 || col >= res->ncols)
+        return SR_TYPE_UNKNOWN;
+    if (res->has_types)
+        return (sr_type)(unsigned char)res->arena[res->types_off + (uint32_t)col];
+    if (res->colset && res->colset->types)
+        return (sr_type)res->colset->types[col];
+    return SR_TYPE_UNKNOWN;
+}
+
+int sr__result_copy_columns(sr_result *dst, const sr_result *src, int ncols)
+{
+    if (dst->columns_set || dst->ncells != 0)
+        return SR_EINVAL;
+    if (ncols < 0 || ncols > src->ncols)
+        ncols = src->ncols;
+    sr_result_builder rb = {dst, 0};
+    int rc;
+    if (src->colset && ncols == src->ncols) {
+        rc = sr_result_builder_colset(&rb, src->colset);
+    } else {
+        const char *few[16];
+        const char **names = ncols <= 16 ? few : malloc((size_t)ncols * sizeof *names);
+        if (!names)
+            return SR_ENOMEM;
+        for (int i = 0; i < ncols; i++)
+            names[i] = sr_result_colname(src, i);
+        rc = sr_result_builder_columns(&rb, ncols, names);
+        if (names != few)
+            free(names);
+    }
+    if (rc != SR_OK || !(src->has_types || (src->colset && src->colset->types)))
+        return rc;
+    if (types_put(dst, NULL) != SR_OK)
+        return SR_ENOMEM;
+    unsigned char *t = (unsigned char *)dst->arena + dst->types_off;
+    for (int i = 0; i < ncols; i++)
+        t[i] = (unsigned char)sr__result_coltype(src, i);
+    return SR_OK;
+}
+
+void sr__result_sync_rows(sr_result *r)
+{
+    r->nrows = r->ncols > 0 ? (int)(r->ncells / (size_t)r->ncols) : 0;
+}
+
+void sr__result_clear_rows(sr_result *r)
+{
+    if (r->has_types && r->types_off >= r->header_len) {
+        /* Types given after the first values (refined): keep them in the header. */
+        memmove(r->arena + r->header_len, r->arena + r->types_off, (size_t)r->ncols + 1);
+        r->types_off = r->header_len;
+        r->header_len += (uint32_t)r->ncols + 1;
+    }
+    r->ncells = 0;
+    r->nrows = 0;
+    r->arena_len = r->header_len;
+    free(r->row_shards);
+    r->row_shards = NULL;
+    r->shards_cap = 0;
+}
+
+int sr__result_set_failed(sr_result *r, const int *shards, int n)
+{
+    if (n <= 0)
+        return SR_OK;
+    int *f = malloc((size_t)n * sizeof *f);
+    if (!f)
+        return SR_ENOMEM;
+    memcpy(f, shards, (size_t)n * sizeof *f);
+    free(r->failed);
+    r->failed = f;
+    r->nfailed = n;
     return SR_OK;
 }
 
@@ -300,6 +452,12 @@ int sr__result_append(sr_result *dst, const sr_result *src)
         }
         int rc = sr_result_builder_columns(&rb, src->ncols, names);
         free(names);
+        if (rc == SR_OK && (src->has_types || (src->colset && src->colset->types))) {
+            rc = types_put(dst, NULL);
+            for (int i = 0; rc == SR_OK && i < src->ncols; i++)
+                ((unsigned char *)dst->arena + dst->types_off)[i] =
+                    (unsigned char)sr__result_coltype(src, i);
+        }
         if (rc != SR_OK)
             return rc;
     } else {
@@ -317,6 +475,7 @@ int sr__result_append(sr_result *dst, const sr_result *src)
     if (!rs)
         return SR_ENOMEM;
     dst->row_shards = rs;
+    dst->shards_cap = (size_t)(dst->nrows + src->nrows);
     if (cells_reserve(dst, src->ncells) != SR_OK)
         return SR_ENOMEM;
     for (size_t i = 0; i < src->ncells; i++) {
@@ -336,6 +495,39 @@ int sr__result_append(sr_result *dst, const sr_result *src)
     for (int i = 0; i < src->nrows; i++)
         rs[dst->nrows + i] = src->row_shards ? src->row_shards[i] : src->shard;
     dst->nrows += src->nrows;
+    return SR_OK;
+}
+
+int sr__result_append_row(sr_result *dst, const sr_result *src, int row, int shard)
+{
+    size_t n = (size_t)dst->ncols;
+    if ((size_t)dst->nrows >= dst->shards_cap) {
+        size_t cap = dst->shards_cap ? dst->shards_cap * 2 : 16;
+        int *rs = realloc(dst->row_shards, cap * sizeof *rs);
+        if (!rs)
+            return SR_ENOMEM;
+        if (!dst->row_shards) /* rows added before the first per-row shard */
+            for (int i = 0; i < dst->nrows; i++)
+                rs[i] = dst->shard;
+        dst->row_shards = rs;
+        dst->shards_cap = cap;
+    }
+    if (cells_reserve(dst, n) != SR_OK)
+        return SR_ENOMEM;
+    const sr_cell *sc = &src->cells[(size_t)row * (size_t)src->ncols];
+    size_t start = dst->ncells;
+    for (size_t i = 0; i < n; i++) {
+        sr_cell *dc = &dst->cells[start + i];
+        if (sc[i].len == SR_CELL_NULL) {
+            *dc = sc[i];
+        } else if (arena_put(dst, src->arena + sc[i].off, sc[i].len, &dc->off) != SR_OK) {
+            return SR_ENOMEM; /* ncells not yet moved: dst stays consistent */
+        } else {
+            dc->len = sc[i].len;
+        }
+    }
+    dst->ncells = start + n;
+    dst->row_shards[dst->nrows++] = shard;
     return SR_OK;
 }
 
@@ -387,10 +579,91 @@ SR_API int sr_result_shard(const sr_result *res, int row)
     return res->row_shards ? res->row_shards[row] : res->shard;
 }
 
+SR_API sr_type sr_result_coltype(const sr_result *res, int col)
+{
+    return sr__result_coltype(res, col);
+}
+
+/* Parses a whole decimal integer into int64 (no locale, no white space). */
+static bool parse_int64(const char *p, size_t len, int64_t *out)
+{
+    size_t i = 0;
+    bool neg = false;
+    if (i < len && (p[i] == '-' || p[i] == '+'))
+        neg = p[i++] == '-';
+    if (i == len)
+        return false;
+    uint64_t v = 0, limit = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
+    for (; i < len; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return false;
+        unsigned d = (unsigned)(p[i] - '0');
+        if (v > (limit - d) / 10)
+            return false;
+        v = v * 10 + d;
+    }
+    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+    return true;
+}
+
+SR_API int sr_result_int64(const sr_result *res, int row, int col, int64_t *out)
+{
+    const sr_cell *c = cell_at(res, row, col);
+    if (!c || c->len == SR_CELL_NULL || !out)
+        return SR_EINVAL;
+    const char *p = res->arena + c->off;
+    if (sr__result_coltype(res, col) == SR_TYPE_BOOL && c->len == 1 && (*p == 't' || *p == 'f')) {
+        *out = *p == 't';
+        return SR_OK;
+    }
+    return parse_int64(p, c->len, out) ? SR_OK : SR_EINVAL;
+}
+
+SR_API int sr_result_double(const sr_result *res, int row, int col, double *out)
+{
+    const sr_cell *c = cell_at(res, row, col);
+    if (!c || c->len == SR_CELL_NULL || !out)
+        return SR_EINVAL;
+    const char *p = res->arena + c->off;
+    if (sr__result_coltype(res, col) == SR_TYPE_BOOL && c->len == 1 && (*p == 't' || *p == 'f')) {
+        *out = *p == 't';
+        return SR_OK;
+    }
+    if (c->len == 0 || strlen(p) != c->len || p[0] == ' ' || (p[0] >= '\t' && p[0] <= '\r'))
+        return SR_EINVAL;
+    char *end;
+    double d = strtod(p, &end);
+    if (end != p + c->len)
+        return SR_EINVAL;
+    *out = d;
+    return SR_OK;
+}
+
+SR_API const void *sr_result_bytes(const sr_result *res, int row, int col, size_t *len)
+{
+    const sr_cell *c = cell_at(res, row, col);
+    if (!c || c->len == SR_CELL_NULL) {
+        if (len)
+            *len = 0;
+        return NULL;
+    }
+    if (len)
+        *len = c->len;
+    return res->arena + c->off;
+}
+
+SR_API int sr_result_failed_shard(const sr_result *res, int i)
+{
+    if (!res || i < 0 || i >= res->nfailed)
+        return -1;
+    return res->failed[i];
+}
+
 SR_API void sr_result_free(sr_result *res)
 {
     if (!res)
         return;
+    free(res->failed);
     if (res->row_shards) /* scatter results only: spares the call on every other one */
         free(res->row_shards);
     sr_colset_release(res->colset);

@@ -20,6 +20,7 @@ struct sr_result {
     int64_t affected;
     int shard;          /* shard of every row unless row_shards is set */
     int *row_shards;    /* scatter: shard of each row */
+    size_t shards_cap;  /* row_shards capacity (sr__result_append_row) */
     sr_cell *cells;
     size_t ncells, cells_cap;
     char *arena;
@@ -30,6 +31,13 @@ struct sr_result {
     unsigned char columns_set; /* the columns were set (names copied or shared) */
     sr_colset *colset;         /* shared column names, or NULL when they are in the arena */
     size_t names_cap;
+    /* Column types: ncols bytes at types_off in the arena when has_types,
+     * else the colset's, else all SR_TYPE_UNKNOWN. */
+    uint32_t types_off;
+    unsigned char has_types;
+    uint32_t header_len;       /* arena bytes before the first value (names, types) */
+    int *failed;               /* scatter with partial results: the failed shards */
+    int nfailed;
     _Alignas(8) unsigned char inline_store[];
 };
 
@@ -54,5 +62,28 @@ void sr__result_builder_discard(sr_result_builder *rb);
  * (no columns yet).
  */
 int sr__result_append(sr_result *dst, const sr_result *src);
+
+/* The type of column `col` (SR_TYPE_UNKNOWN when out of range). */
+sr_type sr__result_coltype(const sr_result *res, int col);
+
+/*
+ * Gives `dst` (no columns yet) the columns and types of `src`, leaving out
+ * the columns from `ncols` on (ncols < 0: all). SR_EINVAL when dst has
+ * columns, SR_ENOMEM.
+ */
+int sr__result_copy_columns(sr_result *dst, const sr_result *src, int ncols);
+
+/* Appends row `row` of `src` (its first dst->ncols columns) to `dst`, remembering `shard`
+ * for it (dst keeps a per-row shard array from its first such row). SR_ENOMEM. */
+int sr__result_append_row(sr_result *dst, const sr_result *src, int row, int shard);
+
+/* Makes the rows a driver has added so far readable (nrows) while building goes on. */
+void sr__result_sync_rows(sr_result *r);
+
+/* Drops every row but keeps the columns and types, to refill the result (a cursor's batch). */
+void sr__result_clear_rows(sr_result *r);
+
+/* Records the failed shards of a partial scatter result (copied). SR_ENOMEM. */
+int sr__result_set_failed(sr_result *r, const int *shards, int n);
 
 #endif

@@ -16,9 +16,12 @@
  * driver-author helpers sr_deadline_*, sr_wait_fd, sr_scrub_secret,
  * sr_strdup and sr_driver_log, and sr_driver_unregister; ABI 5 adds
  * sr_driver.exec_at, a statement with its consistency check or write
- * position in one exchange). Structs the core passes to a
+ * position in one exchange; ABI 6 adds typed parameters and non-blocking,
+ * row-by-row statements: sr_driver.socket, send, next_row and cancel, and
+ * the builder's column types, sr_result_builder_types and
+ * sr_colset_new_typed). Structs the core passes to a
  * driver only grow at their end, so a driver built against an older header
- * reads the fields it knows. docs/drivers.md lists the planned ABI 6+ slots.
+ * reads the fields it knows. docs/drivers.md lists the planned ABI 7 slots.
  *
  * Everything a driver needs is in this header and shardroute.h: the in-tree
  * drivers are compiled with nothing else on their include path.
@@ -36,7 +39,7 @@
 extern "C" {
 #endif
 
-#define SR_DRIVER_ABI_VERSION 5
+#define SR_DRIVER_ABI_VERSION 6
 
 /** A driver's connection; each driver defines the struct. */
 typedef struct sr_driver_conn sr_driver_conn;
@@ -243,7 +246,72 @@ typedef struct sr_driver {
     int (*exec_at)(sr_driver_conn *conn, const char *sql, int nparams, const char *const *params,
                    const char *need, int64_t deadline_ns, sr_result_builder *rb, char *pos,
                    size_t poslen, int *stale, sr_driver_error *err);
+
+    /* ---- ABI 6: typed parameters, non-blocking statements, rows one by one ---- */
+    /*
+     * A statement in steps, so that one thread can drive many connections at
+     * once (scatter) and take rows as they arrive (cursors). All four are
+     * set together or not at all. Protocol, on one connection:
+     *   send() once, then next_row() until it returns 0 with *want == 0 (the
+     *   statement is done) or an error; whenever a call returns with *want
+     *   != 0 the core waits (sr_wait_fd on socket(), bounded by its
+     *   deadline) for those poll() events and calls next_row() again.
+     *   Between send() and the end nothing but next_row(), socket(),
+     *   cancel() and close() is called on the connection.
+     * Neither send() nor next_row() may block waiting for the server: what
+     * the socket cannot take or give now is left for the next call.
+     * Drivers without a socket (SQLite) return -1 from socket(), never set
+     * *want, and do their work inside the calls (bounded by the deadline as
+     * exec() is).
+     */
+    /* The descriptor to wait on after *want != 0, or -1 (the driver never waits). */
+    int (*socket)(sr_driver_conn *conn);
+    /*
+     * Starts one statement (one statement only: no ';'-separated lists)
+     * with typed parameters in the portable '?' form. `params` and the
+     * bytes they point to are borrowed for this call only. Returns SR_OK
+     * with *want = 0, or POLLOUT when the request is not yet fully handed to
+     * the socket (the core waits and calls next_row(), which goes on
+     * flushing). A parameter of a type the driver cannot send is SR_EINVAL
+     * (nothing sent). `deadline_ns` bounds this call only (as in next_row()).
+     */
+    int (*send)(sr_driver_conn *conn, const char *sql, int nparams, const sr_value *params,
+                int64_t deadline_ns, int *want, sr_driver_error *err);
+    /*
+     * Advances the statement without blocking. Returns 1 when it added one
+     * row to `rb` (the columns, with their types, are given to the first
+     * builder before its first row, and to any builder before the statement
+     * ends, also when there are no rows); 0 with *want = 0 when the
+     * statement is done (sr_result_builder_affected() given for a write;
+     * the connection is idle again); 0 with *want = POLLIN / POLLOUT when it
+     * needs the socket; a negative status when the statement failed (SQL
+     * errors with transient = 0 leave the connection idle and usable). Past
+     * the deadline: SR_ETIMEOUT, transient unless the driver made the
+     * connection idle again. `deadline_ns` bounds the work done inside this
+     * call (an SQLite step; flushing); the core bounds its own waits on the
+     * socket, so a statement as a whole is bounded by the core: each wait
+     * for a row by the caller's deadline. The core may pass a different builder from one
+     * call to the next (batches of a cursor): a builder that was not given
+     * the columns gets them from the core.
+     */
+    int (*next_row)(sr_driver_conn *conn, sr_result_builder *rb, int64_t deadline_ns, int *want,
+                    sr_driver_error *err);
+    /*
+     * Abandons the running statement (a cursor closed early, a scatter
+     * whose other shards failed) and makes the connection idle again within
+     * `deadline_ns` (PostgreSQL: a cancel request and draining; MariaDB:
+     * fetching the rest). SR_OK: the connection is idle and reusable; any
+     * error: the core closes the connection. May be NULL: the core then
+     * closes the connection.
+     */
+    int (*cancel)(sr_driver_conn *conn, int64_t deadline_ns, sr_driver_error *err);
 } sr_driver;
+
+/* The four ABI 6 methods are present (a driver of ABI 6 may leave them all NULL). */
+static inline int sr_driver_has_steps(const sr_driver *d)
+{
+    return d->abi_version >= 6 && d->socket && d->send && d->next_row;
+}
 
 /*
  * sr_driver.flags: the driver's schemes take the path form "SCHEME:PATH"
@@ -385,6 +453,25 @@ SR_API sr_colset *sr_colset_new(int ncols, const char *const *names);
 SR_API void sr_colset_release(sr_colset *cs);
 SR_API int sr_result_builder_colset(sr_result_builder *rb, sr_colset *cs);
 SR_API int sr_result_builder_value(sr_result_builder *rb, const char *value, size_t len);
+
+/*
+ * Column types (ABI 6), given after the columns and before the first value:
+ * `types` has one sr_type per column (copied). A result whose driver never
+ * gives them has every column SR_TYPE_UNKNOWN. Values are still given as
+ * bytes with sr_result_builder_value(), in the form the type promises
+ * (docs/drivers.md): INT as decimal text, BOOL as "1"/"0", BYTES raw (a
+ * PostgreSQL bytea decoded), the rest as the server's text.
+ * sr_result_builder_refine_type() sets one column's type while it is still
+ * SR_TYPE_UNKNOWN, at any time before the builder finishes (SQLite: the
+ * storage class of a column's first non-NULL value when there was no
+ * declared type). sr_colset_new_typed() is sr_colset_new() with the types,
+ * which sr_result_builder_colset() then gives the result too. Errors:
+ * SR_EINVAL (out of order, col out of range, type not a column type),
+ * SR_ENOMEM.
+ */
+SR_API int sr_result_builder_types(sr_result_builder *rb, const sr_type *types);
+SR_API int sr_result_builder_refine_type(sr_result_builder *rb, int col, sr_type type);
+SR_API sr_colset *sr_colset_new_typed(int ncols, const char *const *names, const sr_type *types);
 SR_API void sr_result_builder_affected(sr_result_builder *rb, int64_t affected);
 
 /* ---- Prepared-statement cache (ABI 3) ------------------------------------ */
