@@ -10,8 +10,7 @@
 #include "txn.h"
 
 /* A write goes to the primary once: never retried after it was sent. */
-static int write_on_shard(sr_session *s, int shard, const char *sql, int nparams,
-                          const char *const *params, sr_result **out)
+static int write_on_shard(sr_session *s, int shard, const sr_stmt *st, sr_result **out)
 {
     sr_router *r = s->router;
     sr_node *primary = &r->shards[shard].nodes[0];
@@ -29,14 +28,13 @@ static int write_on_shard(sr_session *s, int shard, const char *sql, int nparams
         char pos[SR_POSITION_MAX] = "";
         bool stale;
         rc = sr__node_has_exec_at(primary)
-                 ? sr__node_exec_at(r, primary, conn, sql, nparams, params, NULL, 0, deadline,
-                                    timed, out, pos, sizeof pos, &stale, &why.err)
-                 : sr__node_exec(r, primary, conn, sql, nparams, params, deadline, timed, out,
-                                 &why.err);
+                 ? sr__node_exec_at(r, primary, conn, st, NULL, 0, deadline, timed, out, pos,
+                                    sizeof pos, &stale, &why.err)
+                 : sr__node_exec(r, primary, conn, st, deadline, timed, out, &why.err);
         if (rc == SR_OK)
             sr__positions_record_write(&s->positions, r, primary, conn, deadline, pos);
     } else {
-        rc = sr__node_exec(r, primary, conn, sql, nparams, params, deadline, timed, out, &why.err);
+        rc = sr__node_exec(r, primary, conn, st, deadline, timed, out, &why.err);
     }
     sr__node_release(r, primary, conn, rc, &why.err, probe);
     if (rc == SR_OK)
@@ -49,8 +47,8 @@ static int write_on_shard(sr_session *s, int shard, const char *sql, int nparams
  * A read: acquire a node for the plan, run, and retry once on another node
  * after a connection-level failure, all within one deadline.
  */
-static int read_on_shard(sr_session *s, int shard, const sr_read_opts *ropts, const char *sql,
-                         int nparams, const char *const *params, sr_result **out)
+static int read_on_shard(sr_session *s, int shard, const sr_read_opts *ropts, const sr_stmt *st,
+                         sr_result **out)
 {
     sr_router *r = s->router;
     char needbuf[SR_POSITION_MAX];
@@ -73,10 +71,10 @@ static int read_on_shard(sr_session *s, int shard, const sr_read_opts *ropts, co
         bool stale = false;
         if (check) {
             char seen[SR_POSITION_MAX];
-            rc = sr__node_exec_at(r, n, c, sql, nparams, params, check, plan.written_ns, deadline,
-                                  timed, out, seen, sizeof seen, &stale, e);
+            rc = sr__node_exec_at(r, n, c, st, check, plan.written_ns, deadline, timed, out, seen,
+                                  sizeof seen, &stale, e);
         } else {
-            rc = sr__node_exec(r, n, c, sql, nparams, params, deadline, timed, out, e);
+            rc = sr__node_exec(r, n, c, st, deadline, timed, out, e);
         }
         if (rc == SR_OK && !stale && plan.mode == SR_CONSISTENCY_MONOTONIC)
             sr__positions_note_read(&s->positions, r, n, c, deadline);
@@ -110,54 +108,71 @@ static int read_on_shard(sr_session *s, int shard, const sr_read_opts *ropts, co
 }
 
 static inline int exec_on_shard(sr_session *s, int shard, sr_intent intent,
-                                const sr_read_opts *ropts, const char *sql, int nparams,
-                                const char *const *params, sr_result **out)
+                                const sr_read_opts *ropts, const sr_stmt *st, sr_result **out)
 {
     if (s->in_txn)
-        return sr__txn_exec(s, shard, sql, nparams, params, out);
-    const sr_node *primary = &s->router->shards[shard].nodes[0];
-    bool is_write = intent == SR_WRITE ||
-                    (intent == SR_AUTO && !sr__sql_is_read(sql, primary->driver->dialect));
-    if (is_write)
-        return write_on_shard(s, shard, sql, nparams, params, out);
-    return read_on_shard(s, shard, ropts, sql, nparams, params, out);
+        return sr__txn_exec(s, shard, st, out);
+    if (sr__exec_is_write(s->router, shard, intent, st->sql))
+        return write_on_shard(s, shard, st, out);
+    return read_on_shard(s, shard, ropts, st, out);
+}
+
+bool sr__exec_is_write(const sr_router *r, int shard, sr_intent intent, const char *sql)
+{
+    const sr_node *primary = &r->shards[shard].nodes[0];
+    return intent == SR_WRITE ||
+           (intent == SR_AUTO && !sr__sql_is_read(sql, primary->driver->dialect));
 }
 
 int sr__exec_on_shard(sr_session *s, int shard, sr_intent intent, const sr_read_opts *ropts,
-                      const char *sql, int nparams, const char *const *params, sr_result **out)
+                      const sr_stmt *st, sr_result **out)
 {
-    return exec_on_shard(s, shard, intent, ropts, sql, nparams, params, out);
+    return exec_on_shard(s, shard, intent, ropts, st, out);
+}
+
+int sr__exec_check_stmt(sr_session *s, const sr_stmt *st)
+{
+    if (!st->typed)
+        return sr__session_check_statement(s, st->sql, st->nparams, st->text);
+    /* The text check with a stand-in array: the SQL, nparams, and params NULL with nparams > 0. */
+    int rc = sr__session_check_statement(s, st->sql, st->nparams,
+                                         st->values ? (const char *const *)&st->values : NULL);
+    int bad;
+    const char *what;
+    if (rc == SR_OK && sr__values_check(st->nparams, st->values, &bad, &what) != SR_OK)
+        rc = sr__session_fail(s, SR_EINVAL, "parameter %d %s", bad + 1, what);
+    return rc;
 }
 
 static int exec_key(sr_session *s, sr_key key, sr_intent intent, const sr_read_opts *opts,
-                    const char *sql, int nparams, const char *const *params, sr_result **out)
+                    const sr_stmt *st, sr_result **out)
 {
     sr__session_clear_error(s);
     int rc = sr__session_check_intent(s, intent);
     if (rc == SR_OK)
         rc = sr__session_check_read_opts(s, opts);
     if (rc == SR_OK)
-        rc = sr__session_check_statement(s, sql, nparams, params);
+        rc = sr__exec_check_stmt(s, st);
     if (rc != SR_OK)
         return rc;
     int shard = sr__session_shard_for_key(s, key);
     if (shard < 0)
         return shard;
-    return exec_on_shard(s, shard, intent, opts, sql, nparams, params, out);
+    return exec_on_shard(s, shard, intent, opts, st, out);
 }
 
-static int exec_shard(sr_session *s, int shard, sr_intent intent, const char *sql, int nparams,
-                      const char *const *params, sr_result **out)
+static int exec_shard(sr_session *s, int shard, sr_intent intent, const sr_stmt *st,
+                      sr_result **out)
 {
     sr__session_clear_error(s);
     int rc = sr__session_check_intent(s, intent);
     if (rc == SR_OK)
-        rc = sr__session_check_statement(s, sql, nparams, params);
+        rc = sr__exec_check_stmt(s, st);
     if (rc == SR_OK)
         rc = sr__session_check_shard(s, shard);
     if (rc != SR_OK)
         return rc;
-    return exec_on_shard(s, shard, intent, NULL, sql, nparams, params, out);
+    return exec_on_shard(s, shard, intent, NULL, st, out);
 }
 
 /* ---- public entry points: the NULL check, then the work inside the misuse guard ---- */
@@ -165,17 +180,27 @@ static int exec_shard(sr_session *s, int shard, sr_intent intent, const char *sq
 SR_API int sr_exec_opts(sr_session *s, sr_key key, sr_intent intent, const sr_read_opts *opts,
                         const char *sql, int nparams, const char *const *params, sr_result **out)
 {
-    SR_SESSION_GUARDED(s, exec_key(s, key, intent, opts, sql, nparams, params, out));
+    sr_stmt st = {sql, nparams, params, NULL, false};
+    SR_SESSION_GUARDED(s, exec_key(s, key, intent, opts, &st, out));
 }
 
 SR_API int sr_exec(sr_session *s, sr_key key, sr_intent intent, const char *sql, int nparams,
                    const char *const *params, sr_result **out)
 {
-    SR_SESSION_GUARDED(s, exec_key(s, key, intent, NULL, sql, nparams, params, out));
+    sr_stmt st = {sql, nparams, params, NULL, false};
+    SR_SESSION_GUARDED(s, exec_key(s, key, intent, NULL, &st, out));
+}
+
+SR_API int sr_exec_values(sr_session *s, sr_key key, sr_intent intent, const sr_read_opts *opts,
+                          const char *sql, int nparams, const sr_value *params, sr_result **out)
+{
+    sr_stmt st = {sql, nparams, NULL, params, true};
+    SR_SESSION_GUARDED(s, exec_key(s, key, intent, opts, &st, out));
 }
 
 SR_API int sr_exec_shard(sr_session *s, int shard, sr_intent intent, const char *sql, int nparams,
                          const char *const *params, sr_result **out)
 {
-    SR_SESSION_GUARDED(s, exec_shard(s, shard, intent, sql, nparams, params, out));
+    sr_stmt st = {sql, nparams, params, NULL, false};
+    SR_SESSION_GUARDED(s, exec_shard(s, shard, intent, &st, out));
 }

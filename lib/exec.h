@@ -3,6 +3,7 @@
 #define SR_EXEC_H
 
 #include "session.h"
+#include "stmt.h"
 
 /*
  * Runs one statement on one shard: inside a transaction on its connection,
@@ -11,6 +12,12 @@
  * and SQLSTATE are set.
  */
 int sr__exec_on_shard(sr_session *s, int shard, sr_intent intent, const sr_read_opts *ropts,
-                      const char *sql, int nparams, const char *const *params, sr_result **out);
+                      const sr_stmt *st, sr_result **out);
+
+/* Whether a statement on `shard` goes to the primary as a write (intent, or the lexer). */
+bool sr__exec_is_write(const sr_router *r, int shard, sr_intent intent, const char *sql);
+
+/* The argument checks of a statement (text or typed), with the session's message on error. */
+int sr__exec_check_stmt(sr_session *s, const sr_stmt *st);
 
 #endif

@@ -8,6 +8,7 @@
  */
 #include "node.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 bool sr__node_admit(sr_node *n, bool *probe)
@@ -123,17 +124,89 @@ typedef struct exec_at_args {
     int stale;
 } exec_at_args;
 
-static int run(sr_router *r, sr_node *n, sr_driver_conn *conn, const char *sql, int nparams,
-               const char *const *params, int64_t deadline, bool timed, sr_result **out,
-               exec_at_args *at, sr_driver_error *e)
+static int send_values(sr_node *n, sr_driver_conn *conn, const sr_stmt *st, int64_t deadline,
+                       int *want, sr_driver_error *e);
+
+/*
+ * A typed statement run to its end through the driver's steps (ABI 6) on
+ * one connection, waiting on its socket within `deadline`.
+ */
+static int run_steps(sr_node *n, sr_driver_conn *conn, const sr_stmt *st, int64_t deadline,
+                     sr_result_builder *rb, sr_driver_error *e)
+{
+    if (!sr_driver_has_steps(n->driver))
+        return sr_driver_error_set(e, SR_EDRIVER, 0, NULL, 0,
+                                   "the %s driver takes no typed parameters (driver ABI %d; "
+                                   "typed parameters need ABI 6 steps)",
+                                   n->driver->name, n->driver->abi_version);
+    int want = 0;
+    int rc = send_values(n, conn, st, deadline, &want, e);
+    while (rc == SR_OK) {
+        if (want) {
+            rc = sr__node_wait(n, conn, want, deadline, e);
+            if (rc != SR_OK)
+                break;
+        }
+        rc = n->driver->next_row(conn, rb, deadline, &want, e);
+        if (rc > 0)
+            rc = SR_OK;
+        else if (rc == 0 && !want)
+            return SR_OK;
+    }
+    return rc;
+}
+
+/* The driver's send() with the statement's parameters as typed values. */
+static int send_values(sr_node *n, sr_driver_conn *conn, const sr_stmt *st, int64_t deadline,
+                       int *want, sr_driver_error *e)
+{
+    sr_value few[16];
+    sr_value *buf = few;
+    if (st->nparams > 16 && !st->values) {
+        buf = malloc((size_t)st->nparams * sizeof *buf);
+        if (!buf)
+            return sr_driver_error_set(e, SR_ENOMEM, 0, NULL, 0, "out of memory");
+    }
+    *want = 0;
+    int rc = n->driver->send(conn, st->sql, st->nparams, sr__stmt_values(st, buf), deadline, want,
+                             e);
+    if (buf != few)
+        free(buf);
+    return rc;
+}
+
+int sr__node_wait(sr_node *n, sr_driver_conn *conn, int want, int64_t deadline,
+                  sr_driver_error *e)
+{
+    int fd = n->driver->socket(conn);
+    if (fd < 0)
+        return SR_OK; /* nothing to wait on: the driver does its work in its calls */
+    int revents = 0;
+    int w = sr_wait_fd(fd, want, deadline, &revents);
+    if (w > 0)
+        return SR_OK;
+    if (w == 0)
+        return sr_driver_error_set(e, SR_ETIMEOUT, 1, NULL, 0,
+                                   "no answer within the statement deadline");
+    return sr_driver_error_set(e, SR_EDRIVER, 1, NULL, 0, "waiting on the connection failed");
+}
+
+static int run(sr_router *r, sr_node *n, sr_driver_conn *conn, const sr_stmt *st,
+               int64_t deadline, bool timed, sr_result **out, exec_at_args *at,
+               sr_driver_error *e)
 {
     sr_result_builder rb;
     if (sr__result_builder_init(&rb, n->shard) != SR_OK)
         return sr_driver_error_set(e, SR_ENOMEM, 0, NULL, 0, "out of memory");
     sr__balance_begin(&n->bal);
-    int rc = at ? n->driver->exec_at(conn, sql, nparams, params, at->need, deadline, &rb, at->pos,
-                                     at->poslen, &at->stale, e)
-                : n->driver->exec(conn, sql, nparams, params, deadline, &rb, e);
+    int rc;
+    if (sr__stmt_typed(st))
+        rc = run_steps(n, conn, st, deadline, &rb, e); /* exec_at callers checked first */
+    else if (at)
+        rc = n->driver->exec_at(conn, st->sql, st->nparams, st->text, at->need, deadline, &rb,
+                                at->pos, at->poslen, &at->stale, e);
+    else
+        rc = n->driver->exec(conn, st->sql, st->nparams, st->text, deadline, &rb, e);
     /*
      * p2c_ewma's latency is sampled by the caller (a clock read costs ~20 ns,
      * a measurable share of a local point read, and an average that decays
@@ -171,11 +244,10 @@ static int run(sr_router *r, sr_node *n, sr_driver_conn *conn, const char *sql, 
     return SR_OK;
 }
 
-int sr__node_exec(sr_router *r, sr_node *n, sr_driver_conn *conn, const char *sql, int nparams,
-                  const char *const *params, int64_t deadline, bool timed, sr_result **out,
-                  sr_driver_error *e)
+int sr__node_exec(sr_router *r, sr_node *n, sr_driver_conn *conn, const sr_stmt *st,
+                  int64_t deadline, bool timed, sr_result **out, sr_driver_error *e)
 {
-    return run(r, n, conn, sql, nparams, params, deadline, timed, out, NULL, e);
+    return run(r, n, conn, st, deadline, timed, out, NULL, e);
 }
 
 static void learn_replay_delay(sr_node *n, int64_t written_ns, bool applied);
@@ -187,14 +259,32 @@ static void count_check(sr_node *n, bool applied)
         atomic_fetch_add_explicit(&n->stale_checks, 1, memory_order_relaxed);
 }
 
-int sr__node_exec_at(sr_router *r, sr_node *n, sr_driver_conn *conn, const char *sql, int nparams,
-                     const char *const *params, const char *need, int64_t written_ns,
+int sr__node_exec_at(sr_router *r, sr_node *n, sr_driver_conn *conn, const sr_stmt *st,
+                     const char *need, int64_t written_ns,
                      int64_t deadline, bool timed, sr_result **out, char *pos, size_t poslen,
                      bool *stale, sr_driver_error *e)
 {
-    exec_at_args at = {.need = need, .pos = pos, .poslen = poslen, .stale = 0};
     pos[0] = '\0';
-    int rc = run(r, n, conn, sql, nparams, params, deadline, timed, out, &at, e);
+    if (sr__stmt_typed(st)) {
+        /* Steps carry no check: the position is asked first, in a round trip of its own
+         * (a write's position is then "", and the caller asks write_position). */
+        *stale = false;
+        if (need) {
+            bool applied = false;
+            int rc = sr__node_has_applied(n, conn, need, written_ns, deadline, &applied, e);
+            if (rc != SR_OK)
+                return rc;
+            if (!applied) {
+                *stale = true;
+                if (out)
+                    *out = NULL;
+                return SR_OK;
+            }
+        }
+        return run(r, n, conn, st, deadline, timed, out, NULL, e);
+    }
+    exec_at_args at = {.need = need, .pos = pos, .poslen = poslen, .stale = 0};
+    int rc = run(r, n, conn, st, deadline, timed, out, &at, e);
     *stale = rc == SR_OK && at.stale;
     if (rc == SR_OK && need) {
         if (pos[0])
@@ -384,4 +474,42 @@ bool sr__node_lag_ok(sr_router *r, sr_node *n, int max_lag_ms, int64_t now)
     }
     /* No bound: only a replica known to be broken is skipped. */
     return atomic_load(&n->lag_ms) != -1;
+}
+
+/* ---- a statement in steps, driven by the caller (fanout.c) ---- */
+
+int sr__node_send(sr_node *n, sr_driver_conn *conn, const sr_stmt *st, int64_t deadline,
+                  int *want, sr_driver_error *e)
+{
+    sr__balance_begin(&n->bal);
+    int rc = send_values(n, conn, st, deadline, want, e);
+    if (rc != SR_OK)
+        sr__node_step_end(n, rc);
+    return rc;
+}
+
+int sr__node_next_row(sr_node *n, sr_driver_conn *conn, sr_result_builder *rb, int64_t deadline,
+                      int *want, sr_driver_error *e)
+{
+    *want = 0;
+    return n->driver->next_row(conn, rb, deadline, want, e);
+}
+
+int sr__node_socket(const sr_node *n, sr_driver_conn *conn) { return n->driver->socket(conn); }
+
+void sr__node_step_end(sr_node *n, int rc)
+{
+    sr__balance_end_untimed(&n->bal);
+    atomic_fetch_add_explicit(&n->statements, 1, memory_order_relaxed);
+    if (rc != SR_OK)
+        atomic_fetch_add(&n->errors, 1);
+}
+
+bool sr__node_cancel(sr_node *n, sr_driver_conn *conn, int64_t deadline)
+{
+    if (n->driver->abi_version < 6 || !n->driver->cancel)
+        return false;
+    sr_driver_error e;
+    sr__driver_error_clear(&e);
+    return n->driver->cancel(conn, deadline, &e) == SR_OK;
 }

@@ -10,6 +10,7 @@
 
 #include "reason.h"
 #include "result.h"
+#include "stmt.h"
 #include "topology.h"
 
 /*
@@ -46,9 +47,8 @@ int sr__node_checkout(sr_router *r, sr_node *n, bool probe, int64_t deadline,
  * latency is measured when `timed`), counters, the result (*out, or freed
  * when out is NULL). Does not report to health: sr__node_release() does.
  */
-int sr__node_exec(sr_router *r, sr_node *n, sr_driver_conn *conn, const char *sql, int nparams,
-                  const char *const *params, int64_t deadline, bool timed, sr_result **out,
-                  sr_driver_error *e);
+int sr__node_exec(sr_router *r, sr_node *n, sr_driver_conn *conn, const sr_stmt *st,
+                  int64_t deadline, bool timed, sr_result **out, sr_driver_error *e);
 
 /*
  * sr__node_exec() through the driver's exec_at (driver ABI 5; callers check
@@ -62,10 +62,31 @@ int sr__node_exec(sr_router *r, sr_node *n, sr_driver_conn *conn, const char *sq
  *  - `need` NULL (an autocommit write on the primary): `pos` receives the
  *    write position after the commit, "" when the driver could not tell.
  */
-int sr__node_exec_at(sr_router *r, sr_node *n, sr_driver_conn *conn, const char *sql, int nparams,
-                     const char *const *params, const char *need, int64_t written_ns,
+int sr__node_exec_at(sr_router *r, sr_node *n, sr_driver_conn *conn, const sr_stmt *st,
+                     const char *need, int64_t written_ns,
                      int64_t deadline, bool timed, sr_result **out, char *pos, size_t poslen,
                      bool *stale, sr_driver_error *e);
+
+/*
+ * A statement in steps (driver ABI 6; callers check sr_driver_has_steps):
+ * send() with the statement's parameters as typed values, next_row() until
+ * it returns 0 with *want 0, sr__node_wait() in between (or the caller's own
+ * poll() over sr__node_socket() of many connections). cancel() makes the
+ * connection idle again after an early stop: false when it could not (the
+ * caller then checks the connection in as broken). The caller counts the
+ * statement's end with sr__node_step_end() (once, unless send failed:
+ * then it was counted already) and reports it with sr__node_release().
+ */
+int sr__node_send(sr_node *n, sr_driver_conn *conn, const sr_stmt *st, int64_t deadline,
+                  int *want, sr_driver_error *e);
+int sr__node_next_row(sr_node *n, sr_driver_conn *conn, sr_result_builder *rb, int64_t deadline,
+                      int *want, sr_driver_error *e);
+/* Waits for `want` on the connection's socket until `deadline` (SR_ETIMEOUT, transient). */
+int sr__node_wait(sr_node *n, sr_driver_conn *conn, int want, int64_t deadline,
+                  sr_driver_error *e);
+int sr__node_socket(const sr_node *n, sr_driver_conn *conn);
+bool sr__node_cancel(sr_node *n, sr_driver_conn *conn, int64_t deadline);
+void sr__node_step_end(sr_node *n, int rc);
 
 /* Whether the node's driver runs a statement and its position in one exchange. */
 static inline bool sr__node_has_exec_at(const sr_node *n)

@@ -325,7 +325,7 @@ int sr__result_copy_columns(sr_result *dst, const sr_result *src, int ncols)
     if (src->colset && ncols == src->ncols) {
         rc = sr_result_builder_colset(&rb, src->colset);
     } else {
-        const char *few[16];
+        const char *few[16] = {0};
         const char **names = ncols <= 16 ? few : malloc((size_t)ncols * sizeof *names);
         if (!names)
             return SR_ENOMEM;

@@ -33,8 +33,7 @@ static int fail_on_node(sr_session *s, int rc, const char *what, const sr_driver
     return sr__session_fail_reason(s, rc, what, &why);
 }
 
-int sr__txn_exec(sr_session *s, int shard, const char *sql, int nparams,
-                 const char *const *params, sr_result **out)
+int sr__txn_exec(sr_session *s, int shard, const sr_stmt *st, sr_result **out)
 {
     sr_router *r = s->router;
     if (shard != s->txn_shard)
@@ -45,7 +44,7 @@ int sr__txn_exec(sr_session *s, int shard, const char *sql, int nparams,
     sr_node *n = s->txn_node;
     sr_driver_error e;
     sr__driver_error_clear(&e);
-    int rc = sr__node_exec(r, n, s->txn_conn, sql, nparams, params, sr__statement_deadline(r),
+    int rc = sr__node_exec(r, n, s->txn_conn, st, sr__statement_deadline(r),
                            sr__session_timed(s), out, &e);
     sr__node_report(r, n, rc, &e, false);
     if (rc == SR_OK)

@@ -5,7 +5,6 @@
 #include "session.h"
 
 /* Runs a statement on the open transaction's connection (SR_ETXN for another shard). */
-int sr__txn_exec(sr_session *s, int shard, const char *sql, int nparams,
-                 const char *const *params, sr_result **out);
+int sr__txn_exec(sr_session *s, int shard, const sr_stmt *st, sr_result **out);
 
 #endif
