@@ -21,6 +21,12 @@ static char trace[4096];
 struct sr_driver_conn {
     route_node *node;
     int lost; /* lose_after_write: every later call on it fails */
+    /* A statement in steps ("fakestep"): */
+    int stepping;   /* 1 between send() and the statement's end */
+    int step_read;  /* the statement is a read */
+    int rows_given; /* rows handed to next_row's builders so far */
+    int rows_total; /* rows the read returns */
+    sr_result_builder *named; /* the last builder given the columns */
 };
 
 static void trace_add(const route_node *n, char mark)
@@ -63,6 +69,7 @@ route_node *route_node_add(const char *name, sr_role role)
     snprintf(n->name, sizeof n->name, "%s", name);
     atomic_store(&n->role, (int)role);
     atomic_store(&n->catch_up_ms, -1);
+    atomic_store(&n->rows, 1);
     atomic_fetch_add(&nnodes, 1);
     return n;
 }
@@ -388,6 +395,81 @@ static int fake_exec_at(sr_driver_conn *c, const char *sql, int nparams, const c
     return rc;
 }
 
+/* ---- steps (driver ABI 6, scheme "fakestep"): no socket, work done in the calls ---- */
+
+static int fake_socket(sr_driver_conn *c)
+{
+    (void)c;
+    return -1;
+}
+
+static int fake_send(sr_driver_conn *c, const char *sql, int nparams, const sr_value *params,
+                     int64_t deadline_ns, int *want, sr_driver_error *err)
+{
+    (void)nparams, (void)params;
+    *want = 0;
+    atomic_fetch_add(&c->node->sends, 1);
+    int rc = fake_prelude(c->node, deadline_ns, err);
+    if (rc != SR_OK)
+        return rc;
+    c->stepping = 1;
+    c->step_read = is_read(sql);
+    c->rows_given = 0;
+    c->rows_total = c->step_read ? atomic_load(&c->node->rows) : 0;
+    c->named = NULL;
+    return SR_OK;
+}
+
+static int fake_next_row(sr_driver_conn *c, sr_result_builder *rb, int64_t deadline_ns, int *want,
+                         sr_driver_error *err)
+{
+    (void)deadline_ns;
+    route_node *n = c->node;
+    *want = 0;
+    if (!c->stepping)
+        return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0, "fake: next_row without send");
+    int fail_after = atomic_load(&n->fail_after_rows);
+    if (fail_after > 0 && c->rows_given >= fail_after) {
+        c->stepping = 0;
+        trace_add(n, '!');
+        return sr_driver_error_set(err, SR_ECONNECT, 1, "08006", 0,
+                                   "fake: connection to %s lost after %d rows", n->name,
+                                   c->rows_given);
+    }
+    if (c->step_read && c->named != rb) {
+        /* A builder not yet given the columns: they come from the driver once per
+         * statement, so only the first builder (rows_given 0) takes them here. */
+        const char *col = "node";
+        sr_type t = SR_TYPE_TEXT;
+        if (c->rows_given == 0 && (sr_result_builder_columns(rb, 1, &col) != SR_OK ||
+                                   sr_result_builder_types(rb, &t) != SR_OK))
+            return sr_driver_error_set(err, SR_ENOMEM, 0, NULL, 0, "fake: out of memory");
+        c->named = rb;
+    }
+    if (c->rows_given < c->rows_total) {
+        if (sr_result_builder_value(rb, n->name, strlen(n->name)) != SR_OK)
+            return sr_driver_error_set(err, SR_ENOMEM, 0, NULL, 0, "fake: out of memory");
+        c->rows_given++;
+        return 1;
+    }
+    c->stepping = 0;
+    if (!c->step_read) {
+        atomic_fetch_add(&n->position, 1);
+        sr_result_builder_affected(rb, 1);
+    }
+    atomic_fetch_add(&n->exec_ok, 1);
+    trace_add(n, 0);
+    return 0;
+}
+
+static int fake_cancel(sr_driver_conn *c, int64_t deadline_ns, sr_driver_error *err)
+{
+    (void)deadline_ns, (void)err;
+    atomic_fetch_add(&c->node->cancels, 1);
+    c->stepping = 0;
+    return SR_OK;
+}
+
 const sr_driver *route_driver(void)
 {
     static const char *const schemes[] = {"fake", NULL};
@@ -456,13 +538,30 @@ const sr_driver *route_driver_at(void)
     return &drv;
 }
 
+const sr_driver *route_driver_steps(void)
+{
+    static const char *const schemes[] = {"fakestep", NULL};
+    static sr_driver drv;
+    if (!drv.abi_version) {
+        drv = *route_driver();
+        drv.name = "fakestep";
+        drv.schemes = schemes;
+        drv.socket = fake_socket;
+        drv.send = fake_send;
+        drv.next_row = fake_next_row;
+        drv.cancel = fake_cancel;
+    }
+    return &drv;
+}
+
 void route_driver_reset(void)
 {
     static int registered;
     if (!registered) {
         if (sr_driver_register(route_driver()) != SR_OK ||
             sr_driver_register(route_driver_at()) != SR_OK ||
-            sr_driver_register(route_driver_abi4()) != SR_OK) {
+            sr_driver_register(route_driver_abi4()) != SR_OK ||
+            sr_driver_register(route_driver_steps()) != SR_OK) {
             fprintf(stderr, "route_driver_reset: sr_driver_register refused the fake driver\n");
             abort();
         }

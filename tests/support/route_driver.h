@@ -56,6 +56,8 @@ typedef struct route_node {
                                      connection after it (SR_OK, transient = 1, pos "") */
     _Atomic int64_t position;   /* primary: written; replica: replayed */
     _Atomic int64_t lag_ms;     /* what replica_lag_ms() reports; -1: replication broken */
+    _Atomic int rows;           /* rows a read returns through steps ("fakestep"), default 1 */
+    _Atomic int fail_after_rows; /* > 0: a stepped read fails (transient) after that many rows */
     _Atomic int catch_up_ms;    /* wait_replayed(): the replica reaches the wanted position
                                    this long after the call (< 0: never); the wait never
                                    outlives its deadline */
@@ -76,6 +78,8 @@ typedef struct route_node {
     _Atomic int lag_reads;      /* replica_lag_ms() calls */
     _Atomic int waits;          /* wait_replayed() calls */
     _Atomic int exec_ats;       /* exec_at() calls ("fakeat" scheme) */
+    _Atomic int sends;          /* send() calls ("fakestep" scheme) */
+    _Atomic int cancels;        /* cancel() calls ("fakestep" scheme) */
     _Atomic int stale_checks;   /* exec_at() calls whose check found the node behind */
     _Atomic int64_t last_exec_deadline_ns; /* the deadline the last exec() was given */
     _Atomic int64_t last_wait_deadline_ns; /* the deadline the last wait_replayed() was given */
@@ -89,12 +93,15 @@ typedef struct route_node {
  * in the statement's own call; a stale check runs nothing, adds '?' to the
  * trace and counts in stale_checks. Scheme "fake4" is "fake" declared as
  * driver ABI 4, with a function that aborts in the exec_at slot (which an
- * ABI 4 struct does not have): the core must not read it. All reach the same
- * nodes.
+ * ABI 4 struct does not have): the core must not read it. Scheme "fakestep"
+ * is "fake" with the steps of driver ABI 6 and no socket (rows handed out
+ * one per next_row, `rows` of them for a read; `fail_after_rows`). All reach
+ * the same nodes.
  */
 const sr_driver *route_driver(void);
 const sr_driver *route_driver_at(void);
 const sr_driver *route_driver_abi4(void);
+const sr_driver *route_driver_steps(void);
 
 /* Registers the driver if needed and forgets every node and the trace. */
 void route_driver_reset(void);

@@ -1412,6 +1412,208 @@ START_TEST(scatter_with_one_shard_failing_is_partial)
 }
 END_TEST
 
+/* ---- scatter through the steps of driver ABI 6 (the fanout) ---- */
+
+START_TEST(scatter_in_steps_sends_every_shard_and_keeps_shard_order)
+{
+    scheme = "fakestep";
+    sr_router *r = open_router(3, 1, NULL);
+    sr_session *s = new_session(r);
+    atomic_store(&N("s0r1")->rows, 2);
+    atomic_store(&N("s1r1")->rows, 0); /* an empty shard */
+    atomic_store(&N("s2r1")->rows, 3);
+    sr_result *res = NULL;
+    sr_scatter_opts o = SR_SCATTER_OPTS_INIT;
+    o.merge = SR_MERGE_CONCAT;
+    ck_assert_msg(sr_exec_all_values(s, SR_READ, &o, "SELECT node FROM t", 0, NULL, &res) == SR_OK,
+                  "%s", sr_session_errmsg(s));
+    ck_assert_int_eq(sr_result_nrows(res), 5);
+    const char *want[] = {"s0r1", "s0r1", "s2r1", "s2r1", "s2r1"};
+    const int shard[] = {0, 0, 2, 2, 2};
+    for (int i = 0; i < 5; i++) {
+        ck_assert_str_eq(sr_result_value(res, i, 0), want[i]);
+        ck_assert_int_eq(sr_result_shard(res, i), shard[i]);
+    }
+    ck_assert_int_eq(sr_result_coltype(res, 0), SR_TYPE_TEXT);
+    sr_result_free(res);
+    for (int i = 0; i < 3; i++) {
+        char n[16];
+        snprintf(n, sizeof n, "s%dr1", i);
+        ck_assert_int_eq(atomic_load(&N(n)->sends), 1);
+        ck_assert_int_eq(atomic_load(&N(n)->execs), 1); /* through send, not exec */
+    }
+    /* A write on every primary: affected rows summed, the connections reused. */
+    ck_assert_int_eq(sr_exec_all(s, SR_WRITE, "INSERT INTO t VALUES (1)", 0, NULL, &res), SR_OK);
+    ck_assert_int_eq((int)sr_result_affected(res), 3);
+    sr_result_free(res);
+    ck_assert_int_eq(sr_exec_all(s, SR_WRITE, "INSERT INTO t VALUES (1)", 0, NULL, NULL), SR_OK);
+    ck_assert_int_eq(position_of("s1p"), 2);
+    ck_assert_int_eq(atomic_load(&N("s1p")->connects), 1);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(scatter_in_steps_partial_results_on_request)
+{
+    scheme = "fakestep";
+    sr_router *r = open_router(3, 1, NULL);
+    sr_session *s = new_session(r);
+    atomic_store(&N("s1r1")->rows, 5);
+    atomic_store(&N("s1r1")->fail_after_rows, 2); /* lost in the middle of its rows */
+    sr_result *res = NULL;
+    /* By default: no result, the failed shard named. */
+    ck_assert_int_eq(sr_exec_all(s, SR_READ, "SELECT node FROM t", 0, NULL, &res), SR_EPARTIAL);
+    ck_assert_ptr_null(res);
+    ASSERT_CONTAINS(sr_session_errmsg(s), "1 of 3 shards failed");
+    ASSERT_CONTAINS(sr_session_errmsg(s), "[s1]");
+    /* Opted in: the rows of the shards that answered, the failed one listed, none of its
+     * rows (half a shard would look like a whole one). */
+    sr_scatter_opts o = SR_SCATTER_OPTS_INIT;
+    o.partial = 1;
+    o.merge = SR_MERGE_CONCAT;
+    ck_assert_int_eq(sr_exec_all_values(s, SR_READ, &o, "SELECT node FROM t", 0, NULL, &res),
+                     SR_EPARTIAL);
+    ck_assert_ptr_nonnull(res);
+    ASSERT_CONTAINS(sr_session_errmsg(s), "[s1]");
+    ck_assert_int_eq(sr_result_nrows(res), 2);
+    ck_assert_str_eq(sr_result_value(res, 0, 0), "s0r1");
+    ck_assert_str_eq(sr_result_value(res, 1, 0), "s2r1");
+    ck_assert_int_eq(sr_result_failed_shard(res, 0), 1);
+    ck_assert_int_eq(sr_result_failed_shard(res, 1), -1);
+    sr_result_free(res);
+    /* Nothing failed: no failed shard listed. */
+    atomic_store(&N("s1r1")->fail_after_rows, 0);
+    ck_assert_int_eq(sr_exec_all_values(s, SR_READ, &o, "SELECT node FROM t", 0, NULL, &res),
+                     SR_OK);
+    ck_assert_int_eq(sr_result_nrows(res), 7);
+    ck_assert_int_eq(sr_result_failed_shard(res, 0), -1);
+    sr_result_free(res);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(a_cursor_streams_in_batches_and_cancels_when_closed_early)
+{
+    scheme = "fakestep";
+    sr_router *r = open_router(3, 1, NULL);
+    sr_session *s = new_session(r);
+    for (int i = 0; i < 3; i++) {
+        char n[16];
+        snprintf(n, sizeof n, "s%dr1", i);
+        atomic_store(&N(n)->rows, 200);
+    }
+    sr_scatter_opts o = SR_SCATTER_OPTS_INIT;
+    o.merge = SR_MERGE_CONCAT;
+    sr_cursor *c = NULL;
+    ck_assert_msg(sr_cursor_open_all(s, SR_READ, &o, "SELECT node FROM t", 0, NULL, &c) == SR_OK,
+                  "%s", sr_session_errmsg(s));
+    int row = -2, n = 0, last_shard = 0;
+    int rc;
+    while ((rc = sr_cursor_next(c)) == 1) {
+        const sr_result *res = sr_cursor_row(c, &row);
+        ck_assert_ptr_nonnull(res);
+        int sh = sr_result_shard(res, row);
+        ck_assert_int_ge(sh, last_shard); /* concatenation: shard order */
+        last_shard = sh;
+        char want[16];
+        snprintf(want, sizeof want, "s%dr1", sh);
+        ck_assert_str_eq(sr_result_value(res, row, 0), want);
+        /* Never more than a batch of a shard held at once. */
+        ck_assert_int_le(sr_result_nrows(res), 64);
+        n++;
+    }
+    ck_assert_int_eq(rc, 0);
+    ck_assert_int_eq(n, 600);
+    ck_assert_int_eq(sr_cursor_next(c), 0); /* stays ended */
+    ck_assert_ptr_nonnull(sr_cursor_row(c, &row)); /* the columns stay readable */
+    ck_assert_int_eq(row, -1);
+    sr_cursor_close(c);
+
+    /* Closed after 10 rows: every shard still running is cancelled, its connection kept. */
+    ck_assert_int_eq(sr_cursor_open_all(s, SR_READ, &o, "SELECT node FROM t", 0, NULL, &c), SR_OK);
+    for (int i = 0; i < 10; i++)
+        ck_assert_int_eq(sr_cursor_next(c), 1);
+    sr_cursor_close(c);
+    int cancels = 0, closes = 0;
+    for (int i = 0; i < 3; i++) {
+        char nn[16];
+        snprintf(nn, sizeof nn, "s%dr1", i);
+        cancels += atomic_load(&N(nn)->cancels);
+        closes += atomic_load(&N(nn)->closes);
+    }
+    ck_assert_int_eq(cancels, 3);
+    ck_assert_int_eq(closes, 0);
+    /* The session and the pools are usable after. */
+    ck_assert_int_eq(sr_exec(s, K(1), SR_READ, "SELECT node FROM t", 0, NULL, NULL), SR_OK);
+    ck_assert_int_eq(atomic_load(&N("s1r1")->connects), 1);
+
+    /* A single-shard cursor, and one inside a transaction refused. */
+    sr_value v = sr_value_int(7);
+    ck_assert_int_eq(sr_cursor_open(s, K(2), SR_READ, NULL, "SELECT node FROM t WHERE x = ?", 1,
+                                    &v, &c),
+                     SR_OK);
+    n = 0;
+    while (sr_cursor_next(c) == 1)
+        n++;
+    ck_assert_int_eq(n, 200);
+    sr_cursor_close(c);
+    ck_assert_int_eq(sr_begin(s, K(0)), SR_OK);
+    c = NULL;
+    ck_assert_int_eq(sr_cursor_open(s, K(0), SR_READ, NULL, "SELECT node FROM t", 0, NULL, &c),
+                     SR_ETXN);
+    ck_assert_ptr_null(c);
+    ck_assert_int_eq(sr_rollback(s), SR_OK);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(typed_parameters_need_a_driver_with_steps_and_valid_values)
+{
+    sr_router *r = open_router(1, 0, NULL); /* "fake": no steps */
+    sr_session *s = new_session(r);
+    sr_value v[2] = {sr_value_int(1), sr_value_bytes("a\0b", 3)};
+    ck_assert_int_eq(sr_exec_values(s, K(0), SR_WRITE, NULL, "INSERT INTO t VALUES (?, ?)", 2, v,
+                                    NULL),
+                     SR_EDRIVER);
+    ASSERT_CONTAINS(sr_session_errmsg(s), "takes no typed parameters");
+    /* With no parameters any driver will do. */
+    ck_assert_int_eq(sr_exec_values(s, K(0), SR_WRITE, NULL, "INSERT INTO t VALUES (1)", 0, NULL,
+                                    NULL),
+                     SR_OK);
+    /* Bad values are refused before anything is sent. */
+    int before = sent_to("s0p");
+    sr_value bad = sr_value_text("x");
+    bad.len = 3; /* "x\0" and beyond: a NUL byte in text */
+    const char buf[3] = {'x', 0, 'y'};
+    bad.p = buf;
+    ck_assert_int_eq(sr_exec_values(s, K(0), SR_WRITE, NULL, "SELECT ?", 1, &bad, NULL),
+                     SR_EINVAL);
+    ASSERT_CONTAINS(sr_session_errmsg(s), "parameter 1");
+    sr_value unknown = {.type = (sr_type)99};
+    ck_assert_int_eq(sr_exec_values(s, K(0), SR_WRITE, NULL, "SELECT ?", 1, &unknown, NULL),
+                     SR_EINVAL);
+    ck_assert_int_eq(sr_exec_values(s, K(0), SR_WRITE, NULL, "SELECT ?", 1, NULL, NULL),
+                     SR_EINVAL);
+    ck_assert_int_eq(sent_to("s0p"), before);
+    sr_session_free(s);
+    sr_router_close(r);
+
+    /* The same typed statement on a driver with steps. */
+    scheme = "fakestep";
+    r = open_router(1, 0, NULL);
+    s = new_session(r);
+    ck_assert_int_eq(sr_exec_values(s, K(0), SR_WRITE, NULL, "INSERT INTO t VALUES (?, ?)", 2, v,
+                                    NULL),
+                     SR_OK);
+    ck_assert_int_eq(atomic_load(&N("s0p")->sends), 1);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
 START_TEST(read_your_writes_never_reads_stale_when_the_primary_is_down)
 {
     /* Fallback to the primary allowed, but the primary cannot be reached: the read
@@ -1681,6 +1883,10 @@ static Suite *route_suite(void)
     tcase_add_test(tc, a_read_only_transaction_runs_on_a_replica);
     tcase_add_test(tc, scatter_reads_every_shard_in_order);
     tcase_add_test(tc, scatter_with_one_shard_failing_is_partial);
+    tcase_add_test(tc, scatter_in_steps_sends_every_shard_and_keeps_shard_order);
+    tcase_add_test(tc, scatter_in_steps_partial_results_on_request);
+    tcase_add_test(tc, a_cursor_streams_in_batches_and_cancels_when_closed_early);
+    tcase_add_test(tc, typed_parameters_need_a_driver_with_steps_and_valid_values);
     tcase_add_test(tc, read_your_writes_never_reads_stale_when_the_primary_is_down);
     tcase_add_test(tc, a_read_only_transaction_is_stale_when_no_replica_caught_up);
     tcase_add_test(tc, a_retry_keeps_the_first_attempts_deadline);
