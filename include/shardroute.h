@@ -727,10 +727,12 @@ typedef struct sr_cursor sr_cursor;
 
 /**
  * Opens a cursor over one statement on the shard that owns `key`, routed as
- * sr_exec_values() routes it (inside a transaction: on its connection).
- * The statement is sent before this returns; rows come with sr_cursor_next().
- * Errors: as sr_exec_values(); SR_EDRIVER when the shard's driver cannot
- * stream (driver ABI older than 6). On error *out is untouched.
+ * sr_exec_values() routes it. The statement is sent before this returns;
+ * rows come with sr_cursor_next(). A shard whose driver cannot stream
+ * (driver ABI older than 6) runs the statement whole at open and hands out
+ * its buffered rows. Errors: as sr_exec_values(); SR_ETXN inside a
+ * transaction (cursors run outside transactions); SR_EINVAL when `out` is
+ * NULL. On error *out is untouched.
  */
 SR_API int sr_cursor_open(sr_session *s, sr_key key, sr_intent intent, const sr_read_opts *opts,
                           const char *sql, int nparams, const sr_value *params,
@@ -884,9 +886,11 @@ SR_API int sr_result_double(const sr_result *res, int row, int col, double *out)
  */
 SR_API const void *sr_result_bytes(const sr_result *res, int row, int col, size_t *len);
 /**
- * Shards a scatter with sr_scatter_opts.partial left out: the i-th failed
- * shard's index (i from 0), or -1 past the last one (or for NULL). Each
- * failure's reason is in the session's message of the call.
+ * The shards a partial scatter result (sr_scatter_opts.partial, status
+ * SR_EPARTIAL) is missing: the i-th failed shard's index (i from 0), or -1
+ * past the last one, for a complete result, or for NULL. Each failure's
+ * reason is in the session's message of the call. A failed shard gives no
+ * rows, not even those it sent before failing.
  */
 SR_API int sr_result_failed_shard(const sr_result *res, int i);
 /** Frees a result. NULL is a no-op. */
