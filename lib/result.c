@@ -255,10 +255,13 @@ SR_API int sr_result_builder_columns(sr_result_builder *rb, int ncols, const cha
 /* Puts the column types in the arena: from `types`, else the colset's, else unknown. */
 static int types_put(sr_result *r, const sr_type *types)
 {
-    uint32_t off;
-    if (arena_put(r, "", (size_t)r->ncols, &off) != SR_OK) /* ncols bytes + NUL */
+    size_t n = (size_t)r->ncols;
+    if (n >= UINT32_MAX - 1 || arena_reserve(r, n + 1) != SR_OK) /* ncols bytes + NUL */
         return SR_ENOMEM;
+    uint32_t off = (uint32_t)r->arena_len;
+    r->arena_len += n + 1;
     unsigned char *t = (unsigned char *)r->arena + off;
+    t[n] = '\0';
     for (int i = 0; i < r->ncols; i++)
         t[i] = types ? (unsigned char)types[i]
                      : r->colset && r->colset->types ? r->colset->types[i] : SR_TYPE_UNKNOWN;
