@@ -522,14 +522,24 @@ SR_API int sr_exec_shard(sr_session *s, int shard, sr_intent intent, const char 
                          const char *const *params, sr_result **out);
 
 /**
- * Scatter-gather: runs the statement on every shard and merges the results in
- * shard order (sr_result_shard() tells each row's shard; sr_result_affected()
- * is the sum). Every shard's result must have the same columns.
+ * Scatter-gather: runs the statement on every shard at once and merges the
+ * rows as the SQL's top level says: ORDER BY (a k-way merge), LIMIT /
+ * OFFSET, COUNT / SUM / MIN / MAX / AVG, GROUP BY on plain columns and
+ * DISTINCT are combined so that the result equals what one database holding
+ * every shard's rows would return (docs/scatter.md); other statements' rows
+ * come in shard order. sr_result_shard() tells each row's shard (-1 for a
+ * row combined from several); sr_result_affected() is the sum. Every
+ * shard's result must have the same columns. It is sr_exec_all_values()
+ * with text parameters and default options.
  *
- * Errors: as sr_exec(); SR_ETXN inside a transaction; SR_EPARTIAL when some
- * shards failed and others succeeded (no result is returned; the message names
- * every failed shard and why). Writes that succeeded on some shards are not
- * undone.
+ * Errors: as sr_exec(); SR_ETXN inside a transaction; SR_EINVAL for a
+ * statement whose rows cannot be merged correctly (COUNT(DISTINCT ...),
+ * HAVING, window functions, ORDER BY an expression not in the select list,
+ * ...: nothing is sent, the message says why and what to do instead);
+ * SR_EPARTIAL when some shards failed and others succeeded (no result is
+ * returned; the message names every failed shard and why;
+ * sr_exec_all_values() can return the rows of the others). Writes that
+ * succeeded on some shards are not undone.
  */
 SR_API int sr_exec_all(sr_session *s, sr_intent intent, const char *sql, int nparams,
                        const char *const *params, sr_result **out);
