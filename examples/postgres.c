@@ -171,7 +171,12 @@ int main(int argc, char **argv)
             sleep_ms(20);
         sr_result_free(all);
         all = NULL;
-        int rc = sr_exec_all(s, SR_READ, "SELECT count(*) FROM example_users", 0, NULL, &all);
+        /* The shards' own counts, in shard order (without SR_MERGE_CONCAT the counts
+         * would be added up into one row). */
+        sr_scatter_opts per_shard = SR_SCATTER_OPTS_INIT;
+        per_shard.merge = SR_MERGE_CONCAT;
+        int rc = sr_exec_all_values(s, SR_READ, &per_shard, "SELECT count(*) FROM example_users",
+                                    0, NULL, &all);
         if (rc != SR_OK && !not_replicated_yet(s, rc))
             return fail("count", sr_session_errmsg(s));
         total = 0;

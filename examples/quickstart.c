@@ -176,7 +176,7 @@ int main(int argc, char **argv)
     }
     double read_s = now_s() - t0;
 
-    /* Scatter: one COUNT(*) per shard, merged. */
+    /* Scatter: COUNT(*) on every shard at once, the counts added up into one row. */
     sr_result *counts = NULL;
     rc = sr_exec_all(s, SR_READ, "SELECT COUNT(*) FROM users", 0, NULL, &counts);
     if (rc != SR_OK)

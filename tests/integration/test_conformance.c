@@ -430,15 +430,26 @@ START_TEST(rows_land_in_the_shard_the_router_names)
     for (int i = 0; i < NSHARDS; i++)
         ck_assert_msg(per_shard[i] > 0, "no key of %d landed on %s", N, shard_db[i]);
 
-    /* Scatter on the primaries: one count per shard, in shard order, summing to N. */
+    /* Scatter on the primaries, rows as they come: one count per shard, in shard order. */
     sr_result *all = NULL;
-    ck_assert_int_eq(sr_exec_all(s, SR_WRITE, "SELECT COUNT(*) FROM sr_cf_place", 0, NULL, &all),
+    sr_scatter_opts concat = SR_SCATTER_OPTS_INIT;
+    concat.merge = SR_MERGE_CONCAT;
+    ck_assert_int_eq(sr_exec_all_values(s, SR_WRITE, &concat, "SELECT COUNT(*) FROM sr_cf_place",
+                                        0, NULL, &all),
                      SR_OK);
     ck_assert_int_eq(sr_result_nrows(all), NSHARDS);
     for (int i = 0; i < NSHARDS; i++) {
         ck_assert_int_eq(sr_result_shard(all, i), i);
         ck_assert_int_eq(atol(sr_result_value(all, i, 0)), per_shard[i]);
     }
+    sr_result_free(all);
+    /* Merged (the default): one count, summing to N, combined from every shard. */
+    ck_assert_msg(sr_exec_all(s, SR_WRITE, "SELECT COUNT(*) FROM sr_cf_place", 0, NULL, &all) ==
+                      SR_OK,
+                  "%s", sr_session_errmsg(s));
+    ck_assert_int_eq(sr_result_nrows(all), 1);
+    ck_assert_int_eq(sr_result_shard(all, 0), -1);
+    ck_assert_int_eq(atol(sr_result_value(all, 0, 0)), N);
     sr_result_free(all);
     sr_session_free(s);
     sr_router_close(r);

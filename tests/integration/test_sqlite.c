@@ -355,7 +355,11 @@ START_TEST(scatter_counts_and_rows_match)
     for (int64_t k = 1; k <= 300; k++)
         ck_assert_int_eq(insert(s, k, "v"), SR_OK);
     sr_result *res = NULL;
-    ck_assert_int_eq(sr_exec_all(s, SR_READ, "SELECT COUNT(*) AS n FROM kv", 0, NULL, &res), SR_OK);
+    sr_scatter_opts concat = SR_SCATTER_OPTS_INIT;
+    concat.merge = SR_MERGE_CONCAT;
+    ck_assert_int_eq(sr_exec_all_values(s, SR_READ, &concat, "SELECT COUNT(*) AS n FROM kv", 0,
+                                        NULL, &res),
+                     SR_OK);
     ck_assert_int_eq(sr_result_nrows(res), NSHARDS);
     ck_assert_str_eq(sr_result_colname(res, 0), "n");
     long total = 0;
@@ -365,6 +369,13 @@ START_TEST(scatter_counts_and_rows_match)
         total += atol(sr_result_value(res, i, 0));
     }
     ck_assert_int_eq(total, 300);
+    sr_result_free(res);
+    /* Merged (the default): the count over every shard, named as the statement names it. */
+    ck_assert_msg(sr_exec_all(s, SR_READ, "SELECT COUNT(*) AS n FROM kv", 0, NULL, &res) == SR_OK,
+                  "%s", sr_session_errmsg(s));
+    ck_assert_int_eq(sr_result_nrows(res), 1);
+    ck_assert_str_eq(sr_result_colname(res, 0), "n");
+    ck_assert_str_eq(sr_result_value(res, 0, 0), "300");
     sr_result_free(res);
 
     /* Every row comes back with the shard it lives on. */
