@@ -67,6 +67,8 @@ static int open_on(sr_session *s, const int *shards, int n, sr_intent intent,
     rc = sr__fanout_start(s, shards, n, intent, o ? o->read : NULL, &sst, SR_CURSOR_BATCH,
                           c->deadline, &c->f);
     free(shard_sql); /* sent (or run) by now */
+    if (c->f)
+        sr__fanout_forget_stmt(c->f);
     if (rc == SR_OK)
         rc = sr__merger_new(c->plan, sr__fanout_count(c->f), pull_rows, c, &c->m);
     if (rc != SR_OK) {

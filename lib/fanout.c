@@ -24,6 +24,9 @@ typedef struct fo_shard {
     int state;
     bool whole_path;        /* no steps: `whole` from the one-shard path (exec.c) */
     bool write;
+    bool handed;            /* a row of it was handed out: it can no longer be retried */
+    bool retried;
+    uint64_t exclude;       /* nodes a retry must not use (sr__node_bit) */
     sr_node *node;
     sr_driver_conn *conn;
     bool probe;
@@ -42,6 +45,9 @@ typedef struct fo_shard {
 struct sr_fanout {
     sr_session *s;
     sr_router *r;
+    const sr_stmt *st;           /* while the caller's statement is valid: a read may be retried */
+    sr_intent intent;
+    const sr_read_opts *ropts;
     size_t batch_rows;
     bool skip_failed;
     int n;
@@ -97,7 +103,7 @@ static void send_on_shard(sr_fanout *f, fo_shard *sh, bool write, const sr_read_
         char needbuf[SR_POSITION_MAX];
         sr_read_plan plan;
         sr__session_read_plan(s, ropts, sh->shard, &plan, needbuf, sizeof needbuf);
-        sr_read_tries tries = {0};
+        sr_read_tries tries = {.exclude = sh->exclude};
         for (;;) {
             const char *check = NULL;
             rc = sr__read_acquire(r, sh->shard, &plan, &tries, deadline, &sh->node, &sh->conn,
@@ -142,6 +148,15 @@ static void send_on_shard(sr_fanout *f, fo_shard *sh, bool write, const sr_read_
     if (rc != SR_OK) {
         /* sr__node_send counted the statement's end already. */
         sr__node_release(r, sh->node, sh->conn, rc, e, sh->probe);
+        if (!write && !sh->retried && e->transient && rc != SR_ETIMEOUT &&
+            sh->node->role != SR_PRIMARY && sr_clock_ns() < deadline) {
+            /* A pooled connection found dead: once more elsewhere, as in retry_read. */
+            sh->exclude |= sr__node_bit(sh->node);
+            sh->retried = true;
+            sh->conn = NULL;
+            send_on_shard(f, sh, write, ropts, st, deadline);
+            return;
+        }
         sr__reason_driver(&sh->why, sh->node, sh->shard, e, NULL);
         memcpy(sh->sqlstate, e->sqlstate, sizeof sh->sqlstate);
         sh->conn = NULL;
@@ -182,6 +197,9 @@ int sr__fanout_start(sr_session *s, const int *shards, int n, sr_intent intent,
         return SR_ENOMEM;
     f->s = s;
     f->r = r;
+    f->st = st;
+    f->intent = intent;
+    f->ropts = ropts;
     f->batch_rows = batch_rows;
     f->n = n;
     f->pfds = malloc((size_t)n * sizeof *f->pfds);
@@ -222,6 +240,42 @@ static bool batch_full(const sr_fanout *f, const fo_shard *sh)
     return f->batch_rows && (size_t)sh->rb.res->nrows >= f->batch_rows;
 }
 
+static void send_on_shard(sr_fanout *f, fo_shard *sh, bool write, const sr_read_opts *ropts,
+                          const sr_stmt *st, int64_t deadline);
+
+/*
+ * A read whose node became unreachable before any of its rows was handed
+ * out is sent once more to another node of its shard within the same
+ * deadline, as a one-shard read is (exec.c); an SQL error would fail the
+ * same way anywhere, and a timeout has used the deadline up.
+ */
+static bool retry_read(sr_fanout *f, fo_shard *sh, int rc, const sr_driver_error *e,
+                       int64_t deadline)
+{
+    if (!f->st || sh->write || sh->retried || sh->handed || !e->transient ||
+        rc == SR_ETIMEOUT || sh->node->role == SR_PRIMARY || sr_clock_ns() >= deadline)
+        return false;
+    sr__log(f->r, SR_LOG_INFO, "read on shard '%s' node %s failed (%s); retrying elsewhere",
+            f->r->shards[sh->shard].name, sh->node->uri->redacted, e->message);
+    sr__node_step_end(sh->node, rc);
+    sr__node_release(f->r, sh->node, sh->conn, rc, e, sh->probe);
+    sh->conn = NULL;
+    sh->exclude |= sr__node_bit(sh->node);
+    sh->retried = true;
+    sh->want = 0;
+    /* A fresh builder: the next node gives the columns again. */
+    sr__result_builder_discard(&sh->rb);
+    if (sr__result_builder_init(&sh->rb, sh->shard) != SR_OK) {
+        sh->rc = sr__reason_driver(&sh->why, sh->node, sh->shard,
+                                   &(sr_driver_error){.status = SR_ENOMEM, .message = "out of memory"},
+                                   NULL);
+        sh->state = FO_FAILED;
+        return true;
+    }
+    send_on_shard(f, sh, false, f->ropts, f->st, deadline);
+    return true;
+}
+
 /* Calls next_row on a shard until it must wait, its batch is full, or it ends. */
 static void step_shard(sr_fanout *f, fo_shard *sh, int64_t deadline)
 {
@@ -236,7 +290,8 @@ static void step_shard(sr_fanout *f, fo_shard *sh, int64_t deadline)
         } else if (rc > 0) {
             sr__result_sync_rows(sh->rb.res);
         } else if (rc < 0) {
-            fail_shard(f, sh, rc, &e);
+            if (!retry_read(f, sh, rc, &e, deadline))
+                fail_shard(f, sh, rc, &e);
         } else if (!want) {
             finish_shard(f, sh, deadline);
         } else {
@@ -327,6 +382,7 @@ int sr__fanout_pull(sr_fanout *f, int i, int64_t deadline, sr_row_ref *out)
         if (sh->next < rows->nrows) {
             out->res = rows;
             out->row = sh->next++;
+            sh->handed = true;
             return 1;
         }
         if (sh->state == FO_FAILED)
@@ -342,6 +398,12 @@ int sr__fanout_pull(sr_fanout *f, int i, int64_t deadline, sr_row_ref *out)
 }
 
 void sr__fanout_skip_failed(sr_fanout *f) { f->skip_failed = true; }
+
+void sr__fanout_forget_stmt(sr_fanout *f)
+{
+    f->st = NULL;
+    f->ropts = NULL;
+}
 
 int sr__fanout_count(const sr_fanout *f) { return f->n; }
 

@@ -47,6 +47,14 @@ void sr__fanout_run(sr_fanout *f, int64_t deadline);
  */
 int sr__fanout_pull(sr_fanout *f, int i, int64_t deadline, sr_row_ref *out);
 
+/*
+ * The statement given to sr__fanout_start is no longer valid (a cursor's
+ * parameters are borrowed only while it opens): from now on a read that
+ * fails is not retried elsewhere. Until then one that fails transiently
+ * before any of its rows was pulled is sent once more to another node.
+ */
+void sr__fanout_forget_stmt(sr_fanout *f);
+
 /* From now on a failed shard reads as ended (partial results). */
 void sr__fanout_skip_failed(sr_fanout *f);
 

@@ -1462,7 +1462,17 @@ START_TEST(scatter_in_steps_partial_results_on_request)
     atomic_store(&N("s1r1")->rows, 5);
     atomic_store(&N("s1r1")->fail_after_rows, 2); /* lost in the middle of its rows */
     sr_result *res = NULL;
-    /* By default: no result, the failed shard named. */
+    /* Lost before any row was handed out: the read is sent once more, to the primary (the
+     * only other node), and the half-read rows of the first attempt are not kept. */
+    ck_assert_msg(sr_exec_all(s, SR_READ, "SELECT node FROM t", 0, NULL, &res) == SR_OK, "%s",
+                  sr_session_errmsg(s));
+    ck_assert_int_eq(sr_result_nrows(res), 3);
+    ck_assert_str_eq(sr_result_value(res, 1, 0), "s1p");
+    sr_result_free(res);
+    res = NULL;
+    /* The primary lost as well: no result by default, the failed shard named. */
+    atomic_store(&N("s1p")->rows, 5);
+    atomic_store(&N("s1p")->fail_after_rows, 2);
     ck_assert_int_eq(sr_exec_all(s, SR_READ, "SELECT node FROM t", 0, NULL, &res), SR_EPARTIAL);
     ck_assert_ptr_null(res);
     ASSERT_CONTAINS(sr_session_errmsg(s), "1 of 3 shards failed");
@@ -1484,6 +1494,7 @@ START_TEST(scatter_in_steps_partial_results_on_request)
     sr_result_free(res);
     /* Nothing failed: no failed shard listed. */
     atomic_store(&N("s1r1")->fail_after_rows, 0);
+    atomic_store(&N("s1p")->fail_after_rows, 0);
     ck_assert_int_eq(sr_exec_all_values(s, SR_READ, &o, "SELECT node FROM t", 0, NULL, &res),
                      SR_OK);
     ck_assert_int_eq(sr_result_nrows(res), 7);
