@@ -285,7 +285,12 @@ static void step_shard(sr_fanout *f, fo_shard *sh, int64_t deadline)
         int want = 0;
         int rc = sr__node_next_row(sh->node, sh->conn, &sh->rb, deadline, &want, &e);
         if (sh->rb.failed) {
-            sr_driver_error_set(&e, SR_ENOMEM, 1, NULL, 0, "out of memory reading rows");
+            /* Our memory, not the node's fault: the connection is kept if it can be made
+             * idle again (the node's health then sees no failure). */
+            bool idle = rc < 0                   ? !e.transient
+                        : rc == 0 && want == 0 ? true
+                                               : sr__node_cancel(sh->node, sh->conn, deadline);
+            sr_driver_error_set(&e, SR_ENOMEM, !idle, NULL, 0, "out of memory reading rows");
             fail_shard(f, sh, SR_ENOMEM, &e);
         } else if (rc > 0) {
             sr__result_sync_rows(sh->rb.res);
