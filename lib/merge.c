@@ -563,6 +563,7 @@ struct sr_merger {
     int src_ncols;     /* columns in the shards' rows */
     int out_ncols;     /* columns given out */
     int64_t skipped, emitted;
+    const sr_result **checked; /* per shard: the result whose columns were checked last */
     /* concatenation */
     int cur;
     /* ORDER BY */
@@ -595,6 +596,11 @@ int sr__merger_new(const sr_merge_plan *plan, int nshards, sr_merge_pull_fn pull
     m->pull = pull;
     m->ctx = ctx;
     m->last = -1;
+    m->checked = calloc((size_t)(nshards > 0 ? nshards : 1), sizeof *m->checked);
+    if (!m->checked) {
+        free(m);
+        return SR_ENOMEM;
+    }
     if (plan->kind == MERGE_ORDER) {
         m->heads = calloc((size_t)(nshards > 0 ? nshards : 1), sizeof *m->heads);
         m->heap = calloc((size_t)(nshards > 0 ? nshards : 1), sizeof *m->heap);
@@ -650,10 +656,14 @@ static int pull(sr_merger *m, int shard, sr_row_ref *ref, char *why, size_t whyl
     ref->res = NULL;
     ref->row = -1;
     int rc = m->pull(m->ctx, shard, ref);
-    if (rc < 0)
-        return rc;
+    if (rc < 0 || !ref->res || m->checked[shard] == ref->res)
+        return rc; /* a batch refilled keeps its columns: checked once */
     int c = see_columns(m, ref->res, shard, why, whylen);
-    return c != SR_OK ? c : rc;
+    if (c != SR_OK)
+        return c;
+    if (m->cols)
+        m->checked[shard] = ref->res;
+    return rc;
 }
 
 /* OFFSET / LIMIT on the stream: true when the row is given out, false when skipped. */
@@ -1104,5 +1114,6 @@ void sr__merger_free(sr_merger *m)
     sr_result_free(m->cols);
     free(m->heads);
     free(m->heap);
+    free(m->checked);
     free(m);
 }
