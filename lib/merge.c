@@ -363,10 +363,14 @@ static int cmp_double(double a, double b)
     return a < b ? -1 : a > b;
 }
 
-/* Both non-NULL. SR_EINVAL never: what cannot be compared as numbers compares as bytes. */
+/* Both non-NULL. SR_EINVAL never: what cannot be compared as numbers compares as bytes.
+ * Values of no known type (a driver without column types) compare as numbers when both
+ * read as numbers. */
 static int cmp_vals(const val *a, const val *b)
 {
-    if (numeric_type(a->type) && numeric_type(b->type)) {
+    bool an = numeric_type(a->type) || a->type == SR_TYPE_UNKNOWN;
+    bool bn = numeric_type(b->type) || b->type == SR_TYPE_UNKNOWN;
+    if (an && bn) {
         int64_t x, y;
         if (parse_i64(a->p, a->len, &x) && parse_i64(b->p, b->len, &y))
             return x < y ? -1 : x > y;
@@ -790,8 +794,9 @@ static uint64_t hash_val(uint64_t h, const val *v)
 {
     if (!v->p)
         return hash_bytes(h, "\xff\x00", 2);
-    if (numeric_type(v->type)) {
-        /* Equal numbers hash alike whatever their text ("1.50" and "1.5"). */
+    if (numeric_type(v->type) || v->type == SR_TYPE_UNKNOWN) {
+        /* Equal numbers hash alike whatever their text ("1.50" and "1.5"), as cmp_vals
+         * finds them equal. */
         bool ok;
         double d = to_double(v->p, &ok);
         if (ok) {

@@ -396,6 +396,123 @@ START_TEST(scatter_counts_and_rows_match)
 }
 END_TEST
 
+START_TEST(scatter_merges_order_limit_groups_and_explains)
+{
+    sr_router *r = open_router(0, NULL, NULL);
+    sr_session *s;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    create_tables(s);
+    for (int64_t k = 1; k <= 60; k++) {
+        char v[16];
+        snprintf(v, sizeof v, "t%d", (int)(k % 4));
+        ck_assert_int_eq(insert(s, k, v), SR_OK);
+    }
+    /* ORDER BY ... LIMIT ... OFFSET over the shards: the unsharded answer. */
+    sr_result *res = NULL;
+    ck_assert_msg(sr_exec_all(s, SR_READ, "SELECT k, v FROM kv ORDER BY k DESC LIMIT 5 OFFSET 3",
+                              0, NULL, &res) == SR_OK,
+                  "%s", sr_session_errmsg(s));
+    ck_assert_int_eq(sr_result_nrows(res), 5);
+    for (int i = 0; i < 5; i++) {
+        int64_t k = 0;
+        ck_assert_int_eq(sr_result_int64(res, i, 0, &k), SR_OK);
+        ck_assert_int_eq(k, 57 - i);
+        ck_assert_int_eq(sr_result_shard(res, i), sr_router_shard_for(r, sr_key_int(k)));
+    }
+    sr_result_free(res);
+    /* Groups with COUNT, SUM, MIN, MAX and AVG combined across shards. */
+    ck_assert_msg(sr_exec_all(s, SR_READ,
+                              "SELECT v, count(*) AS n, sum(k), min(k), max(k), avg(k) FROM kv "
+                              "GROUP BY v ORDER BY v",
+                              0, NULL, &res) == SR_OK,
+                  "%s", sr_session_errmsg(s));
+    ck_assert_int_eq(sr_result_nrows(res), 4);
+    ck_assert_int_eq(sr_result_ncols(res), 6); /* the hidden count is dropped */
+    ck_assert_str_eq(sr_result_colname(res, 1), "n");
+    for (int g = 0; g < 4; g++) {
+        /* keys k = g (mod 4) in 1..60: 15 of them */
+        char want[8];
+        snprintf(want, sizeof want, "t%d", g);
+        ck_assert_str_eq(sr_result_value(res, g, 0), want);
+        int64_t n, sum, lo, hi;
+        double avg;
+        ck_assert_int_eq(sr_result_int64(res, g, 1, &n), SR_OK);
+        ck_assert_int_eq(sr_result_int64(res, g, 2, &sum), SR_OK);
+        ck_assert_int_eq(sr_result_int64(res, g, 3, &lo), SR_OK);
+        ck_assert_int_eq(sr_result_int64(res, g, 4, &hi), SR_OK);
+        ck_assert_int_eq(sr_result_double(res, g, 5, &avg), SR_OK);
+        int first = g == 0 ? 4 : g, last = g == 0 ? 60 : 56 + g;
+        ck_assert_int_eq(n, 15);
+        ck_assert_int_eq(sum, (int64_t)(first + last) * 15 / 2);
+        ck_assert_int_eq(lo, first);
+        ck_assert_int_eq(hi, last);
+        ck_assert_double_eq_tol(avg, (first + last) / 2.0, 1e-9);
+        ck_assert_int_eq(sr_result_shard(res, g), -1);
+    }
+    sr_result_free(res);
+    /* Explain: the SQL each shard gets and the plan, nothing run. */
+    char buf[1024];
+    int len = sr_explain_all(s, SR_READ, NULL, "SELECT v, avg(k) FROM kv GROUP BY v LIMIT 2", buf,
+                             sizeof buf);
+    ck_assert_msg(len > 0 && (size_t)len < sizeof buf, "%d: %s", len, sr_session_errmsg(s));
+    ck_assert_ptr_nonnull(strstr(buf, "SUM(k) AS \"avg(k)\", COUNT(k) AS sr__count_1"));
+    ck_assert_ptr_nonnull(strstr(buf, "limit 2"));
+    ck_assert_ptr_nonnull(strstr(buf, shard_names[2]));
+    char tiny[8];
+    ck_assert_int_eq(sr_explain_all(s, SR_READ, NULL, "SELECT v, avg(k) FROM kv GROUP BY v LIMIT 2",
+                                    tiny, sizeof tiny),
+                     len);
+    ck_assert_int_eq((int)strlen(tiny), 7);
+    /* Refused before anything runs, with the reason; the session goes on. */
+    ck_assert_int_eq(sr_exec_all(s, SR_READ, "SELECT count(DISTINCT v) FROM kv", 0, NULL, &res),
+                     SR_EINVAL);
+    ck_assert_ptr_nonnull(strstr(sr_session_errmsg(s), "DISTINCT"));
+    ck_assert_int_eq(sr_explain_all(s, SR_READ, NULL, "SELECT k FROM kv ORDER BY lower(v)", buf,
+                                    sizeof buf),
+                     SR_EINVAL);
+    ck_assert_ptr_nonnull(strstr(sr_session_errmsg(s), "select-list"));
+    /* An explicit spec: per-shard counts by v, combined. */
+    sr_merge_spec spec = SR_MERGE_SPEC_INIT;
+    const sr_agg aggs[] = {SR_AGG_NONE, SR_AGG_COUNT};
+    const int group[] = {0};
+    const sr_order_key order[] = {{0, 1, SR_NULLS_DEFAULT}};
+    spec.naggs = 2;
+    spec.aggs = aggs;
+    spec.ngroup = 1;
+    spec.group = group;
+    spec.norder = 1;
+    spec.order = order;
+    sr_scatter_opts o = SR_SCATTER_OPTS_INIT;
+    o.merge = SR_MERGE_SPEC;
+    o.spec = &spec;
+    ck_assert_msg(sr_exec_all_values(s, SR_READ, &o,
+                                     "SELECT v, count(*) FROM kv GROUP BY v HAVING count(*) > 0",
+                                     0, NULL, &res) == SR_OK,
+                  "%s", sr_session_errmsg(s));
+    ck_assert_int_eq(sr_result_nrows(res), 4);
+    ck_assert_str_eq(sr_result_value(res, 0, 0), "t3");
+    ck_assert_str_eq(sr_result_value(res, 0, 1), "15");
+    sr_result_free(res);
+    /* A cursor over the same ORDER BY: the same rows. */
+    sr_cursor *c = NULL;
+    ck_assert_int_eq(sr_cursor_open_all(s, SR_READ, NULL, "SELECT k FROM kv ORDER BY k", 0, NULL,
+                                        &c),
+                     SR_OK);
+    int64_t want = 1;
+    int row;
+    while (sr_cursor_next(c) == 1) {
+        const sr_result *cr = sr_cursor_row(c, &row);
+        int64_t k;
+        ck_assert_int_eq(sr_result_int64(cr, row, 0, &k), SR_OK);
+        ck_assert_int_eq(k, want++);
+    }
+    ck_assert_int_eq(want, 61);
+    sr_cursor_close(c);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
 START_TEST(scatter_partial_failure_names_the_shards)
 {
     sr_router *r = open_router(0, NULL, NULL);
@@ -1368,6 +1485,7 @@ static Suite *sqlite_suite(void)
     tcase_add_test(tc, freeing_a_session_rolls_back);
     tcase_add_test(tc, scatter_counts_and_rows_match);
     tcase_add_test(tc, scatter_partial_failure_names_the_shards);
+    tcase_add_test(tc, scatter_merges_order_limit_groups_and_explains);
     tcase_add_test(tc, parameters_round_trip);
     tcase_add_test(tc, sql_errors_keep_the_session_usable);
     tcase_add_test(tc, several_statements_in_one_string);
