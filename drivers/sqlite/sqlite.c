@@ -8,8 +8,15 @@
  *
  * URI: sqlite:PATH. Query parameters: journal_mode (primary, default "wal"),
  * synchronous (default SQLite's), foreign_keys (on/off).
+ *
+ * Column types (driver ABI 6) come from each column's declared type by
+ * SQLite's affinity rules; a column without one (an expression, an
+ * aggregate) takes the storage class of its first non-NULL value. The steps
+ * of ABI 6 have no socket: send() prepares and binds, next_row() is one
+ * sqlite3_step().
  */
 #include <sqlite3.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +40,12 @@ struct sr_driver_conn {
     int timed_out;       /* set by a handler when it gave up because of the deadline */
     sr_stmt_cache *cache; /* keyed by SQL text, bounded by count and bytes */
     char redacted[512];
+    /* A statement in steps (send / next_row), NULL when none runs. */
+    sqlite3_stmt *step;
+    stmt_entry *step_entry;     /* its cache entry, NULL when it is finalized at the end */
+    int step_ncols;             /* -1 until the first step */
+    uint64_t step_untyped;      /* columns (< 64) typed by their first value */
+    sr_result_builder *step_named; /* the builder that was given the columns */
 };
 
 /* ---- deadlines ---- */
@@ -150,10 +163,13 @@ static void release_stmt(void *ctx, void *value)
     sr_colset_release(e->cols);
 }
 
+static void step_end(sr_driver_conn *c);
+
 static void sqlite_close(sr_driver_conn *c)
 {
     if (!c)
         return;
+    step_end(c);
     sr_stmt_cache_free(c->cache); /* finalizes every cached statement */
     sqlite3_close_v2(c->db);
     free(c);
@@ -323,9 +339,59 @@ static int bind_params(sr_driver_conn *c, sqlite3_stmt *st, int nparams, const c
     return SR_OK;
 }
 
+/* A declared column type by SQLite's affinity rules (section 3.1 of "Datatypes In SQLite"). */
+static sr_type declared_type(const char *decl)
+{
+    if (!decl || !*decl)
+        return SR_TYPE_UNKNOWN;
+    char up[64];
+    size_t n = 0;
+    for (; decl[n] && n + 1 < sizeof up; n++)
+        up[n] = (char)(decl[n] >= 'a' && decl[n] <= 'z' ? decl[n] - 32 : decl[n]);
+    up[n] = '\0';
+    if (strstr(up, "BOOL"))
+        return SR_TYPE_BOOL;
+    if (strstr(up, "INT"))
+        return SR_TYPE_INT;
+    if (strstr(up, "CHAR") || strstr(up, "CLOB") || strstr(up, "TEXT"))
+        return SR_TYPE_TEXT;
+    if (strstr(up, "BLOB"))
+        return SR_TYPE_BYTES;
+    if (strstr(up, "REAL") || strstr(up, "FLOA") || strstr(up, "DOUB"))
+        return SR_TYPE_FLOAT;
+    if (strstr(up, "DATE") || strstr(up, "TIME"))
+        return SR_TYPE_DATETIME;
+    if (strstr(up, "DEC") || strstr(up, "NUM"))
+        return SR_TYPE_NUMERIC;
+    return SR_TYPE_UNKNOWN; /* numeric affinity of an unknown name: typed by its values */
+}
+
+/* The type a value's storage class stands for. */
+static sr_type storage_type(int t)
+{
+    switch (t) {
+    case SQLITE_INTEGER: return SR_TYPE_INT;
+    case SQLITE_FLOAT: return SR_TYPE_FLOAT;
+    case SQLITE_BLOB: return SR_TYPE_BYTES;
+    case SQLITE_TEXT: return SR_TYPE_TEXT;
+    default: return SR_TYPE_UNKNOWN;
+    }
+}
+
+/* Columns (of the first 64) without a declared type: typed by their first value. */
+static uint64_t untyped_columns(sqlite3_stmt *st, int ncols)
+{
+    uint64_t mask = 0;
+    for (int i = 0; i < ncols && i < 64; i++)
+        if (declared_type(sqlite3_column_decltype(st, i)) == SR_TYPE_UNKNOWN)
+            mask |= (uint64_t)1 << i;
+    return mask;
+}
+
 /*
- * The result's columns: a cached statement shares one set of names with all
- * its results (rebuilt when SQLite re-prepared it), others copy theirs.
+ * The result's columns and their declared types: a cached statement shares
+ * one set with all its results (rebuilt when SQLite re-prepared it), others
+ * copy theirs.
  */
 static int set_columns(sqlite3_stmt *st, int ncols, stmt_entry *entry, sr_result_builder *rb,
                        sr_driver_error *err)
@@ -341,22 +407,61 @@ static int set_columns(sqlite3_stmt *st, int ncols, stmt_entry *entry, sr_result
         return sr_result_builder_colset(rb, entry->cols) == SR_OK
                    ? SR_OK
                    : sr_driver_error_set(err, SR_ENOMEM, 0, NULL, 0, "out of memory");
-    const char *stack_names[16];
+    const char *stack_names[16] = {0};
+    sr_type stack_types[16] = {0};
     const char **names = ncols <= 16 ? stack_names : malloc((size_t)ncols * sizeof *names);
-    if (!names)
+    sr_type *types = ncols <= 16 ? stack_types : malloc((size_t)ncols * sizeof *types);
+    if (!names || !types) {
+        if (names != stack_names)
+            free(names);
+        if (types != stack_types)
+            free(types);
         return sr_driver_error_set(err, SR_ENOMEM, 0, NULL, 0, "out of memory");
-    for (int i = 0; i < ncols; i++)
+    }
+    for (int i = 0; i < ncols; i++) {
         names[i] = sqlite3_column_name(st, i);
+        types[i] = declared_type(sqlite3_column_decltype(st, i));
+    }
     int rc;
-    if (entry && (entry->cols = sr_colset_new(ncols, names)) != NULL) {
+    if (entry && (entry->cols = sr_colset_new_typed(ncols, names, types)) != NULL) {
         entry->cols_reprepares = sqlite3_stmt_status(st, SQLITE_STMTSTATUS_REPREPARE, 0);
         rc = sr_result_builder_colset(rb, entry->cols);
     } else {
         rc = sr_result_builder_columns(rb, ncols, names);
+        if (rc == SR_OK)
+            rc = sr_result_builder_types(rb, types);
     }
     if (names != stack_names)
         free(names);
+    if (types != stack_types)
+        free(types);
     return rc == SR_OK ? SR_OK : sr_driver_error_set(err, rc, 0, NULL, 0, "out of memory");
+}
+
+/* One row's values into rb; columns in `untyped` take the type of their first value. */
+static int add_row(sqlite3_stmt *st, int ncols, uint64_t untyped, sr_result_builder *rb,
+                   sr_driver_error *err)
+{
+    for (int i = 0; i < ncols; i++) {
+        /* column_text is NULL for SQL NULL (and on out-of-memory, which the type tells). */
+        const unsigned char *v = sqlite3_column_text(st, i);
+        int r2;
+        int t = sqlite3_column_type(st, i);
+        if (!v && t == SQLITE_NULL) {
+            r2 = sr_result_builder_value(rb, NULL, 0);
+        } else {
+            if (!v)
+                return sr_driver_error_set(err, SR_ENOMEM, 0, NULL, SQLITE_NOMEM,
+                                           "out of memory reading a value");
+            int n = sqlite3_column_bytes(st, i);
+            r2 = sr_result_builder_value(rb, (const char *)v, (size_t)n);
+            if (r2 == SR_OK && i < 64 && (untyped >> i & 1))
+                r2 = sr_result_builder_refine_type(rb, i, storage_type(t));
+        }
+        if (r2 != SR_OK)
+            return sr_driver_error_set(err, r2, 0, NULL, 0, "out of memory");
+    }
+    return SR_OK;
 }
 
 /*
@@ -368,6 +473,7 @@ static int step_all(sr_driver_conn *c, sqlite3_stmt *st, stmt_entry *entry, sr_r
                     sr_driver_error *err)
 {
     int ncols = -1;
+    uint64_t untyped = 0;
     for (;;) {
         int rc = sqlite3_step(st);
         if (rc != SQLITE_DONE && rc != SQLITE_ROW)
@@ -378,28 +484,16 @@ static int step_all(sr_driver_conn *c, sqlite3_stmt *st, stmt_entry *entry, sr_r
                 int r = set_columns(st, ncols, entry, rb, err);
                 if (r != SR_OK)
                     return r;
+                untyped = untyped_columns(st, ncols);
             }
         }
         if (rc == SQLITE_DONE)
             break;
         if (!rb)
             continue;
-        for (int i = 0; i < ncols; i++) {
-            /* column_text is NULL for SQL NULL (and on out-of-memory, which the type tells). */
-            const unsigned char *v = sqlite3_column_text(st, i);
-            int r2;
-            if (!v && sqlite3_column_type(st, i) == SQLITE_NULL) {
-                r2 = sr_result_builder_value(rb, NULL, 0);
-            } else {
-                if (!v)
-                    return sr_driver_error_set(err, SR_ENOMEM, 0, NULL, SQLITE_NOMEM,
-                                               "out of memory reading a value");
-                int n = sqlite3_column_bytes(st, i);
-                r2 = sr_result_builder_value(rb, (const char *)v, (size_t)n);
-            }
-            if (r2 != SR_OK)
-                return sr_driver_error_set(err, r2, 0, NULL, 0, "out of memory");
-        }
+        int r2 = add_row(st, ncols, untyped, rb, err);
+        if (r2 != SR_OK)
+            return r2;
     }
     if (rb && ncols == 0)
         sr_result_builder_affected(rb, sqlite3_changes64(c->db));
@@ -476,6 +570,148 @@ static int exec_stmt(sr_driver_conn *c, const char *sql, int nparams, const char
     return rc;
 }
 
+/* ---- a statement in steps (driver ABI 6): no socket, one sqlite3_step per row ---- */
+
+static int sqlite_socket(sr_driver_conn *c)
+{
+    (void)c;
+    return -1;
+}
+
+/* Ends the stepped statement: reset when cached (and kept), finalized otherwise. */
+static void step_end(sr_driver_conn *c)
+{
+    if (!c->step)
+        return;
+    if (c->step_entry) {
+        sqlite3_reset(c->step);
+        sqlite3_clear_bindings(c->step); /* the bound copies are freed now, not at the next run */
+    } else {
+        sqlite3_finalize(c->step);
+    }
+    c->step = NULL;
+    c->step_entry = NULL;
+    c->step_named = NULL;
+}
+
+static int bind_values(sr_driver_conn *c, sqlite3_stmt *st, int nparams, const sr_value *v,
+                       sr_driver_error *err)
+{
+    int expected = sqlite3_bind_parameter_count(st);
+    if (expected != nparams)
+        return sr_driver_error_set(err, SR_EQUERY, 0, NULL, 0,
+                                   "the statement has %d placeholders but %d parameters were given",
+                                   expected, nparams);
+    for (int i = 0; i < nparams; i++) {
+        int rc;
+        /* SQLITE_TRANSIENT: the values are borrowed for send() only, SQLite copies them. */
+        switch (v[i].type) {
+        case SR_TYPE_NULL: rc = sqlite3_bind_null(st, i + 1); break;
+        case SR_TYPE_INT: rc = sqlite3_bind_int64(st, i + 1, v[i].i); break;
+        case SR_TYPE_BOOL: rc = sqlite3_bind_int(st, i + 1, v[i].i != 0); break;
+        case SR_TYPE_FLOAT: rc = sqlite3_bind_double(st, i + 1, v[i].f); break;
+        case SR_TYPE_BYTES:
+            /* A non-NULL pointer: a 0-length value is an empty blob, not NULL. */
+            rc = sqlite3_bind_blob64(st, i + 1, v[i].p ? v[i].p : "", v[i].len, SQLITE_TRANSIENT);
+            break;
+        case SR_TYPE_TEXT:
+        case SR_TYPE_NUMERIC:
+        case SR_TYPE_DATETIME:
+            if (v[i].len && memchr(v[i].p, '\0', v[i].len))
+                return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0,
+                                           "parameter %d: text with a NUL byte", i + 1);
+            rc = sqlite3_bind_text64(st, i + 1, v[i].p ? v[i].p : "", v[i].len, SQLITE_TRANSIENT,
+                                     SQLITE_UTF8);
+            break;
+        default:
+            return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0,
+                                       "parameter %d: unknown type %d", i + 1, (int)v[i].type);
+        }
+        if (rc != SQLITE_OK)
+            return fail_sqlite(c, rc, err);
+    }
+    return SR_OK;
+}
+
+static int sqlite_send(sr_driver_conn *c, const char *sql, int nparams, const sr_value *params,
+                       int64_t deadline_ns, int *want, sr_driver_error *err)
+{
+    *want = 0;
+    step_end(c); /* a statement left running by a caller that did not cancel */
+    c->deadline_ns = deadline_ns;
+    c->timed_out = 0;
+    sqlite3_stmt *st = NULL;
+    stmt_entry *cached = NULL;
+    const char *tail = NULL;
+    int rc = get_stmt(c, sql, &st, &cached, &tail, err);
+    if (rc != SR_OK)
+        return rc;
+    if (!cached && !only_space(tail)) {
+        sqlite3_finalize(st);
+        return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0,
+                                   "several statements in one string cannot run in steps");
+    }
+    c->step = st;
+    c->step_entry = cached;
+    c->step_ncols = -1;
+    c->step_untyped = 0;
+    c->step_named = NULL;
+    rc = bind_values(c, st, nparams, params, err);
+    if (rc != SR_OK)
+        step_end(c);
+    return rc;
+}
+
+static int sqlite_next_row(sr_driver_conn *c, sr_result_builder *rb, int64_t deadline_ns,
+                           int *want, sr_driver_error *err)
+{
+    *want = 0;
+    if (!c->step)
+        return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0, "next_row without send");
+    c->deadline_ns = deadline_ns;
+    c->timed_out = 0;
+    int in_txn = !sqlite3_get_autocommit(c->db);
+    int rc = sqlite3_step(c->step);
+    if (rc != SQLITE_DONE && rc != SQLITE_ROW) {
+        int st = fail_sqlite(c, rc, err);
+        step_end(c);
+        if (in_txn && sqlite3_get_autocommit(c->db))
+            err->transient = 1; /* SQLite rolled the transaction back (see sqlite_exec) */
+        return st;
+    }
+    if (c->step_ncols < 0) {
+        c->step_ncols = sqlite3_column_count(c->step);
+        c->step_untyped = untyped_columns(c->step, c->step_ncols);
+    }
+    if (c->step_ncols > 0 && rb != c->step_named) {
+        int r = set_columns(c->step, c->step_ncols, c->step_entry, rb, err);
+        if (r != SR_OK) {
+            step_end(c);
+            return r;
+        }
+        c->step_named = rb;
+    }
+    if (rc == SQLITE_ROW) {
+        int r = add_row(c->step, c->step_ncols, c->step_untyped, rb, err);
+        if (r != SR_OK) {
+            step_end(c);
+            return r;
+        }
+        return 1;
+    }
+    if (c->step_ncols == 0)
+        sr_result_builder_affected(rb, sqlite3_changes64(c->db));
+    step_end(c);
+    return 0;
+}
+
+static int sqlite_cancel(sr_driver_conn *c, int64_t deadline_ns, sr_driver_error *err)
+{
+    (void)deadline_ns, (void)err;
+    step_end(c);
+    return SR_OK;
+}
+
 static int exec_simple(sr_driver_conn *c, const char *sql, int64_t deadline_ns,
                        sr_driver_error *err)
 {
@@ -539,4 +775,8 @@ const sr_driver sr__driver_sqlite = {
     .has_replayed = NULL,
     .replica_lag_ms = NULL,
     .flags = SR_DRIVER_URI_PATH, /* sqlite:PATH */
+    .socket = sqlite_socket,
+    .send = sqlite_send,
+    .next_row = sqlite_next_row,
+    .cancel = sqlite_cancel,
 };

@@ -937,6 +937,77 @@ START_TEST(scatter_write)
 }
 END_TEST
 
+/* A scatter cursor read to its end: the rows of every shard, whatever failed before. */
+static int scatter_cursor_step(void *vs, int i)
+{
+    (void)i;
+    sess_state *s = vs;
+    sr_value p = sr_value_text("hello");
+    sr_scatter_opts o = SR_SCATTER_OPTS_INIT;
+    o.merge = SR_MERGE_CONCAT;
+    sr_cursor *c = NULL;
+    int rc = sr_cursor_open_all(s->s, SR_READ, &o, read_sql(), 1, &p, &c);
+    if (rc != SR_OK)
+        return rc;
+    int n = 0;
+    while ((rc = sr_cursor_next(c)) == 1) {
+        int row;
+        const sr_result *res = sr_cursor_row(c, &row);
+        /* No Check assertion while allocations fail (Check allocates): counted instead. */
+        const char *v = sr_result_value(res, row, 3);
+        n += v && strcmp(v, "hello") == 0 ? 1 : 1000000;
+    }
+    sr_cursor_close(c);
+    if (rc == 0)
+        s->txn_rows = n;
+    return rc;
+}
+
+static void scatter_cursor_check(void *vs)
+{
+    sess_state *s = vs;
+    ck_assert_int_eq(s->txn_rows, NSHARDS * read_rows);
+    check_serves(s->r);
+}
+
+/* A typed read on one shard. */
+static int typed_read_step(void *vs, int i)
+{
+    (void)i;
+    sess_state *s = vs;
+    sr_value p = sr_value_bytes("hel\0lo", 6);
+    return sr_exec_values(s->s, sr_key_int(1), SR_READ, NULL, read_sql(), 1, &p, &s->res);
+}
+
+static void typed_read_check(void *vs)
+{
+    sess_state *s = vs;
+    ck_assert_int_eq(sr_result_nrows(s->res), read_rows);
+    size_t len = 0;
+    const char *v = sr_result_bytes(s->res, 0, 3, &len);
+    ck_assert_int_eq((int)len, 6);
+    ck_assert_int_eq(memcmp(v, "hel\0lo", 6), 0);
+    check_serves(s->r);
+}
+
+START_TEST(cursors_and_typed_values)
+{
+    create_tables();
+    path cur = {
+        .name = "sr_cursor_open_all + next", .make = sess_make_warm, .nsteps = 1,
+        .step = scatter_cursor_step, .check = scatter_cursor_check, .destroy = sess_destroy,
+        .on_fail = sess_on_fail, .also_ok = SR_EPARTIAL, .sqlite_too = true
+    };
+    ck_assert_int_gt(run_path(&cur), 2);
+    path typed = {
+        .name = "sr_exec_values read", .make = sess_make_warm, .nsteps = 1,
+        .step = typed_read_step, .check = typed_read_check, .destroy = sess_destroy,
+        .on_fail = sess_on_fail
+    };
+    ck_assert_int_gt(run_path(&typed), 0);
+}
+END_TEST
+
 /* ---- transactions ---- */
 
 /* begin, a write, a read with rows, commit. */
@@ -1366,6 +1437,7 @@ static Suite *alloc_suite(void)
     tcase_add_test(tc, exec_opts_and_shard);
     tcase_add_test(tc, scatter_read);
     tcase_add_test(tc, scatter_write);
+    tcase_add_test(tc, cursors_and_typed_values);
     tcase_add_test(tc, transaction_commit);
     tcase_add_test(tc, transaction_rollback_read_only);
     tcase_add_test(tc, session_tokens);

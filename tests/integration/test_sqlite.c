@@ -419,6 +419,8 @@ START_TEST(scatter_merges_order_limit_groups_and_explains)
         ck_assert_int_eq(k, 57 - i);
         ck_assert_int_eq(sr_result_shard(res, i), sr_router_shard_for(r, sr_key_int(k)));
     }
+    ck_assert_int_eq(sr_result_coltype(res, 0), SR_TYPE_INT);
+    ck_assert_int_eq(sr_result_coltype(res, 1), SR_TYPE_TEXT);
     sr_result_free(res);
     /* Groups with COUNT, SUM, MIN, MAX and AVG combined across shards. */
     ck_assert_msg(sr_exec_all(s, SR_READ,
