@@ -28,6 +28,13 @@ struct sr_driver_conn {
     sr_driver_error evict_err;
     int64_t wal_block_size;    /* fetched on the first write_position(), 0 before */
     int64_t wal_segment_size;
+    char *scratch;             /* decoded bytea values, reused */
+    size_t scratch_cap;
+    /* A statement in steps (ABI 6): */
+    int stepping;              /* between send() and the statement's end */
+    int step_flushing;         /* the request is not all on the socket yet */
+    sr_result_builder *step_named; /* the builder that was given the columns */
+    PGresult *step_error;      /* the statement's error, reported once it ended */
 };
 
 /* The deadline a call runs under: the caller's, else the connection's default, else 0 (none). */
@@ -141,6 +148,20 @@ int sr__pg_position_covers(const char *have, const char *want);
 int sr__pg_position_merge(const char *a, const char *b, char *buf, size_t buflen);
 int sr__pg_wait_replayed(sr_driver_conn *c, const char *position, int64_t deadline_ns, int *out,
                          sr_driver_error *err);
+
+/* Typed results (steps.c): a result's columns with their types, and one row's values (bytea
+ * decoded, bool as "1"/"0"). */
+int sr__pg_columns(const PGresult *res, sr_result_builder *rb, sr_driver_error *err);
+int sr__pg_row(sr_driver_conn *c, const PGresult *res, int row, sr_result_builder *rb,
+               sr_driver_error *err);
+
+/* The steps of driver ABI 6 (steps.c). */
+int sr__pg_socket(sr_driver_conn *c);
+int sr__pg_send(sr_driver_conn *c, const char *sql, int nparams, const sr_value *params,
+                int64_t deadline_ns, int *want, sr_driver_error *err);
+int sr__pg_next_row(sr_driver_conn *c, sr_result_builder *rb, int64_t deadline_ns, int *want,
+                    sr_driver_error *err);
+int sr__pg_cancel(sr_driver_conn *c, int64_t deadline_ns, sr_driver_error *err);
 
 /* The vtable, registered by the core when built with SR_HAVE_POSTGRES. */
 extern const sr_driver sr__driver_postgres;

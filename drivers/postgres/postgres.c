@@ -33,6 +33,8 @@ static void conn_free(sr_driver_conn *c)
         return;
     sr__pg_discard(c); /* first: the cache's release then sends nothing */
     sr_stmt_cache_free(c->cache);
+    PQclear(c->step_error);
+    free(c->scratch);
     free(c->redacted);
     if (c->password) {
         /* volatile: the compiler may not drop the wipe of memory about to be freed */
@@ -228,27 +230,12 @@ static int build_result(sr_driver_conn *c, const PGresult *res, sr_result_builde
     if (st != PGRES_TUPLES_OK)
         return sr__pg_result_error(c, res, err);
 
-    int ncols = PQnfields(res), nrows = PQntuples(res);
-    const char *stack_names[32];
-    const char **names = stack_names;
-    if (ncols > (int)(sizeof stack_names / sizeof stack_names[0])) {
-        names = malloc((size_t)ncols * sizeof *names);
-        if (!names)
-            return sr_driver_error_set(err, SR_ENOMEM, 0, NULL, 0, "out of memory");
-    }
-    for (int j = 0; j < ncols; j++)
-        names[j] = PQfname(res, j);
-    int rc = sr_result_builder_columns(rb, ncols, names);
-    if (names != stack_names)
-        free(names);
+    int nrows = PQntuples(res);
+    int rc = sr__pg_columns(res, rb, err);
     for (int i = 0; rc == SR_OK && i < nrows; i++)
-        for (int j = 0; rc == SR_OK && j < ncols; j++)
-            rc = PQgetisnull(res, i, j)
-                     ? sr_result_builder_value(rb, NULL, 0)
-                     : sr_result_builder_value(rb, PQgetvalue(res, i, j),
-                                               (size_t)PQgetlength(res, i, j));
+        rc = sr__pg_row(c, res, i, rb, err);
     if (rc != SR_OK)
-        return sr_driver_error_set(err, rc, 0, NULL, 0, "building the result: %s", sr_strerror(rc));
+        return rc;
     if (is_write_tag(PQcmdStatus((PGresult *)res))) /* INSERT ... RETURNING and the like */
         sr_result_builder_affected(rb, strtoll(PQcmdTuples((PGresult *)res), NULL, 10));
     return SR_OK;
@@ -910,4 +897,8 @@ const sr_driver sr__driver_postgres = {
     .position_merge = sr__pg_position_merge,
     .wait_replayed = sr__pg_wait_replayed,
     .exec_at = pg_exec_at,
+    .socket = sr__pg_socket,
+    .send = sr__pg_send,
+    .next_row = sr__pg_next_row,
+    .cancel = sr__pg_cancel,
 };

@@ -820,7 +820,7 @@ START_TEST(a_read_only_transaction_runs_on_a_replica_with_one_snapshot)
                              " current_setting('transaction_read_only')",
                              0, NULL, &res),
                      SR_OK);
-    ck_assert_str_eq(sr_result_value(res, 0, 0), "t");
+    ck_assert_str_eq(sr_result_value(res, 0, 0), "1"); /* a bool: "1" / "0" */
     ck_assert_str_eq(sr_result_value(res, 0, 1), "repeatable read");
     ck_assert_str_eq(sr_result_value(res, 0, 2), "on");
     sr_result_free(res);
