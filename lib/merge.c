@@ -288,6 +288,7 @@ typedef struct dec {
     size_t il;
     const char *fp; /* fraction digits without trailing zeros */
     size_t fl;
+    size_t scale;   /* fraction digits as written (a sum keeps the larger scale: 1.10 + 1 = 2.10) */
 } dec;
 
 static bool parse_dec(const char *s, size_t len, dec *d)
@@ -310,6 +311,7 @@ static bool parse_dec(const char *s, size_t len, dec *d)
         return false;
     while (start < iend && s[start] == '0')
         start++;
+    d->scale = fend - fstart;
     while (fend > fstart && s[fend - 1] == '0')
         fend--;
     d->ip = s + start;
@@ -421,7 +423,7 @@ typedef struct num {
 /* |a| + |b| or |a| - |b| (|a| >= |b|) of two decimals, at the larger scale. */
 static char *dec_arith(const dec *a, const dec *b, bool subtract, bool neg)
 {
-    size_t scale = a->fl > b->fl ? a->fl : b->fl;
+    size_t scale = a->scale > b->scale ? a->scale : b->scale;
     size_t il = (a->il > b->il ? a->il : b->il) + 1;
     size_t n = il + scale;
     char *digits = calloc(n + 1, 1);
@@ -617,7 +619,8 @@ int sr__merger_new(const sr_merge_plan *plan, int nshards, sr_merge_pull_fn pull
     return SR_OK;
 }
 
-const sr_result *sr__merger_columns(const sr_merger *m) { return m->cols; }
+/* Combined rows have their own types (COUNT an integer, AVG a float, ...): those of `out`. */
+const sr_result *sr__merger_columns(const sr_merger *m) { return m->out ? m->out : m->cols; }
 
 /*
  * Checks a shard's columns against the first shard's (count and names) and

@@ -380,6 +380,12 @@ START_TEST(numbers_compare_and_add_exactly)
                                 sizeof got, why, sizeof why),
                      0);
     ck_assert_str_eq(got, "-1.150\n");
+    /* The scale as written survives ("1346.30", not "1346.3"), as the backends print it. */
+    const char *scaled[] = {"1346.30", "0"};
+    ck_assert_int_eq(one_column("SELECT sum(x) FROM t", SR_TYPE_NUMERIC, scaled, 2, 1, got,
+                                sizeof got, why, sizeof why),
+                     0);
+    ck_assert_str_eq(got, "1346.30\n");
     /* MIN / MAX by number, not text ("10" > "9"). */
     const char *mm[] = {"9", "10", "-3"};
     ck_assert_int_eq(one_column("SELECT max(x) FROM t", SR_TYPE_INT, mm, 3, 1, got, sizeof got,
