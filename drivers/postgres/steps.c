@@ -380,7 +380,14 @@ int sr__pg_next_row(sr_driver_conn *c, sr_result_builder *rb, int64_t deadline_n
         }
         c->step_flushing = 0;
     }
-    if (!PQconsumeInput(c->pg))
+    /*
+     * The socket is read only when libpq has no whole result buffered: reading
+     * on every call would pull a fast server's whole stream into libpq's
+     * buffer (memory that grows with the result, and libpq moves what is
+     * left to the buffer's start on every read: quadratic time), where a
+     * consumer that stops taking rows should leave the rest in the socket.
+     */
+    if (PQisBusy(c->pg) && !PQconsumeInput(c->pg))
         return sr__pg_conn_error(c, "reading a result", err);
     while (!PQisBusy(c->pg)) {
         PGresult *res = PQgetResult(c->pg);
