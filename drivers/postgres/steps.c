@@ -8,8 +8,9 @@
  *
  * Steps: libpq's asynchronous API on the connection's non-blocking socket.
  * send() is PQsendQueryParams (unnamed: a typed statement's parameter types
- * are part of the request, so the text-parameter cache of exec does not
- * apply) with single-row mode, and a PQflush; next_row() consumes what the
+ * are part of the request), or PQsendQueryPrepared for a statement exec
+ * prepared on the connection when every parameter is text as exec sends
+ * it, with single-row mode, and a PQflush; next_row() consumes what the
  * socket has and hands out one row per call, never waiting. Typed
  * parameters go in binary where the type allows (int8, float8, bool,
  * bytea), the others as text of unknown type that the server infers, as
@@ -18,6 +19,7 @@
 #include "pg_conn.h"
 
 #include <poll.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -318,8 +320,19 @@ int sr__pg_send(sr_driver_conn *c, const char *sql, int nparams, const sr_value 
         rc = sr_driver_error_set(err, SR_ENOMEM, 0, NULL, 0, "out of memory");
     if (rc == SR_OK && nparams > 0)
         rc = terminate_text(nparams, params, &p, owned, err);
+    /* Parameters that are all text of unknown type (or none) are what exec sends: a statement
+     * exec already prepared on this connection runs by name, without a parse and plan. */
+    bool as_text = true;
+    for (int i = 0; rc == SR_OK && i < nparams; i++)
+        as_text &= p.types[i] == 0;
+    sr_pg_stmt *cached = rc == SR_OK && as_text ? sr_stmt_cache_get(c->cache, sql, strlen(sql))
+                                                : NULL;
     if (rc == SR_OK) {
-        if (!PQsendQueryParams(c->pg, text, nparams, p.types, p.values, p.lengths, p.formats, 0))
+        int ok = cached ? PQsendQueryPrepared(c->pg, cached->name, nparams, p.values, NULL, NULL,
+                                              0)
+                        : PQsendQueryParams(c->pg, text, nparams, p.types, p.values, p.lengths,
+                                            p.formats, 0);
+        if (!ok)
             rc = sr__pg_conn_error(c, "sending a statement", err);
         else if (!PQsetSingleRowMode(c->pg))
             rc = sr__pg_conn_error(c, "asking for single rows", err);
