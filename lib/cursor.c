@@ -96,10 +96,7 @@ static int open_on(sr_session *s, const int *shards, int n, sr_intent intent,
 static int check_open(sr_session *s, sr_intent intent, const sr_scatter_opts *o,
                       const sr_stmt *st, sr_cursor **out)
 {
-    sr__session_clear_error(s);
-    int rc = sr__session_check_intent(s, intent);
-    if (rc == SR_OK)
-        rc = sr__exec_check_stmt(s, st);
+    int rc = sr__exec_begin_call(s, intent, st);
     if (rc == SR_OK)
         rc = sr__scatter_check_opts(s, o);
     if (rc == SR_OK && !out)

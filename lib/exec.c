@@ -130,6 +130,13 @@ int sr__exec_on_shard(sr_session *s, int shard, sr_intent intent, const sr_read_
     return exec_on_shard(s, shard, intent, ropts, st, out);
 }
 
+int sr__exec_begin_call(sr_session *s, sr_intent intent, const sr_stmt *st)
+{
+    sr__session_clear_error(s);
+    int rc = sr__session_check_intent(s, intent);
+    return rc == SR_OK ? sr__exec_check_stmt(s, st) : rc;
+}
+
 int sr__exec_check_stmt(sr_session *s, const sr_stmt *st)
 {
     if (!st->typed)
@@ -147,12 +154,9 @@ int sr__exec_check_stmt(sr_session *s, const sr_stmt *st)
 static int exec_key(sr_session *s, sr_key key, sr_intent intent, const sr_read_opts *opts,
                     const sr_stmt *st, sr_result **out)
 {
-    sr__session_clear_error(s);
-    int rc = sr__session_check_intent(s, intent);
+    int rc = sr__exec_begin_call(s, intent, st);
     if (rc == SR_OK)
         rc = sr__session_check_read_opts(s, opts);
-    if (rc == SR_OK)
-        rc = sr__exec_check_stmt(s, st);
     if (rc != SR_OK)
         return rc;
     int shard = sr__session_shard_for_key(s, key);
@@ -164,10 +168,7 @@ static int exec_key(sr_session *s, sr_key key, sr_intent intent, const sr_read_o
 static int exec_shard(sr_session *s, int shard, sr_intent intent, const sr_stmt *st,
                       sr_result **out)
 {
-    sr__session_clear_error(s);
-    int rc = sr__session_check_intent(s, intent);
-    if (rc == SR_OK)
-        rc = sr__exec_check_stmt(s, st);
+    int rc = sr__exec_begin_call(s, intent, st);
     if (rc == SR_OK)
         rc = sr__session_check_shard(s, shard);
     if (rc != SR_OK)

@@ -20,4 +20,7 @@ bool sr__exec_is_write(const sr_router *r, int shard, sr_intent intent, const ch
 /* The argument checks of a statement (text or typed), with the session's message on error. */
 int sr__exec_check_stmt(sr_session *s, const sr_stmt *st);
 
+/* What every statement call starts with: the message cleared, the intent and statement checked. */
+int sr__exec_begin_call(sr_session *s, sr_intent intent, const sr_stmt *st);
+
 #endif

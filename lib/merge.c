@@ -260,27 +260,6 @@ static bool numeric_type(sr_type t)
     return t == SR_TYPE_INT || t == SR_TYPE_FLOAT || t == SR_TYPE_NUMERIC || t == SR_TYPE_BOOL;
 }
 
-static bool parse_i64(const char *s, size_t len, int64_t *out)
-{
-    size_t i = 0;
-    bool neg = false;
-    if (i < len && (s[i] == '-' || s[i] == '+'))
-        neg = s[i++] == '-';
-    if (i == len)
-        return false;
-    uint64_t v = 0, lim = neg ? (uint64_t)INT64_MAX + 1 : (uint64_t)INT64_MAX;
-    for (; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
-        unsigned d = (unsigned)(s[i] - '0');
-        if (v > (lim - d) / 10)
-            return false;
-        v = v * 10 + d;
-    }
-    *out = neg ? (int64_t)(0 - v) : (int64_t)v;
-    return true;
-}
-
 /* A plain decimal: [sign] digits [. digits] (at least one digit). */
 typedef struct dec {
     bool neg;
@@ -374,7 +353,7 @@ static int cmp_vals(const val *a, const val *b)
     bool bn = numeric_type(b->type) || b->type == SR_TYPE_UNKNOWN;
     if (an && bn) {
         int64_t x, y;
-        if (parse_i64(a->p, a->len, &x) && parse_i64(b->p, b->len, &y))
+        if (sr__int64_of(a->p, a->len, &x) && sr__int64_of(b->p, b->len, &y))
             return x < y ? -1 : x > y;
         dec da, db;
         if (a->type != SR_TYPE_FLOAT && b->type != SR_TYPE_FLOAT && parse_dec(a->p, a->len, &da) &&
@@ -492,7 +471,7 @@ static int num_add(num *n, const val *v)
 {
     int64_t i;
     dec d;
-    bool is_int = v->type != SR_TYPE_FLOAT && parse_i64(v->p, v->len, &i);
+    bool is_int = v->type != SR_TYPE_FLOAT && sr__int64_of(v->p, v->len, &i);
     bool is_dec = !is_int && v->type != SR_TYPE_FLOAT && parse_dec(v->p, v->len, &d);
     if (!is_int && !is_dec) {
         bool ok;
@@ -922,7 +901,7 @@ static int fold(sr_merger *m, const sr_result *res, int row, char *why, size_t w
             if (rc == SR_OK && agg == SR_AGG_AVG) {
                 val cnt = val_at(res, row, p->avg_count[c]);
                 int64_t n = 0;
-                if (cnt.p && !parse_i64(cnt.p, cnt.len, &n))
+                if (cnt.p && !sr__int64_of(cnt.p, cnt.len, &n))
                     return WHY("the hidden count of column %d is not an integer: '%s'", c, cnt.p);
                 s->count += n;
             }

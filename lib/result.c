@@ -587,8 +587,7 @@ SR_API sr_type sr_result_coltype(const sr_result *res, int col)
     return sr__result_coltype(res, col);
 }
 
-/* Parses a whole decimal integer into int64 (no locale, no white space). */
-static bool parse_int64(const char *p, size_t len, int64_t *out)
+bool sr__int64_of(const char *p, size_t len, int64_t *out)
 {
     size_t i = 0;
     bool neg = false;
@@ -609,17 +608,26 @@ static bool parse_int64(const char *p, size_t len, int64_t *out)
     return true;
 }
 
+/* A boolean as a driver without ABI 6 may give it ("t" / "f"): 1 or 0, else -1. */
+static int bool_letter(const sr_result *res, int col, const char *p, uint32_t len)
+{
+    if (sr__result_coltype(res, col) == SR_TYPE_BOOL && len == 1 && (*p == 't' || *p == 'f'))
+        return *p == 't';
+    return -1;
+}
+
 SR_API int sr_result_int64(const sr_result *res, int row, int col, int64_t *out)
 {
     const sr_cell *c = cell_at(res, row, col);
     if (!c || c->len == SR_CELL_NULL || !out)
         return SR_EINVAL;
     const char *p = res->arena + c->off;
-    if (sr__result_coltype(res, col) == SR_TYPE_BOOL && c->len == 1 && (*p == 't' || *p == 'f')) {
-        *out = *p == 't';
+    int b = bool_letter(res, col, p, c->len);
+    if (b >= 0) {
+        *out = b;
         return SR_OK;
     }
-    return parse_int64(p, c->len, out) ? SR_OK : SR_EINVAL;
+    return sr__int64_of(p, c->len, out) ? SR_OK : SR_EINVAL;
 }
 
 SR_API int sr_result_double(const sr_result *res, int row, int col, double *out)
@@ -628,8 +636,9 @@ SR_API int sr_result_double(const sr_result *res, int row, int col, double *out)
     if (!c || c->len == SR_CELL_NULL || !out)
         return SR_EINVAL;
     const char *p = res->arena + c->off;
-    if (sr__result_coltype(res, col) == SR_TYPE_BOOL && c->len == 1 && (*p == 't' || *p == 'f')) {
-        *out = *p == 't';
+    int b = bool_letter(res, col, p, c->len);
+    if (b >= 0) {
+        *out = b;
         return SR_OK;
     }
     if (c->len == 0 || strlen(p) != c->len || p[0] == ' ' || (p[0] >= '\t' && p[0] <= '\r'))

@@ -63,6 +63,10 @@ void sr__result_builder_discard(sr_result_builder *rb);
  */
 int sr__result_append(sr_result *dst, const sr_result *src);
 
+/* The `len` bytes at p as a whole decimal integer that fits int64 (optional sign; no white
+ * space, unlike the option parser sr__parse_int64; no locale). */
+bool sr__int64_of(const char *p, size_t len, int64_t *out);
+
 /* The type of column `col` (SR_TYPE_UNKNOWN when out of range). */
 sr_type sr__result_coltype(const sr_result *res, int col);
 

@@ -161,10 +161,7 @@ static int merge_all(sr_session *s, sr_fanout *f, const sr_merge_plan *plan, int
 static int exec_all(sr_session *s, sr_intent intent, const sr_scatter_opts *o, const sr_stmt *st,
                     sr_result **out)
 {
-    sr__session_clear_error(s);
-    int rc = sr__session_check_intent(s, intent);
-    if (rc == SR_OK)
-        rc = sr__exec_check_stmt(s, st);
+    int rc = sr__exec_begin_call(s, intent, st);
     if (rc == SR_OK)
         rc = sr__scatter_check_opts(s, o);
     if (rc != SR_OK)
@@ -226,11 +223,8 @@ done:
 static int explain_all(sr_session *s, sr_intent intent, const sr_scatter_opts *o, const char *sql,
                        char *buf, size_t buflen)
 {
-    sr__session_clear_error(s);
-    int rc = sr__session_check_intent(s, intent);
     sr_stmt st = {sql, 0, NULL, NULL, false};
-    if (rc == SR_OK)
-        rc = sr__exec_check_stmt(s, &st);
+    int rc = sr__exec_begin_call(s, intent, &st);
     if (rc == SR_OK)
         rc = sr__scatter_check_opts(s, o);
     if (rc == SR_OK && !buf && buflen > 0)

@@ -155,6 +155,9 @@ int sr__pg_columns(const PGresult *res, sr_result_builder *rb, sr_driver_error *
 int sr__pg_row(sr_driver_conn *c, const PGresult *res, int row, sr_result_builder *rb,
                sr_driver_error *err);
 
+/* 1 when `sql` holds several statements (they go as one simple query; steps refuse them). */
+int sr__pg_is_multi_statement(const char *sql);
+
 /* The steps of driver ABI 6 (steps.c). */
 int sr__pg_socket(sr_driver_conn *c);
 int sr__pg_send(sr_driver_conn *c, const char *sql, int nparams, const sr_value *params,

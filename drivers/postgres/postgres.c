@@ -280,7 +280,7 @@ static int rewrite(const char *sql, int nparams, char **owned, const char **text
  * "several" is safe: the server parses a simple query whole before running
  * any of it, so nothing runs twice or runs and then fails on the tail.
  */
-static int is_multi_statement(const char *sql)
+int sr__pg_is_multi_statement(const char *sql)
 {
     const char *p = strchr(sql, ';');
     while (p) {
@@ -302,7 +302,7 @@ typedef enum stmt_route { STMT_SIMPLE, STMT_UNNAMED, STMT_CACHED } stmt_route;
 
 static stmt_route route_of(const sr_driver_conn *c, const char *sql, size_t len, int nparams)
 {
-    if (nparams == 0 && is_multi_statement(sql))
+    if (nparams == 0 && sr__pg_is_multi_statement(sql))
         return STMT_SIMPLE;
     return sr_stmt_cache_admits(c->cache, len, 0) ? STMT_CACHED : STMT_UNNAMED;
 }
@@ -825,7 +825,7 @@ static int pg_exec_at(sr_driver_conn *c, const char *sql, int nparams, const cha
                                        c->redacted);
         return pg_exec(c, sql, nparams, params, deadline, rb, err);
     }
-    if (nparams == 0 && is_multi_statement(sql))
+    if (nparams == 0 && sr__pg_is_multi_statement(sql))
         return exec_at_unpipelined(c, sql, need, deadline, rb, pos, poslen, stale, err);
     /* Each retry has dropped a stale cached statement of the exchange (at most three). */
     for (int attempt = 0;; attempt++) {

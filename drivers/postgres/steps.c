@@ -277,18 +277,6 @@ static int terminate_text(int n, const sr_value *v, pg_params *p, char **owned,
     return SR_OK;
 }
 
-static int is_multi(const char *sql)
-{
-    const char *p = strchr(sql, ';');
-    while (p) {
-        for (const char *q = p + 1; *q; q++)
-            if (*q != ' ' && *q != '\t' && *q != '\n' && *q != '\r' && *q != '\f' && *q != ';')
-                return 1;
-        p = strchr(p + 1, ';');
-    }
-    return 0;
-}
-
 int sr__pg_send(sr_driver_conn *c, const char *sql, int nparams, const sr_value *params,
                 int64_t deadline_ns, int *want, sr_driver_error *err)
 {
@@ -301,7 +289,7 @@ int sr__pg_send(sr_driver_conn *c, const char *sql, int nparams, const sr_value 
     if (nparams < 0 || nparams > 65535 || (nparams > 0 && !params))
         return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0,
                                    "postgres: 0 to 65535 parameters, not %d", nparams);
-    if (is_multi(sql))
+    if (sr__pg_is_multi_statement(sql))
         return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0,
                                    "several statements in one string cannot run in steps");
     char *rewritten = NULL;

@@ -321,14 +321,22 @@ static int get_stmt(sr_driver_conn *c, const char *sql, sqlite3_stmt **out, stmt
 
 /* ---- statements ---- */
 
+/* The statement takes as many parameters as were given, else SR_EQUERY. */
+static int check_param_count(sqlite3_stmt *st, int nparams, sr_driver_error *err)
+{
+    int expected = sqlite3_bind_parameter_count(st);
+    if (expected == nparams)
+        return SR_OK;
+    return sr_driver_error_set(err, SR_EQUERY, 0, NULL, 0,
+                               "the statement has %d placeholders but %d parameters were given",
+                               expected, nparams);
+}
+
 static int bind_params(sr_driver_conn *c, sqlite3_stmt *st, int nparams, const char *const *params,
                        sr_driver_error *err)
 {
-    int expected = sqlite3_bind_parameter_count(st);
-    if (expected != nparams)
-        return sr_driver_error_set(err, SR_EQUERY, 0, NULL, 0,
-                                   "the statement has %d placeholders but %d parameters were given",
-                                   expected, nparams);
+    if (check_param_count(st, nparams, err) != SR_OK)
+        return err->status;
     for (int i = 0; i < nparams; i++) {
         /* SQLITE_STATIC: the caller's strings outlive the statement's execution. */
         int rc = params[i] ? sqlite3_bind_text(st, i + 1, params[i], -1, SQLITE_STATIC)
@@ -597,11 +605,8 @@ static void step_end(sr_driver_conn *c)
 static int bind_values(sr_driver_conn *c, sqlite3_stmt *st, int nparams, const sr_value *v,
                        sr_driver_error *err)
 {
-    int expected = sqlite3_bind_parameter_count(st);
-    if (expected != nparams)
-        return sr_driver_error_set(err, SR_EQUERY, 0, NULL, 0,
-                                   "the statement has %d placeholders but %d parameters were given",
-                                   expected, nparams);
+    if (check_param_count(st, nparams, err) != SR_OK)
+        return err->status;
     for (int i = 0; i < nparams; i++) {
         int rc;
         /* SQLITE_TRANSIENT: the values are borrowed for send() only, SQLite copies them. */
