@@ -41,7 +41,7 @@ static int scratch_params(sr_my_scratch *s, int n)
 /* Grows the result scratch arrays to n columns; new buffers start small and
  * grow to the largest value seen. Any move invalidates the binds made with
  * the old addresses, hence the generation. */
-static int scratch_cols(sr_my_scratch *s, int n)
+int sr__my_scratch_cols(sr_my_scratch *s, int n)
 {
     if (n <= s->rcap_cols)
         return 0;
@@ -60,6 +60,7 @@ static int scratch_cols(sr_my_scratch *s, int n)
     GROW(rbuf);
     GROW(rcap);
     GROW(names);
+    GROW(types);
 #undef GROW
     for (int i = s->rcap_cols; i < n; i++) {
         s->rbuf[i] = malloc(64);
@@ -87,6 +88,10 @@ void sr__my_scratch_free(sr_my_scratch *s)
     free(s->rbuf);
     free(s->rcap);
     free(s->names);
+    free(s->types);
+    free(s->pint);
+    free(s->pdbl);
+    free(s->pbytes);
     memset(s, 0, sizeof *s);
 }
 
@@ -100,7 +105,7 @@ static int broken_error(sr_driver_error *err)
 
 /* A failure half-way through a result whose rest is still on the wire:
  * reading it away could block, so the connection is given up instead. */
-static int abandon(sr_driver_conn *c, int status, const char *what, sr_driver_error *err)
+int sr__my_abandon(sr_driver_conn *c, int status, const char *what, sr_driver_error *err)
 {
     c->broken = 1;
     if (status == SR_ENOMEM)
@@ -112,7 +117,7 @@ static int abandon(sr_driver_conn *c, int status, const char *what, sr_driver_er
 /* ---- results ---- */
 
 /* Reads and drops further result sets (a CALL through a prepared statement). */
-static int stmt_drain(sr_driver_conn *c, MYSQL_STMT *stmt, int64_t deadline_ns,
+int sr__my_stmt_drain(sr_driver_conn *c, MYSQL_STMT *stmt, int64_t deadline_ns,
                       sr_driver_error *err)
 {
     while (mysql_stmt_more_results(stmt)) {
@@ -137,37 +142,43 @@ static int stmt_drain(sr_driver_conn *c, MYSQL_STMT *stmt, int64_t deadline_ns,
     return SR_OK;
 }
 
-/* Hands the column names to rb: remembered ones for a cached statement
- * (Connector/C itself refreshes names only when the column count changes,
- * and then this statement is prepared afresh), else from the metadata. */
-static int emit_columns(sr_driver_conn *c, sr_my_stmt *e, int cached, unsigned ncols,
+/* Hands the column names and types to rb: remembered ones for a cached
+ * statement (Connector/C itself refreshes names only when the column count
+ * changes, and then this statement is prepared afresh), else from the
+ * metadata. rb NULL: only remembers them. */
+int sr__my_emit_columns(sr_driver_conn *c, sr_my_stmt *e, int cached, unsigned ncols,
                         sr_result_builder *rb, sr_driver_error *err)
 {
     if (e->names && e->nnames == ncols) {
-        if (rb && sr_result_builder_columns(rb, (int)ncols, e->names) != SR_OK)
-            return abandon(c, SR_ENOMEM, "result columns", err);
+        if (rb && (sr_result_builder_columns(rb, (int)ncols, e->names) != SR_OK ||
+                   sr_result_builder_types(rb, e->types) != SR_OK))
+            return sr__my_abandon(c, SR_ENOMEM, "result columns", err);
         return SR_OK;
     }
     MYSQL_RES *meta = mysql_stmt_result_metadata(e->stmt);
     if (!meta)
-        return abandon(c, SR_ENOMEM, "result metadata", err);
+        return sr__my_abandon(c, SR_ENOMEM, "result metadata", err);
     MYSQL_FIELD *fields = mysql_fetch_fields(meta);
     const char **names = c->scratch.names;
-    for (unsigned i = 0; i < ncols; i++)
+    sr_type *types = c->scratch.types;
+    for (unsigned i = 0; i < ncols; i++) {
         names[i] = fields[i].name;
+        types[i] = sr__my_column_type(&fields[i]);
+    }
     int rc = SR_OK;
-    if (rb && sr_result_builder_columns(rb, (int)ncols, names) != SR_OK)
-        rc = abandon(c, SR_ENOMEM, "result columns", err);
+    if (rb && (sr_result_builder_columns(rb, (int)ncols, names) != SR_OK ||
+               sr_result_builder_types(rb, types) != SR_OK))
+        rc = sr__my_abandon(c, SR_ENOMEM, "result columns", err);
     /* Not remembering costs only speed. */
     if (rc == SR_OK && cached)
-        (void)sr__my_stmt_remember_names(e, ncols, names);
+        (void)sr__my_stmt_remember_columns(e, ncols, names, types);
     mysql_free_result(meta);
     return rc;
 }
 
 /* Points the statement's result binds at the scratch buffers, unless they
  * already are (same buffers since the last execution). */
-static int bind_results(sr_driver_conn *c, sr_my_stmt *e, unsigned ncols, sr_driver_error *err)
+int sr__my_bind_results(sr_driver_conn *c, sr_my_stmt *e, unsigned ncols, sr_driver_error *err)
 {
     sr_my_scratch *s = &c->scratch;
     if (e->bound_gen == s->gen && e->bound_cols == ncols)
@@ -183,10 +194,54 @@ static int bind_results(sr_driver_conn *c, sr_my_stmt *e, unsigned ncols, sr_dri
     }
     if (mysql_stmt_bind_result(e->stmt, s->rbind)) {
         e->bound_gen = 0;
-        return abandon(c, sr__my_fail_stmt(c, e->stmt, "bind result", err), "bind result", err);
+        return sr__my_abandon(c, sr__my_fail_stmt(c, e->stmt, "bind result", err), "bind result", err);
     }
     e->bound_gen = s->gen;
     e->bound_cols = ncols;
+    return SR_OK;
+}
+
+/* Hands the fetched row's values to rb (NULL: drops them), reading again a
+ * value that did not fit its buffer (MYSQL_DATA_TRUNCATED) into a bigger one,
+ * which later rows keep. */
+int sr__my_row_values(sr_driver_conn *c, sr_my_stmt *e, unsigned ncols, sr_result_builder *rb,
+                      sr_driver_error *err)
+{
+    sr_my_scratch *s = &c->scratch;
+    MYSQL_STMT *stmt = e->stmt;
+    int grown = 0;
+    for (unsigned i = 0; i < ncols; i++) {
+        if (s->rnull[i]) {
+            if (rb && sr_result_builder_value(rb, NULL, 0) != SR_OK)
+                return sr__my_abandon(c, SR_ENOMEM, "fetch", err);
+            continue;
+        }
+        size_t len = s->rlen[i];
+        if (len > s->rcap[i]) {
+            size_t cap = s->rcap[i];
+            while (cap < len)
+                cap *= 2;
+            char *nb = realloc(s->rbuf[i], cap);
+            if (!nb)
+                return sr__my_abandon(c, SR_ENOMEM, "fetch", err);
+            s->rbuf[i] = nb;
+            s->rcap[i] = cap;
+            s->rbind[i].buffer = nb;
+            s->rbind[i].buffer_length = (unsigned long)cap;
+            grown = 1;
+            if (mysql_stmt_fetch_column(stmt, &s->rbind[i], i, 0))
+                return sr__my_abandon(c, sr__my_fail_stmt(c, stmt, "fetch column", err),
+                                      "fetch column", err);
+        }
+        if (rb && sr_result_builder_value(rb, s->rbuf[i], len) != SR_OK)
+            return sr__my_abandon(c, SR_ENOMEM, "fetch", err);
+    }
+    if (grown) {
+        /* Every statement bound to the old buffer must bind again. */
+        s->gen++;
+        e->bound_gen = 0;
+        return sr__my_bind_results(c, e, ncols, err);
+    }
     return SR_OK;
 }
 
@@ -196,15 +251,15 @@ static int fetch_rows(sr_driver_conn *c, sr_my_stmt *e, int cached, unsigned nco
 {
     sr_my_scratch *s = &c->scratch;
     MYSQL_STMT *stmt = e->stmt;
-    if (scratch_cols(s, (int)ncols) != 0)
-        return abandon(c, SR_ENOMEM, "fetch", err);
+    if (sr__my_scratch_cols(s, (int)ncols) != 0)
+        return sr__my_abandon(c, SR_ENOMEM, "fetch", err);
     /* With more result sets to come (a CALL), Connector/C gives the
      * statement fresh, empty binds at every execution. */
     if (mysql_stmt_more_results(stmt))
         e->bound_gen = 0;
-    int rc = emit_columns(c, e, cached, ncols, rb, err);
+    int rc = sr__my_emit_columns(c, e, cached, ncols, rb, err);
     if (rc == SR_OK)
-        rc = bind_results(c, e, ncols, err);
+        rc = sr__my_bind_results(c, e, ncols, err);
     if (rc != SR_OK)
         return rc;
 
@@ -223,42 +278,8 @@ static int fetch_rows(sr_driver_conn *c, sr_my_stmt *e, int cached, unsigned nco
                 return sr__my_fail_conn(c, "fetch", err);
             return sr__my_fail_stmt(c, stmt, "fetch", err);
         }
-        int grown = 0;
-        for (unsigned i = 0; i < ncols; i++) {
-            if (s->rnull[i]) {
-                if (rb && sr_result_builder_value(rb, NULL, 0) != SR_OK)
-                    return abandon(c, SR_ENOMEM, "fetch", err);
-                continue;
-            }
-            size_t len = s->rlen[i];
-            if (len > s->rcap[i]) {
-                /* Truncated (MYSQL_DATA_TRUNCATED): grow this column's buffer
-                 * and read the value again; later rows use the bigger one. */
-                size_t cap = s->rcap[i];
-                while (cap < len)
-                    cap *= 2;
-                char *nb = realloc(s->rbuf[i], cap);
-                if (!nb)
-                    return abandon(c, SR_ENOMEM, "fetch", err);
-                s->rbuf[i] = nb;
-                s->rcap[i] = cap;
-                s->rbind[i].buffer = nb;
-                s->rbind[i].buffer_length = (unsigned long)cap;
-                grown = 1;
-                if (mysql_stmt_fetch_column(stmt, &s->rbind[i], i, 0))
-                    return abandon(c, sr__my_fail_stmt(c, stmt, "fetch column", err),
-                                   "fetch column", err);
-            }
-            if (rb && sr_result_builder_value(rb, s->rbuf[i], len) != SR_OK)
-                return abandon(c, SR_ENOMEM, "fetch", err);
-        }
-        if (grown) {
-            /* Every statement bound to the old buffer must bind again. */
-            s->gen++;
-            e->bound_gen = 0;
-            if ((rc = bind_results(c, e, ncols, err)) != SR_OK)
-                return rc;
-        }
+        if ((rc = sr__my_row_values(c, e, ncols, rb, err)) != SR_OK)
+            return rc;
     }
     return SR_OK;
 }
@@ -334,7 +355,7 @@ static int prepare(sr_driver_conn *c, const char *sql, size_t len, int nparams,
 
 /* Closes a statement with the non-blocking API: closing may have to read a
  * pending result away first, and that read must not outlive the deadline. */
-static int close_stmt(sr_driver_conn *c, MYSQL_STMT *stmt, int64_t deadline_ns,
+int sr__my_close_stmt(sr_driver_conn *c, MYSQL_STMT *stmt, int64_t deadline_ns,
                       sr_driver_error *err)
 {
     my_bool crc = 0;
@@ -396,7 +417,7 @@ again:;
             sr_my_stmt gone;
             if (cached && sr_stmt_cache_take(c->cache, sql, len, &gone)) /* e is invalid now */
                 free((void *)gone.names);
-            rc = close_stmt(c, stmt, deadline_ns, err);
+            rc = sr__my_close_stmt(c, stmt, deadline_ns, err);
             if (rc != SR_OK)
                 return rc;
             if (!reprepared) {
@@ -420,7 +441,7 @@ again:;
             mysql_stmt_free_result(stmt);
     }
     if (rc == SR_OK)
-        rc = stmt_drain(c, stmt, deadline_ns, err);
+        rc = sr__my_stmt_drain(c, stmt, deadline_ns, err);
 
 done:
     if (!cached) {

@@ -54,6 +54,11 @@ typedef struct sr_my_scratch {
     unsigned long *plen;
     my_bool *pnull;
     int pcap;
+    int64_t *pint;          /* typed parameters (steps): integers and booleans, */
+    double *pdbl;           /* floats, */
+    char *pbytes;           /* and the bytes of the others, copied */
+    int pvcap;              /* entries in pint and pdbl */
+    size_t pbytes_cap;
     MYSQL_BIND *rbind;      /* result columns */
     unsigned long *rlen;
     my_bool *rnull;
@@ -61,6 +66,7 @@ typedef struct sr_my_scratch {
     char **rbuf;
     size_t *rcap;           /* capacity of each rbuf */
     const char **names;
+    sr_type *types;
     int rcap_cols;
     unsigned long gen;      /* changes whenever a result buffer moves: binds must be redone */
 } sr_my_scratch;
@@ -75,6 +81,7 @@ struct sr_driver_conn {
     sr_stmt_cache *cache;         /* keyed by SQL text; values are sr_my_stmt */
     MYSQL_STMT *orphan;           /* an uncached statement left mid-operation by a timeout */
     sr_my_scratch scratch;
+    struct sr_my_step *step;      /* the statement in steps (steps.c), NULL until the first */
 };
 
 /* The driver itself (mysql.c); the core's registry refers to it when built
@@ -153,6 +160,53 @@ int sr__my_exec(sr_driver_conn *c, const char *sql, int nparams, const char *con
                 int64_t deadline_ns, sr_result_builder *rb, sr_driver_error *err);
 void sr__my_scratch_free(sr_my_scratch *s);
 
+/* What exec and the steps (steps.c) share; `e` is a statement's cache entry
+ * (or a local one for an uncached statement). */
+struct sr_my_stmt;
+/* Grows the result scratch arrays to n columns; -1 out of memory. */
+int sr__my_scratch_cols(sr_my_scratch *s, int n);
+/* Gives rb (NULL: nobody) the columns' names and types, remembering them in
+ * a cached entry. */
+int sr__my_emit_columns(sr_driver_conn *c, struct sr_my_stmt *e, int cached, unsigned ncols,
+                        sr_result_builder *rb, sr_driver_error *err);
+/* Points the statement's result binds at the scratch buffers (unless they are). */
+int sr__my_bind_results(sr_driver_conn *c, struct sr_my_stmt *e, unsigned ncols,
+                        sr_driver_error *err);
+/* The fetched row's values to rb (NULL: dropped); re-reads truncated ones. */
+int sr__my_row_values(sr_driver_conn *c, struct sr_my_stmt *e, unsigned ncols,
+                      sr_result_builder *rb, sr_driver_error *err);
+/* Reads and drops further result sets (a CALL), bounded by the deadline. */
+int sr__my_stmt_drain(sr_driver_conn *c, MYSQL_STMT *stmt, int64_t deadline_ns,
+                      sr_driver_error *err);
+/* Closes a statement, reading a pending result away within the deadline. */
+int sr__my_close_stmt(sr_driver_conn *c, MYSQL_STMT *stmt, int64_t deadline_ns,
+                      sr_driver_error *err);
+/* A failure half-way through a result: the connection is given up. */
+int sr__my_abandon(sr_driver_conn *c, int status, const char *what, sr_driver_error *err);
+
+/* ---- types.c: column types, typed parameters ---- */
+
+/* The portable type of a result column (field type, flags, character set). */
+sr_type sr__my_column_type(const MYSQL_FIELD *f);
+/*
+ * Copies typed parameters into the connection's scratch space and fills
+ * scratch.pbind for mysql_stmt_bind_param() (the caller's values may be gone
+ * by the time the statement is prepared and sent). SR_EINVAL for a type that
+ * is not a parameter type.
+ */
+int sr__my_stage_values(sr_driver_conn *c, int nparams, const sr_value *params,
+                        sr_driver_error *err);
+
+/* ---- steps.c: statements in steps (driver ABI 6) ---- */
+
+int sr__my_socket(sr_driver_conn *c);
+int sr__my_send(sr_driver_conn *c, const char *sql, int nparams, const sr_value *params,
+                int64_t deadline_ns, int *want, sr_driver_error *err);
+int sr__my_next_row(sr_driver_conn *c, sr_result_builder *rb, int64_t deadline_ns, int *want,
+                    sr_driver_error *err);
+int sr__my_cancel(sr_driver_conn *c, int64_t deadline_ns, sr_driver_error *err);
+void sr__my_step_free(sr_driver_conn *c);
+
 /* ---- query.c: the text protocol, for internal queries and fall-backs ---- */
 
 /*
@@ -177,6 +231,7 @@ int sr__my_text_exec(sr_driver_conn *c, const char *sql, int64_t deadline_ns, sr
 typedef struct sr_my_stmt {
     MYSQL_STMT *stmt;
     const char **names;       /* result column names once known (owned), else NULL */
+    const sr_type *types;     /* and their types (in the same block as names) */
     unsigned nnames;
     unsigned long bound_gen;  /* scratch generation of the current result binds; 0: none */
     unsigned bound_cols;
@@ -189,9 +244,10 @@ typedef struct sr_my_stmt {
  * released without network I/O.
  */
 void sr__my_stmt_release(void *ctx, void *value);
-/* Remembers the result column names of a cached statement (copied). Returns
- * 0, or -1 out of memory (nothing remembered). */
-int sr__my_stmt_remember_names(sr_my_stmt *e, unsigned n, const char *const *names);
+/* Remembers the result column names and types of a cached statement
+ * (copied). Returns 0, or -1 out of memory (nothing remembered). */
+int sr__my_stmt_remember_columns(sr_my_stmt *e, unsigned n, const char *const *names,
+                                 const sr_type *types);
 
 /* ---- replication.c: the optional hooks ---- */
 

@@ -1,7 +1,8 @@
 /*
  * The MySQL / MariaDB driver: the sr_driver vtable on MariaDB Connector/C,
  * opening and closing connections, transactions and ping. The statement path
- * is exec.c, the replication hooks replication.c.
+ * is exec.c, statements in steps steps.c, types types.c, the replication
+ * hooks replication.c.
  *
  * Every wait goes through the non-blocking API and ends at the caller's
  * deadline (wait.c); a statement that passes it is killed on the server and
@@ -24,6 +25,7 @@ static void my_close(sr_driver_conn *c)
     sr_stmt_cache_free(c->cache);
     if (c->orphan)
         mysql_stmt_close(c->orphan);
+    sr__my_step_free(c);
     sr__my_scratch_free(&c->scratch);
     sr__my_params_free(&c->params);
     free(c);
@@ -230,4 +232,8 @@ const sr_driver sr__driver_mysql = {
     .position_merge = sr__my_position_merge,
     .wait_replayed = sr__my_wait_replayed,
     .exec_at = sr__my_exec_at,
+    .socket = sr__my_socket,
+    .send = sr__my_send,
+    .next_row = sr__my_next_row,
+    .cancel = sr__my_cancel,
 };

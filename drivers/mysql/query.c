@@ -92,20 +92,28 @@ int sr__my_text_exec(sr_driver_conn *c, const char *sql, int64_t deadline_ns, sr
         unsigned ncols = mysql_num_fields(r);
         MYSQL_FIELD *fields = mysql_fetch_fields(r);
         const char *stack_names[32];
+        sr_type stack_types[32];
         const char **names = stack_names;
+        sr_type *types = stack_types;
         if (ncols > SR_MY_ARRAY_LEN(stack_names)) {
             names = malloc(ncols * sizeof *names);
-            if (!names)
+            types = malloc(ncols * sizeof *types);
+            if (!names || !types)
                 rc = sr_driver_error_set(err, SR_ENOMEM, 0, "", 0, "out of memory");
         }
         if (rc == SR_OK) {
-            for (unsigned i = 0; i < ncols; i++)
+            for (unsigned i = 0; i < ncols; i++) {
                 names[i] = fields[i].name;
-            if (sr_result_builder_columns(rb, (int)ncols, names) != SR_OK)
+                types[i] = sr__my_column_type(&fields[i]);
+            }
+            if (sr_result_builder_columns(rb, (int)ncols, names) != SR_OK ||
+                sr_result_builder_types(rb, types) != SR_OK)
                 rc = sr_driver_error_set(err, SR_ENOMEM, 0, "", 0, "out of memory");
         }
-        if (names != stack_names)
+        if (names != stack_names) {
             free(names);
+            free(types);
+        }
         MYSQL_ROW row;
         /* A stored result: fetching does no I/O. */
         while (rc == SR_OK && (row = mysql_fetch_row(r)) != NULL) {

@@ -17,17 +17,20 @@ void sr__my_stmt_release(void *ctx, void *value)
     free((void *)e->names);
 }
 
-int sr__my_stmt_remember_names(sr_my_stmt *e, unsigned n, const char *const *names)
+int sr__my_stmt_remember_columns(sr_my_stmt *e, unsigned n, const char *const *names,
+                                 const sr_type *types)
 {
-    /* One block: the pointer array, then the strings. */
-    size_t bytes = n * sizeof(char *);
+    /* One block: the pointer array, the types, then the strings. */
+    size_t bytes = n * sizeof(char *) + n * sizeof(sr_type);
     for (unsigned i = 0; i < n; i++)
         bytes += strlen(names[i] ? names[i] : "") + 1;
     char *block = malloc(bytes ? bytes : 1);
     if (!block)
         return -1;
     const char **ptrs = (const char **)(void *)block;
-    char *p = block + n * sizeof(char *);
+    sr_type *tps = (sr_type *)(void *)(block + n * sizeof(char *));
+    memcpy(tps, types, n * sizeof *tps);
+    char *p = block + n * sizeof(char *) + n * sizeof(sr_type);
     for (unsigned i = 0; i < n; i++) {
         const char *src = names[i] ? names[i] : "";
         size_t l = strlen(src) + 1;
@@ -37,6 +40,7 @@ int sr__my_stmt_remember_names(sr_my_stmt *e, unsigned n, const char *const *nam
     }
     free((void *)e->names);
     e->names = ptrs;
+    e->types = tps;
     e->nnames = n;
     return 0;
 }

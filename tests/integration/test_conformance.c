@@ -90,6 +90,13 @@ typedef struct backend {
     const char *password;         /* the primary's, never to be seen in a message ("": none) */
     const char *silent_query;     /* appended to the URI of a server that never speaks */
 
+    /* Typed values: a table sr_cf_ty (k, i BIGINT, f, b, t, ok, d DATE, n DECIMAL(10,2)) in the
+     * backend's spelling, and the type its boolean column reads back as. */
+    const char *typed_ddl;
+    sr_type bool_type;
+    /* A statement that returns the 100,000 integers 1..100000 in order, column "x". */
+    const char *many_rows_sql;
+
     /* White space after a statement: the tails tried, and how many first ones must succeed. */
     const char *const *ws_tails;
     int ws_tails_n, ws_must_succeed;
@@ -146,6 +153,10 @@ static void pg_backend(backend *b)
     b->user = "postgres";
     b->password = ""; /* the cluster's application user has none (test_secrets.c has one) */
     b->silent_query = "?sslmode=disable";
+    b->typed_ddl = "CREATE TABLE sr_cf_ty (k BIGINT PRIMARY KEY, i BIGINT, f DOUBLE PRECISION, "
+                   "b BYTEA, t TEXT, ok BOOLEAN, d DATE, n NUMERIC(10,2))";
+    b->bool_type = SR_TYPE_BOOL;
+    b->many_rows_sql = "SELECT x FROM generate_series(1, 100000) AS x";
     b->ws_tails = pg_ws_tails;
     b->ws_tails_n = (int)(sizeof pg_ws_tails / sizeof pg_ws_tails[0]);
     b->ws_must_succeed = 5;
@@ -218,6 +229,10 @@ static void mysql_backend(backend *b)
     b->user = user;
     b->password = password;
     b->silent_query = "";
+    b->typed_ddl = "CREATE TABLE sr_cf_ty (k BIGINT PRIMARY KEY, i BIGINT, f DOUBLE, b LONGBLOB, "
+                   "t TEXT, ok BOOLEAN, d DATE, n DECIMAL(10,2))";
+    b->bool_type = SR_TYPE_INT; /* BOOLEAN is TINYINT(1): no boolean type in the protocol */
+    b->many_rows_sql = "SELECT seq AS x FROM seq_1_to_100000"; /* the SEQUENCE engine */
     b->ws_tails = my_ws_tails;
     b->ws_tails_n = (int)(sizeof my_ws_tails / sizeof my_ws_tails[0]);
     b->ws_must_succeed = 6;
@@ -266,6 +281,11 @@ static void sqlite_backend(backend *b)
     b->errors[2] = (sql_error){SR_WRITE, "SELEC 1", "", "syntax error", NULL};
     b->no_table_sqlstate = "";
     b->password = "";
+    b->typed_ddl = "CREATE TABLE sr_cf_ty (k INTEGER PRIMARY KEY, i BIGINT, f DOUBLE, b BLOB, "
+                   "t TEXT, ok BOOLEAN, d DATE, n DECIMAL(10,2))";
+    b->bool_type = SR_TYPE_BOOL;
+    b->many_rows_sql = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                       "WHERE x < 100000) SELECT x FROM c";
     b->ws_tails = sqlite_ws_tails;
     b->ws_tails_n = (int)(sizeof sqlite_ws_tails / sizeof sqlite_ws_tails[0]);
     b->ws_must_succeed = 5;
@@ -742,6 +762,51 @@ START_TEST(a_cached_statement_follows_a_schema_change)
 }
 END_TEST
 
+/* The same through statements in steps (typed, and a scatter of text parameters), whose
+ * cached statements must follow the schema change too. */
+START_TEST(a_cached_statement_in_steps_follows_a_schema_change)
+{
+    const backend *b = &backends[_i];
+    sr_router *r = open_router(b, (const char *const[]){"pool.max_size", "1", NULL});
+    sr_session *s = session(r);
+    recreate_table(s, "sr_cf_alt2");
+    sr_value row[2] = {sr_value_int(1), sr_value_text("one")};
+    ck_assert_int_eq(sr_exec_values(s, sr_key_int(1), SR_WRITE, NULL,
+                                    "INSERT INTO sr_cf_alt2 VALUES (?, ?)", 2, row, NULL),
+                     SR_OK);
+    const char *sel = "SELECT * FROM sr_cf_alt2 WHERE k > ?";
+    sr_value zero = sr_value_int(0);
+    const char *zero_text[] = {"0"};
+    for (int round = 0; round < 2; round++) {
+        if (round == 1)
+            ck_assert_msg(sr_exec_all(s, SR_WRITE,
+                                      "ALTER TABLE sr_cf_alt2 ADD COLUMN extra VARCHAR(8) "
+                                      "DEFAULT 'new'",
+                                      0, NULL, NULL) == SR_OK,
+                          "%s", sr_session_errmsg(s));
+        for (int twice = 0; twice < 2; twice++) {
+            sr_result *res = NULL;
+            ck_assert_msg(sr_exec_values(s, sr_key_int(1), SR_WRITE, NULL, sel, 1, &zero, &res) ==
+                              SR_OK,
+                          "%s: %s", b->name, sr_session_errmsg(s));
+            ck_assert_int_eq(sr_result_ncols(res), 2 + round);
+            ck_assert_int_eq(sr_result_nrows(res), 1);
+            if (round == 1)
+                ck_assert_str_eq(sr_result_value(res, 0, 2), "new");
+            sr_result_free(res);
+            ck_assert_msg(sr_exec_all(s, SR_WRITE, sel, 1, zero_text, &res) == SR_OK, "%s: %s",
+                          b->name, sr_session_errmsg(s));
+            ck_assert_int_eq(sr_result_ncols(res), 2 + round);
+            ck_assert_int_eq(sr_result_nrows(res), 1);
+            sr_result_free(res);
+        }
+    }
+    ck_assert_int_eq(sr_exec_all(s, SR_WRITE, "DROP TABLE sr_cf_alt2", 0, NULL, NULL), SR_OK);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
 /*
  * A statement that ran is never reported as failed, whatever white space
  * follows it: each insert either succeeds and is there exactly once, or fails
@@ -790,6 +855,162 @@ START_TEST(trailing_white_space_never_turns_a_write_into_a_failure)
 }
 END_TEST
 
+/* ---- typed values and cursors ------------------------------------------------------ */
+
+/* Row k of sr_cf_ty as typed reads must see it: sr_exec_values (steps) and sr_exec (text). */
+static void check_typed_row(const backend *b, const sr_result *res, int k, const char *blob)
+{
+    const sr_type want[] = {SR_TYPE_INT,  SR_TYPE_INT,  SR_TYPE_FLOAT,    SR_TYPE_BYTES,
+                            SR_TYPE_TEXT, b->bool_type, SR_TYPE_DATETIME, SR_TYPE_NUMERIC};
+    ck_assert_int_eq(sr_result_nrows(res), 1);
+    for (int c = 0; c < 8; c++)
+        ck_assert_msg(sr_result_coltype(res, c) == want[c], "%s: column %d has type %d, want %d",
+                      b->name, c, (int)sr_result_coltype(res, c), (int)want[c]);
+    int64_t v;
+    double f;
+    size_t len;
+    if (k == 3) {
+        for (int c = 1; c < 8; c++) {
+            ck_assert(sr_result_is_null(res, 0, c));
+            ck_assert_int_eq(sr_result_int64(res, 0, c, &v), SR_EINVAL);
+        }
+        return;
+    }
+    ck_assert_int_eq(sr_result_int64(res, 0, 0, &v), SR_OK);
+    ck_assert_int_eq(v, k);
+    ck_assert_int_eq(sr_result_int64(res, 0, 1, &v), SR_OK);
+    ck_assert(v == (k == 1 ? INT64_MAX : INT64_MIN));
+    ck_assert_int_eq(sr_result_double(res, 0, 2, &f), SR_OK);
+    ck_assert_double_eq(f, k == 1 ? 1.5 : -0.25);
+    const void *bytes = sr_result_bytes(res, 0, 3, &len);
+    ck_assert_ptr_nonnull(bytes); /* an empty blob is not NULL */
+    ck_assert_uint_eq(len, k == 1 ? 5 : 0);
+    ck_assert(memcmp(bytes, blob, len) == 0);
+    ck_assert_str_eq(sr_result_value(res, 0, 4), k == 1 ? "h\xc3\xa9llo" : "");
+    ck_assert_int_eq(sr_result_int64(res, 0, 5, &v), SR_OK);
+    ck_assert_int_eq(v, k == 1);
+    ck_assert_str_eq(sr_result_value(res, 0, 6), k == 1 ? "2026-12-02" : "2000-01-01");
+    if (b->has_server) /* SQLite keeps a DECIMAL column's 12.50 as the REAL 12.5 */
+        ck_assert_str_eq(sr_result_value(res, 0, 7), k == 1 ? "12.50" : "-3.00");
+    ck_assert_int_eq(sr_result_double(res, 0, 7, &f), SR_OK);
+    ck_assert_double_eq(f, k == 1 ? 12.5 : -3);
+}
+
+/*
+ * Typed parameters round-trip exactly (int64 extremes, bytes with NUL bytes,
+ * an empty blob apart from NULL) and every column reads back with its
+ * portable type, through typed and text statements, one shard and all.
+ */
+START_TEST(typed_values_round_trip)
+{
+    const backend *b = &backends[_i];
+    sr_router *r = open_router(b, NULL);
+    sr_session *s = session(r);
+    ck_assert_int_eq(sr_exec_all(s, SR_WRITE, "DROP TABLE IF EXISTS sr_cf_ty", 0, NULL, NULL),
+                     SR_OK);
+    ck_assert_msg(sr_exec_all(s, SR_WRITE, b->typed_ddl, 0, NULL, NULL) == SR_OK, "%s",
+                  sr_session_errmsg(s));
+    const char blob[] = {'a', '\0', 'b', '\0', '\xff'};
+    const char *ins = "INSERT INTO sr_cf_ty VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+    sr_value rows[3][8] = {
+        {sr_value_int(1), sr_value_int(INT64_MAX), sr_value_float(1.5), sr_value_bytes(blob, 5),
+         sr_value_text("h\xc3\xa9llo"), sr_value_bool(1), sr_value_text("2026-12-02"),
+         {SR_TYPE_NUMERIC, 0, 0, "12.50", 5}},
+        {sr_value_int(2), sr_value_int(INT64_MIN), sr_value_float(-0.25), sr_value_bytes("", 0),
+         sr_value_text(""), sr_value_bool(0), {SR_TYPE_DATETIME, 0, 0, "2000-01-01", 10},
+         {SR_TYPE_NUMERIC, 0, 0, "-3", 2}},
+        {sr_value_int(3), sr_value_null(), sr_value_null(), sr_value_null(), sr_value_null(),
+         sr_value_null(), sr_value_null(), sr_value_null()},
+    };
+    for (int i = 0; i < 3; i++)
+        ck_assert_msg(sr_exec_values(s, sr_key_int(i + 1), SR_WRITE, NULL, ins, 8, rows[i],
+                                     NULL) == SR_OK,
+                      "%s: %s", b->name, sr_session_errmsg(s));
+    for (int k = 1; k <= 3; k++) {
+        sr_result *res = NULL;
+        sr_value key = sr_value_int(k);
+        ck_assert_msg(sr_exec_values(s, sr_key_int(k), SR_WRITE, NULL,
+                                     "SELECT k, i, f, b, t, ok, d, n FROM sr_cf_ty WHERE k = ?", 1,
+                                     &key, &res) == SR_OK,
+                      "%s", sr_session_errmsg(s));
+        check_typed_row(b, res, k, blob);
+        sr_result_free(res);
+        char ks[8];
+        snprintf(ks, sizeof ks, "%d", k);
+        const char *p[] = {ks};
+        ck_assert_int_eq(sr_exec(s, sr_key_int(k), SR_WRITE,
+                                 "SELECT k, i, f, b, t, ok, d, n FROM sr_cf_ty WHERE k = ?", 1, p,
+                                 &res),
+                         SR_OK);
+        check_typed_row(b, res, k, blob);
+        sr_result_free(res);
+    }
+    /* Bytes with NUL bytes as a parameter of a scatter: found on the one shard that has them. */
+    sr_result *res = NULL;
+    sr_value bv = sr_value_bytes(blob, 5);
+    ck_assert_msg(sr_exec_all_values(s, SR_WRITE, NULL, "SELECT count(*) FROM sr_cf_ty WHERE b = ?",
+                                     1, &bv, &res) == SR_OK,
+                  "%s", sr_session_errmsg(s));
+    ck_assert_str_eq(sr_result_value(res, 0, 0), "1");
+    ck_assert_int_eq(sr_result_coltype(res, 0), SR_TYPE_INT);
+    sr_result_free(res);
+    /* A bytes parameter one byte different matches nothing: compared as bytes, not as text. */
+    const char other[] = {'a', '\0', 'c', '\0', '\xff'};
+    bv = sr_value_bytes(other, 5);
+    ck_assert_int_eq(sr_exec_all_values(s, SR_WRITE, NULL,
+                                        "SELECT count(*) FROM sr_cf_ty WHERE b = ?", 1, &bv, &res),
+                     SR_OK);
+    ck_assert_str_eq(sr_result_value(res, 0, 0), "0");
+    sr_result_free(res);
+    ck_assert_int_eq(sr_exec_all(s, SR_WRITE, "DROP TABLE sr_cf_ty", 0, NULL, NULL), SR_OK);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+/*
+ * A cursor streams 100,000 rows in order; one closed after 10 rows returns
+ * at once and leaves its connection (the pool's only one) usable, three
+ * times over.
+ */
+START_TEST(cursors_stream_and_close_early)
+{
+    const backend *b = &backends[_i];
+    sr_router *r = open_router(b, (const char *const[]){"pool.max_size", "1", NULL});
+    sr_session *s = session(r);
+    sr_cursor *cur = NULL;
+    ck_assert_msg(sr_cursor_open(s, sr_key_int(1), SR_WRITE, NULL, b->many_rows_sql, 0, NULL,
+                                 &cur) == SR_OK,
+                  "%s", sr_session_errmsg(s));
+    long n = 0;
+    int rc;
+    while ((rc = sr_cursor_next(cur)) == 1) {
+        int row;
+        const sr_result *res = sr_cursor_row(cur, &row);
+        int64_t v = 0;
+        ck_assert_int_eq(sr_result_int64(res, row, 0, &v), SR_OK);
+        ck_assert_int_eq(v, ++n);
+    }
+    ck_assert_msg(rc == 0, "%s", sr_session_errmsg(s));
+    ck_assert_int_eq(n, 100000);
+    sr_cursor_close(cur);
+    for (int round = 0; round < 3; round++) {
+        ck_assert_int_eq(sr_cursor_open(s, sr_key_int(1), SR_WRITE, NULL, b->many_rows_sql, 0,
+                                        NULL, &cur),
+                         SR_OK);
+        for (int i = 0; i < 10; i++)
+            ck_assert_int_eq(sr_cursor_next(cur), 1);
+        double t0 = mono_ms();
+        sr_cursor_close(cur);
+        double took = mono_ms() - t0;
+        ck_assert_msg(took < 1000, "%s: closing took %.0f ms", b->name, took);
+        expect_value(s, 1, SR_WRITE, "SELECT 'after'", "after");
+    }
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
 /* ---- suite --------------------------------------------------------------------- */
 
 static void add(TCase *t, const TTest *test, int i) { tcase_add_loop_test(t, test, i, i + 1); }
@@ -806,7 +1027,10 @@ static Suite *conformance_suite(void)
         add(t, rows_land_in_the_shard_the_router_names, i);
         add(t, sql_errors_carry_sqlstate_and_leave_the_session_usable, i);
         add(t, a_cached_statement_follows_a_schema_change, i);
+        add(t, a_cached_statement_in_steps_follows_a_schema_change, i);
         add(t, trailing_white_space_never_turns_a_write_into_a_failure, i);
+        add(t, typed_values_round_trip, i);
+        add(t, cursors_stream_and_close_early, i);
         if (b->replica[0]) {
             add(t, reads_go_to_replicas_writes_and_transactions_to_the_primary, i);
             add(t, a_node_in_the_wrong_role_is_reported_not_used, i);

@@ -37,6 +37,9 @@
 #include <shardroute.h>
 
 #include "testutil.h"
+#if SR_HAVE_MYSQL
+#include "my_direct.h"
+#endif
 
 #define NSHARDS 4
 #define NROWS 400
@@ -503,6 +506,65 @@ START_TEST(a_frozen_shard_fails_at_the_deadline_and_is_named)
 END_TEST
 #endif /* SR_HAVE_POSTGRES */
 
+/* ---- a shard that does not answer (MariaDB) ---- */
+#if SR_HAVE_MYSQL
+/*
+ * MariaDB runs every connection in one process, so a shard cannot be frozen
+ * with SIGSTOP: its table is write-locked from another connection instead,
+ * and the scatter's read waits on the lock on that shard only. The statement
+ * steps then end at the deadline with the shard named, partial results on
+ * request, and the shard answers again once the lock is gone.
+ */
+START_TEST(a_locked_mariadb_shard_fails_at_the_deadline_and_is_named)
+{
+    if (!choose_backend("mysql")) {
+        if (getenv("CI"))
+            ck_abort_msg("mysql: no server in the environment");
+        return;
+    }
+    load();
+    unload();
+    const char *opts[] = {"statement_timeout_ms", "1500", NULL};
+    sr_router *r = router_on(be.db, NSHARDS, opts);
+    sr_session *s;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    ck_assert_int_eq(sr_session_set(s, "consistency", "any"), SR_OK);
+    MYSQL *locker = my_direct("SR_MY_PRIMARY", be.db[2]);
+    my_direct_exec(locker, "LOCK TABLES t WRITE");
+    sr_result *res = NULL;
+    double t0 = mono_ms();
+    int rc = sr_exec_all(s, SR_READ, "SELECT id FROM t ORDER BY id", 0, NULL, &res);
+    double took = mono_ms() - t0;
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", sr_session_errmsg(s));
+    sr_scatter_opts o = SR_SCATTER_OPTS_INIT;
+    o.partial = 1;
+    double t1 = mono_ms();
+    int rc2 = sr_exec_all_values(s, SR_READ, &o, "SELECT id FROM t ORDER BY id", 0, NULL, &res);
+    double took2 = mono_ms() - t1;
+    my_direct_exec(locker, "UNLOCK TABLES");
+    mysql_close(locker);
+    ck_assert_int_eq(rc, SR_EPARTIAL);
+    ck_assert_msg(strstr(msg, be.db[2]) && strstr(msg, "deadline"), "%s", msg);
+    ck_assert_msg(took >= 1400 && took < 1500 + 1500, "took %.0f ms", took);
+    ck_assert_int_eq(rc2, SR_EPARTIAL);
+    ck_assert_msg(took2 >= 1400 && took2 < 1500 + 1500, "took %.0f ms", took2);
+    ck_assert_int_eq(sr_result_failed_shard(res, 0), 2);
+    ck_assert_int_eq(sr_result_failed_shard(res, 1), -1);
+    int rows = sr_result_nrows(res);
+    for (int i = 0; i < rows; i++)
+        ck_assert_int_ne(sr_result_shard(res, i), 2);
+    ck_assert_int_gt(rows, NROWS / 2);
+    sr_result_free(res);
+    ck_assert_int_eq(sr_exec_all(s, SR_READ, "SELECT count(*) FROM t", 0, NULL, &res), SR_OK);
+    ck_assert_str_eq(sr_result_value(res, 0, 0), "400");
+    sr_result_free(res);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+#endif /* SR_HAVE_MYSQL */
+
 static Suite *scatter_suite(void)
 {
     Suite *su = suite_create("scatter");
@@ -515,6 +577,7 @@ static Suite *scatter_suite(void)
 #endif
 #if SR_HAVE_MYSQL
     tcase_add_test(tc, mysql_equals_unsharded);
+    tcase_add_test(tc, a_locked_mariadb_shard_fails_at_the_deadline_and_is_named);
 #endif
     suite_add_tcase(su, tc);
     return su;
