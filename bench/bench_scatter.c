@@ -1,11 +1,15 @@
 /*
- * Scatter on PostgreSQL (issue 12): what running every shard at once from
- * one thread buys, and what streaming costs in memory.
+ * Scatter on PostgreSQL, and on MariaDB (issue 12): what running every
+ * shard at once from one thread buys, and what streaming costs in memory.
  *
- *   bench_scatter [--only latency|fanout|memory] [ROUNDS]
+ *   bench_scatter [--mysql] [--only latency|fanout|memory] [ROUNDS]
  *
- * Needs SR_PG_PRIMARY (tests/env/pg_cluster.sh; scripts/bench.sh scatter
- * starts it). Shard databases sr_bs0..sr_bs7 are created on the primary.
+ * Needs SR_PG_PRIMARY, or SR_MY_PRIMARY with --mysql (tests/env/pg_cluster.sh,
+ * mariadb_cluster.sh: `scripts/bench.sh scatter scatter_mysql` starts them and
+ * runs both). Shard databases
+ * sr_bs0..sr_bs7 are created on the PostgreSQL primary; on MariaDB
+ * shard_bs0..shard_bs63 (the test user's databases are shard%), latency and
+ * fan-out only.
  *  1. latency: 8 shards, shard i sleeping (i+1) x 20 ms: the scatter's wall
  *     time against the slowest shard (target <= 1.2), and a loop of
  *     sr_exec_shard over the shards (the sum: 4.5 x).
@@ -35,6 +39,7 @@
 #define ROWS_PER_SHARD 250000
 
 static const char *base;
+static int mysql; /* --mysql: the MariaDB primary */
 
 static double now_s(void)
 {
@@ -73,8 +78,12 @@ static sr_router *open_router(int nshards)
         snprintf(shard, sizeof shard, "s%d", i);
         if (sr_config_add_shard(c, shard) != SR_OK)
             die("shard", sr_config_errmsg(c));
-        /* application_name makes the 64 nodes' URIs distinct over 8 databases. */
-        snprintf(uri, sizeof uri, "%s/sr_bs%d?application_name=bench_s%d", base, i % NDB, i);
+        /* application_name makes the 64 nodes' URIs distinct over 8 databases; MariaDB's
+         * URIs have no such parameter: 64 databases. */
+        if (mysql)
+            snprintf(uri, sizeof uri, "%s/shard_bs%d", base, i);
+        else
+            snprintf(uri, sizeof uri, "%s/sr_bs%d?application_name=bench_s%d", base, i % NDB, i);
         if (sr_config_add_node(c, shard, SR_PRIMARY, uri, 1) != SR_OK)
             die("node", sr_config_errmsg(c));
     }
@@ -104,7 +113,9 @@ static void setup(void)
 {
     char uri[600];
     sr_config *c = sr_config_new();
-    snprintf(uri, sizeof uri, "%s/postgres", base);
+    snprintf(uri, sizeof uri, "%s/%s", base, mysql ? "mysql" : "postgres");
+    if (mysql && getenv("SR_MY_ADMIN_PRIMARY")) /* the test user may not create databases */
+        snprintf(uri, sizeof uri, "%s/mysql", getenv("SR_MY_ADMIN_PRIMARY"));
     sr_config_add_shard(c, "a");
     if (sr_config_add_node(c, "a", SR_PRIMARY, uri, 1) != SR_OK)
         die("admin node", sr_config_errmsg(c));
@@ -113,11 +124,15 @@ static void setup(void)
         die("admin open", sr_config_errmsg(c));
     sr_config_free(c);
     sr_session *s = session(r);
-    for (int i = 0; i < NDB; i++) {
+    for (int i = 0; i < (mysql ? 64 : NDB); i++) {
         char sql[128];
-        snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS sr_bs%d WITH (FORCE)", i);
+        if (mysql)
+            snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS shard_bs%d", i);
+        else
+            snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS sr_bs%d WITH (FORCE)", i);
         must(s, 0, sql);
-        snprintf(sql, sizeof sql, "CREATE DATABASE sr_bs%d", i);
+        snprintf(sql, sizeof sql, mysql ? "CREATE DATABASE shard_bs%d" : "CREATE DATABASE sr_bs%d",
+                 i);
         must(s, 0, sql);
     }
     sr_session_free(s);
@@ -127,9 +142,11 @@ static void setup(void)
     s = session(r);
     for (int i = 0; i < NDB; i++) {
         char sql[256];
-        must(s, i, "CREATE TABLE delay (d float8)");
+        must(s, i, mysql ? "CREATE TABLE delay (d double)" : "CREATE TABLE delay (d float8)");
         snprintf(sql, sizeof sql, "INSERT INTO delay VALUES (%.3f)", (i + 1) * 0.020);
         must(s, i, sql);
+        if (mysql)
+            continue; /* latency and fan-out only */
         must(s, i, "CREATE TABLE big (id bigint PRIMARY KEY, payload text)");
         /* Interleaved ids: a merge by id takes from every shard in turn. */
         snprintf(sql, sizeof sql,
@@ -141,14 +158,15 @@ static void setup(void)
     }
     sr_session_free(s);
     sr_router_close(r);
-    printf("setup: %d databases, %d rows each, in %.1f s\n", NDB, ROWS_PER_SHARD, now_s() - t0);
+    printf("setup: %d databases, %d rows each, in %.1f s\n", NDB, mysql ? 0 : ROWS_PER_SHARD,
+           now_s() - t0);
 }
 
 static void latency(int rounds)
 {
     sr_router *r = open_router(NDB);
     sr_session *s = session(r);
-    const char *sql = "SELECT pg_sleep(d) FROM delay";
+    const char *sql = mysql ? "SELECT SLEEP(d) FROM delay" : "SELECT pg_sleep(d) FROM delay";
     if (sr_exec_all(s, SR_READ, sql, 0, NULL, NULL) != SR_OK) /* connect every pool */
         die("warm", sr_session_errmsg(s));
     double par[32], seq[32];
@@ -291,18 +309,25 @@ int main(int argc, char **argv)
     const char *only = NULL;
     int rounds = 5;
     for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
+        if (strcmp(argv[i], "--mysql") == 0)
+            mysql = 1;
+        else if (strcmp(argv[i], "--only") == 0 && i + 1 < argc)
             only = argv[++i];
         else
             rounds = atoi(argv[i]);
     }
     if (rounds < 1 || rounds > 32)
         rounds = 5;
-    base = getenv("SR_PG_PRIMARY");
+    base = getenv(mysql ? "SR_MY_PRIMARY" : "SR_PG_PRIMARY");
     if (!base)
-        die("environment", "SR_PG_PRIMARY is not set (run through scripts/bench.sh scatter)");
-    printf("shardroute %s: scatter on PostgreSQL (%s), medians of %d rounds\n", sr_version(),
-           "8 shard databases on one server", rounds);
+        die("environment", mysql ? "SR_MY_PRIMARY is not set (run through scripts/bench.sh "
+                                   "scatter)"
+                                 : "SR_PG_PRIMARY is not set (run through scripts/bench.sh "
+                                   "scatter)");
+    printf("shardroute %s: scatter on %s (%s), medians of %d rounds\n", sr_version(),
+           mysql ? "MariaDB" : "PostgreSQL",
+           mysql ? "8 and 64 shard databases on one server" : "8 shard databases on one server",
+           rounds);
     setup();
     if (!only || strcmp(only, "latency") == 0)
         latency(rounds);
@@ -310,7 +335,7 @@ int main(int argc, char **argv)
         fanout(8, rounds);
         fanout(64, rounds);
     }
-    if (!only || strcmp(only, "memory") == 0) {
+    if (!mysql && (!only || strcmp(only, "memory") == 0)) {
         memory_case(MEM_LIMIT, "ORDER BY id LIMIT 100 over 8 x 250000 rows, buffered",
                     " (target <= 8 MB)");
         memory_case(MEM_CURSOR_ORDER, "every row through a cursor merging ORDER BY id",

@@ -205,6 +205,9 @@ int sr__my_send(sr_driver_conn *c, const char *sql, int nparams, const sr_value 
 int sr__my_next_row(sr_driver_conn *c, sr_result_builder *rb, int64_t deadline_ns, int *want,
                     sr_driver_error *err);
 int sr__my_cancel(sr_driver_conn *c, int64_t deadline_ns, sr_driver_error *err);
+/* 1 while a statement in steps has not ended (the core gave up on it). */
+int sr__my_step_running(const sr_driver_conn *c);
+/* Frees the step state; after the handle was closed. */
 void sr__my_step_free(sr_driver_conn *c);
 
 /* ---- query.c: the text protocol, for internal queries and fall-backs ---- */

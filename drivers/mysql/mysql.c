@@ -18,10 +18,17 @@ static void my_close(sr_driver_conn *c)
 {
     if (!c)
         return;
+    /* A statement in steps the core stopped waiting for (its deadline passed)
+     * would run on in the server after the socket closes: stopped there too,
+     * best effort, as exec's timeouts are. */
+    int running = sr__my_step_running(c);
+    if (running && c->thread_id)
+        (void)sr__my_kill_query(&c->params, c->thread_id,
+                                sr_deadline_after_ms(SR_MY_KILL_BUDGET_MS));
     /* The handle goes first: Connector/C then detaches the statements, which
      * are freed without a COM_STMT_CLOSE each (the server drops them with the
      * session). */
-    sr__my_close_handle(c->my, c->broken);
+    sr__my_close_handle(c->my, c->broken || running);
     sr_stmt_cache_free(c->cache);
     if (c->orphan)
         mysql_stmt_close(c->orphan);

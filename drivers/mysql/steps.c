@@ -54,6 +54,11 @@ static int broken_error(sr_driver_error *err)
                                "mysql connection is no longer usable (an earlier error broke it)");
 }
 
+int sr__my_step_running(const sr_driver_conn *c)
+{
+    return c->step && c->step->state != STEP_IDLE;
+}
+
 void sr__my_step_free(sr_driver_conn *c)
 {
     struct sr_my_step *p = c->step;
@@ -402,7 +407,7 @@ int sr__my_cancel(sr_driver_conn *c, int64_t deadline_ns, sr_driver_error *err)
     int64_t until = sr_clock_ns() + 20 * 1000000LL;
     if (deadline_ns > 0 && deadline_ns < until)
         until = deadline_ns;
-    int ev = p->pending ? events_of(p) : 0;
+    int ev = 0;
     for (;;) {
         if (p->pending) {
             ev = sr__my_wait(c->my, p->status, until);
