@@ -8,8 +8,8 @@
  * mariadb_cluster.sh: `scripts/bench.sh scatter scatter_mysql` starts them and
  * runs both). Shard databases
  * sr_bs0..sr_bs7 are created on the PostgreSQL primary; on MariaDB
- * shard_bs0..shard_bs63 (the test user's databases are shard%), latency and
- * fan-out only.
+ * shard_bs0..shard_bs63 (the test user's databases are shard%; 64 shards are
+ * 64 databases there).
  *  1. latency: 8 shards, shard i sleeping (i+1) x 20 ms: the scatter's wall
  *     time against the slowest shard (target <= 1.2), and a loop of
  *     sr_exec_shard over the shards (the sum: 4.5 x).
@@ -145,21 +145,25 @@ static void setup(void)
         must(s, i, mysql ? "CREATE TABLE delay (d double)" : "CREATE TABLE delay (d float8)");
         snprintf(sql, sizeof sql, "INSERT INTO delay VALUES (%.3f)", (i + 1) * 0.020);
         must(s, i, sql);
-        if (mysql)
-            continue; /* latency and fan-out only */
-        must(s, i, "CREATE TABLE big (id bigint PRIMARY KEY, payload text)");
+        must(s, i, mysql ? "CREATE TABLE big (id bigint PRIMARY KEY, payload varchar(40))"
+                         : "CREATE TABLE big (id bigint PRIMARY KEY, payload text)");
         /* Interleaved ids: a merge by id takes from every shard in turn. */
-        snprintf(sql, sizeof sql,
-                 "INSERT INTO big SELECT g * %d + %d, repeat(md5(g::text), 2)::varchar(40) "
-                 "FROM generate_series(0, %d) g",
-                 NDB, i, ROWS_PER_SHARD - 1);
+        if (mysql)
+            snprintf(sql, sizeof sql,
+                     "INSERT INTO big SELECT seq * %d + %d, left(repeat(md5(seq), 2), 40) "
+                     "FROM seq_0_to_%d",
+                     NDB, i, ROWS_PER_SHARD - 1);
+        else
+            snprintf(sql, sizeof sql,
+                     "INSERT INTO big SELECT g * %d + %d, repeat(md5(g::text), 2)::varchar(40) "
+                     "FROM generate_series(0, %d) g",
+                     NDB, i, ROWS_PER_SHARD - 1);
         must(s, i, sql);
-        must(s, i, "VACUUM ANALYZE big");
+        must(s, i, mysql ? "ANALYZE TABLE big" : "VACUUM ANALYZE big");
     }
     sr_session_free(s);
     sr_router_close(r);
-    printf("setup: %d databases, %d rows each, in %.1f s\n", NDB, mysql ? 0 : ROWS_PER_SHARD,
-           now_s() - t0);
+    printf("setup: %d databases, %d rows each, in %.1f s\n", NDB, ROWS_PER_SHARD, now_s() - t0);
 }
 
 static void latency(int rounds)
@@ -335,7 +339,7 @@ int main(int argc, char **argv)
         fanout(8, rounds);
         fanout(64, rounds);
     }
-    if (!mysql && (!only || strcmp(only, "memory") == 0)) {
+    if (!only || strcmp(only, "memory") == 0) {
         memory_case(MEM_LIMIT, "ORDER BY id LIMIT 100 over 8 x 250000 rows, buffered",
                     " (target <= 8 MB)");
         memory_case(MEM_CURSOR_ORDER, "every row through a cursor merging ORDER BY id",

@@ -19,7 +19,7 @@
 /* ---- scratch space ---- */
 
 /* Grows the parameter scratch arrays to n entries. */
-static int scratch_params(sr_my_scratch *s, int n)
+int sr__my_scratch_params(sr_my_scratch *s, int n)
 {
     if (n <= s->pcap)
         return 0;
@@ -291,7 +291,7 @@ static int bind_params(sr_driver_conn *c, MYSQL_STMT *stmt, int nparams,
                        const char *const *params, sr_driver_error *err)
 {
     sr_my_scratch *s = &c->scratch;
-    if (scratch_params(s, nparams) != 0)
+    if (sr__my_scratch_params(s, nparams) != 0)
         return sr_driver_error_set(err, SR_ENOMEM, 0, "", 0, "out of memory");
     memset(s->pbind, 0, (size_t)nparams * sizeof *s->pbind);
     for (int i = 0; i < nparams; i++) {

@@ -163,6 +163,8 @@ void sr__my_scratch_free(sr_my_scratch *s);
 /* What exec and the steps (steps.c) share; `e` is a statement's cache entry
  * (or a local one for an uncached statement). */
 struct sr_my_stmt;
+/* Grows the parameter scratch arrays (pbind, plen, pnull) to n; -1 out of memory. */
+int sr__my_scratch_params(sr_my_scratch *s, int n);
 /* Grows the result scratch arrays to n columns; -1 out of memory. */
 int sr__my_scratch_cols(sr_my_scratch *s, int n);
 /* Gives rb (NULL: nobody) the columns' names and types, remembering them in

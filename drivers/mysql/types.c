@@ -50,20 +50,8 @@ sr_type sr__my_column_type(const MYSQL_FIELD *f)
 /* Grows the typed-parameter scratch to n parameters and `bytes` copied bytes. */
 static int scratch_values(sr_my_scratch *s, int n, size_t bytes)
 {
-    if (n > s->pcap) {
-        MYSQL_BIND *b = realloc(s->pbind, (size_t)n * sizeof *b);
-        if (b)
-            s->pbind = b;
-        unsigned long *l = realloc(s->plen, (size_t)n * sizeof *l);
-        if (l)
-            s->plen = l;
-        my_bool *z = realloc(s->pnull, (size_t)n * sizeof *z);
-        if (z)
-            s->pnull = z;
-        if (!b || !l || !z)
-            return -1;
-        s->pcap = n;
-    }
+    if (sr__my_scratch_params(s, n) != 0)
+        return -1;
     if (n > s->pvcap) {
         int64_t *pi = realloc(s->pint, (size_t)n * sizeof *pi);
         if (!pi)

@@ -451,10 +451,15 @@ static int add_row(sqlite3_stmt *st, int ncols, uint64_t untyped, sr_result_buil
                    sr_driver_error *err)
 {
     for (int i = 0; i < ncols; i++) {
-        /* column_text is NULL for SQL NULL (and on out-of-memory, which the type tells). */
-        const unsigned char *v = sqlite3_column_text(st, i);
-        int r2;
+        /* The type first: it is undefined once column_text converted the value (a BLOB
+         * would then read as TEXT). column_text / column_blob are NULL for SQL NULL (a
+         * 0-length blob too), and column_text on out-of-memory, which the type tells. */
         int t = sqlite3_column_type(st, i);
+        const unsigned char *v = t == SQLITE_BLOB ? sqlite3_column_blob(st, i)
+                                                  : sqlite3_column_text(st, i);
+        if (!v && t == SQLITE_BLOB)
+            v = (const unsigned char *)""; /* an empty blob, not NULL */
+        int r2;
         if (!v && t == SQLITE_NULL) {
             r2 = sr_result_builder_value(rb, NULL, 0);
         } else {
