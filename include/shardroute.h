@@ -842,6 +842,19 @@ SR_API const char *sr_session_errmsg(const sr_session *s);
  */
 SR_API const char *sr_session_sqlstate(const sr_session *s);
 
+/**
+ * Where the failure that sr_session_errmsg() describes happened, for
+ * programs (and bindings) that want it without parsing the message:
+ * *shard is the shard's index (-1 when the failure was not on one shard:
+ * bad arguments, a scatter's SR_EPARTIAL, or no failure) and *node the
+ * node's index in that shard as sr_router_node_info() counts them (-1 when
+ * no node was reached: no eligible node, a deadline passed while choosing).
+ * Either pointer may be NULL. Kept, like the message, until the next call.
+ * Returns SR_OK, or SR_EINVAL for a NULL session. Not a call on the session
+ * (no SR_EMISUSE check): read it from the thread that made the failed call.
+ */
+SR_API int sr_session_error_location(const sr_session *s, int *shard, int *node);
+
 /* ------------------------------------------------------------------------ */
 /* Results                                                                  */
 /* ------------------------------------------------------------------------ */

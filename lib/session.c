@@ -23,6 +23,7 @@ int sr__session_fail(sr_session *s, int status, const char *fmt, ...)
     sr__vfmt(s->errmsg, sizeof s->errmsg, fmt, ap);
     va_end(ap);
     s->sqlstate[0] = '\0';
+    s->err_shard = s->err_node = -1;
     return status;
 }
 
@@ -47,7 +48,19 @@ static int fail_unavailable(sr_session *s, int status, const sr_shard *sh, const
                             why);
 }
 
+static int fail_reason(sr_session *s, int status, const char *what, const sr_reason *why);
+
 int sr__session_fail_reason(sr_session *s, int status, const char *what, const sr_reason *why)
+{
+    int rc = fail_reason(s, status, what, why);
+    s->err_shard = why->shard;
+    s->err_node = why->kind == SR_REASON_DRIVER && why->node
+                      ? (int)(why->node - s->router->shards[why->shard].nodes)
+                      : why->kind == SR_REASON_NOT_WRITABLE ? 0 : -1;
+    return rc;
+}
+
+static int fail_reason(sr_session *s, int status, const char *what, const sr_reason *why)
 {
     const sr_router *r = s->router;
     const sr_shard *sh = &r->shards[why->shard];
@@ -202,6 +215,7 @@ SR_API int sr_session_new(sr_router *r, sr_session **out)
     s->affinity = sr__rand64();
     s->txn_shard = -1;
     s->last_read_shard = s->last_read_node = -1;
+    s->err_shard = s->err_node = -1;
     s->mode = r->opts.consistency_mode;
     s->max_lag_ms = -1;
     *out = s;
@@ -352,5 +366,16 @@ SR_API const char *sr_session_errmsg(const sr_session *s)
 }
 
 SR_API const char *sr_session_sqlstate(const sr_session *s) { return s ? s->sqlstate : ""; }
+
+SR_API int sr_session_error_location(const sr_session *s, int *shard, int *node)
+{
+    if (!s)
+        return SR_EINVAL;
+    if (shard)
+        *shard = s->err_shard;
+    if (node)
+        *node = s->err_node;
+    return SR_OK;
+}
 
 SR_API int sr_in_transaction(const sr_session *s) { return s ? s->in_txn : 0; }

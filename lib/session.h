@@ -38,6 +38,10 @@ struct sr_session {
     sr_driver_conn *txn_conn;
     char errmsg[SR_ERRMSG_LEN];
     char sqlstate[6];
+    /* Where the failure errmsg describes happened (sr_session_error_location); -1: not on
+     * one shard / no node reached. */
+    int err_shard;
+    int err_node;
 };
 
 /*
@@ -83,6 +87,7 @@ static inline void sr__session_clear_error(sr_session *s)
 {
     s->errmsg[0] = '\0';
     s->sqlstate[0] = '\0';
+    s->err_shard = s->err_node = -1;
 }
 
 int sr__session_fail(sr_session *s, int status, const char *fmt, ...)

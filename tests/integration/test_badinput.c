@@ -129,6 +129,7 @@ START_TEST(null_handles)
     ck_assert_int_eq(sr_in_transaction(NULL), 0);
     ck_assert_ptr_nonnull(sr_session_errmsg(NULL));
     ck_assert_str_eq(sr_session_sqlstate(NULL), "");
+    ck_assert_int_eq(sr_session_error_location(NULL, NULL, NULL), SR_EINVAL);
     /* Result accessors. */
     ck_assert_int_eq(sr_result_nrows(NULL), 0);
     ck_assert_int_eq(sr_result_ncols(NULL), 0);

@@ -622,10 +622,22 @@ START_TEST(sql_errors_carry_sqlstate_and_leave_the_session_usable)
             ck_assert_msg(!x->text2 || strstr(msg, x->text2), "%s: no '%s' in: %s", sql, x->text2,
                           msg);
             ck_assert_msg(!b->password[0] || !strstr(msg, b->password), "password in: %s", msg);
+            /* Where it failed, without parsing the message: the key's shard, and the node
+             * of the role the statement went to. */
+            int where_shard = -2, where_node = -2;
+            ck_assert_int_eq(sr_session_error_location(s, &where_shard, &where_node), SR_OK);
+            ck_assert_int_eq(where_shard, sr_router_shard_for(r, sr_key_int(7)));
+            sr_node_info info = SR_NODE_INFO_INIT;
+            ck_assert_int_eq(sr_router_node_info(r, where_shard, where_node, &info), SR_OK);
+            ck_assert_int_eq(info.role, x->intent == SR_READ && b->replica[0] ? SR_REPLICA
+                                                                               : SR_PRIMARY);
             /* The session, and the connection, are still usable; the error is cleared. */
             expect_value(s, 7, x->intent, "SELECT 40 + 2", "42");
             ck_assert_str_eq(sr_session_sqlstate(s), "");
             ck_assert_str_eq(sr_session_errmsg(s), "");
+            ck_assert_int_eq(sr_session_error_location(s, &where_shard, &where_node), SR_OK);
+            ck_assert_int_eq(where_shard, -1);
+            ck_assert_int_eq(where_node, -1);
             free(sql);
         }
     }
