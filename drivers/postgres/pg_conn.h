@@ -32,6 +32,12 @@ struct sr_driver_conn {
     size_t scratch_cap;
     /* A statement in steps (ABI 6): */
     int stepping;              /* between send() and the statement's end */
+    /* A statement in steps asked libpq for single-row mode, and no statement has been sent
+     * outside pipeline mode since: libpq resets that mode only when it sends outside
+     * pipeline mode (or moves to the next query of a pipeline), so a pipeline sent now
+     * would have its first query's rows come one by one. exec_at then sends outside
+     * pipeline mode, once. */
+    int single_row_armed;
     int step_flushing;         /* the request is not all on the socket yet */
     sr_result_builder *step_named; /* the builder that was given the columns */
     PGresult *step_error;      /* the statement's error, reported once it ended */

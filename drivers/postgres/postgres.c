@@ -517,13 +517,17 @@ static int pg_exec(sr_driver_conn *c, const char *sql, int nparams, const char *
 
 /*
  * Several statements in one string cannot go through pipeline mode (it only
- * speaks the extended protocol). A read checks first, in a round trip of its
+ * speaks the extended protocol), nor can the first statement after one in
+ * steps (see single_row_armed). A read checks first, in a round trip of its
  * own; a write reports no position ("": the core asks write_position()).
  */
-static int exec_at_unpipelined(sr_driver_conn *c, const char *sql, const char *need,
-                               int64_t deadline, sr_result_builder *rb, char *pos, size_t poslen,
-                               int *stale, sr_driver_error *err)
+static int exec_at_unpipelined(sr_driver_conn *c, const char *sql, int nparams,
+                               const char *const *params, const char *need, int64_t deadline,
+                               sr_result_builder *rb, char *pos, size_t poslen, int *stale,
+                               sr_driver_error *err)
 {
+    /* Any statement sent outside pipeline mode resets libpq's single-row mode. */
+    c->single_row_armed = 0;
     if (need) {
         int rc = sr__pg_replay_position(c, deadline, pos, poslen, err);
         if (rc != SR_OK)
@@ -533,7 +537,7 @@ static int exec_at_unpipelined(sr_driver_conn *c, const char *sql, const char *n
             return SR_OK;
         }
     }
-    return pg_exec(c, sql, 0, NULL, deadline, rb, err);
+    return pg_exec(c, sql, nparams, params, deadline, rb, err);
 }
 
 /*
@@ -826,7 +830,10 @@ static int pg_exec_at(sr_driver_conn *c, const char *sql, int nparams, const cha
         return pg_exec(c, sql, nparams, params, deadline, rb, err);
     }
     if (nparams == 0 && sr__pg_is_multi_statement(sql))
-        return exec_at_unpipelined(c, sql, need, deadline, rb, pos, poslen, stale, err);
+        return exec_at_unpipelined(c, sql, 0, NULL, need, deadline, rb, pos, poslen, stale, err);
+    if (c->single_row_armed)
+        return exec_at_unpipelined(c, sql, nparams, params, need, deadline, rb, pos, poslen,
+                                   stale, err);
     /* Each retry has dropped a stale cached statement of the exchange (at most three). */
     for (int attempt = 0;; attempt++) {
         int retry;

@@ -324,6 +324,8 @@ int sr__pg_send(sr_driver_conn *c, const char *sql, int nparams, const sr_value 
             rc = sr__pg_conn_error(c, "sending a statement", err);
         else if (!PQsetSingleRowMode(c->pg))
             rc = sr__pg_conn_error(c, "asking for single rows", err);
+        else
+            c->single_row_armed = 1;
     }
     for (int i = 0; owned && i < nparams; i++)
         free(owned[i]);

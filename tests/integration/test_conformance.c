@@ -990,6 +990,8 @@ START_TEST(cursors_stream_and_close_early)
     const backend *b = &backends[_i];
     sr_router *r = open_router(b, (const char *const[]){"pool.max_size", "1", NULL});
     sr_session *s = session(r);
+    /* Writes then carry their position in the statement's exchange (exec_at). */
+    ck_assert_int_eq(sr_session_set(s, "consistency", "read_your_writes"), SR_OK);
     sr_cursor *cur = NULL;
     ck_assert_msg(sr_cursor_open(s, sr_key_int(1), SR_WRITE, NULL, b->many_rows_sql, 0, NULL,
                                  &cur) == SR_OK,
@@ -1006,9 +1008,13 @@ START_TEST(cursors_stream_and_close_early)
     ck_assert_msg(rc == 0, "%s", sr_session_errmsg(s));
     ck_assert_int_eq(n, 100000);
     sr_cursor_close(cur);
-    for (int round = 0; round < 3; round++) {
-        ck_assert_int_eq(sr_cursor_open(s, sr_key_int(1), SR_WRITE, NULL, b->many_rows_sql, 0,
-                                        NULL, &cur),
+    /* A long stream (its rest cannot be read in the cancel's time: the connection is closed)
+     * and a short one (read away: the connection is reused, and the cached statements run
+     * after it must not see anything of it). */
+    char *short_sql = xfmt("%s LIMIT 3000", b->many_rows_sql);
+    for (int round = 0; round < 6; round++) {
+        ck_assert_int_eq(sr_cursor_open(s, sr_key_int(1), SR_WRITE, NULL,
+                                        round < 3 ? b->many_rows_sql : short_sql, 0, NULL, &cur),
                          SR_OK);
         for (int i = 0; i < 10; i++)
             ck_assert_int_eq(sr_cursor_next(cur), 1);
@@ -1017,7 +1023,9 @@ START_TEST(cursors_stream_and_close_early)
         double took = mono_ms() - t0;
         ck_assert_msg(took < 1000, "%s: closing took %.0f ms", b->name, took);
         expect_value(s, 1, SR_WRITE, "SELECT 'after'", "after");
+        expect_value(s, 1, SR_READ, "SELECT 'after'", "after");
     }
+    free(short_sql);
     sr_session_free(s);
     sr_router_close(r);
 }
