@@ -501,7 +501,10 @@ SR_API int sr_exec_opts(sr_session *s, sr_key key, sr_intent intent, const sr_re
  * another node within the same deadline; a write is never retried once sent.
  *
  * Errors: SR_EINVAL (NULL session or SQL, empty SQL, nparams < 0 or params NULL
- * with nparams > 0, invalid key), SR_ENOSHARD, SR_ETXN (key of another shard
+ * with nparams > 0, invalid key, nparams not the statement's number of
+ * placeholders: checked by every driver before sending, except PostgreSQL
+ * for a statement already prepared on the connection, where it is the
+ * server's SR_EQUERY 08P01), SR_ENOSHARD, SR_ETXN (key of another shard
  * inside a transaction), SR_EBUSY, SR_ECONNECT, SR_ETIMEOUT (the statement
  * exceeded statement_timeout_ms), SR_EQUERY, SR_EUNAVAILABLE (no eligible
  * node: the message says why each was skipped), SR_ESTALE (no node fresh

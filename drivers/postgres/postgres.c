@@ -266,10 +266,19 @@ static int rewrite(const char *sql, int nparams, char **owned, const char **text
     *text = sql;
     if (nparams == 0)
         return SR_OK;
-    int rc = sr_sql_rewrite_placeholders(sql, SR_SQL_POSTGRES, owned, NULL);
+    int want = 0;
+    int rc = sr_sql_rewrite_placeholders(sql, SR_SQL_POSTGRES, owned, &want);
     if (rc != SR_OK)
         return sr_driver_error_set(err, rc, 0, NULL, 0, "rewriting placeholders: %s",
                                    sr_strerror(rc));
+    if (want != nparams) {
+        free(*owned);
+        *owned = NULL;
+        return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0,
+                                   "the statement has %d placeholder(s) but %d parameter(s) were "
+                                   "given",
+                                   want, nparams);
+    }
     *text = *owned;
     return SR_OK;
 }

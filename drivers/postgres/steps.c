@@ -295,10 +295,20 @@ int sr__pg_send(sr_driver_conn *c, const char *sql, int nparams, const sr_value 
     char *rewritten = NULL;
     const char *text = sql;
     if (nparams > 0) {
-        int rc = sr_sql_rewrite_placeholders(sql, SR_SQL_POSTGRES, &rewritten, NULL);
+        int want_n = 0;
+        int rc = sr_sql_rewrite_placeholders(sql, SR_SQL_POSTGRES, &rewritten, &want_n);
         if (rc != SR_OK)
             return sr_driver_error_set(err, rc, 0, NULL, 0, "rewriting placeholders: %s",
                                        sr_strerror(rc));
+        /* The server takes parameters a statement never uses when their types are given
+         * (typed ones are): refused here, as the other drivers do. */
+        if (want_n != nparams) {
+            free(rewritten);
+            return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0,
+                                       "the statement has %d placeholder(s) but %d parameter(s) "
+                                       "were given",
+                                       want_n, nparams);
+        }
         text = rewritten;
     }
     pg_params p;

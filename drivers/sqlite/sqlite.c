@@ -321,13 +321,13 @@ static int get_stmt(sr_driver_conn *c, const char *sql, sqlite3_stmt **out, stmt
 
 /* ---- statements ---- */
 
-/* The statement takes as many parameters as were given, else SR_EQUERY. */
+/* The statement takes as many parameters as were given, else SR_EINVAL (as every driver). */
 static int check_param_count(sqlite3_stmt *st, int nparams, sr_driver_error *err)
 {
     int expected = sqlite3_bind_parameter_count(st);
     if (expected == nparams)
         return SR_OK;
-    return sr_driver_error_set(err, SR_EQUERY, 0, NULL, 0,
+    return sr_driver_error_set(err, SR_EINVAL, 0, NULL, 0,
                                "the statement has %d placeholders but %d parameters were given",
                                expected, nparams);
 }

@@ -638,6 +638,14 @@ START_TEST(sql_errors_carry_sqlstate_and_leave_the_session_usable)
             ck_assert_int_eq(sr_session_error_location(s, &where_shard, &where_node), SR_OK);
             ck_assert_int_eq(where_shard, -1);
             ck_assert_int_eq(where_node, -1);
+            /* A parameter too many or too few: SR_EINVAL on every backend, typed or not. */
+            sr_value two[2] = {sr_value_int(7), sr_value_int(8)};
+            ck_assert_int_eq(sr_exec_values(s, sr_key_int(7), SR_WRITE, NULL,
+                                            "SELECT v FROM sr_cf_err WHERE k = ?", 2, two, NULL),
+                             SR_EINVAL);
+            ck_assert_int_eq(sr_exec(s, sr_key_int(7), SR_WRITE,
+                                     "SELECT v FROM sr_cf_err WHERE k = ? AND v = ?", 1, p, NULL),
+                             SR_EINVAL);
             free(sql);
         }
     }

@@ -239,9 +239,16 @@ START_TEST(sql_errors_specific_to_postgres_leave_the_session_usable)
     for (int round = 0; round < 2; round++) /* twice: errors on cached statements too */
         expect_sql_error(s, 7, SR_READ, "SELECT 1/0", 0, NULL, "22012", "division by zero");
 
-    /* Too many parameters: the server's 08P01 is the caller's mistake, not a lost connection. */
+    /* Too many parameters: refused before anything is sent (SR_EINVAL) for a statement the
+     * connection has not prepared; for a prepared one (run once with the right count) the
+     * server's 08P01 is the caller's mistake, not a lost connection. */
     char *pid = scalar_key(s, 7, SR_WRITE, "SELECT pg_backend_pid()");
     const char *two_params[] = {"1", "2"};
+    ck_assert_int_eq(sr_exec(s, sr_key_int(7), SR_WRITE, "SELECT ?::int + 0", 2, two_params, NULL),
+                     SR_EINVAL);
+    ck_assert_ptr_nonnull(strstr(sr_session_errmsg(s), "1 placeholder(s) but 2"));
+    ck_assert_int_eq(sr_exec(s, sr_key_int(7), SR_WRITE, "SELECT ?::int", 1, two_params, NULL),
+                     SR_OK);
     expect_sql_error(s, 7, SR_WRITE, "SELECT ?::int", 2, two_params, "08P01", "bind message");
     char *pid_after = scalar_key(s, 7, SR_WRITE, "SELECT pg_backend_pid()");
     ck_assert_str_eq(pid_after, pid); /* the same connection: it was not discarded */
@@ -1014,6 +1021,9 @@ START_TEST(sql_errors_in_exec_at_leave_the_connection_usable)
     expect_at_error(&r1, "INSERT INTO sr_at VALUES (2, 'y')", 0, NULL, pos, "25006");
     /* Too many parameters: the server's 08P01 does not cost the connection. */
     const char *two[] = {"1", "2"};
+    at_out once = run_at(&p, "SELECT ?::int", 1, two, NULL, soon()); /* prepared: cached */
+    ck_assert_int_eq(once.rc, SR_OK);
+    sr_result_free(once.res);
     expect_at_error(&p, "SELECT ?::int", 2, two, NULL, "08P01");
 
     /* Nothing of the failed statements was written; the pipeline still works after them. */

@@ -626,7 +626,7 @@ START_TEST(sql_errors_keep_the_session_usable)
     ck_assert_int_eq(sr_exec(s, sr_key_int(1), SR_WRITE, "SELEC oops", 0, NULL, NULL), SR_EQUERY);
     ck_assert_ptr_nonnull(strstr(sr_session_errmsg(s), "syntax error"));
     /* Wrong parameter count is an error, not a crash. */
-    ck_assert_int_eq(sr_exec(s, sr_key_int(1), SR_READ, "SELECT ? + ?", 0, NULL, NULL), SR_EQUERY);
+    ck_assert_int_eq(sr_exec(s, sr_key_int(1), SR_READ, "SELECT ? + ?", 0, NULL, NULL), SR_EINVAL);
 
     /* The next statement works and the error is cleared. */
     sr_result *res = NULL;
