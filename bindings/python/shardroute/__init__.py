@@ -1,0 +1,1094 @@
+"""shardroute from Python: route SQL statements to shards, in process.
+
+The application passes a statement and a shard key; the library maps the key
+to a shard, sends writes to that shard's primary and spreads reads over its
+healthy replicas (PostgreSQL, MariaDB/MySQL, SQLite), with read-your-writes
+consistency that travels between processes as a token.
+
+    import shardroute
+
+    with shardroute.Router.from_config('''
+        [shard s0]
+        primary = sqlite:/tmp/s0.db
+        [shard s1]
+        primary = sqlite:/tmp/s1.db
+    ''') as router, router.session() as s:
+        s.execute_all("CREATE TABLE IF NOT EXISTS users (id INTEGER PRIMARY KEY, name TEXT)")
+        s.execute("INSERT INTO users VALUES (?, ?)", (42, "ada"), key=42)
+        print(s.execute("SELECT name FROM users WHERE id = ?", (42,), key=42).fetchone())
+
+Shape: PEP 249 where shard keys allow it (``paramstyle`` "qmark", the
+exception classes, a cursor-like ``Result`` with ``description``,
+``rowcount`` and ``fetch*``). The deviations: statements run on a
+``Session`` (there is no ``connect()``: a session borrows pooled
+connections per statement), every statement names its shard key (``key=``)
+or a shard (``shard=``), or runs on all shards (``execute_all``), and
+transactions are explicit (``with session.transaction(key):``) instead of
+implicit on the first statement.
+
+Threads: one ``Router`` may be shared by any number of threads; a
+``Session`` is for one thread at a time (calls from several threads are
+serialised, never interleaved). Blocking calls release the GIL.
+
+The C library is ``libshardroute`` (found through ``SHARDROUTE_LIBRARY``,
+the install location, or the system's library path).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import decimal as _decimal
+import threading as _threading
+import weakref as _weakref
+from dataclasses import dataclass
+from typing import Any, Iterator, Mapping, Optional, Sequence, Tuple, Union
+
+from ._ffi import (
+    MERGE_SPEC_VERSION as _MERGE_SPEC_VERSION,
+    NODE_INFO_VERSION as _NODE_INFO_VERSION,
+    READ_OPTS_VERSION as _READ_OPTS_VERSION,
+    SCATTER_OPTS_VERSION as _SCATTER_OPTS_VERSION,
+    ffi as _ffi,
+    lib as _lib,
+)
+
+__all__ = [
+    "apilevel", "threadsafety", "paramstyle", "version",
+    "Router", "Session", "Result", "Stream", "NodeInfo", "Column",
+    "Warning", "Error", "InterfaceError", "DatabaseError", "DataError", "OperationalError",
+    "IntegrityError", "InternalError", "ProgrammingError", "NotSupportedError",
+]
+
+#: PEP 249: the DB API level this module follows (with the deviations above).
+apilevel = "2.0"
+#: PEP 249: threads may share the module and a Router, not a Session.
+threadsafety = 1
+#: PEP 249: ``?`` placeholders (each backend gets its own form).
+paramstyle = "qmark"
+
+
+def version() -> str:
+    """The C library's version, "MAJOR.MINOR.PATCH"."""
+    return _text(_lib.sr_version())
+
+
+# ---- exceptions ---------------------------------------------------------------------------
+
+
+class Warning(Exception):  # noqa: A001 - the PEP 249 name
+    """PEP 249's Warning (not raised by this module)."""
+
+
+class Error(Exception):
+    """Base of every error this module raises.
+
+    Attributes: ``status`` (the C status, e.g. -7), ``status_name``
+    ("SR_EQUERY"), ``sqlstate`` (five characters from the database, or ""),
+    ``shard`` / ``shard_name`` (where it failed, or None), ``node`` /
+    ``node_uri`` (the node's index in its shard and its URI without the
+    password, or None). ``str(e)`` is the library's message (passwords are
+    never in it).
+    """
+
+    def __init__(self, message: str, status: Optional[int] = None, sqlstate: str = "",
+                 shard: Optional[int] = None, shard_name: Optional[str] = None,
+                 node: Optional[int] = None, node_uri: Optional[str] = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.status_name = _STATUS_NAMES.get(status) if status is not None else None
+        self.sqlstate = sqlstate
+        self.shard = shard
+        self.shard_name = shard_name
+        self.node = node
+        self.node_uri = node_uri
+
+
+class InterfaceError(Error):
+    """Misuse of the interface: bad arguments, closed objects, a session used wrongly."""
+
+
+class DatabaseError(Error):
+    """An error of the database or of reaching it."""
+
+
+class DataError(DatabaseError):
+    """A value the database could not take (SQLSTATE class 22)."""
+
+
+class OperationalError(DatabaseError):
+    """Connections, timeouts, unavailable or stale nodes, partial scatters, memory."""
+
+
+class IntegrityError(DatabaseError):
+    """A constraint failed (SQLSTATE class 23)."""
+
+
+class InternalError(DatabaseError):
+    """The database's internal error (SQLSTATE class XX)."""
+
+
+class ProgrammingError(DatabaseError):
+    """Bad SQL (SQLSTATE class 42), an unmergeable scatter, a key no shard owns,
+    transaction misuse."""
+
+
+class NotSupportedError(DatabaseError):
+    """A driver that is not built, or a feature the database lacks (SQLSTATE class 0A)."""
+
+
+_STATUS_NAMES = {
+    0: "SR_OK", -1: "SR_EINVAL", -2: "SR_ENOMEM", -3: "SR_ENOSHARD", -4: "SR_EUNAVAILABLE",
+    -5: "SR_ETIMEOUT", -6: "SR_ECONNECT", -7: "SR_EQUERY", -8: "SR_ESTALE", -9: "SR_EDRIVER",
+    -10: "SR_ETXN", -11: "SR_EBUSY", -12: "SR_EPARTIAL", -13: "SR_EMISUSE",
+}
+
+_STATUS_CLASSES = {
+    -2: OperationalError, -3: ProgrammingError, -4: OperationalError, -5: OperationalError,
+    -6: OperationalError, -8: OperationalError, -9: NotSupportedError, -10: ProgrammingError,
+    -11: OperationalError, -12: OperationalError, -13: InterfaceError,
+}
+
+_SQLSTATE_CLASSES = {
+    "22": DataError, "23": IntegrityError, "42": ProgrammingError, "0A": NotSupportedError,
+    "XX": InternalError, "08": OperationalError, "40": OperationalError, "57": OperationalError,
+    "53": OperationalError, "HY": DatabaseError,
+}
+
+
+def _error_class(status: int, sqlstate: str, statement: bool):
+    if status == _lib.SR_EQUERY:
+        return _SQLSTATE_CLASSES.get(sqlstate[:2], DatabaseError)
+    if status == _lib.SR_EINVAL:
+        # In a statement call, SR_EINVAL is about the statement (a placeholder count, a
+        # scatter that cannot be merged); elsewhere about the arguments.
+        return ProgrammingError if statement else InterfaceError
+    return _STATUS_CLASSES.get(status, DatabaseError)
+
+
+def _text(p) -> str:
+    return "" if p == _ffi.NULL else _ffi.string(p).decode("utf-8", "replace")
+
+
+# ---- values -----------------------------------------------------------------------------
+
+_INT64_MIN, _INT64_MAX = -(1 << 63), (1 << 63) - 1
+
+_TYPE_NAMES = {
+    0: "UNKNOWN", 1: "NULL", 2: "INT", 3: "FLOAT", 4: "NUMERIC", 5: "TEXT", 6: "BYTES",
+    7: "BOOL", 8: "DATETIME",
+}
+
+
+def _utf8(s: str, what: str) -> bytes:
+    try:
+        b = s.encode("utf-8")
+    except UnicodeEncodeError as e:
+        raise InterfaceError(f"{what}: text that is not valid Unicode ({e.reason})") from None
+    if b"\0" in b:
+        raise InterfaceError(f"{what}: text with a NUL character (send it as bytes)")
+    return b
+
+
+def _key(key, keep: list):
+    """An sr_key for an int, str (its UTF-8 bytes, as sr_key_text) or bytes key."""
+    k = _ffi.new("sr_key *")
+    if isinstance(key, bool) or key is None:
+        raise InterfaceError(f"a shard key is an int, str or bytes, not {type(key).__name__}")
+    if isinstance(key, int):
+        if not _INT64_MIN <= key <= _INT64_MAX:
+            raise InterfaceError(f"shard key {key} does not fit a signed 64-bit integer")
+        k.kind = _lib.SR_KEY_INT
+        k.i = key
+        return k[0]
+    if isinstance(key, str):
+        key = key.encode("utf-8", "surrogateescape")
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        buf = _ffi.from_buffer(bytes(key))
+        keep.append(buf)
+        k.kind = _lib.SR_KEY_BYTES
+        k.ptr = buf
+        k.len = len(buf)
+        return k[0]
+    raise InterfaceError(f"a shard key is an int, str or bytes, not {type(key).__name__}")
+
+
+def _values(params: Optional[Sequence[Any]], keep: list):
+    """The statement's parameters as sr_value[] (None: no parameters)."""
+    if params is None:
+        return 0, _ffi.NULL
+    if isinstance(params, (str, bytes, bytearray, Mapping)) or not hasattr(params, "__len__"):
+        raise InterfaceError("parameters are a sequence (a tuple or list) matching the ? "
+                             f"placeholders, not {type(params).__name__}")
+    n = len(params)
+    if n == 0:
+        return 0, _ffi.NULL
+    vals = _ffi.new("sr_value[]", n)
+    keep.append(vals)
+    for i, v in enumerate(params):
+        out = vals[i]
+        if v is None:
+            out.type = _lib.SR_TYPE_NULL
+        elif isinstance(v, bool):
+            out.type = _lib.SR_TYPE_BOOL
+            out.i = int(v)
+        elif isinstance(v, int):
+            if not _INT64_MIN <= v <= _INT64_MAX:
+                raise InterfaceError(f"parameter {i + 1}: {v} does not fit a signed 64-bit "
+                                     "integer (pass a decimal.Decimal for a wider number)")
+            out.type = _lib.SR_TYPE_INT
+            out.i = v
+        elif isinstance(v, float):
+            out.type = _lib.SR_TYPE_FLOAT
+            out.f = v
+        else:
+            if isinstance(v, _decimal.Decimal):
+                if not v.is_finite():
+                    raise InterfaceError(f"parameter {i + 1}: {v} is not a finite decimal")
+                t, b = _lib.SR_TYPE_NUMERIC, str(v).encode()
+            elif isinstance(v, str):
+                t, b = _lib.SR_TYPE_TEXT, _utf8(v, f"parameter {i + 1}")
+            elif isinstance(v, (bytes, bytearray, memoryview)):
+                t, b = _lib.SR_TYPE_BYTES, bytes(v)
+            elif isinstance(v, _dt.datetime):
+                t, b = _lib.SR_TYPE_DATETIME, v.isoformat(sep=" ").encode()
+            elif isinstance(v, (_dt.date, _dt.time)):
+                t, b = _lib.SR_TYPE_DATETIME, v.isoformat().encode()
+            else:
+                raise InterfaceError(f"parameter {i + 1}: cannot send a {type(v).__name__} "
+                                     "(None, bool, int, float, Decimal, str, bytes, date, time "
+                                     "and datetime can be sent)")
+            buf = _ffi.from_buffer(b)
+            keep.append(buf)
+            out.type = t
+            out.p = buf
+            out.len = len(b)
+    return n, vals
+
+
+def _value(res, row: int, col: int, ctype: int):
+    """One value of a C result as the Python type its column type calls for."""
+    if _lib.sr_result_is_null(res, row, col):
+        return None
+    if ctype == _lib.SR_TYPE_INT:
+        out = _ffi.new("int64_t *")
+        if _lib.sr_result_int64(res, row, col, out) == 0:
+            return out[0]
+    elif ctype == _lib.SR_TYPE_FLOAT:
+        out = _ffi.new("double *")
+        if _lib.sr_result_double(res, row, col, out) == 0:
+            return out[0]
+    elif ctype == _lib.SR_TYPE_BOOL:
+        out = _ffi.new("int64_t *")
+        if _lib.sr_result_int64(res, row, col, out) == 0:
+            return bool(out[0])
+    n = _ffi.new("size_t *")
+    p = _lib.sr_result_bytes(res, row, col, n)
+    raw = _ffi.unpack(_ffi.cast("const char *", p), n[0]) if p != _ffi.NULL else b""
+    if ctype == _lib.SR_TYPE_BYTES:
+        return raw
+    if ctype == _lib.SR_TYPE_NUMERIC:
+        try:
+            return _decimal.Decimal(raw.decode("ascii"))
+        except (UnicodeDecodeError, _decimal.InvalidOperation):
+            pass
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError:
+        return raw  # text that is not UTF-8 (a server with another character set): the bytes
+
+
+@dataclass(frozen=True)
+class Column:
+    """One entry of ``Result.description``: PEP 249's seven items, and the type's name.
+
+    ``type_code`` is the portable type ("INT", "FLOAT", "NUMERIC", "TEXT",
+    "BYTES", "BOOL", "DATETIME", "UNKNOWN").
+    """
+
+    name: str
+    type_code: str
+    display_size: None = None
+    internal_size: None = None
+    precision: None = None
+    scale: None = None
+    null_ok: None = None
+
+    def __iter__(self):
+        return iter((self.name, self.type_code, None, None, None, None, None))
+
+    def __getitem__(self, i):
+        return tuple(self)[i]
+
+    def __len__(self):
+        return 7
+
+
+def _columns(res):
+    n = _lib.sr_result_ncols(res)
+    cols, types = [], []
+    for c in range(n):
+        t = _lib.sr_result_coltype(res, c)
+        types.append(t)
+        cols.append(Column(_text(_lib.sr_result_colname(res, c)), _TYPE_NAMES.get(t, "UNKNOWN")))
+    return tuple(cols), types
+
+
+class Result:
+    """The rows of one statement, read into Python objects: valid after its
+    session (or router) is closed.
+
+    Cursor-like: ``fetchone()``, ``fetchmany(n)``, ``fetchall()`` and
+    iteration go through the rows once; ``rows`` holds them all.
+    ``description`` is a tuple of ``Column``; ``rowcount`` is the rows
+    affected by a write, else the number of rows. ``shards[i]`` is the shard
+    row i came from (-1 for a row merged from several shards);
+    ``failed_shards`` lists the shards that failed (a partial scatter).
+    Values: int, float, decimal.Decimal (NUMERIC), str (TEXT, DATETIME as
+    the server prints it), bytes (BYTES, or text that is not UTF-8), bool,
+    None.
+    """
+
+    arraysize = 1
+
+    def __init__(self, res):
+        self.description, types = _columns(res)
+        nrows = _lib.sr_result_nrows(res)
+        ncols = len(types)
+        self.rows = [tuple(_value(res, r, c, types[c]) for c in range(ncols))
+                     for r in range(nrows)]
+        self.shards = [_lib.sr_result_shard(res, r) for r in range(nrows)]
+        affected = _lib.sr_result_affected(res)
+        self.rowcount = affected if ncols == 0 else nrows
+        failed = []
+        while True:
+            f = _lib.sr_result_failed_shard(res, len(failed))
+            if f < 0:
+                break
+            failed.append(f)
+        self.failed_shards = failed
+        self._next = 0
+
+    def fetchone(self) -> Optional[tuple]:
+        if self._next >= len(self.rows):
+            return None
+        self._next += 1
+        return self.rows[self._next - 1]
+
+    def fetchmany(self, size: Optional[int] = None) -> list:
+        size = self.arraysize if size is None else size
+        out = self.rows[self._next:self._next + size]
+        self._next += len(out)
+        return out
+
+    def fetchall(self) -> list:
+        out = self.rows[self._next:]
+        self._next = len(self.rows)
+        return out
+
+    def __iter__(self) -> Iterator[tuple]:
+        while True:
+            row = self.fetchone()
+            if row is None:
+                return
+            yield row
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __repr__(self):
+        return f"<shardroute.Result {len(self.rows)} rows, {len(self.description)} columns>"
+
+
+# ---- router ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class NodeInfo:
+    """A snapshot of one node (``Router.nodes()``)."""
+
+    shard: int
+    index: int
+    role: str  # "primary" or "replica"
+    uri: str  # without its password
+    healthy: bool
+    statements: int
+    errors: int
+    in_flight: int
+    connections: int
+    ewma_latency_ms: float
+    role_mismatch: bool
+    ejections: int
+    lag_ms: int  # -1: replication broken, -2: not measured
+    position_checks: int
+    stale_checks: int
+    replay_delay_us: int
+
+
+class Router:
+    """A router: the shards, their nodes and pools. Share one between threads.
+
+    Build it with ``Router.from_config(text)``, ``Router.from_file(path)`` or
+    ``Router.from_dict(...)``; close it with ``close()`` or a ``with``
+    block (closing it closes its sessions and their streams first).
+    """
+
+    def __init__(self, _handle=None):
+        if _handle is None:
+            raise InterfaceError("use Router.from_config, Router.from_file or Router.from_dict")
+        self._r = _handle
+        self._lock = _threading.Lock()
+        self._sessions: "_weakref.WeakSet[Session]" = _weakref.WeakSet()
+
+    # constructors
+    @classmethod
+    def _open(cls, fill) -> "Router":
+        c = _lib.sr_config_new()
+        if c == _ffi.NULL:
+            raise OperationalError("out of memory", _lib.SR_ENOMEM)
+        try:
+            fill(c)
+            out = _ffi.new("sr_router **")
+            rc = _lib.sr_router_open(c, out)
+            if rc != 0:
+                raise _config_error(c, rc)
+            return cls(out[0])
+        finally:
+            _lib.sr_config_free(c)
+
+    @classmethod
+    def from_config(cls, text: str) -> "Router":
+        """A router from configuration text in the file syntax (docs/guide.md)."""
+        if not isinstance(text, str):
+            raise InterfaceError(f"configuration text is a str, not {type(text).__name__}")
+        b = _utf8(text, "configuration")
+
+        def fill(c):
+            rc = _lib.sr_config_parse(c, b)
+            if rc != 0:
+                raise _config_error(c, rc)
+
+        return cls._open(fill)
+
+    @classmethod
+    def from_file(cls, path: Union[str, "os.PathLike[str]"]) -> "Router":
+        """A router from a configuration file."""
+        import os
+
+        b = os.fsencode(path)
+        if b"\0" in b:
+            raise InterfaceError("a path with a NUL character")
+
+        def fill(c):
+            rc = _lib.sr_config_load_file(c, b)
+            if rc != 0:
+                raise _config_error(c, rc)
+
+        return cls._open(fill)
+
+    @classmethod
+    def from_dict(cls, config: Mapping[str, Any]) -> "Router":
+        """A router from a dict::
+
+            {"options": {"pool.max_size": 8, "statement_timeout_ms": 2000},
+             "shards": {"s0": {"primary": "postgresql://app@db0/app",
+                               "replicas": ["postgresql://app@db0r/app"],
+                               "keyrange": "-80"},           # other shard attributes
+                        "s1": {...}}}
+
+        Options by their documented names (values are converted with str();
+        True/False become "true"/"false"). Shards keep the dict's order. A
+        replica may be a (uri, weight) pair.
+        """
+        if not isinstance(config, Mapping):
+            raise InterfaceError(f"from_dict takes a dict, not {type(config).__name__}")
+        unknown = set(config) - {"options", "shards"}
+        if unknown:
+            raise InterfaceError(f"unknown configuration keys: {', '.join(sorted(unknown))} "
+                                 "(options, shards)")
+        options = config.get("options") or {}
+        shards = config.get("shards") or {}
+        if not isinstance(options, Mapping) or not isinstance(shards, Mapping):
+            raise InterfaceError("'options' and 'shards' are dicts")
+
+        def s(v, what):
+            if isinstance(v, bool):
+                v = "true" if v else "false"
+            return _utf8(str(v), what)
+
+        def check(c, rc):
+            if rc != 0:
+                raise _config_error(c, rc)
+
+        def fill(c):
+            for k, v in options.items():
+                check(c, _lib.sr_config_set(c, s(k, "option"), s(v, f"option {k}")))
+            for name, spec in shards.items():
+                if not isinstance(spec, Mapping):
+                    raise InterfaceError(f"shard {name!r}: a dict with 'primary' and 'replicas'")
+                bn = s(name, "shard name")
+                check(c, _lib.sr_config_add_shard(c, bn))
+                if "primary" not in spec:
+                    raise InterfaceError(f"shard {name!r} has no 'primary'")
+                check(c, _lib.sr_config_add_node(c, bn, _lib.SR_PRIMARY,
+                                                  s(spec["primary"], "uri"), 1))
+                replicas = spec.get("replicas") or []
+                if isinstance(replicas, (str, bytes)):
+                    replicas = [replicas]
+                for rep in replicas:
+                    uri, weight = (rep if isinstance(rep, (tuple, list)) else (rep, 1))
+                    check(c, _lib.sr_config_add_node(c, bn, _lib.SR_REPLICA, s(uri, "uri"),
+                                                      int(weight)))
+                for attr, v in spec.items():
+                    if attr in ("primary", "replicas"):
+                        continue
+                    check(c, _lib.sr_config_shard_set(c, bn, s(attr, "attribute"),
+                                                       s(v, f"shard {name} {attr}")))
+
+        return cls._open(fill)
+
+    # lifetime
+    def _handle(self):
+        if self._r is None:
+            raise InterfaceError("the router is closed")
+        return self._r
+
+    def close(self) -> None:
+        """Closes the router and every session still open on it. Idempotent."""
+        with self._lock:
+            if self._r is None:
+                return
+            for s in list(self._sessions):
+                s.close()
+            _lib.sr_router_close(self._r)
+            self._r = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            self.close()
+        except Exception:
+            pass
+
+    @property
+    def closed(self) -> bool:
+        return self._r is None
+
+    # topology
+    def session(self) -> "Session":
+        """A new session (for one thread at a time); a context manager."""
+        with self._lock:
+            out = _ffi.new("sr_session **")
+            rc = _lib.sr_session_new(self._handle(), out)
+            if rc != 0:
+                raise _error_class(rc, "", False)(_text(_lib.sr_strerror(rc)), rc)
+            s = Session(self, out[0])
+            self._sessions.add(s)
+            return s
+
+    def shard_for(self, key: Union[int, str, bytes]) -> int:
+        """The index of the shard that owns `key` (no database is asked)."""
+        keep: list = []
+        k = _key(key, keep)
+        rc = _lib.sr_router_shard_for(self._handle(), k)
+        if rc < 0:
+            raise _error_class(rc, "", False)(
+                f"no shard for key {key!r}: {_text(_lib.sr_strerror(rc))}", rc)
+        return rc
+
+    @property
+    def nshards(self) -> int:
+        return _lib.sr_router_nshards(self._handle())
+
+    def shard_name(self, shard: int) -> str:
+        p = _lib.sr_router_shard_name(self._handle(), _index(shard, "shard"))
+        if p == _ffi.NULL:
+            raise ProgrammingError(f"no shard {shard}", _lib.SR_ENOSHARD)
+        return _text(p)
+
+    def nodes(self, shard: Optional[int] = None) -> list:
+        """NodeInfo for every node (of one shard, or of all)."""
+        r = self._handle()
+        shards = range(self.nshards) if shard is None else [_index(shard, "shard")]
+        out = []
+        for sh in shards:
+            n = _lib.sr_router_nnodes(r, sh)
+            if n < 0:
+                raise ProgrammingError(f"no shard {sh}", n)
+            for i in range(n):
+                info = _ffi.new("sr_node_info *")
+                info.version = _NODE_INFO_VERSION
+                rc = _lib.sr_router_node_info(r, sh, i, info)
+                if rc != 0:
+                    raise _error_class(rc, "", False)(_text(_lib.sr_strerror(rc)), rc)
+                out.append(NodeInfo(
+                    sh, i, "primary" if info.role == _lib.SR_PRIMARY else "replica",
+                    _text(info.uri), bool(info.healthy), info.statements, info.errors,
+                    info.in_flight, info.connections, info.ewma_latency_ms,
+                    bool(info.role_mismatch), info.ejections, info.lag_ms, info.position_checks,
+                    info.stale_checks, info.replay_delay_us))
+        return out
+
+    def maintain(self) -> None:
+        """One round of health checks, for programs without the prober thread."""
+        rc = _lib.sr_router_maintain(self._handle())
+        if rc < 0:
+            raise _error_class(rc, "", False)(_text(_lib.sr_strerror(rc)), rc)
+
+
+def _index(i, what) -> int:
+    if isinstance(i, bool) or not isinstance(i, int):
+        raise InterfaceError(f"a {what} index is an int, not {type(i).__name__}")
+    if not -(1 << 31) <= i < (1 << 31):
+        raise ProgrammingError(f"no {what} {i}", _lib.SR_ENOSHARD)
+    return i
+
+
+def _config_error(c, rc) -> Error:
+    msg = _text(_lib.sr_config_errmsg(c)) or _text(_lib.sr_strerror(rc))
+    return _error_class(rc, "", False)(msg, rc)
+
+
+# ---- session -------------------------------------------------------------------------
+
+_INTENTS = {"auto": 0, "read": 1, "write": 2}
+_CONSISTENCY = {"any": 0, "monotonic": 1, "read_your_writes": 2, "primary": 3}
+
+
+def _intent(intent) -> int:
+    try:
+        return _INTENTS[intent]
+    except (KeyError, TypeError):
+        raise InterfaceError(f"intent is 'auto', 'read' or 'write', not {intent!r}") from None
+
+
+class Session:
+    """A session: the statements of one thread, its consistency and its
+    transaction. Get one from ``Router.session()``; close it (or use
+    ``with``) when done. Results stay valid after it is closed.
+    """
+
+    def __init__(self, router: Router, handle):
+        self._router = router
+        self._s = handle
+        self._lock = _threading.RLock()
+        self._streams: "_weakref.WeakSet[Stream]" = _weakref.WeakSet()
+        self._consistency = None
+        self._max_lag_ms = None
+
+    # lifetime
+    def _handle(self):
+        if self._s is None:
+            raise InterfaceError("the session is closed")
+        return self._s
+
+    def close(self) -> None:
+        """Closes the session (its open streams first; an open transaction is rolled
+        back by the library). Idempotent."""
+        with self._lock:
+            if self._s is None:
+                return
+            for st in list(self._streams):
+                st.close()
+            _lib.sr_session_free(self._s)
+            self._s = None
+
+    @property
+    def closed(self) -> bool:
+        return self._s is None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            if self._s is not None and not self._router.closed:
+                self.close()
+        except Exception:
+            pass
+
+    # errors
+    def _raise(self, rc: int, statement: bool = True):
+        s = self._s
+        msg = _text(_lib.sr_session_errmsg(s)) if rc != _lib.SR_EMISUSE else ""
+        sqlstate = _text(_lib.sr_session_sqlstate(s)) if rc != _lib.SR_EMISUSE else ""
+        shard = node = None
+        shard_name = node_uri = None
+        if rc != _lib.SR_EMISUSE:
+            where = _ffi.new("int[2]")
+            _lib.sr_session_error_location(s, where, where + 1)
+            if where[0] >= 0:
+                shard = where[0]
+                shard_name = _text(_lib.sr_router_shard_name(self._router._r, shard))
+                if where[1] >= 0:
+                    node = where[1]
+                    info = _ffi.new("sr_node_info *")
+                    info.version = _NODE_INFO_VERSION
+                    if _lib.sr_router_node_info(self._router._r, shard, node, info) == 0:
+                        node_uri = _text(info.uri)
+        if not msg:
+            msg = _text(_lib.sr_strerror(rc))
+        raise _error_class(rc, sqlstate, statement)(msg, rc, sqlstate, shard, shard_name, node,
+                                                    node_uri)
+
+    # settings
+    @property
+    def consistency(self) -> Optional[str]:
+        """"any", "monotonic", "read_your_writes" or "primary" (None: the router's default)."""
+        return self._consistency
+
+    @consistency.setter
+    def consistency(self, mode: str) -> None:
+        self._set("consistency", mode)
+        self._consistency = mode
+
+    @property
+    def max_lag_ms(self) -> Optional[int]:
+        """The lag bound of this session's reads (0: none; None: the router's)."""
+        return self._max_lag_ms
+
+    @max_lag_ms.setter
+    def max_lag_ms(self, ms: Optional[int]) -> None:
+        self._set("max_lag_ms", "default" if ms is None else str(_index(ms, "max_lag_ms")))
+        self._max_lag_ms = ms
+
+    def _set(self, option: str, value) -> None:
+        if not isinstance(value, str):
+            raise InterfaceError(f"{option} is a str, not {type(value).__name__}")
+        with self._lock:
+            rc = _lib.sr_session_set(self._handle(), option.encode(), _utf8(value, option))
+            if rc != 0:
+                self._raise(rc, statement=False)
+
+    @property
+    def token(self) -> str:
+        """The session's replication positions as a token for another session or
+        process ("" before any write); assign a token to read what its session wrote."""
+        with self._lock:
+            p = _lib.sr_session_token(self._handle())
+            if p == _ffi.NULL:
+                raise OperationalError(_text(_lib.sr_session_errmsg(self._s)) or
+                                       "no token", _lib.SR_EINVAL)
+            return _text(p)
+
+    @token.setter
+    def token(self, token: str) -> None:
+        if not isinstance(token, str):
+            raise InterfaceError(f"a token is a str, not {type(token).__name__}")
+        with self._lock:
+            rc = _lib.sr_session_set_token(self._handle(), _utf8(token, "token"))
+            if rc != 0:
+                self._raise(rc, statement=False)
+
+    # statements
+    @staticmethod
+    def _read_opts(max_lag_ms, consistency, keep):
+        if max_lag_ms is None and consistency is None:
+            return _ffi.NULL
+        o = _ffi.new("sr_read_opts *")
+        keep.append(o)
+        o.version = _READ_OPTS_VERSION
+        o.max_lag_ms = -1 if max_lag_ms is None else _index(max_lag_ms, "max_lag_ms")
+        if consistency is None:
+            o.consistency = -1
+        elif consistency in _CONSISTENCY:
+            o.consistency = _CONSISTENCY[consistency]
+        else:
+            raise InterfaceError(f"consistency is one of {', '.join(_CONSISTENCY)}, "
+                                 f"not {consistency!r}")
+        return o
+
+    def execute(self, sql: str, params: Optional[Sequence[Any]] = None, *,
+                key: Union[int, str, bytes, None] = None, shard: Optional[int] = None,
+                intent: str = "auto", max_lag_ms: Optional[int] = None,
+                consistency: Optional[str] = None) -> Result:
+        """Runs one statement on the shard that owns `key` (or on shard index
+        `shard`) and returns its rows. `params` fill the ``?`` placeholders
+        (None, bool, int, float, Decimal, str, bytes, date/time). `intent`
+        "auto" lets the SQL decide (a read only when certain), "read" may go
+        to a replica, "write" goes to the primary. `max_lag_ms` and
+        `consistency` override the session's for this read.
+        """
+        sqlb = _sql(sql)
+        keep: list = []
+        it = _intent(intent)
+        if (key is None) == (shard is None):
+            raise InterfaceError("execute() needs exactly one of key= and shard=")
+        with self._lock:
+            s = self._handle()
+            out = _ffi.new("sr_result **")
+            if shard is not None:
+                if max_lag_ms is not None or consistency is not None:
+                    raise InterfaceError("max_lag_ms and consistency go with key=, not shard=")
+                texts = _texts(params, keep)
+                rc = _lib.sr_exec_shard(s, _index(shard, "shard"), it, sqlb, len(texts),
+                                        texts if texts else _ffi.NULL, out)
+            else:
+                k = _key(key, keep)
+                n, vals = _values(params, keep)
+                opts = self._read_opts(max_lag_ms, consistency, keep)
+                rc = _lib.sr_exec_values(s, k, it, opts, sqlb, n, vals, out)
+            return self._result(rc, out[0])
+
+    def _result(self, rc, res) -> Result:
+        try:
+            if rc != 0:
+                self._raise(rc)
+            return Result(res)
+        finally:
+            if res != _ffi.NULL:
+                _lib.sr_result_free(res)
+
+    def _scatter_opts(self, merge, partial, max_lag_ms, consistency, keep):
+        o = _ffi.new("sr_scatter_opts *")
+        keep.append(o)
+        o.version = _SCATTER_OPTS_VERSION
+        if merge == "auto":
+            o.merge = 0
+        elif merge == "concat":
+            o.merge = 1
+        else:
+            raise InterfaceError(f"merge is 'auto' or 'concat', not {merge!r}")
+        o.partial = 1 if partial else 0
+        o.read = self._read_opts(max_lag_ms, consistency, keep)
+        return o
+
+    def execute_all(self, sql: str, params: Optional[Sequence[Any]] = None, *,
+                    intent: str = "read", merge: str = "auto", partial: bool = False,
+                    max_lag_ms: Optional[int] = None,
+                    consistency: Optional[str] = None) -> Result:
+        """Runs the statement on every shard at once and merges the rows:
+        ORDER BY, LIMIT/OFFSET, COUNT/SUM/MIN/MAX/AVG, GROUP BY and DISTINCT
+        as one database would (merge="auto"), or the shards' rows in shard
+        order (merge="concat"). A shape that cannot be merged correctly raises
+        ProgrammingError saying why. When shards fail, OperationalError
+        (SR_EPARTIAL) names them; with partial=True the rows of the shards that
+        answered come back instead, with ``failed_shards`` set.
+        """
+        sqlb = _sql(sql)
+        keep: list = []
+        it = _intent(intent)
+        n, vals = _values(params, keep)
+        with self._lock:
+            s = self._handle()
+            o = self._scatter_opts(merge, partial, max_lag_ms, consistency, keep)
+            out = _ffi.new("sr_result **")
+            rc = _lib.sr_exec_all_values(s, it, o, sqlb, n, vals, out)
+            if rc == _lib.SR_EPARTIAL and partial and out[0] != _ffi.NULL:
+                rc = 0
+            return self._result(rc, out[0])
+
+    def explain_all(self, sql: str, *, intent: str = "read", merge: str = "auto") -> str:
+        """What execute_all() would do, without running anything: the shards,
+        each one's SQL after any rewrite, and the merge plan."""
+        sqlb = _sql(sql)
+        keep: list = []
+        it = _intent(intent)
+        with self._lock:
+            s = self._handle()
+            o = self._scatter_opts(merge, False, None, None, keep)
+            size = 4096
+            while True:
+                buf = _ffi.new("char[]", size)
+                rc = _lib.sr_explain_all(s, it, o, sqlb, buf, size)
+                if rc < 0:
+                    self._raise(rc)
+                if rc < size:
+                    return _text(buf)
+                size = rc + 1
+
+    def stream(self, sql: str, params: Optional[Sequence[Any]] = None, *,
+               key: Union[int, str, bytes], intent: str = "auto",
+               max_lag_ms: Optional[int] = None, consistency: Optional[str] = None) -> "Stream":
+        """A cursor that delivers the rows of one statement as they arrive (memory
+        bounded by a small batch); iterate it, and close it (or use ``with``)."""
+        sqlb = _sql(sql)
+        keep: list = []
+        it = _intent(intent)
+        with self._lock:
+            s = self._handle()
+            k = _key(key, keep)
+            n, vals = _values(params, keep)
+            opts = self._read_opts(max_lag_ms, consistency, keep)
+            out = _ffi.new("sr_cursor **")
+            rc = _lib.sr_cursor_open(s, k, it, opts, sqlb, n, vals, out)
+            if rc != 0:
+                self._raise(rc)
+            return self._stream(out[0])
+
+    def stream_all(self, sql: str, params: Optional[Sequence[Any]] = None, *,
+                   intent: str = "read", merge: str = "auto",
+                   max_lag_ms: Optional[int] = None,
+                   consistency: Optional[str] = None) -> "Stream":
+        """execute_all() as a cursor: every shard streams in parallel, an ORDER BY
+        is merged k ways as rows come."""
+        sqlb = _sql(sql)
+        keep: list = []
+        it = _intent(intent)
+        n, vals = _values(params, keep)
+        with self._lock:
+            s = self._handle()
+            o = self._scatter_opts(merge, False, max_lag_ms, consistency, keep)
+            out = _ffi.new("sr_cursor **")
+            rc = _lib.sr_cursor_open_all(s, it, o, sqlb, n, vals, out)
+            if rc != 0:
+                self._raise(rc)
+            return self._stream(out[0])
+
+    def _stream(self, handle) -> "Stream":
+        st = Stream(self, handle)
+        self._streams.add(st)
+        return st
+
+    # transactions
+    def begin(self, key: Union[int, str, bytes, None] = None, *, shard: Optional[int] = None,
+              read_only: bool = False) -> None:
+        """Begins a transaction on the primary of the key's shard (or of `shard`)."""
+        if (key is None) == (shard is None):
+            raise InterfaceError("begin() needs exactly one of key= and shard=")
+        keep: list = []
+        with self._lock:
+            s = self._handle()
+            if shard is not None:
+                if read_only:
+                    raise InterfaceError("read_only transactions take a key")
+                rc = _lib.sr_begin_shard(s, _index(shard, "shard"))
+            else:
+                k = _key(key, keep)
+                rc = (_lib.sr_begin_read_only if read_only else _lib.sr_begin)(s, k)
+            if rc != 0:
+                self._raise(rc)
+
+    def commit(self) -> None:
+        with self._lock:
+            rc = _lib.sr_commit(self._handle())
+            if rc != 0:
+                self._raise(rc)
+
+    def rollback(self) -> None:
+        with self._lock:
+            rc = _lib.sr_rollback(self._handle())
+            if rc != 0:
+                self._raise(rc)
+
+    @property
+    def in_transaction(self) -> bool:
+        with self._lock:
+            return bool(_lib.sr_in_transaction(self._handle()))
+
+    def transaction(self, key: Union[int, str, bytes, None] = None, *,
+                    shard: Optional[int] = None, read_only: bool = False) -> "_Transaction":
+        """``with session.transaction(key): ...`` commits at the end of the block, or
+        rolls back when it raises."""
+        return _Transaction(self, key, shard, read_only)
+
+
+class _Transaction:
+    def __init__(self, session, key, shard, read_only):
+        self._s, self._key, self._shard, self._ro = session, key, shard, read_only
+
+    def __enter__(self):
+        self._s.begin(self._key, shard=self._shard, read_only=self._ro)
+        return self._s
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            self._s.commit()
+        elif self._s.in_transaction:
+            self._s.rollback()
+        return False
+
+
+def _sql(sql) -> bytes:
+    if not isinstance(sql, str):
+        raise InterfaceError(f"SQL is a str, not {type(sql).__name__}")
+    return _utf8(sql, "SQL")
+
+
+def _texts(params, keep):
+    """Text parameters for sr_exec_shard (None: SQL NULL)."""
+    if params is None:
+        return []
+    if isinstance(params, (str, bytes, bytearray, Mapping)) or not hasattr(params, "__len__"):
+        raise InterfaceError("parameters are a sequence (a tuple or list) matching the ? "
+                             f"placeholders, not {type(params).__name__}")
+    out = []
+    for i, v in enumerate(params):
+        if v is None:
+            out.append(_ffi.NULL)
+            continue
+        if isinstance(v, bool):
+            v = int(v)
+        if isinstance(v, (bytes, bytearray, memoryview)):
+            raise InterfaceError(f"parameter {i + 1}: bytes cannot go to shard=; use key=")
+        b = _ffi.new("char[]", _utf8(str(v), f"parameter {i + 1}"))
+        keep.append(b)
+        out.append(b)
+    if not out:
+        return []
+    arr = _ffi.new("const char *[]", out)
+    keep.append(arr)
+    return arr
+
+
+class Stream:
+    """Rows as they arrive (``Session.stream``/``stream_all``): iterate it, or call
+    ``fetchone()``; ``description`` is known after the first row is asked for.
+    Close it (or use ``with``) to stop early: what still runs is cancelled."""
+
+    def __init__(self, session: Session, handle):
+        self._session = session
+        self._c = handle
+        self.description: Optional[tuple] = None
+        self._types = None
+
+    def fetchone(self) -> Optional[tuple]:
+        s = self._session
+        with s._lock:
+            if self._c is None:
+                raise InterfaceError("the stream is closed")
+            rc = _lib.sr_cursor_next(self._c)
+            if rc < 0:
+                s._raise(rc)
+            row = _ffi.new("int *")
+            res = _lib.sr_cursor_row(self._c, row)
+            if self.description is None and res != _ffi.NULL:
+                self.description, self._types = _columns(res)
+            if rc == 0:
+                return None
+            return tuple(_value(res, row[0], c, t) for c, t in enumerate(self._types))
+
+    def __iter__(self) -> Iterator[tuple]:
+        while True:
+            r = self.fetchone()
+            if r is None:
+                return
+            yield r
+
+    def close(self) -> None:
+        s = self._session
+        with s._lock:
+            if self._c is not None:
+                _lib.sr_cursor_close(self._c)
+                self._c = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def __del__(self):
+        try:
+            if self._c is not None and not self._session.closed:
+                self.close()
+        except Exception:
+            pass

@@ -1,0 +1,179 @@
+"""The binding against the C header, and its behaviour on bad input (SQLite only)."""
+
+import gc
+import os
+import re
+import threading
+
+import pytest
+
+import shardroute
+import importlib
+
+_ffi = importlib.import_module("shardroute._ffi")  # the module (the package binds the name to its FFI)
+
+HEADER = os.path.join(os.path.dirname(__file__), "..", "..", "..", "include", "shardroute.h")
+
+
+def _decls(text):
+    """name -> normalised declaration, for every function prototype in C text."""
+    text = re.sub(r"/\*.*?\*/", " ", text, flags=re.S)
+    text = re.sub(r"#[^\n]*", " ", text)
+    text = text.replace("SR_API", " ")
+    out = {}
+    for m in re.finditer(r"([A-Za-z_][\w\s\*]*?\b(sr_\w+)\s*\(([^;{}()]*)\))\s*;", text):
+        name = m.group(2)
+        out[name] = re.sub(r"\s+", " ", m.group(1)).replace("* ", "*").replace(" *", "*").strip()
+    return out
+
+
+def test_every_declared_function_matches_the_header():
+    with open(HEADER) as f:
+        header = _decls(f.read())
+    ours = _decls(_ffi.CDEF)
+    assert len(ours) > 50
+    for name, decl in ours.items():
+        assert name in header, f"{name} is not in include/shardroute.h"
+        assert decl == header[name], f"{name}: binding {decl!r} != header {header[name]!r}"
+
+
+def test_struct_layouts_match_the_header():
+    """The version constants and the struct fields the binding declares."""
+    with open(HEADER) as f:
+        text = f.read()
+    for const, value in (("SR_NODE_INFO_VERSION", _ffi.NODE_INFO_VERSION),
+                         ("SR_READ_OPTS_VERSION", _ffi.READ_OPTS_VERSION),
+                         ("SR_MERGE_SPEC_VERSION", _ffi.MERGE_SPEC_VERSION),
+                         ("SR_SCATTER_OPTS_VERSION", _ffi.SCATTER_OPTS_VERSION)):
+        assert re.search(rf"#define {const} {value}\b", text), const
+    for struct in ("sr_key", "sr_value", "sr_read_opts", "sr_scatter_opts", "sr_merge_spec",
+                   "sr_node_info", "sr_order_key"):
+        m = re.search(rf"typedef struct {struct} \{{(.*?)\}} {struct};", text, re.S)
+        assert m, struct
+        fields = re.findall(r"(\w+)\s*;", re.sub(r"/\*.*?\*/", "", m.group(1), flags=re.S))
+        assert [f for f, _ in _ffi.ffi.typeof(struct).fields] == fields, struct
+
+
+def test_module_attributes():
+    assert shardroute.apilevel == "2.0"
+    assert shardroute.paramstyle == "qmark"
+    assert shardroute.threadsafety == 1
+    assert re.fullmatch(r"\d+\.\d+\.\d+", shardroute.version())
+    assert issubclass(shardroute.IntegrityError, shardroute.DatabaseError)
+    assert issubclass(shardroute.InterfaceError, shardroute.Error)
+    assert "Router" in shardroute.__doc__ and shardroute.Session.execute.__doc__
+
+
+def test_routers_from_text_dict_and_file(tmp_path):
+    text = f"[shard a]\nprimary = sqlite:{tmp_path}/a.db\n[shard b]\nprimary = sqlite:{tmp_path}/b.db\n"
+    conf = tmp_path / "sr.conf"
+    conf.write_text(text)
+    d = {"options": {"pool.max_size": 2}, "shards": {
+        "a": {"primary": f"sqlite:{tmp_path}/a.db"}, "b": {"primary": f"sqlite:{tmp_path}/b.db"}}}
+    for r in (shardroute.Router.from_config(text), shardroute.Router.from_file(conf),
+              shardroute.Router.from_dict(d)):
+        with r:
+            assert r.nshards == 2 and [r.shard_name(i) for i in range(2)] == ["a", "b"]
+            assert r.shard_for(42) in (0, 1) and r.shard_for("acme") == r.shard_for(b"acme")
+            assert [n.role for n in r.nodes()] == ["primary", "primary"]
+
+
+def test_bad_configuration_says_why(tmp_path):
+    with pytest.raises(shardroute.InterfaceError, match="no.such"):
+        shardroute.Router.from_dict({"options": {"no.such": 1}, "shards": {}})
+    with pytest.raises(shardroute.InterfaceError, match="line 1"):
+        shardroute.Router.from_config("this is not = [config")
+    with pytest.raises(shardroute.InterfaceError):
+        shardroute.Router.from_file(tmp_path / "missing.conf")
+    with pytest.raises(shardroute.InterfaceError, match="unknown configuration keys"):
+        shardroute.Router.from_dict({"shard": {}})
+    with pytest.raises(shardroute.InterfaceError):
+        shardroute.Router.from_config(b"[shard a]")
+    with pytest.raises(shardroute.NotSupportedError):
+        shardroute.Router.from_dict({"shards": {"a": {"primary": "nosuchdb://x/y"}}})
+    with pytest.raises(shardroute.InterfaceError):
+        shardroute.Router()
+
+
+def test_password_never_in_a_message():
+    d = {"shards": {"a": {"primary": "postgresql://u:s3cret-pw@127.0.0.1:1/db"}},
+         "options": {"connect_timeout_ms": 200}}
+    try:
+        r = shardroute.Router.from_dict(d)
+    except shardroute.NotSupportedError:
+        pytest.skip("no PostgreSQL driver in this build")
+    with r, r.session() as s:
+        with pytest.raises(shardroute.OperationalError) as e:
+            s.execute("SELECT 1", key=1)
+        assert "s3cret-pw" not in str(e.value) and "***" in str(e.value)
+        assert "s3cret-pw" not in e.value.node_uri
+        assert all("s3cret-pw" not in n.uri for n in r.nodes())
+
+
+def test_bad_arguments_raise_and_leave_the_session_usable(sqlite_router):
+    r = sqlite_router
+    with r.session() as s:
+        s.execute_all("CREATE TABLE t (k INTEGER PRIMARY KEY, v)", intent="write")
+        bad = [
+            (lambda: s.execute("SELECT ?", (object(),), key=1), "cannot send"),
+            (lambda: s.execute("SELECT ?", "x", key=1), "sequence"),
+            (lambda: s.execute("SELECT ?", (2**64,), key=1), "64-bit"),
+            (lambda: s.execute("SELECT 1", key=None), "exactly one"),
+            (lambda: s.execute("SELECT 1", key=1.5), "shard key"),
+            (lambda: s.execute("SELECT 1", key=2**70), "64-bit"),
+            (lambda: s.execute("SELECT 1", key=1, intent="sideways"), "intent"),
+            (lambda: s.execute(b"SELECT 1", key=1), "SQL is a str"),
+            (lambda: s.execute("SELECT '\udcff'", key=1), "Unicode"),
+            (lambda: s.execute("SELECT 1\0", key=1), "NUL"),
+            (lambda: s.execute("SELECT ?", ("a\0b",), key=1), "NUL"),
+            (lambda: s.execute("SELECT 1", key=1, consistency="eventual"), "consistency"),
+            (lambda: s.execute_all("SELECT 1", merge="zip"), "merge"),
+            (lambda: setattr(s, "consistency", "eventual"), "consistency"),
+            (lambda: setattr(s, "max_lag_ms", "x"), "max_lag_ms"),
+            (lambda: s.begin(), "exactly one"),
+        ]
+        for call, text in bad:
+            with pytest.raises(shardroute.Error, match=text):
+                call()
+        with pytest.raises(shardroute.ProgrammingError):
+            s.execute("SELECT 1", shard=7)
+        with pytest.raises(shardroute.ProgrammingError):
+            s.execute("   ", key=1)
+        assert s.execute("SELECT 1 + 1", key=1).fetchone() == (2,)
+        assert s.execute("SELECT ?", ("x",), shard=0).fetchone() == ("x",)
+
+
+def test_closed_objects_raise_and_results_outlive_them(sqlite_router, tmp_path):
+    r = shardroute.Router.from_config(f"[shard a]\nprimary = sqlite:{tmp_path}/c.db\n")
+    s = r.session()
+    res = s.execute("SELECT 'kept', x'00ff'", key=1)
+    st = s.stream("SELECT 1", key=1)
+    r.close()  # closes the session and the stream too
+    r.close()
+    assert r.closed and s.closed
+    assert res.fetchall() == [("kept", b"\x00\xff")]
+    for call in (lambda: s.execute("SELECT 1", key=1), lambda: r.session(),
+                 lambda: r.shard_for(1), lambda: st.fetchone(), lambda: s.token):
+        with pytest.raises(shardroute.InterfaceError, match="closed"):
+            call()
+    del s, st, r
+    gc.collect()
+
+
+def test_a_session_used_by_two_threads_is_serialised(sqlite_router):
+    with sqlite_router.session() as s:
+        errors = []
+
+        def work():
+            try:
+                for _ in range(200):
+                    assert s.execute("SELECT 1", key=1).fetchone() == (1,)
+            except Exception as e:
+                errors.append(e)
+
+        ts = [threading.Thread(target=work) for _ in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+        assert not errors
