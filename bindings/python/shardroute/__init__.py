@@ -41,7 +41,7 @@ import decimal as _decimal
 import threading as _threading
 import weakref as _weakref
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Iterator, Mapping, NamedTuple, Optional, Sequence, Union
 
 from ._ffi import (
     MERGE_SPEC_VERSION as _MERGE_SPEC_VERSION,
@@ -217,7 +217,9 @@ def _values(params: Optional[Sequence[Any]], keep: list):
     """The statement's parameters as sr_value[] (None: no parameters)."""
     if params is None:
         return 0, _ffi.NULL
-    if isinstance(params, (str, bytes, bytearray, Mapping)) or not hasattr(params, "__len__"):
+    if type(params) not in (tuple, list) and (
+            isinstance(params, (str, bytes, bytearray, Mapping)) or
+            not hasattr(params, "__len__")):
         raise InterfaceError("parameters are a sequence (a tuple or list) matching the ? "
                              f"placeholders, not {type(params).__name__}")
     n = len(params)
@@ -266,28 +268,43 @@ def _values(params: Optional[Sequence[Any]], keep: list):
     return n, vals
 
 
-def _value(res, row: int, col: int, ctype: int):
+class _Scratch:
+    """Out-parameters reused by every conversion of one session (its calls are serialised)."""
+
+    __slots__ = ("i64", "dbl", "size", "result", "cursor", "row")
+
+    def __init__(self):
+        self.i64 = _ffi.new("int64_t *")
+        self.dbl = _ffi.new("double *")
+        self.size = _ffi.new("size_t *")
+        self.result = _ffi.new("sr_result **")
+        self.cursor = _ffi.new("sr_cursor **")
+        self.row = _ffi.new("int *")
+
+
+_is_null, _int64, _double = _lib.sr_result_is_null, _lib.sr_result_int64, _lib.sr_result_double
+_value_p, _length = _lib.sr_result_value, _lib.sr_result_length
+_T_INT, _T_FLOAT, _T_BOOL = _lib.SR_TYPE_INT, _lib.SR_TYPE_FLOAT, _lib.SR_TYPE_BOOL
+_T_BYTES, _T_NUMERIC = _lib.SR_TYPE_BYTES, _lib.SR_TYPE_NUMERIC
+
+
+def _value(res, row: int, col: int, ctype: int, sc: "_Scratch"):
     """One value of a C result as the Python type its column type calls for."""
-    if _lib.sr_result_is_null(res, row, col):
+    if _is_null(res, row, col):
         return None
-    if ctype == _lib.SR_TYPE_INT:
-        out = _ffi.new("int64_t *")
-        if _lib.sr_result_int64(res, row, col, out) == 0:
-            return out[0]
-    elif ctype == _lib.SR_TYPE_FLOAT:
-        out = _ffi.new("double *")
-        if _lib.sr_result_double(res, row, col, out) == 0:
-            return out[0]
-    elif ctype == _lib.SR_TYPE_BOOL:
-        out = _ffi.new("int64_t *")
-        if _lib.sr_result_int64(res, row, col, out) == 0:
-            return bool(out[0])
-    n = _ffi.new("size_t *")
-    p = _lib.sr_result_bytes(res, row, col, n)
-    raw = _ffi.unpack(_ffi.cast("const char *", p), n[0]) if p != _ffi.NULL else b""
-    if ctype == _lib.SR_TYPE_BYTES:
+    if ctype == _T_INT:
+        if _int64(res, row, col, sc.i64) == 0:
+            return sc.i64[0]
+    elif ctype == _T_FLOAT:
+        if _double(res, row, col, sc.dbl) == 0:
+            return sc.dbl[0]
+    elif ctype == _T_BOOL:
+        if _int64(res, row, col, sc.i64) == 0:
+            return bool(sc.i64[0])
+    raw = _ffi.unpack(_value_p(res, row, col), _length(res, row, col))
+    if ctype == _T_BYTES:
         return raw
-    if ctype == _lib.SR_TYPE_NUMERIC:
+    if ctype == _T_NUMERIC:
         try:
             return _decimal.Decimal(raw.decode("ascii"))
         except (UnicodeDecodeError, _decimal.InvalidOperation):
@@ -298,12 +315,11 @@ def _value(res, row: int, col: int, ctype: int):
         return raw  # text that is not UTF-8 (a server with another character set): the bytes
 
 
-@dataclass(frozen=True)
-class Column:
-    """One entry of ``Result.description``: PEP 249's seven items, and the type's name.
+class Column(NamedTuple):
+    """One entry of ``Result.description``: PEP 249's seven items.
 
     ``type_code`` is the portable type ("INT", "FLOAT", "NUMERIC", "TEXT",
-    "BYTES", "BOOL", "DATETIME", "UNKNOWN").
+    "BYTES", "BOOL", "DATETIME", "UNKNOWN"); the other five are None.
     """
 
     name: str
@@ -314,24 +330,13 @@ class Column:
     scale: None = None
     null_ok: None = None
 
-    def __iter__(self):
-        return iter((self.name, self.type_code, None, None, None, None, None))
-
-    def __getitem__(self, i):
-        return tuple(self)[i]
-
-    def __len__(self):
-        return 7
-
 
 def _columns(res):
     n = _lib.sr_result_ncols(res)
-    cols, types = [], []
-    for c in range(n):
-        t = _lib.sr_result_coltype(res, c)
-        types.append(t)
-        cols.append(Column(_text(_lib.sr_result_colname(res, c)), _TYPE_NAMES.get(t, "UNKNOWN")))
-    return tuple(cols), types
+    types = [_lib.sr_result_coltype(res, c) for c in range(n)]
+    cols = tuple([Column(_ffi.string(_lib.sr_result_colname(res, c)).decode("utf-8", "replace"),
+                         _TYPE_NAMES.get(types[c], "UNKNOWN")) for c in range(n)])
+    return cols, types
 
 
 class Result:
@@ -351,12 +356,12 @@ class Result:
 
     arraysize = 1
 
-    def __init__(self, res):
+    def __init__(self, res, sc: "_Scratch"):
         self.description, types = _columns(res)
         nrows = _lib.sr_result_nrows(res)
         ncols = len(types)
-        self.rows = [tuple(_value(res, r, c, types[c]) for c in range(ncols))
-                     for r in range(nrows)]
+        cols = tuple(enumerate(types))
+        self.rows = [tuple([_value(res, r, c, t, sc) for c, t in cols]) for r in range(nrows)]
         self.shards = [_lib.sr_result_shard(res, r) for r in range(nrows)]
         affected = _lib.sr_result_affected(res)
         self.rowcount = affected if ncols == 0 else nrows
@@ -680,6 +685,7 @@ class Session:
         self._streams: "_weakref.WeakSet[Stream]" = _weakref.WeakSet()
         self._consistency = None
         self._max_lag_ms = None
+        self._sc = _Scratch()
 
     # lifetime
     def _handle(self):
@@ -824,7 +830,8 @@ class Session:
             raise InterfaceError("execute() needs exactly one of key= and shard=")
         with self._lock:
             s = self._handle()
-            out = _ffi.new("sr_result **")
+            out = self._sc.result
+            out[0] = _ffi.NULL
             if shard is not None:
                 if max_lag_ms is not None or consistency is not None:
                     raise InterfaceError("max_lag_ms and consistency go with key=, not shard=")
@@ -842,7 +849,7 @@ class Session:
         try:
             if rc != 0:
                 self._raise(rc)
-            return Result(res)
+            return Result(res, self._sc)
         finally:
             if res != _ffi.NULL:
                 _lib.sr_result_free(res)
@@ -880,7 +887,8 @@ class Session:
         with self._lock:
             s = self._handle()
             o = self._scatter_opts(merge, partial, max_lag_ms, consistency, keep)
-            out = _ffi.new("sr_result **")
+            out = self._sc.result
+            out[0] = _ffi.NULL
             rc = _lib.sr_exec_all_values(s, it, o, sqlb, n, vals, out)
             if rc == _lib.SR_EPARTIAL and partial and out[0] != _ffi.NULL:
                 rc = 0
@@ -1058,13 +1066,14 @@ class Stream:
             rc = _lib.sr_cursor_next(self._c)
             if rc < 0:
                 s._raise(rc)
-            row = _ffi.new("int *")
+            row = s._sc.row
             res = _lib.sr_cursor_row(self._c, row)
             if self.description is None and res != _ffi.NULL:
                 self.description, self._types = _columns(res)
             if rc == 0:
                 return None
-            return tuple(_value(res, row[0], c, t) for c, t in enumerate(self._types))
+            sc = s._sc
+            return tuple([_value(res, row[0], c, t, sc) for c, t in enumerate(self._types)])
 
     def __iter__(self) -> Iterator[tuple]:
         while True:

@@ -83,6 +83,7 @@ def test_scatter_merges_and_explains(backend):
         assert [row[0] for row in res] == [30, 29, 28, 27, 26]
         assert [c.name for c in res.description] == ["k"]
         assert res.description[0].type_code == "INT"
+        assert tuple(res.description[0]) == ("k", "INT", None, None, None, None, None)
         res = s.execute_all(f"SELECT n, count(*), sum(k), avg(k) FROM {TABLE} GROUP BY n "
                             "ORDER BY n", intent="write")
         rows = res.fetchall()
