@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import pytest
 
@@ -250,3 +251,41 @@ def test_eight_threads_share_one_router(backend):
         with r.session() as s:
             assert s.execute_all(f"SELECT count(*) FROM {TABLE}",
                                  intent="write").fetchone() == (200,)
+
+
+def test_blocking_calls_release_the_gil(backend):
+    """Two threads sleeping 0.4 s each on the server finish together, not one after the other."""
+    sleep_sql = {"postgres": "SELECT pg_sleep(0.4)", "mysql": "SELECT SLEEP(0.4)"}.get(backend.name)
+    if not sleep_sql:
+        pytest.skip("no server-side sleep")
+    with backend.router() as r:
+        def work():
+            with r.session() as s:
+                s.execute(sleep_sql, key=1, intent="write")
+
+        work()  # connections made
+        t0 = time.monotonic()
+        ts = [threading.Thread(target=work) for _ in range(2)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(30)
+        took = time.monotonic() - t0
+        assert took < 0.75, f"two 0.4 s statements on two threads took {took:.2f} s"
+
+
+def test_a_value_the_database_refuses_is_a_data_error(backend):
+    if backend.name == "sqlite":
+        pytest.skip("SQLite gives no SQLSTATE")
+    with backend.router() as r, r.session() as s:
+        if backend.name == "postgres":
+            with pytest.raises(shardroute.DataError) as e:
+                s.execute("SELECT 1 / 0", key=1)
+            assert e.value.sqlstate == "22012"
+        else:
+            # MariaDB's default sql_mode (STRICT_TRANS_TABLES) refuses an out-of-range value.
+            s.execute_all("DROP TABLE IF EXISTS py_small", intent="write")
+            s.execute_all("CREATE TABLE py_small (v TINYINT) ENGINE=InnoDB", intent="write")
+            with pytest.raises(shardroute.DataError) as e:
+                s.execute("INSERT INTO py_small VALUES (?)", (1000,), key=1)
+            assert e.value.sqlstate == "22003"
