@@ -444,6 +444,15 @@ class Router:
         self._r = _handle
         self._lock = _threading.Lock()
         self._sessions: "_weakref.WeakSet[Session]" = _weakref.WeakSet()
+        # Per shard: its primary is a PostgreSQL or MariaDB server. Statements there whose
+        # parameters are all int or str take the library's text path, which reuses the
+        # connection's prepared statements (the typed path parses every statement anew on
+        # PostgreSQL); the server converts the text to the column's type, as psycopg2's
+        # literals are. SQLite keeps typed binds: text there would stay text.
+        self._server = [n.uri.startswith(_SERVER_SCHEMES) for n in self.nodes() if n.index == 0]
+
+    def _server_shard(self, shard: int) -> bool:
+        return 0 <= shard < len(self._server) and self._server[shard]
 
     # constructors
     @classmethod
@@ -840,9 +849,14 @@ class Session:
                                         texts if texts else _ffi.NULL, out)
             else:
                 k = _key(key, keep)
-                n, vals = _values(params, keep)
                 opts = self._read_opts(max_lag_ms, consistency, keep)
-                rc = _lib.sr_exec_values(s, k, it, opts, sqlb, n, vals, out)
+                texts = _plain_texts(params, keep)
+                if texts is not None and self._router._server_shard(_lib.sr_router_shard_for(
+                        self._router._r, k)):
+                    rc = _lib.sr_exec_opts(s, k, it, opts, sqlb, len(params), texts, out)
+                else:
+                    n, vals = _values(params, keep)
+                    rc = _lib.sr_exec_values(s, k, it, opts, sqlb, n, vals, out)
             return self._result(rc, out[0])
 
     def _result(self, rc, res) -> Result:
@@ -1019,6 +1033,42 @@ def _sql(sql) -> bytes:
     if not isinstance(sql, str):
         raise InterfaceError(f"SQL is a str, not {type(sql).__name__}")
     return _utf8(sql, "SQL")
+
+
+_SERVER_SCHEMES = ("postgresql:", "postgres:", "mysql:", "mariadb:")
+
+
+def _plain_texts(params, keep):
+    """Parameters that are all int (not bool), str or None as a C array of text (the
+    library's text path, whose prepared statements the driver caches), else None (the
+    typed path then sends them, or says what is wrong with them)."""
+    if type(params) not in (tuple, list) or not params:
+        return None
+    ptrs = []
+    for v in params:
+        t = type(v)
+        if v is None:
+            ptrs.append(_ffi.NULL)
+            continue
+        if t is int:
+            if not _INT64_MIN <= v <= _INT64_MAX:
+                return None
+            b = str(v).encode()
+        elif t is str:
+            try:
+                b = v.encode("utf-8")
+            except UnicodeEncodeError:
+                return None
+            if b"\0" in b:
+                return None
+        else:
+            return None
+        buf = _ffi.new("char[]", b)
+        keep.append(buf)
+        ptrs.append(buf)
+    arr = _ffi.new("const char *[]", ptrs)
+    keep.append(arr)
+    return arr
 
 
 def _texts(params, keep):

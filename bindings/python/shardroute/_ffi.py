@@ -107,6 +107,8 @@ typedef struct sr_value {
     size_t len;
 } sr_value;
 
+int sr_exec_opts(sr_session *s, sr_key key, sr_intent intent, const sr_read_opts *opts,
+                 const char *sql, int nparams, const char *const *params, sr_result **out);
 int sr_exec_values(sr_session *s, sr_key key, sr_intent intent, const sr_read_opts *opts,
                    const char *sql, int nparams, const sr_value *params, sr_result **out);
 int sr_exec_shard(sr_session *s, int shard, sr_intent intent, const char *sql, int nparams,

@@ -131,6 +131,10 @@ def test_typed_values_round_trip(backend):
                 assert float(got[5]) == float(row[5])  # SQLite keeps 12.5 as a REAL
             else:
                 assert got[5] == row[5] and isinstance(got[5], decimal.Decimal)
+        # All-int and str parameters (the text path on servers) find the extremes too.
+        for k, i in ((1, 2**63 - 1), (2, -2**63)):
+            assert s.execute(f"SELECT k, t FROM {TABLE} WHERE i = ? AND k = ?", (i, k), key=k,
+                             intent="write").fetchone() == (k, rows[k - 1][4])
         # Bytes with NUL bytes as a scatter parameter.
         assert s.execute_all(f"SELECT count(*) FROM {TABLE} WHERE b = ?", (b"a\0b\0\xff",),
                              intent="write").fetchone() == (1,)
