@@ -430,7 +430,20 @@ class NodeInfo:
     replay_delay_us: int
 
 
-class Router:
+class _Closing:
+    """``with`` closes the object at the end of the block."""
+
+    def close(self) -> None:  # pragma: no cover - every subclass has its own
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+class Router(_Closing):
     """A router: the shards, their nodes and pools. Share one between threads.
 
     Build it with ``Router.from_config(text)``, ``Router.from_file(path)`` or
@@ -577,12 +590,6 @@ class Router:
             _lib.sr_router_close(self._r)
             self._r = None
 
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
     def __del__(self):
         try:
             self.close()
@@ -681,7 +688,7 @@ def _intent(intent) -> int:
         raise InterfaceError(f"intent is 'auto', 'read' or 'write', not {intent!r}") from None
 
 
-class Session:
+class Session(_Closing):
     """A session: the statements of one thread, its consistency and its
     transaction. Get one from ``Router.session()``; close it (or use
     ``with``) when done. Results stay valid after it is closed.
@@ -716,12 +723,6 @@ class Session:
     @property
     def closed(self) -> bool:
         return self._s is None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def __del__(self):
         try:
@@ -1097,7 +1098,7 @@ def _texts(params, keep):
     return arr
 
 
-class Stream:
+class Stream(_Closing):
     """Rows as they arrive (``Session.stream``/``stream_all``): iterate it, or call
     ``fetchone()``; ``description`` is known after the first row is asked for.
     Close it (or use ``with``) to stop early: what still runs is cancelled."""
@@ -1138,12 +1139,6 @@ class Stream:
             if self._c is not None:
                 _lib.sr_cursor_close(self._c)
                 self._c = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
 
     def __del__(self):
         try:
