@@ -20,6 +20,7 @@
 
 #include <errmsg.h>
 #include <poll.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -238,18 +239,24 @@ static int executed(sr_driver_conn *c, sr_result_builder *rb, int64_t deadline_n
     struct sr_my_step *p = c->step;
     MYSQL_STMT *stmt = p->e->stmt;
     if (p->ret != 0) {
-        if (mysql_stmt_errno(stmt) == CR_NEW_STMT_METADATA && !p->reprepared) {
-            /* As in exec: the cached handle cannot read the new columns. */
+        if (mysql_stmt_errno(stmt) == CR_NEW_STMT_METADATA) {
+            /* As in exec: the cached handle cannot read the new columns. It is closed
+             * here (reading the pending result away, within the deadline), not by
+             * finish(), and prepared afresh once. */
             sr_my_stmt gone;
             if (p->cached && sr_stmt_cache_take(c->cache, p->sql, p->len, &gone))
                 free((void *)gone.names);
             free((void *)p->local.names);
-            memset(&p->local, 0, sizeof p->local); /* closed here, not by finish() */
+            memset(&p->local, 0, sizeof p->local);
             p->cached = 0;
             p->e = NULL;
             int rc = sr__my_close_stmt(c, stmt, deadline_ns, err);
             if (rc != SR_OK)
                 return rc;
+            if (p->reprepared)
+                return sr_driver_error_set(err, SR_EQUERY, 0, "", CR_NEW_STMT_METADATA,
+                                           "execute: the result's columns changed again while "
+                                           "the statement was prepared afresh");
             p->reprepared = 1;
             return 1;
         }
@@ -297,7 +304,7 @@ static int name_columns(sr_driver_conn *c, sr_result_builder *rb, sr_driver_erro
  * ended, the connection idle unless the error broke it).
  */
 static int advance(sr_driver_conn *c, sr_result_builder *rb, int ev, int64_t deadline_ns,
-                   int *want, sr_driver_error *err)
+                   bool cancelling, int *want, sr_driver_error *err)
 {
     struct sr_my_step *p = c->step;
     *want = 0;
@@ -311,10 +318,16 @@ static int advance(sr_driver_conn *c, sr_result_builder *rb, int ev, int64_t dea
                     return wait_for(p, st, want);
                 p->pending = 0;
             }
-            if ((rc = prepared(c, err)) != SR_OK || (rc = bind(c, err)) != SR_OK)
+            rc = prepared(c, err);
+            /* Cancelled before it ran: prepared (and cached), never executed. */
+            if (rc != SR_OK || cancelling)
+                return finish(c, cancelling && !c->broken ? SR_OK : rc);
+            if ((rc = bind(c, err)) != SR_OK)
                 return finish(c, rc);
             break;
         case STEP_EXECUTE:
+            if (cancelling && !p->pending && !p->complete)
+                return finish(c, SR_OK); /* bound, not sent: nothing to undo */
             if (!p->complete) {
                 if (!p->pending)
                     p->ret = 1;
@@ -326,6 +339,8 @@ static int advance(sr_driver_conn *c, sr_result_builder *rb, int ev, int64_t dea
             p->complete = 0;
             p->pending = 0;
             rc = executed(c, rb, deadline_ns, err);
+            if (rc == 1 && cancelling)
+                return finish(c, SR_OK); /* not prepared again just to be cancelled */
             if (rc == 1) {
                 if ((rc = start_prepare(c, want, err)) != SR_OK)
                     return finish(c, rc);
@@ -387,7 +402,8 @@ int sr__my_next_row(sr_driver_conn *c, sr_result_builder *rb, int64_t deadline_n
         return sr_driver_error_set(err, SR_EINVAL, 0, "", 0, "next_row without send");
     if (c->broken)
         return finish(c, broken_error(err));
-    return advance(c, rb, c->step->pending ? events_of(c->step) : 0, deadline_ns, want, err);
+    return advance(c, rb, c->step->pending ? events_of(c->step) : 0, deadline_ns, false, want,
+                   err);
 }
 
 int sr__my_cancel(sr_driver_conn *c, int64_t deadline_ns, sr_driver_error *err)
@@ -409,13 +425,17 @@ int sr__my_cancel(sr_driver_conn *c, int64_t deadline_ns, sr_driver_error *err)
         until = deadline_ns;
     int ev = 0;
     for (;;) {
+        /* Checked on every pass too: a fast server keeps the socket readable, so the
+         * wait alone would never see the time run out. */
+        if (sr_clock_ns() >= until)
+            break;
         if (p->pending) {
             ev = sr__my_wait(c->my, p->status, until);
             if (ev < 0)
                 break;
         }
         int want = 0;
-        int rc = advance(c, NULL, ev, until, &want, err);
+        int rc = advance(c, NULL, ev, until, true, &want, err);
         if (rc < 0)
             /* An SQL error ends the statement with the connection idle. */
             return c->broken ? rc : SR_OK;

@@ -504,12 +504,20 @@ START_TEST(reads_go_to_replicas_writes_and_transactions_to_the_primary)
     char *v = NULL;
     for (double t0 = mono_ms(); mono_ms() - t0 < 20000; sleep_ms(20)) {
         free(v);
-        v = value_at(s, 7, SR_READ, "SELECT COUNT(*) FROM sr_cf_rw WHERE k = ? AND v = 'seven'",
-                     1, k7);
+        v = NULL;
+        /* On a loaded machine the table itself may not have reached the replica yet. */
+        sr_result *res = NULL;
+        int rc = sr_exec(s, sr_key_int(7), SR_READ,
+                         "SELECT COUNT(*) FROM sr_cf_rw WHERE k = ? AND v = 'seven'", 1, k7, &res);
+        if (rc == SR_EQUERY && strcmp(sr_session_sqlstate(s), b->no_table_sqlstate) == 0)
+            continue;
+        ck_assert_msg(rc == SR_OK, "%s", sr_session_errmsg(s));
+        v = strdup(sr_result_value(res, 0, 0));
+        sr_result_free(res);
         if (strcmp(v, "1") == 0)
             break;
     }
-    ck_assert_msg(strcmp(v, "1") == 0, "the replica did not show the row within 20 s");
+    ck_assert_msg(v && strcmp(v, "1") == 0, "the replica did not show the row within 20 s");
     free(v);
 
     /* A transaction pins the session to its shard's primary, reads included. */
@@ -1034,6 +1042,23 @@ START_TEST(cursors_stream_and_close_early)
         expect_value(s, 1, SR_READ, "SELECT 'after'", "after");
     }
     free(short_sql);
+    /* MariaDB prepares a statement it has not seen before it runs it: a cursor closed before
+     * then never runs it (the cancel finishes the prepare, not the statement), and its
+     * connection stays. */
+    if (strcmp(b->name, "mysql") == 0) {
+        char *id1 = scalar(s, 1, SR_WRITE, b->connection_id_sql);
+        ck_assert_int_eq(sr_cursor_open(s, sr_key_int(1), SR_WRITE, NULL,
+                                        "SELECT SLEEP(2) AS never_run", 0, NULL, &cur),
+                         SR_OK);
+        double t0 = mono_ms();
+        sr_cursor_close(cur);
+        double took = mono_ms() - t0;
+        char *id2 = scalar(s, 1, SR_WRITE, b->connection_id_sql);
+        ck_assert_msg(strcmp(id1, id2) == 0 && took < 500,
+                      "connection %s then %s, closing took %.0f ms", id1, id2, took);
+        free(id1);
+        free(id2);
+    }
     sr_session_free(s);
     sr_router_close(r);
 }
