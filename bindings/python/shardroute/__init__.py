@@ -39,7 +39,6 @@ from __future__ import annotations
 import datetime as _dt
 import decimal as _decimal
 import threading as _threading
-import weakref as _weakref
 from dataclasses import dataclass
 from typing import Any, Iterator, Mapping, NamedTuple, Optional, Sequence, Union
 
@@ -430,6 +429,49 @@ class NodeInfo:
     replay_delay_us: int
 
 
+class _StreamCore:
+    """A stream's C cursor, owned by its session's core (so that a session is never freed
+    with a cursor open, whatever order the garbage collector finalises them in)."""
+
+    __slots__ = ("c",)
+
+    def __init__(self, handle):
+        self.c = handle
+
+    def close(self) -> None:
+        if self.c is not None:
+            _lib.sr_cursor_close(self.c)
+            self.c = None
+
+
+class _SessionCore:
+    """A session's C handle, its lock and its streams' cores, owned by the router's core
+    set: the router closes every session still open before it closes itself, also when
+    the garbage collector finalises the Router before its Sessions."""
+
+    __slots__ = ("s", "router", "lock", "streams", "owner")
+
+    def __init__(self, handle, router, owner: set):
+        self.s = handle
+        # The C router: valid while this session is open (the Router closes its sessions,
+        # taking their locks, before it closes the C router).
+        self.router = router
+        self.lock = _threading.RLock()
+        self.streams: set = set()
+        self.owner = owner
+
+    def close(self) -> None:
+        with self.lock:
+            if self.s is None:
+                return
+            for st in list(self.streams):
+                st.close()
+            self.streams.clear()
+            _lib.sr_session_free(self.s)
+            self.s = None
+            self.owner.discard(self)
+
+
 class _Closing:
     """``with`` closes the object at the end of the block."""
 
@@ -455,14 +497,18 @@ class Router(_Closing):
         if _handle is None:
             raise InterfaceError("use Router.from_config, Router.from_file or Router.from_dict")
         self._r = _handle
-        self._lock = _threading.Lock()
-        self._sessions: "_weakref.WeakSet[Session]" = _weakref.WeakSet()
+        # Calls in progress on the C router (close() waits for them: cffi releases the GIL,
+        # so another thread may be inside one while this one closes).
+        self._cond = _threading.Condition()
+        self._calls = 0
+        self._cores: set = set()
         # Per shard: its primary is a PostgreSQL or MariaDB server. Statements there whose
         # parameters are all int or str take the library's text path, which reuses the
         # connection's prepared statements (the typed path parses every statement anew on
         # PostgreSQL); the server converts the text to the column's type, as psycopg2's
         # literals are. SQLite keeps typed binds: text there would stay text.
-        self._server = [n.uri.startswith(_SERVER_SCHEMES) for n in self.nodes() if n.index == 0]
+        self._server = [n.uri.startswith(_SERVER_SCHEMES) for n in self._nodes(_handle, None)
+                        if n.index == 0]
 
     def _server_shard(self, shard: int) -> bool:
         return 0 <= shard < len(self._server) and self._server[shard]
@@ -580,15 +626,22 @@ class Router(_Closing):
             raise InterfaceError("the router is closed")
         return self._r
 
+    def _call(self):
+        """``with self._call() as r:`` a C call on the router that close() waits for."""
+        return _RouterCall(self)
+
     def close(self) -> None:
-        """Closes the router and every session still open on it. Idempotent."""
-        with self._lock:
+        """Closes the router and every session still open on it (waiting for calls in
+        progress on other threads). Idempotent."""
+        with self._cond:
             if self._r is None:
                 return
-            for s in list(self._sessions):
-                s.close()
-            _lib.sr_router_close(self._r)
-            self._r = None
+            r, self._r = self._r, None  # new calls now raise
+            while self._calls:
+                self._cond.wait()
+        for core in list(self._cores):
+            core.close()
+        _lib.sr_router_close(r)
 
     def __del__(self):
         try:
@@ -603,20 +656,22 @@ class Router(_Closing):
     # topology
     def session(self) -> "Session":
         """A new session (for one thread at a time); a context manager."""
-        with self._lock:
+        with self._call() as r:
             out = _ffi.new("sr_session **")
-            rc = _lib.sr_session_new(self._handle(), out)
+            rc = _lib.sr_session_new(r, out)
             if rc != 0:
                 raise _error_class(rc, "", False)(_text(_lib.sr_strerror(rc)), rc)
-            s = Session(self, out[0])
-            self._sessions.add(s)
-            return s
+            core = _SessionCore(out[0], r, self._cores)
+            with self._cond:
+                self._cores.add(core)
+            return Session(self, core)
 
     def shard_for(self, key: Union[int, str, bytes]) -> int:
         """The index of the shard that owns `key` (no database is asked)."""
         keep: list = []
         k = _key(key, keep)
-        rc = _lib.sr_router_shard_for(self._handle(), k)
+        with self._call() as r:
+            rc = _lib.sr_router_shard_for(r, k)
         if rc < 0:
             raise _error_class(rc, "", False)(
                 f"no shard for key {key!r}: {_text(_lib.sr_strerror(rc))}", rc)
@@ -624,18 +679,23 @@ class Router(_Closing):
 
     @property
     def nshards(self) -> int:
-        return _lib.sr_router_nshards(self._handle())
+        with self._call() as r:
+            return _lib.sr_router_nshards(r)
 
     def shard_name(self, shard: int) -> str:
-        p = _lib.sr_router_shard_name(self._handle(), _index(shard, "shard"))
-        if p == _ffi.NULL:
-            raise ProgrammingError(f"no shard {shard}", _lib.SR_ENOSHARD)
-        return _text(p)
+        with self._call() as r:
+            p = _lib.sr_router_shard_name(r, _index(shard, "shard"))
+            if p == _ffi.NULL:
+                raise ProgrammingError(f"no shard {shard}", _lib.SR_ENOSHARD)
+            return _text(p)
 
     def nodes(self, shard: Optional[int] = None) -> list:
         """NodeInfo for every node (of one shard, or of all)."""
-        r = self._handle()
-        shards = range(self.nshards) if shard is None else [_index(shard, "shard")]
+        with self._call() as r:
+            return self._nodes(r, shard)
+
+    def _nodes(self, r, shard) -> list:
+        shards = range(_lib.sr_router_nshards(r)) if shard is None else [_index(shard, "shard")]
         out = []
         for sh in shards:
             n = _lib.sr_router_nnodes(r, sh)
@@ -657,9 +717,32 @@ class Router(_Closing):
 
     def maintain(self) -> None:
         """One round of health checks, for programs without the prober thread."""
-        rc = _lib.sr_router_maintain(self._handle())
+        with self._call() as r:
+            rc = _lib.sr_router_maintain(r)
         if rc < 0:
             raise _error_class(rc, "", False)(_text(_lib.sr_strerror(rc)), rc)
+
+
+class _RouterCall:
+    __slots__ = ("router",)
+
+    def __init__(self, router: "Router"):
+        self.router = router
+
+    def __enter__(self):
+        rt = self.router
+        with rt._cond:
+            if rt._r is None:
+                raise InterfaceError("the router is closed")
+            rt._calls += 1
+            return rt._r
+
+    def __exit__(self, *exc):
+        rt = self.router
+        with rt._cond:
+            rt._calls -= 1
+            if not rt._calls:
+                rt._cond.notify_all()
 
 
 def _index(i, what) -> int:
@@ -694,40 +777,37 @@ class Session(_Closing):
     ``with``) when done. Results stay valid after it is closed.
     """
 
-    def __init__(self, router: Router, handle):
+    def __init__(self, router: Router, core: _SessionCore):
         self._router = router
-        self._s = handle
-        self._lock = _threading.RLock()
-        self._streams: "_weakref.WeakSet[Stream]" = _weakref.WeakSet()
+        self._core = core
+        self._lock = core.lock
         self._consistency = None
         self._max_lag_ms = None
         self._sc = _Scratch()
 
     # lifetime
+    @property
+    def _s(self):
+        return self._core.s
+
     def _handle(self):
-        if self._s is None:
+        s = self._core.s
+        if s is None:
             raise InterfaceError("the session is closed")
-        return self._s
+        return s
 
     def close(self) -> None:
         """Closes the session (its open streams first; an open transaction is rolled
         back by the library). Idempotent."""
-        with self._lock:
-            if self._s is None:
-                return
-            for st in list(self._streams):
-                st.close()
-            _lib.sr_session_free(self._s)
-            self._s = None
+        self._core.close()
 
     @property
     def closed(self) -> bool:
-        return self._s is None
+        return self._core.s is None
 
     def __del__(self):
         try:
-            if self._s is not None and not self._router.closed:
-                self.close()
+            self._core.close()
         except Exception:
             pass
 
@@ -743,12 +823,12 @@ class Session(_Closing):
             _lib.sr_session_error_location(s, where, where + 1)
             if where[0] >= 0:
                 shard = where[0]
-                shard_name = _text(_lib.sr_router_shard_name(self._router._r, shard))
+                shard_name = _text(_lib.sr_router_shard_name(self._core.router, shard))
                 if where[1] >= 0:
                     node = where[1]
                     info = _ffi.new("sr_node_info *")
                     info.version = _NODE_INFO_VERSION
-                    if _lib.sr_router_node_info(self._router._r, shard, node, info) == 0:
+                    if _lib.sr_router_node_info(self._core.router, shard, node, info) == 0:
                         node_uri = _text(info.uri)
         if not msg:
             msg = _text(_lib.sr_strerror(rc))
@@ -853,7 +933,7 @@ class Session(_Closing):
                 opts = self._read_opts(max_lag_ms, consistency, keep)
                 texts = _plain_texts(params, keep)
                 if texts is not None and self._router._server_shard(_lib.sr_router_shard_for(
-                        self._router._r, k)):
+                        self._core.router, k)):
                     rc = _lib.sr_exec_opts(s, k, it, opts, sqlb, len(params), texts, out)
                 else:
                     n, vals = _values(params, keep)
@@ -967,9 +1047,9 @@ class Session(_Closing):
             return self._stream(out[0])
 
     def _stream(self, handle) -> "Stream":
-        st = Stream(self, handle)
-        self._streams.add(st)
-        return st
+        core = _StreamCore(handle)
+        self._core.streams.add(core)
+        return Stream(self, core)
 
     # transactions
     def begin(self, key: Union[int, str, bytes, None] = None, *, shard: Optional[int] = None,
@@ -1103,28 +1183,35 @@ class Stream(_Closing):
     ``fetchone()``; ``description`` is known after the first row is asked for.
     Close it (or use ``with``) to stop early: what still runs is cancelled."""
 
-    def __init__(self, session: Session, handle):
+    def __init__(self, session: Session, core: _StreamCore):
         self._session = session
-        self._c = handle
+        self._core = core
         self.description: Optional[tuple] = None
+        self._res = None
         self._types = None
 
     def fetchone(self) -> Optional[tuple]:
         s = self._session
         with s._lock:
-            if self._c is None:
+            c = self._core.c
+            if c is None:
                 raise InterfaceError("the stream is closed")
-            rc = _lib.sr_cursor_next(self._c)
+            rc = _lib.sr_cursor_next(c)
             if rc < 0:
                 s._raise(rc)
             row = s._sc.row
-            res = _lib.sr_cursor_row(self._c, row)
-            if self.description is None and res != _ffi.NULL:
-                self.description, self._types = _columns(res)
+            res = _lib.sr_cursor_row(c, row)
+            # Each shard's rows come in results of their own, and a column's type may be
+            # settled only by its first value: the types are read per result.
+            if res != _ffi.NULL and res != self._res:
+                description, self._types = _columns(res)
+                if self.description is None:
+                    self.description = description
+                self._res = res
             if rc == 0:
                 return None
             sc = s._sc
-            return tuple([_value(res, row[0], c, t, sc) for c, t in enumerate(self._types)])
+            return tuple([_value(res, row[0], c_, t, sc) for c_, t in enumerate(self._types)])
 
     def __iter__(self) -> Iterator[tuple]:
         while True:
@@ -1136,13 +1223,11 @@ class Stream(_Closing):
     def close(self) -> None:
         s = self._session
         with s._lock:
-            if self._c is not None:
-                _lib.sr_cursor_close(self._c)
-                self._c = None
+            self._core.close()
+            s._core.streams.discard(self._core)
 
     def __del__(self):
         try:
-            if self._c is not None and not self._session.closed:
-                self.close()
+            self.close()
         except Exception:
             pass

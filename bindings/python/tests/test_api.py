@@ -177,3 +177,47 @@ def test_a_session_used_by_two_threads_is_serialised(sqlite_router):
         for t in ts:
             t.join()
         assert not errors
+
+
+def test_closing_a_router_while_other_threads_use_it(tmp_path):
+    """Calls in progress finish first; later ones raise InterfaceError; nothing crashes."""
+    for _ in range(5):
+        r = shardroute.Router.from_config(f"[shard a]\nprimary = sqlite:{tmp_path}/z.db\n")
+        stop = threading.Event()
+        seen = []
+
+        def hammer():
+            while not stop.is_set():
+                try:
+                    r.nodes()
+                    r.shard_for(1)
+                    with r.session() as s:
+                        s.execute("SELECT 1", key=1)
+                except shardroute.InterfaceError as e:
+                    seen.append(str(e))
+                    return
+
+        ts = [threading.Thread(target=hammer) for _ in range(3)]
+        for t in ts:
+            t.start()
+        r.close()
+        stop.set()
+        for t in ts:
+            t.join(10)
+        assert all("closed" in m for m in seen)
+
+
+def test_garbage_collected_in_any_order(tmp_path):
+    """A router, a session and an open stream dropped together in a reference cycle (as a
+    traceback keeps them): the collector may finalise them in any order; the session is
+    freed before the router, the cursor before the session."""
+    for _ in range(10):
+        r = shardroute.Router.from_config(f"[shard a]\nprimary = sqlite:{tmp_path}/g.db\n")
+        s = r.session()
+        st = s.stream("WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c "
+                      "WHERE x < 1000) SELECT x FROM c", key=1)
+        assert st.fetchone() == (1,)
+        cycle = [r, s, st]
+        cycle.append(cycle)
+        del r, s, st, cycle
+        gc.collect()
