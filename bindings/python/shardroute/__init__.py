@@ -571,14 +571,18 @@ class Router(_Closing):
 
         Options by their documented names (values are converted with str();
         True/False become "true"/"false"). Shards keep the dict's order. A
-        replica may be a (uri, weight) pair.
+        replica may be a (uri, weight) pair. ``"pins": {key: shard_name}``
+        pins keys (int, str or bytes) to shards, overriding the distribution.
         """
         if not isinstance(config, Mapping):
             raise InterfaceError(f"from_dict takes a dict, not {type(config).__name__}")
-        unknown = set(config) - {"options", "shards"}
+        unknown = set(config) - {"options", "shards", "pins"}
         if unknown:
             raise InterfaceError(f"unknown configuration keys: {', '.join(sorted(unknown))} "
-                                 "(options, shards)")
+                                 "(options, shards, pins)")
+        pins = config.get("pins") or {}
+        if not isinstance(pins, Mapping):
+            raise InterfaceError("'pins' is a dict of key -> shard name")
         options = config.get("options") or {}
         shards = config.get("shards") or {}
         if not isinstance(options, Mapping) or not isinstance(shards, Mapping):
@@ -617,6 +621,9 @@ class Router(_Closing):
                         continue
                     check(c, _lib.sr_config_shard_set(c, bn, s(attr, "attribute"),
                                                        s(v, f"shard {name} {attr}")))
+            for key, shard in pins.items():
+                keep: list = []
+                check(c, _lib.sr_config_pin_key(c, _key(key, keep), s(shard, "shard name")))
 
         return cls._open(fill)
 
@@ -864,6 +871,16 @@ class Session(_Closing):
             if rc != 0:
                 self._raise(rc, statement=False)
 
+    def set_affinity(self, key: Union[int, str, bytes]) -> None:
+        """The key the ``affinity`` balance policy uses to pick this session's replica
+        (by default each session gets its own)."""
+        keep: list = []
+        k = _key(key, keep)
+        with self._lock:
+            rc = _lib.sr_session_set_affinity(self._handle(), k)
+            if rc != 0:
+                self._raise(rc, statement=False)
+
     @property
     def token(self) -> str:
         """The session's replication positions as a token for another session or
@@ -957,8 +974,12 @@ class Session(_Closing):
             o.merge = 0
         elif merge == "concat":
             o.merge = 1
+        elif isinstance(merge, Mapping):
+            o.merge = 2
+            o.spec = _merge_spec(merge, keep)
         else:
-            raise InterfaceError(f"merge is 'auto' or 'concat', not {merge!r}")
+            raise InterfaceError(f"merge is 'auto', 'concat' or a dict (an explicit merge "
+                                 f"spec), not {merge!r}")
         o.partial = 1 if partial else 0
         o.read = self._read_opts(max_lag_ms, consistency, keep)
         return o
@@ -969,8 +990,11 @@ class Session(_Closing):
                     consistency: Optional[str] = None) -> Result:
         """Runs the statement on every shard at once and merges the rows:
         ORDER BY, LIMIT/OFFSET, COUNT/SUM/MIN/MAX/AVG, GROUP BY and DISTINCT
-        as one database would (merge="auto"), or the shards' rows in shard
-        order (merge="concat"). A shape that cannot be merged correctly raises
+        as one database would (merge="auto"), the shards' rows in shard
+        order (merge="concat"), or as an explicit spec says (a dict: ``order``
+        [(col, "asc"|"desc"[, "first"|"last"])], ``limit``, ``offset``,
+        ``group`` [cols], ``aggs`` ["none"|"count"|"sum"|"min"|"max" per result
+        column], ``distinct``; the SQL then goes to every shard unchanged). A shape that cannot be merged correctly raises
         ProgrammingError saying why. When shards fail, OperationalError
         (SR_EPARTIAL) names them; with partial=True the rows of the shards that
         answered come back instead, with ``failed_shards`` set.
@@ -1108,6 +1132,65 @@ class _Transaction:
         elif self._s.in_transaction:
             self._s.rollback()
         return False
+
+
+_AGGS = {"none": 0, "count": 1, "sum": 2, "min": 3, "max": 4}
+_SPEC_KEYS = {"order", "limit", "offset", "group", "aggs", "distinct"}
+
+
+def _merge_spec(spec: Mapping, keep: list):
+    """An sr_merge_spec from a dict (see Session.execute_all)."""
+    unknown = set(spec) - _SPEC_KEYS
+    if unknown:
+        raise InterfaceError(f"unknown merge spec keys: {', '.join(sorted(unknown))} "
+                             f"({', '.join(sorted(_SPEC_KEYS))})")
+    m = _ffi.new("sr_merge_spec *")
+    keep.append(m)
+    m.version = _MERGE_SPEC_VERSION
+    m.limit = -1
+    order = list(spec.get("order") or [])
+    if order:
+        keys = _ffi.new("sr_order_key[]", len(order))
+        keep.append(keys)
+        for i, k in enumerate(order):
+            if isinstance(k, int):
+                k = (k,)
+            if not isinstance(k, (tuple, list)) or not 1 <= len(k) <= 3:
+                raise InterfaceError(f"order key {k!r}: (column, 'asc'|'desc'[, 'first'|'last'])")
+            keys[i].col = _index(k[0], "column")
+            direction = k[1] if len(k) > 1 else "asc"
+            if direction not in ("asc", "desc"):
+                raise InterfaceError(f"order direction {direction!r}: 'asc' or 'desc'")
+            keys[i].desc = direction == "desc"
+            nulls = k[2] if len(k) > 2 else None
+            if nulls not in (None, "first", "last"):
+                raise InterfaceError(f"nulls {nulls!r}: 'first' or 'last'")
+            keys[i].nulls = {None: 0, "first": 1, "last": 2}[nulls]
+        m.norder = len(order)
+        m.order = keys
+    for name in ("limit", "offset"):
+        v = spec.get(name)
+        if v is not None:
+            if isinstance(v, bool) or not isinstance(v, int) or not 0 <= v <= _INT64_MAX:
+                raise InterfaceError(f"merge spec {name} is an int >= 0, not {v!r}")
+            setattr(m, name, v)
+    group = list(spec.get("group") or [])
+    if group:
+        g = _ffi.new("int[]", [_index(c, "column") for c in group])
+        keep.append(g)
+        m.ngroup = len(group)
+        m.group = g
+    aggs = list(spec.get("aggs") or [])
+    if aggs:
+        try:
+            a = _ffi.new("sr_agg[]", [_AGGS[x] for x in aggs])
+        except (KeyError, TypeError):
+            raise InterfaceError(f"aggs are among {', '.join(_AGGS)}, not {aggs!r}") from None
+        keep.append(a)
+        m.naggs = len(aggs)
+        m.aggs = a
+    m.distinct = 1 if spec.get("distinct") else 0
+    return m
 
 
 def _sql(sql) -> bytes:

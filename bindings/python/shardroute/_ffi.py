@@ -51,6 +51,7 @@ int sr_config_add_shard(sr_config *c, const char *shard);
 int sr_config_shard_set(sr_config *c, const char *shard, const char *attr, const char *value);
 int sr_config_add_node(sr_config *c, const char *shard, sr_role role, const char *uri,
                        int weight);
+int sr_config_pin_key(sr_config *c, sr_key key, const char *shard);
 int sr_config_parse(sr_config *c, const char *text);
 int sr_config_load_file(sr_config *c, const char *path);
 const char *sr_config_errmsg(const sr_config *c);
@@ -84,6 +85,7 @@ int sr_router_maintain(sr_router *r);
 
 int sr_session_new(sr_router *r, sr_session **out);
 void sr_session_free(sr_session *s);
+int sr_session_set_affinity(sr_session *s, sr_key key);
 int sr_session_set(sr_session *s, const char *option, const char *value);
 const char *sr_session_token(sr_session *s);
 int sr_session_set_token(sr_session *s, const char *token);

@@ -221,3 +221,30 @@ def test_garbage_collected_in_any_order(tmp_path):
         cycle.append(cycle)
         del r, s, st, cycle
         gc.collect()
+
+
+def test_explicit_merge_specs_pins_and_affinity(tmp_path):
+    d = {"shards": {"a": {"primary": f"sqlite:{tmp_path}/ma.db"},
+                    "b": {"primary": f"sqlite:{tmp_path}/mb.db"}},
+         "pins": {"vip": "b", 1: "a"}}
+    with shardroute.Router.from_dict(d) as r, r.session() as s:
+        assert r.shard_for("vip") == 1 and r.shard_for(1) == 0
+        s.set_affinity("tenant-9")
+        s.execute_all("CREATE TABLE t (k INTEGER PRIMARY KEY, g INTEGER, v INTEGER)",
+                      intent="write")
+        for k in range(1, 21):
+            s.execute("INSERT INTO t VALUES (?, ?, ?)", (k, k % 2, k), key=k)
+        # Per-shard partial sums and counts, combined by the spec, ordered by group desc.
+        res = s.execute_all("SELECT g, sum(v), count(*) FROM t GROUP BY g",
+                            merge={"group": [0], "aggs": ["none", "sum", "count"],
+                                   "order": [(0, "desc")]})
+        assert res.fetchall() == [(1, 100, 10), (0, 110, 10)]
+        res = s.execute_all("SELECT k FROM t ORDER BY k DESC",
+                            merge={"order": [(0, "desc")], "limit": 3, "offset": 1})
+        assert [k for (k,) in res] == [19, 18, 17]
+        for bad in ({"order": [(0, "sideways")]}, {"aggs": ["median"]}, {"limit": -1},
+                    {"nope": 1}):
+            with pytest.raises(shardroute.InterfaceError):
+                s.execute_all("SELECT k FROM t", merge=bad)
+        with pytest.raises(shardroute.ProgrammingError):  # the library checks the spec too
+            s.execute_all("SELECT k FROM t", merge={"order": [(5, "asc")]})
