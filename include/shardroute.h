@@ -357,6 +357,109 @@ SR_API int sr_router_node_info(const sr_router *r, int shard, int node, sr_node_
 SR_API int sr_router_maintain(sr_router *r);
 
 /* ------------------------------------------------------------------------ */
+/* Observability: metrics and routing events (docs/observability.md)        */
+/* ------------------------------------------------------------------------ */
+
+/**
+ * A sink for text the library produces in pieces (sr_router_metrics()).
+ * `data` holds `len` bytes (no NUL) borrowed for the call. Return 0 to go
+ * on, anything else to stop: the producer then returns SR_EINVAL at once.
+ */
+typedef int (*sr_write_fn)(void *userdata, const char *data, size_t len);
+
+/**
+ * Renders the router's metrics in the Prometheus text exposition format
+ * (version 0.0.4) through `write`, in pieces: statements by shard, node,
+ * role, intent and outcome; sampled statement latency per node; pool
+ * connections, checkout waits and exhaustion; node health, ejections and
+ * probes; replica lag; reads sent to the primary and why; consistency checks
+ * and waits; scatter fan-out and failures. docs/observability.md lists every
+ * metric. Node labels are redacted URIs (never a password). With
+ * metrics.shard_labels = false, per-shard series are summed into one series
+ * without a shard label (bounded label sets with thousands of shards).
+ *
+ * Reads counters with relaxed atomics (and each pool's lock briefly): the
+ * figures of one rendering are not one instant's. Thread-safe; may run
+ * while statements run. Errors: SR_EINVAL (NULL argument, or `write`
+ * returned non-zero), SR_ENOMEM.
+ */
+SR_API int sr_router_metrics(const sr_router *r, sr_write_fn write, void *userdata);
+
+/**
+ * sr_router_metrics() into a caller buffer, like snprintf: returns the
+ * length of the whole text (without its NUL), and when that is less than
+ * `cap` the buffer holds all of it, NUL-terminated; otherwise it holds as
+ * much as fits, NUL-terminated (nothing when cap is 0; `buf` may then be
+ * NULL). Call again with a larger buffer (the text can grow in between).
+ * Errors (negative): SR_EINVAL (NULL router, NULL buf with cap > 0),
+ * SR_ENOMEM (also when the text would be longer than INT_MAX).
+ */
+SR_API int sr_router_metrics_text(const sr_router *r, char *buf, size_t cap);
+
+/** Kinds of routing events. */
+typedef enum sr_event_kind {
+    SR_EVENT_STATEMENT = 1, /* a statement finished (successfully or not) on a shard */
+    SR_EVENT_HEALTH = 2     /* a node changed health state (ejected, re-admitted, probe failed) */
+} sr_event_kind;
+
+/** The layout of sr_event this header describes (see sr_event.version). */
+#define SR_EVENT_VERSION 1
+
+/**
+ * One routing event, passed to the event callback. Filled by the library:
+ * `version` says which fields it has (a callback built against a later
+ * header reads only fields of versions <= ev->version). Every pointer is
+ * borrowed for the duration of the callback and never NULL (text fields are
+ * "" when they do not apply); no field holds a password.
+ */
+typedef struct sr_event {
+    int version;            /* SR_EVENT_VERSION of the library that filled it */
+    sr_event_kind kind;
+    int shard;              /* shard index, -1 when the statement never reached one */
+    const char *shard_name; /* "" when shard is -1 */
+    int node;               /* node index within the shard (0: primary), -1 when none was used */
+    const char *node_uri;   /* redacted URI of that node, "" when none */
+    sr_role role;           /* the node's configured role (SR_PRIMARY when node is -1) */
+    /* ---- SR_EVENT_STATEMENT ---- */
+    sr_intent intent;       /* SR_READ or SR_WRITE, as routed */
+    const char *reason;     /* why this node: "write", "replica", "replica (position known)",
+                               "primary: consistency = primary", "primary: replicas behind the
+                               session's position", "primary: no replica within the lag bound",
+                               "primary: no healthy replica", "transaction", ... (static text) */
+    const char *skipped;    /* why each other node of the shard was not used, "; "-separated:
+                               "replica URI: ejected", "... lag 340 ms over 100 ms", "...
+                               behind the session's position", "... pool busy", "... failed:
+                               MESSAGE", "... role mismatch"; "" when none was skipped */
+    int retries;            /* times the statement moved to another node after a failure */
+    int64_t wait_us;        /* time spent waiting for a replica to catch up (consistency.wait_ms) */
+    int64_t duration_us;    /* from the call's start to the event */
+    int status;             /* the statement's status (SR_OK or negative) */
+    const char *sqlstate;   /* the database's SQLSTATE on failure, else "" */
+    const char *sql;        /* the statement as the caller gave it (parameters are not included) */
+    /* ---- SR_EVENT_HEALTH ---- */
+    const char *health;     /* "ejected", "readmitted", "probe_failed" */
+    const char *detail;     /* the error that caused it, "" for a readmission */
+} sr_event;
+
+/**
+ * An event sink. Called synchronously on the thread that ran the statement
+ * (or the prober's thread, or the thread in sr_router_maintain()), so it may
+ * be called from several threads at once and must be thread-safe. The
+ * statement's caller waits while it runs: a slow callback slows the
+ * application (queue the event and return). It must not call back into the
+ * session that ran the statement; other calls on the router are allowed.
+ */
+typedef void (*sr_event_fn)(void *userdata, const sr_event *ev);
+
+/**
+ * Sets the event callback (NULL: none, the default). Without a callback the
+ * statement path does no event work at all. The option events.sample = N
+ * delivers one statement event in N (health events are never sampled).
+ * Never fails for a non-NULL config (SR_EINVAL for NULL).
+ */
+SR_API int sr_config_set_event_fn(sr_config *c, sr_event_fn fn, void *userdata);
+
+/* ------------------------------------------------------------------------ */
 /* Sessions and statements                                                  */
 /* ------------------------------------------------------------------------ */
 
@@ -385,6 +488,39 @@ SR_API void sr_session_free(sr_session *s);
  * and not kept. Errors: SR_EINVAL, SR_EMISUSE.
  */
 SR_API int sr_session_set_affinity(sr_session *s, sr_key key);
+
+/**
+ * Sets the session's trace context, or clears it (traceparent NULL or "").
+ * While set, every statement the session sends to a server (sr_exec*,
+ * transactions, scatter, cursors; not BEGIN/COMMIT/ROLLBACK) carries it as
+ * an sqlcommenter comment appended on a line of its own, so it shows in
+ * pg_stat_activity, the MariaDB process list and the servers' logs:
+ *
+ *     SELECT ...
+ *     /\*key1='value1',traceparent='00-...-01'*\/
+ *
+ * `traceparent` is a W3C trace-context header value, checked strictly:
+ * "00-" 32 lowercase hex digits (not all zero) "-" 16 lowercase hex digits
+ * (not all zero) "-" 2 lowercase hex digits. `tags` holds `ntags` key/value
+ * pairs (2 * ntags strings: key, value, key, value...; NULL when ntags is
+ * 0): keys of 1..64 characters from [A-Za-z0-9_.-], unique, not
+ * "traceparent"; values of at most 256 bytes, any bytes but NUL, written
+ * percent-encoded (everything but [A-Za-z0-9_.~-]), so nothing in a value can
+ * end the comment; at most 16 tags. Keys are written sorted, as sqlcommenter
+ * does. Everything is copied.
+ *
+ * Cost: a statement with a trace context is a new text for each traceparent,
+ * so the drivers' prepared-statement caches do not reuse it (each traced
+ * statement is prepared anew, or sent unprepared, and evicts a cached one);
+ * statements of sessions without one are untouched. The classification of
+ * SR_AUTO statements reads the caller's SQL, not the comment.
+ *
+ * Errors: SR_EINVAL (NULL session, malformed traceparent, a bad tag; the
+ * message says which, and the session keeps its previous context),
+ * SR_ENOMEM, SR_EMISUSE.
+ */
+SR_API int sr_session_set_trace(sr_session *s, const char *traceparent, int ntags,
+                                const char *const *tags);
 
 /* ------------------------------------------------------------------------ */
 /* Consistency                                                              */
