@@ -424,8 +424,21 @@ START_TEST(ejections_probes_and_scatter_are_counted)
     ck_assert_double_eq(value_of(m, "shardroute_scatter_shard_failures_total"), 1);
     ck_assert_double_eq(value_of(m, "shardroute_scatter_partial_failures_total"), 1);
     free(m);
-    /* The prober's round: the ejected node is not due (retry_ms is an hour), the others
-     * answer their pings; a due probe that fails counts as failed. */
+    /* Two rounds of checks: the ejected node is not due (retry_ms is an hour); s1p, never
+     * connected yet, cannot connect: it fails its first check and is ejected. */
+    atomic_store(&N("s1p")->fail_connects, -1);
+    ck_assert_int_eq(sr_router_maintain(r), SR_OK);
+    ck_assert_int_eq(sr_router_maintain(r), SR_OK);
+    m = metrics(r);
+    ck_assert_double_eq(node_series(m, "shardroute_node_probes_total", "s0p", "primary",
+                                    "result=\"ok\""), 2);
+    ck_assert_double_eq(node_series(m, "shardroute_node_probes_total", "s0r1", "replica",
+                                    "result=\"ok\""), 0);
+    ck_assert_double_eq(node_series(m, "shardroute_node_probes_total", "s1p", "primary",
+                                    "result=\"failed\""), 1);
+    ck_assert_double_eq(node_series(m, "shardroute_node_probes_total", "s1p", "primary",
+                                    "result=\"ok\""), 0);
+    free(m);
     sr_session_free(s);
     sr_router_close(r);
 }
