@@ -9,6 +9,7 @@
  */
 #include "fanout.h"
 
+#include "events.h"
 #include "exec.h"
 #include "positions.h"
 
@@ -37,6 +38,8 @@ typedef struct fo_shard {
     int next;               /* next row of the batch (or of `whole`) to hand out */
     sr_result *whole;
     int rc;                 /* the failure, when FO_FAILED */
+    sr_read_tries tries;    /* what the read learnt about the shard's nodes (for its event) */
+    int max_lag_ms;
     sr_reason why;
     char *text;             /* the one-shard path's message for a failure, or NULL */
     char sqlstate[6];
@@ -53,6 +56,8 @@ struct sr_fanout {
     int n;
     struct pollfd *pfds; /* n entries, rebuilt per wait */
     int *pidx;           /* pfds[k] belongs to shard pidx[k] */
+    char *report_sql;    /* a copy of the SQL when this statement's events are reported */
+    int64_t start_ns;
     fo_shard sh[];
 };
 
@@ -104,6 +109,7 @@ static void send_on_shard(sr_fanout *f, fo_shard *sh, bool write, const sr_read_
         sr_read_plan plan;
         sr__session_read_plan(s, ropts, sh->shard, &plan, needbuf, sizeof needbuf);
         sr_read_tries tries = {.exclude = sh->exclude};
+        sh->max_lag_ms = plan.max_lag_ms;
         for (;;) {
             const char *check = NULL;
             rc = sr__read_acquire(r, sh->shard, &plan, &tries, deadline, &sh->node, &sh->conn,
@@ -127,6 +133,7 @@ static void send_on_shard(sr_fanout *f, fo_shard *sh, bool write, const sr_read_
             tries.missed = true;
         }
         sh->note_read = rc == SR_OK && plan.mode == SR_CONSISTENCY_MONOTONIC;
+        sh->tries = tries;
     }
     if (rc != SR_OK) {
         sh->conn = NULL;
@@ -204,6 +211,11 @@ int sr__fanout_start(sr_session *s, const int *shards, int n, sr_intent intent,
     f->ropts = ropts;
     f->batch_rows = batch_rows;
     f->n = n;
+    if (sr__event_sampled(r)) {
+        /* Kept for the events, which come when the statement ends (a cursor: at its close). */
+        f->report_sql = sr_strdup(st->sql);
+        f->start_ns = sr_clock_ns();
+    }
     f->pfds = malloc((size_t)n * sizeof *f->pfds);
     f->pidx = malloc((size_t)n * sizeof *f->pidx);
     bool oom = !f->pfds || !f->pidx;
@@ -454,6 +466,23 @@ const sr_result *sr__fanout_result(const sr_fanout *f, int i)
     return sh->whole ? sh->whole : sh->rb.res;
 }
 
+/* The event of one shard's part of a reported scatter statement. */
+static void report_part(sr_fanout *f, const fo_shard *sh)
+{
+    sr_route_record rec;
+    memset(&rec, 0, sizeof rec);
+    rec.start_ns = f->start_ns;
+    rec.shard = sh->shard;
+    rec.node = sh->node;
+    rec.write = sh->write;
+    rec.retries = sh->retried;
+    rec.max_lag_ms = sh->max_lag_ms;
+    rec.tries = sh->tries;
+    bool failed = sh->state == FO_FAILED;
+    sr__event_statement(f->r, &rec, f->report_sql, failed ? sh->rc : SR_OK,
+                        failed ? sh->sqlstate : "");
+}
+
 void sr__fanout_free(sr_fanout *f)
 {
     if (!f)
@@ -463,6 +492,8 @@ void sr__fanout_free(sr_fanout *f)
     for (int i = 0; i < f->n; i++) {
         fo_shard *sh = &f->sh[i];
         nfailed += sh->state == FO_FAILED;
+        if (f->report_sql && !sh->whole_path) /* the one-shard path reported its own */
+            report_part(f, sh);
         if (sh->state == FO_RUNNING) {
             /* Stopped early (a LIMIT reached, a cursor closed): idle again, or closed. */
             sr_driver_error e;
@@ -482,6 +513,7 @@ void sr__fanout_free(sr_fanout *f)
     atomic_fetch_add_explicit(&sc->failed_shards, (uint64_t)nfailed, memory_order_relaxed);
     if (nfailed > 0 && nfailed < f->n)
         sr__count(&sc->partial);
+    free(f->report_sql);
     free(f->pfds);
     free(f->pidx);
     free(f);

@@ -408,6 +408,7 @@ END_TEST
 START_TEST(ejections_probes_and_scatter_are_counted)
 {
     const char *opts[] = {"health.fail_threshold", "1", NULL};
+    scheme = "fakestep"; /* scatter in steps: its parts are reported by the fanout */
     sr_router *r = open_router(2, 1, true, opts);
     sr_session *s = new_session(r);
     atomic_store(&N("s0r1")->fail_connects, -1);
@@ -415,7 +416,7 @@ START_TEST(ejections_probes_and_scatter_are_counted)
     ck_assert_int_eq(count_events(SR_EVENT_HEALTH), 1);
     const seen_event *h = events[0].kind == SR_EVENT_HEALTH ? &events[0] : &events[1];
     ck_assert_str_eq(h->health, "ejected");
-    ck_assert_str_eq(h->node_uri, "fake://127.0.0.1/s0r1");
+    ck_assert_str_eq(h->node_uri, "fakestep://127.0.0.1/s0r1");
     ck_assert_int_eq(h->node, 1);
     ck_assert_int_eq(h->shard, 0);
     ck_assert_str_ne(h->detail, "");
@@ -426,6 +427,17 @@ START_TEST(ejections_probes_and_scatter_are_counted)
     atomic_store(&N("s1r1")->fail_kind, 1);
     sr_result *res = NULL;
     ck_assert_int_eq(sr_exec_all(s, SR_READ, "SELECT node FROM t", 0, NULL, &res), SR_EPARTIAL);
+    /* One event per shard part, in shard order, after the statement. */
+    ck_assert_int_ge(nevents, 2);
+    const seen_event *p0 = &events[nevents - 2], *p1 = &events[nevents - 1];
+    ck_assert_int_eq(p0->kind, SR_EVENT_STATEMENT);
+    ck_assert_int_eq(p0->shard, 0);
+    ck_assert_int_eq(p0->status, SR_OK);
+    ck_assert_str_eq(p0->sql, "SELECT node FROM t");
+    ck_assert_int_eq(p1->shard, 1);
+    ck_assert_int_eq(p1->status, SR_EQUERY);
+    ck_assert_str_eq(p1->sqlstate, "42P01");
+    ck_assert_str_eq(p1->node_uri, "fakestep://127.0.0.1/s1r1");
     char *m = metrics(r);
     ck_assert_double_eq(node_series(m, "shardroute_node_up", "s0r1", "replica", NULL), 0);
     ck_assert_double_eq(node_series(m, "shardroute_node_ejections_total", "s0r1", "replica", NULL), 1);
