@@ -133,9 +133,9 @@ static inline int exec_routed(sr_session *s, int shard, sr_intent intent,
                               const sr_read_opts *ropts, const sr_stmt *st, sr_route_record *rec,
                               sr_result **out)
 {
-    sr_stmt routed = *st;
     if (s->in_txn) {
         /* In a read-write transaction a statement counts as a write unless said to read. */
+        sr_stmt routed = *st;
         routed.write = intent != SR_READ && !s->txn_read_only;
         if (rec) {
             rec->in_txn = true;
@@ -145,6 +145,7 @@ static inline int exec_routed(sr_session *s, int shard, sr_intent intent,
         return sr__txn_exec(s, shard, &routed, out);
     }
     if (sr__exec_is_write(s->router, shard, intent, st->sql)) {
+        sr_stmt routed = *st;
         routed.write = true;
         if (rec)
             rec->write = true;
