@@ -37,8 +37,8 @@ static const char help[] =
     "  -s, --set NAME=VALUE  set an option after reading the file (repeatable)\n"
     "  -h, --help            this text\n"
     "\n"
-    "Bytes are shown as \\x and hex digits. An argument that begins with '-' (a negative\n"
-    "parameter) goes after '--': shardroute exec -c CONF -k 7 -- 'SELECT ?' -5\n"
+    "Options come before SQL: everything after SQL is a parameter, '-5' included. An SQL\n"
+    "that begins with '-' goes after '--'. Bytes are shown as \\x and hex digits.\n"
     "Exit status: 0, 1 the statement failed (the library's message on stderr), 2 bad\n"
     "arguments or configuration.\n";
 
@@ -154,9 +154,10 @@ int cli_exec(int argc, char **argv)
     cli_common common = {.cmd = "exec"};
     exec_args a = {.mode = CLI_KEY_AUTO, .intent = SR_AUTO, .fmt = CLI_TABLE};
     int opt, status = CLI_OK, where = 0;
+    /* '+': options end at SQL, so a parameter such as -5 is never taken for one. */
     bool intent_set = false, mode_set = false;
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, ":c:s:k:S:aitrwn:qh", longopts, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, "+:c:s:k:S:aitrwn:qh", longopts, NULL)) != -1) {
         if (cli_common_option(&common, opt, optarg))
             continue;
         switch (opt) {
