@@ -448,6 +448,15 @@ SR_API int sr_config_set_log_fn(sr_config *c, sr_log_fn fn, void *userdata)
     return succeed(c);
 }
 
+SR_API int sr_config_set_event_fn(sr_config *c, sr_event_fn fn, void *userdata)
+{
+    if (!c)
+        return SR_EINVAL;
+    c->event_fn = fn;
+    c->event_ud = userdata;
+    return succeed(c);
+}
+
 /* -------------------------------------------------------------- options */
 
 SR_API int sr_config_set(sr_config *c, const char *option, const char *value)

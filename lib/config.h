@@ -45,6 +45,8 @@ struct sr_config {
     void *keymap_ud;
     sr_log_fn log_fn;
     void *log_ud;
+    sr_event_fn event_fn;
+    void *event_ud;
     char errmsg[SR_ERRMSG_LEN];
 };
 

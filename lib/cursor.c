@@ -175,7 +175,7 @@ static const sr_result *cursor_row(const sr_cursor *c, int *row)
 SR_API int sr_cursor_open(sr_session *s, sr_key key, sr_intent intent, const sr_read_opts *opts,
                           const char *sql, int nparams, const sr_value *params, sr_cursor **out)
 {
-    sr_stmt st = {sql, nparams, NULL, params, true};
+    sr_stmt st = {sql, nparams, NULL, params, true, false};
     SR_SESSION_GUARDED(s, cursor_open(s, key, intent, opts, &st, out));
 }
 
@@ -183,7 +183,7 @@ SR_API int sr_cursor_open_all(sr_session *s, sr_intent intent, const sr_scatter_
                               const char *sql, int nparams, const sr_value *params,
                               sr_cursor **out)
 {
-    sr_stmt st = {sql, nparams, NULL, params, true};
+    sr_stmt st = {sql, nparams, NULL, params, true, false};
     SR_SESSION_GUARDED(s, cursor_open_all(s, intent, opts, &st, out));
 }
 

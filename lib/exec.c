@@ -6,14 +6,20 @@
  */
 #include "exec.h"
 
+#include <string.h>
+
 #include "classify.h"
+#include "events.h"
 #include "txn.h"
 
 /* A write goes to the primary once: never retried after it was sent. */
-static int write_on_shard(sr_session *s, int shard, const sr_stmt *st, sr_result **out)
+static int write_on_shard(sr_session *s, int shard, const sr_stmt *st, sr_route_record *rec,
+                          sr_result **out)
 {
     sr_router *r = s->router;
     sr_node *primary = &r->shards[shard].nodes[0];
+    if (rec)
+        rec->node = primary;
     int64_t deadline = sr__statement_deadline(r);
     sr_driver_conn *conn = NULL;
     bool probe = false;
@@ -47,8 +53,18 @@ static int write_on_shard(sr_session *s, int shard, const sr_stmt *st, sr_result
  * A read: acquire a node for the plan, run, and retry once on another node
  * after a connection-level failure, all within one deadline.
  */
+/* Keeps what a reported read learnt about its nodes, for its event. */
+static inline void record_tries(sr_route_record *rec, const sr_read_tries *tries,
+                                const sr_read_plan *plan)
+{
+    if (rec) {
+        rec->tries = *tries;
+        rec->max_lag_ms = plan->max_lag_ms;
+    }
+}
+
 static int read_on_shard(sr_session *s, int shard, const sr_read_opts *ropts, const sr_stmt *st,
-                         sr_result **out)
+                         sr_route_record *rec, sr_result **out)
 {
     sr_router *r = s->router;
     char needbuf[SR_POSITION_MAX];
@@ -64,8 +80,11 @@ static int read_on_shard(sr_session *s, int shard, const sr_read_opts *ropts, co
         bool probe = false;
         const char *check = NULL;
         int rc = sr__read_acquire(r, shard, &plan, &tries, deadline, &n, &c, &probe, &check, &why);
+        record_tries(rec, &tries, &plan);
         if (rc != SR_OK)
             return sr__session_fail_reason(s, rc, "read", &why);
+        if (rec)
+            rec->node = n;
         sr_driver_error *e = &why.err;
         sr__driver_error_clear(e);
         bool stale = false;
@@ -104,17 +123,49 @@ static int read_on_shard(sr_session *s, int shard, const sr_read_opts *ropts, co
                 r->shards[shard].name, n->uri->redacted, e->message);
         tries.exclude |= sr__node_bit(n);
         attempt++;
+        if (rec)
+            rec->retries++;
     }
+}
+
+/* The statement routed: transaction, write or read; `rec` (NULL unless reported) collects. */
+static inline int exec_routed(sr_session *s, int shard, sr_intent intent,
+                              const sr_read_opts *ropts, const sr_stmt *st, sr_route_record *rec,
+                              sr_result **out)
+{
+    sr_stmt routed = *st;
+    if (s->in_txn) {
+        /* In a read-write transaction a statement counts as a write unless said to read. */
+        routed.write = intent != SR_READ && !s->txn_read_only;
+        if (rec) {
+            rec->in_txn = true;
+            rec->write = routed.write;
+            rec->node = s->txn_node;
+        }
+        return sr__txn_exec(s, shard, &routed, out);
+    }
+    if (sr__exec_is_write(s->router, shard, intent, st->sql)) {
+        routed.write = true;
+        if (rec)
+            rec->write = true;
+        return write_on_shard(s, shard, &routed, rec, out);
+    }
+    return read_on_shard(s, shard, ropts, st, rec, out);
 }
 
 static inline int exec_on_shard(sr_session *s, int shard, sr_intent intent,
                                 const sr_read_opts *ropts, const sr_stmt *st, sr_result **out)
 {
-    if (s->in_txn)
-        return sr__txn_exec(s, shard, st, out);
-    if (sr__exec_is_write(s->router, shard, intent, st->sql))
-        return write_on_shard(s, shard, st, out);
-    return read_on_shard(s, shard, ropts, st, out);
+    sr_router *r = s->router;
+    if (!sr__event_sampled(r))
+        return exec_routed(s, shard, intent, ropts, st, NULL, out);
+    sr_route_record rec;
+    memset(&rec, 0, sizeof rec);
+    rec.start_ns = sr_clock_ns();
+    rec.shard = shard;
+    int rc = exec_routed(s, shard, intent, ropts, st, &rec, out);
+    sr__event_statement(r, &rec, st->sql, rc, s->sqlstate);
+    return rc;
 }
 
 bool sr__exec_is_write(const sr_router *r, int shard, sr_intent intent, const char *sql)
@@ -181,27 +232,27 @@ static int exec_shard(sr_session *s, int shard, sr_intent intent, const sr_stmt 
 SR_API int sr_exec_opts(sr_session *s, sr_key key, sr_intent intent, const sr_read_opts *opts,
                         const char *sql, int nparams, const char *const *params, sr_result **out)
 {
-    sr_stmt st = {sql, nparams, params, NULL, false};
+    sr_stmt st = {sql, nparams, params, NULL, false, false};
     SR_SESSION_GUARDED(s, exec_key(s, key, intent, opts, &st, out));
 }
 
 SR_API int sr_exec(sr_session *s, sr_key key, sr_intent intent, const char *sql, int nparams,
                    const char *const *params, sr_result **out)
 {
-    sr_stmt st = {sql, nparams, params, NULL, false};
+    sr_stmt st = {sql, nparams, params, NULL, false, false};
     SR_SESSION_GUARDED(s, exec_key(s, key, intent, NULL, &st, out));
 }
 
 SR_API int sr_exec_values(sr_session *s, sr_key key, sr_intent intent, const sr_read_opts *opts,
                           const char *sql, int nparams, const sr_value *params, sr_result **out)
 {
-    sr_stmt st = {sql, nparams, NULL, params, true};
+    sr_stmt st = {sql, nparams, NULL, params, true, false};
     SR_SESSION_GUARDED(s, exec_key(s, key, intent, opts, &st, out));
 }
 
 SR_API int sr_exec_shard(sr_session *s, int shard, sr_intent intent, const char *sql, int nparams,
                          const char *const *params, sr_result **out)
 {
-    sr_stmt st = {sql, nparams, params, NULL, false};
+    sr_stmt st = {sql, nparams, params, NULL, false, false};
     SR_SESSION_GUARDED(s, exec_shard(s, shard, intent, &st, out));
 }

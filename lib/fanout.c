@@ -58,7 +58,7 @@ struct sr_fanout {
 
 static void fail_shard(sr_fanout *f, fo_shard *sh, int rc, const sr_driver_error *e)
 {
-    sr__node_step_end(sh->node, rc);
+    sr__node_step_end(sh->node, sh->write, rc);
     sr__node_release(f->r, sh->node, sh->conn, rc, e, sh->probe);
     sr__reason_driver(&sh->why, sh->node, sh->shard, e, NULL);
     memcpy(sh->sqlstate, e->sqlstate, sizeof sh->sqlstate);
@@ -74,7 +74,7 @@ static void finish_shard(sr_fanout *f, fo_shard *sh, int64_t deadline)
     sr_driver_error e;
     sr__driver_error_clear(&e);
     sr__result_sync_rows(sh->rb.res);
-    sr__node_step_end(sh->node, SR_OK);
+    sr__node_step_end(sh->node, sh->write, SR_OK);
     if (sh->note_read)
         sr__positions_note_read(&s->positions, r, sh->node, sh->conn, deadline);
     if (sh->record_write)
@@ -144,7 +144,9 @@ static void send_on_shard(sr_fanout *f, fo_shard *sh, bool write, const sr_read_
         return;
     }
     sr__driver_error_clear(e);
-    rc = sr__node_send(sh->node, sh->conn, st, deadline, &sh->want, e);
+    sr_stmt routed = *st;
+    routed.write = write;
+    rc = sr__node_send(sh->node, sh->conn, &routed, deadline, &sh->want, e);
     if (rc != SR_OK) {
         /* sr__node_send counted the statement's end already. */
         sr__node_release(r, sh->node, sh->conn, rc, e, sh->probe);
@@ -257,7 +259,7 @@ static bool retry_read(sr_fanout *f, fo_shard *sh, int rc, const sr_driver_error
         return false;
     sr__log(f->r, SR_LOG_INFO, "read on shard '%s' node %s failed (%s); retrying elsewhere",
             f->r->shards[sh->shard].name, sh->node->uri->redacted, e->message);
-    sr__node_step_end(sh->node, rc);
+    sr__node_step_end(sh->node, sh->write, rc);
     sr__node_release(f->r, sh->node, sh->conn, rc, e, sh->probe);
     sh->conn = NULL;
     sh->exclude |= sr__node_bit(sh->node);
@@ -457,20 +459,29 @@ void sr__fanout_free(sr_fanout *f)
     if (!f)
         return;
     int64_t deadline = sr__statement_deadline(f->r);
+    int nfailed = 0;
     for (int i = 0; i < f->n; i++) {
         fo_shard *sh = &f->sh[i];
+        nfailed += sh->state == FO_FAILED;
         if (sh->state == FO_RUNNING) {
             /* Stopped early (a LIMIT reached, a cursor closed): idle again, or closed. */
             sr_driver_error e;
             sr__driver_error_clear(&e);
             e.transient = !sr__node_cancel(sh->node, sh->conn, deadline);
-            sr__node_step_end(sh->node, SR_OK);
+            sr__node_step_end(sh->node, sh->write, SR_OK);
             sr__node_release(f->r, sh->node, sh->conn, SR_OK, &e, sh->probe);
         }
         sr__result_builder_discard(&sh->rb);
         sr_result_free(sh->whole);
         free(sh->text);
     }
+    /* Counted once the statement is over: its fan-out and how many parts failed. */
+    sr_scatter_counters *sc = &f->r->scatter;
+    sr__count(&sc->statements);
+    atomic_fetch_add_explicit(&sc->shards, (uint64_t)f->n, memory_order_relaxed);
+    atomic_fetch_add_explicit(&sc->failed_shards, (uint64_t)nfailed, memory_order_relaxed);
+    if (nfailed > 0 && nfailed < f->n)
+        sr__count(&sc->partial);
     free(f->pfds);
     free(f->pidx);
     free(f);

@@ -8,6 +8,8 @@
  */
 #include "node.h"
 
+#include "events.h"
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,6 +44,8 @@ void sr__node_report(sr_router *r, sr_node *n, int status, const sr_driver_error
         sr__health_abandon_probe(&n->health);
         return;
     }
+    if (probe)
+        sr__count(&n->probes[!failed]);
     if (failed) {
         pthread_mutex_lock(&n->last_error_lock);
         sr__fmt(n->last_error, sizeof n->last_error, "%s: %s", sr_strerror(status), err->message);
@@ -58,16 +62,19 @@ void sr__node_report(sr_router *r, sr_node *n, int status, const sr_driver_error
                 "node ejected: shard '%s' %s %s after %d consecutive failures (%s); probe in %d ms",
                 shard, sr__role_name(n->role), n->uri->redacted, r->health_policy.fail_threshold,
                 err ? err->message : "?", r->health_policy.retry_ms);
+        sr__event_health(r, n, "ejected", err ? err->message : "");
         break;
     case SR_HEALTH_READMITTED:
         sr__log(r, SR_LOG_INFO, "node re-admitted: shard '%s' %s %s answered its probe", shard,
                 sr__role_name(n->role), n->uri->redacted);
+        sr__event_health(r, n, "readmitted", "");
         break;
     case SR_HEALTH_PROBE_FAILED:
         sr__pool_drain_idle(n->pool);
         sr__log(r, SR_LOG_WARN, "node still down: shard '%s' %s %s failed its probe (%s); next in %d ms",
                 shard, sr__role_name(n->role), n->uri->redacted, err ? err->message : "?",
                 atomic_load(&n->health.backoff_ms));
+        sr__event_health(r, n, "probe_failed", err ? err->message : "");
         break;
     case SR_HEALTH_NO_CHANGE:
         break;
@@ -218,6 +225,7 @@ static int run(sr_router *r, sr_node *n, sr_driver_conn *conn, const sr_stmt *st
         int64_t t0 = deadline - (int64_t)r->opts.statement_timeout_ms * 1000000;
         int64_t t1 = sr_clock_ns();
         sr__balance_end_at(&n->bal, t1 - t0, r->opts.ewma_decay_ms, t1);
+        sr__hist_observe(&n->latency, t1 - t0);
     } else {
         sr__balance_end_untimed(&n->bal);
     }
@@ -228,7 +236,7 @@ static int run(sr_router *r, sr_node *n, sr_driver_conn *conn, const sr_stmt *st
             *out = NULL;
         return SR_OK;
     }
-    atomic_fetch_add_explicit(&n->statements, 1, memory_order_relaxed);
+    sr__count(&n->outcomes[st->write][sr__outcome_of(rc)]);
     if (rc != SR_OK) {
         atomic_fetch_add(&n->errors, 1);
         sr__result_builder_discard(&rb);
@@ -484,7 +492,7 @@ int sr__node_send(sr_node *n, sr_driver_conn *conn, const sr_stmt *st, int64_t d
     sr__balance_begin(&n->bal);
     int rc = send_values(n, conn, st, deadline, want, e);
     if (rc != SR_OK)
-        sr__node_step_end(n, rc);
+        sr__node_step_end(n, st->write, rc);
     return rc;
 }
 
@@ -497,10 +505,10 @@ int sr__node_next_row(sr_node *n, sr_driver_conn *conn, sr_result_builder *rb, i
 
 int sr__node_socket(const sr_node *n, sr_driver_conn *conn) { return n->driver->socket(conn); }
 
-void sr__node_step_end(sr_node *n, int rc)
+void sr__node_step_end(sr_node *n, bool write, int rc)
 {
     sr__balance_end_untimed(&n->bal);
-    atomic_fetch_add_explicit(&n->statements, 1, memory_order_relaxed);
+    sr__count(&n->outcomes[write][sr__outcome_of(rc)]);
     if (rc != SR_OK)
         atomic_fetch_add(&n->errors, 1);
 }

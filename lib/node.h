@@ -86,7 +86,7 @@ int sr__node_wait(sr_node *n, sr_driver_conn *conn, int want, int64_t deadline,
                   sr_driver_error *e);
 int sr__node_socket(const sr_node *n, sr_driver_conn *conn);
 bool sr__node_cancel(sr_node *n, sr_driver_conn *conn, int64_t deadline);
-void sr__node_step_end(sr_node *n, int rc);
+void sr__node_step_end(sr_node *n, bool write, int rc);
 
 /* Whether the node's driver runs a statement and its position in one exchange. */
 static inline bool sr__node_has_exec_at(const sr_node *n)

@@ -20,6 +20,7 @@ static const char *const policy_names[] = {"round_robin",       "random",   "wei
                                            "least_outstanding", "p2c_ewma", "affinity",
                                            NULL};
 static const char *const primary_reads_names[] = {"fallback", "never", "always", NULL};
+static const char *const metrics_shards_names[] = {"per_shard", "aggregate", NULL};
 /* Indexes are sr_consistency values. */
 static const char *const consistency_names[] = {"any", "monotonic", "read_your_writes", "primary",
                                                 NULL};
@@ -65,6 +66,10 @@ static const sr_option_def option_defs[] = {
     INT_OPT("consistency.wait_ms", consistency_wait_ms, -1, -1, 60000,
             "how long a read waits for a replica to catch up before going to the primary "
             "(-1: 100 ms when balance.primary_reads is never, else no wait)"),
+    ENUM_OPT("metrics.shards", metrics_shards, SR_METRICS_PER_SHARD, metrics_shards_names,
+             "per-shard metric series with a shard label, or summed over shards (aggregate)"),
+    INT_OPT("events.sample", events_sample, 1, 1, 1000000,
+            "the event callback gets one statement event in this many"),
 };
 
 const sr_option_def *sr__option_defs(size_t *count)

@@ -53,7 +53,14 @@ typedef struct sr_options {
     int replica_lag_refresh_ms;
     int consistency_mode;
     int consistency_wait_ms; /* -1: see sr__consistency_wait_ms() */
+    int metrics_shards;      /* sr_metrics_shards */
+    int events_sample;       /* one statement event in this many */
 } sr_options;
+
+typedef enum sr_metrics_shards {
+    SR_METRICS_PER_SHARD = 0, /* per-shard series carry a shard label */
+    SR_METRICS_AGGREGATE      /* ... summed over shards, without it */
+} sr_metrics_shards;
 
 /*
  * How long a read waits for a replica to replay what it needs. Waiting is

@@ -82,6 +82,10 @@ struct sr_pool {
      * the lock, so it keeps the count it had when checked out). */
     int in_use;
     _Atomic int waiting; /* callers blocked in checkout; changed under the lock */
+    /* Checkouts that had to wait (how long) and those that gave up (SR_EBUSY), for the
+     * metrics; one that found a connection at once costs nothing here. */
+    sr_histogram waits;
+    _Atomic uint64_t exhausted;
     /* The tops of the idle stack, taken without the lock; each on a cache line of its own. */
     struct {
         _Alignas(64) _Atomic(sr_driver_conn *) conn;
@@ -245,10 +249,28 @@ static int open_new(sr_pool *p, int64_t connect_deadline_ns, sr_driver_conn **ou
 
 /* The checkout when the slot was empty or held another thread's connection: this thread's
  * last connection if idle, else the slot, the stack, a new connection, or a wait. */
+static int checkout_locked_path(sr_pool *p, sr_driver_conn *want, int64_t deadline_ns,
+                                int64_t connect_deadline_ns, sr_driver_conn **out,
+                                sr_driver_error *err, int64_t *start);
+
 static __attribute__((noinline)) int checkout_slow(sr_pool *p, sr_driver_conn *want,
                                                    int64_t deadline_ns,
                                                    int64_t connect_deadline_ns,
                                                    sr_driver_conn **out, sr_driver_error *err)
+{
+    int64_t start = 0; /* set only when the caller had to wait */
+    int rc = checkout_locked_path(p, want, deadline_ns, connect_deadline_ns, out, err, &start);
+    if (start) {
+        sr__hist_observe(&p->waits, sr_clock_ns() - start);
+        if (rc == SR_EBUSY)
+            atomic_fetch_add_explicit(&p->exhausted, 1, memory_order_relaxed);
+    }
+    return rc;
+}
+
+static int checkout_locked_path(sr_pool *p, sr_driver_conn *want, int64_t deadline_ns,
+                                int64_t connect_deadline_ns, sr_driver_conn **out,
+                                sr_driver_error *err, int64_t *startp)
 {
     sr_driver_error local;
     if (!err)
@@ -291,7 +313,7 @@ static __attribute__((noinline)) int checkout_slow(sr_pool *p, sr_driver_conn *w
             return open_new(p, connect_deadline_ns, out, err);
         int64_t now = sr_clock_ns();
         if (!start)
-            start = now;
+            *startp = start = now;
         if (now >= deadline_ns)
             break;
         /* Converted here, not on entry: the common checkout never waits. */
@@ -433,7 +455,7 @@ void sr__pool_stats(sr_pool *p, sr_pool_stats *out)
 {
     if (!out)
         return;
-    out->open = out->idle = out->waiting = 0;
+    memset(out, 0, sizeof *out);
     if (!p)
         return;
     pthread_mutex_lock(&p->mu);
@@ -441,4 +463,7 @@ void sr__pool_stats(sr_pool *p, sr_pool_stats *out)
     out->idle = p->nidle + slots_filled(p);
     out->waiting = atomic_load(&p->waiting);
     pthread_mutex_unlock(&p->mu);
+    out->max_size = p->max_size;
+    out->exhausted = atomic_load_explicit(&p->exhausted, memory_order_relaxed);
+    out->waits = &p->waits;
 }

@@ -6,6 +6,7 @@
 #ifndef SR_POOL_H
 #define SR_POOL_H
 
+#include "histogram.h"
 #include "internal.h"
 
 typedef struct sr_pool sr_pool;
@@ -37,6 +38,9 @@ typedef struct sr_pool_stats {
     int open;   /* idle + in use */
     int idle;
     int waiting;
+    int max_size;
+    uint64_t exhausted;        /* checkouts that gave up: SR_EBUSY */
+    const sr_histogram *waits; /* how long checkouts that had to wait waited (live counters) */
 } sr_pool_stats;
 void sr__pool_stats(sr_pool *p, sr_pool_stats *out);
 

@@ -25,7 +25,7 @@
  * spread would then collapse onto whichever replica was asked last.)
  */
 static sr_node *pick_candidate(sr_router *r, sr_shard *sh, const sr_read_plan *plan,
-                               uint64_t exclude, bool *probe)
+                               uint64_t exclude, sr_read_tries *tries, bool *probe)
 {
     int64_t now = 0; /* read once, and only when a lag bound needs it */
     sr_balance_stats *cands[SR_MAX_NODES_PER_SHARD];
@@ -43,15 +43,19 @@ static sr_node *pick_candidate(sr_router *r, sr_shard *sh, const sr_read_plan *p
         sr_node *node = &sh->nodes[i];
         if (exclude & sr__node_bit(node))
             continue;
-        if (!sr__node_admit(node, probe))
+        if (!sr__node_admit(node, probe)) {
+            tries->ejected |= sr__node_bit(node);
             continue;
+        }
         if (*probe)
             return node;
         if (node->role == SR_REPLICA) {
             if (plan->max_lag_ms > 0 && !now)
                 now = sr_clock_ns();
-            if (!sr__node_lag_ok(r, node, plan->max_lag_ms, now))
+            if (!sr__node_lag_ok(r, node, plan->max_lag_ms, now)) {
+                tries->lagged |= sr__node_bit(node);
                 continue;
+            }
         }
         if (i == plan->last_node)
             last_at = n;
@@ -68,6 +72,27 @@ static sr_node *pick_candidate(sr_router *r, sr_shard *sh, const sr_read_plan *p
     return nodes[i];
 }
 
+/* Counts a wait for a replica to catch up that began at t0, and its outcome. */
+static void count_wait(sr_shard *sh, sr_read_tries *tries, sr_wait_outcome outcome, int64_t t0)
+{
+    int64_t waited = sr_clock_ns() - t0;
+    tries->wait_ns += waited;
+    sr__count(&sh->counters.waits[outcome]);
+    atomic_fetch_add_explicit(&sh->counters.wait_ns, (uint64_t)waited, memory_order_relaxed);
+}
+
+/* Why a read that found no replica goes to the primary, from what its tries learnt. */
+static sr_primary_why fallback_why(const sr_read_plan *plan, const sr_read_tries *tries)
+{
+    if (plan->need_unknown)
+        return SR_PRIMARY_WHY_POSITION_UNKNOWN;
+    if (tries->stale || tries->missed || tries->passed)
+        return SR_PRIMARY_WHY_STALE;
+    if (tries->lagged)
+        return SR_PRIMARY_WHY_LAG;
+    return SR_PRIMARY_WHY_NO_REPLICA;
+}
+
 /* The primary as the read's last resort (or the only choice under consistency = primary). */
 static int acquire_primary(sr_router *r, int shard, int64_t deadline, sr_node **node,
                            sr_driver_conn **conn, bool *probe, sr_reason *why)
@@ -78,14 +103,16 @@ static int acquire_primary(sr_router *r, int shard, int64_t deadline, sr_node **
     return rc;
 }
 
-int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, sr_read_tries *tries,
-                     int64_t deadline, sr_node **node, sr_driver_conn **conn, bool *probe,
-                     const char **check, sr_reason *why)
+static int acquire(sr_router *r, int shard, const sr_read_plan *plan, sr_read_tries *tries,
+                   int64_t deadline, sr_node **node, sr_driver_conn **conn, bool *probe,
+                   const char **check, sr_reason *why)
 {
     sr_shard *sh = &r->shards[shard];
     *check = NULL;
-    if (plan->mode == SR_CONSISTENCY_PRIMARY)
+    if (plan->mode == SR_CONSISTENCY_PRIMARY) {
+        tries->primary_why = SR_PRIMARY_WHY_CONSISTENCY;
         return acquire_primary(r, shard, deadline, node, conn, probe, why);
+    }
 
     const char *need = plan->need;
     bool primary_up = sr__health_is_up(&sh->nodes[0].health);
@@ -111,7 +138,7 @@ int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, sr_read_
              * miss in the read's own exchange) can be late. */
             if ((tried > 0 || tries->missed) && sr_clock_ns() >= deadline)
                 break;
-            sr_node *n = pick_candidate(r, sh, plan, exclude | tries->stale | passed, probe);
+            sr_node *n = pick_candidate(r, sh, plan, exclude | tries->stale | passed, tries, probe);
             if (!n)
                 break;
             bool ready = !need || n->role == SR_PRIMARY || sr__node_cached_covers(n, need);
@@ -129,6 +156,7 @@ int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, sr_read_
                         *probe = false;
                     }
                     passed |= sr__node_bit(n);
+                    tries->passed |= sr__node_bit(n);
                     why_not = skip;
                     continue;
                 }
@@ -138,6 +166,10 @@ int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, sr_read_
             sr_driver_conn *c = NULL;
             if (sr__node_checkout(r, n, *probe, deadline, &c, &e) != SR_OK) {
                 exclude |= sr__node_bit(n); /* nothing was sent: another node may serve it */
+                if (e.status == SR_EBUSY)
+                    tries->busy |= sr__node_bit(n);
+                else
+                    tries->unreachable |= sr__node_bit(n);
                 why_not = "a replica could not be reached";
                 unreachable = n;
                 why->err = e;
@@ -151,6 +183,7 @@ int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, sr_read_
                 return SR_OK;
             }
             bool applied = false;
+            tries->checked = true;
             int rc = sr__node_has_applied(n, c, need, plan->written_ns, deadline, &applied, &e);
             if (rc == SR_OK && applied) {
                 *node = n;
@@ -160,6 +193,7 @@ int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, sr_read_
             sr__node_release(r, n, c, rc, &e, *probe);
             if (rc != SR_OK) {
                 exclude |= sr__node_bit(n);
+                tries->unreachable |= sr__node_bit(n);
                 why_not = "a replica failed its position check";
             } else {
                 tries->stale |= sr__node_bit(n);
@@ -174,7 +208,7 @@ int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, sr_read_
             wait_until = deadline;
         const sr_driver *drv = sh->nodes[0].driver;
         if (need && tries->stale && wait_ms > 0 && drv->abi_version >= 2 && drv->wait_replayed) {
-            sr_node *n = pick_candidate(r, sh, plan, exclude, probe);
+            sr_node *n = pick_candidate(r, sh, plan, exclude, tries, probe);
             if (n && n->role != SR_REPLICA && *probe) {
                 /* A node taken as its probe must be reported; this one is not used. */
                 sr__node_unclaim_probe(n);
@@ -184,10 +218,16 @@ int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, sr_read_
                 sr_driver_error e;
                 sr__driver_error_clear(&e);
                 sr_driver_conn *c = NULL;
+                int64_t t0 = sr_clock_ns();
+                sr_wait_outcome outcome = SR_WAIT_FAILED;
                 if (sr__node_checkout(r, n, *probe, deadline, &c, &e) == SR_OK) {
                     bool applied = false;
                     int rc = sr__node_wait_applied(n, c, need, wait_until, &applied, &e);
+                    outcome = rc != SR_OK ? SR_WAIT_FAILED
+                              : applied   ? SR_WAIT_CAUGHT_UP
+                                          : SR_WAIT_TIMED_OUT;
                     if (rc == SR_OK && applied) {
+                        count_wait(sh, tries, outcome, t0);
                         *node = n;
                         *conn = c;
                         return SR_OK;
@@ -195,6 +235,7 @@ int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, sr_read_
                     sr__node_release(r, n, c, rc, &e, *probe);
                     why_not = "no replica replayed this session's position within consistency.wait_ms";
                 }
+                count_wait(sh, tries, outcome, t0);
             }
         }
     } else {
@@ -209,8 +250,10 @@ int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, sr_read_
         return sr__reason_shard(why, SR_ETIMEOUT, SR_REASON_LATE, shard,
                                 why_not ? why_not : "none was eligible");
     }
-    if (r->opts.primary_reads != SR_PRIMARY_READS_NEVER)
+    if (r->opts.primary_reads != SR_PRIMARY_READS_NEVER) {
+        tries->primary_why = fallback_why(plan, tries);
         return acquire_primary(r, shard, deadline, node, conn, probe, why);
+    }
     if (need || plan->need_unknown) {
         sr__reason_shard(why, SR_ESTALE, SR_REASON_STALE, shard,
                          why_not ? why_not : "no replica qualifies");
@@ -221,4 +264,18 @@ int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, sr_read_
     if (unreachable) /* the most useful reason: why the replica that was tried failed */
         return sr__reason_driver(why, unreachable, shard, &why->err, NULL);
     return sr__reason_shard(why, SR_EUNAVAILABLE, SR_REASON_NO_NODE, shard, NULL);
+}
+
+int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, sr_read_tries *tries,
+                     int64_t deadline, sr_node **node, sr_driver_conn **conn, bool *probe,
+                     const char **check, sr_reason *why)
+{
+    tries->primary_why = SR_PRIMARY_WHY_NONE;
+    int rc = acquire(r, shard, plan, tries, deadline, node, conn, probe, check, why);
+    if (rc == SR_OK && (*node)->role == SR_PRIMARY) {
+        if (tries->primary_why == SR_PRIMARY_WHY_NONE)
+            tries->primary_why = SR_PRIMARY_WHY_BALANCE; /* a candidate under primary_reads = always */
+        sr__count(&r->shards[shard].counters.primary_reads[tries->primary_why]);
+    }
+    return rc;
 }

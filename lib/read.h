@@ -24,11 +24,24 @@ typedef struct sr_read_plan {
                           the node's position is checked before it is returned */
 } sr_read_plan;
 
-/* What the tries of one read have learnt so far (the caller starts it zeroed). */
+/*
+ * What the tries of one read have learnt so far (the caller starts it
+ * zeroed). The masks after `missed` only say why nodes were passed over, for
+ * the metrics and routing events; setting them costs a bit operation on
+ * paths that skip a node, nothing on the path that takes one.
+ */
 typedef struct sr_read_tries {
     uint64_t exclude; /* nodes not to use again (they failed); bit = sr__node_bit() */
     uint64_t stale;   /* replicas found behind plan->need */
     bool missed;      /* a check in the statement's own exchange found a replica behind */
+    uint64_t ejected;     /* not admitted by their health state */
+    uint64_t lagged;      /* over the plan's lag bound (or replication broken) */
+    uint64_t passed;      /* likely behind the plan's position (not asked) */
+    uint64_t unreachable; /* checkout failed (connect error, or ... */
+    uint64_t busy;        /* ... SR_EBUSY: pool exhausted) */
+    int primary_why;      /* sr_primary_why when the read went to the primary */
+    bool checked;         /* the node's position was checked (not known from its cache) */
+    int64_t wait_ns;      /* time spent waiting for a replica to catch up */
 } sr_read_tries;
 
 /*

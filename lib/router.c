@@ -87,7 +87,10 @@ SR_API int sr_router_node_info(const sr_router *r, int shard, int node, sr_node_
     out->role = n->role;
     out->uri = n->uri->redacted;
     out->healthy = sr__health_is_up(&n->health);
-    out->statements = atomic_load(&n->statements);
+    out->statements = 0;
+    for (int w = 0; w < 2; w++)
+        for (int o = 0; o < SR_OUTCOMES; o++)
+            out->statements += atomic_load_explicit(&n->outcomes[w][o], memory_order_relaxed);
     out->errors = atomic_load(&n->errors);
     int64_t inflight = atomic_load(&n->bal.in_flight);
     out->in_flight = inflight > 0 ? (uint64_t)inflight : 0;

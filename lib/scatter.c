@@ -223,7 +223,7 @@ done:
 static int explain_all(sr_session *s, sr_intent intent, const sr_scatter_opts *o, const char *sql,
                        char *buf, size_t buflen)
 {
-    sr_stmt st = {sql, 0, NULL, NULL, false};
+    sr_stmt st = {sql, 0, NULL, NULL, false, false};
     int rc = sr__exec_begin_call(s, intent, &st);
     if (rc == SR_OK)
         rc = sr__scatter_check_opts(s, o);
@@ -269,7 +269,7 @@ static int explain_all(sr_session *s, sr_intent intent, const sr_scatter_opts *o
 SR_API int sr_exec_all(sr_session *s, sr_intent intent, const char *sql, int nparams,
                        const char *const *params, sr_result **out)
 {
-    sr_stmt st = {sql, nparams, params, NULL, false};
+    sr_stmt st = {sql, nparams, params, NULL, false, false};
     SR_SESSION_GUARDED(s, exec_all(s, intent, NULL, &st, out));
 }
 
@@ -277,7 +277,7 @@ SR_API int sr_exec_all_values(sr_session *s, sr_intent intent, const sr_scatter_
                               const char *sql, int nparams, const sr_value *params,
                               sr_result **out)
 {
-    sr_stmt st = {sql, nparams, NULL, params, true};
+    sr_stmt st = {sql, nparams, NULL, params, true, false};
     SR_SESSION_GUARDED(s, exec_all(s, intent, opts, &st, out));
 }
 

@@ -14,6 +14,7 @@ typedef struct sr_stmt {
     const char *const *text; /* text parameters (NULL element: SQL NULL), or NULL */
     const sr_value *values;  /* typed parameters (when `typed`) */
     bool typed;              /* the parameters are `values` (sr_exec_values), not `text` */
+    bool write;              /* routed as a write: the metrics' intent label (node.c) */
 } sr_stmt;
 
 /* Whether the statement needs a driver that takes typed parameters (driver ABI 6 steps). */

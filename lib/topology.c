@@ -19,7 +19,6 @@ static int build_node(sr_router *r, sr_node *n, int shard, int index, const sr_c
     n->shard = shard;
     n->index = index;
     n->role = cn->role;
-    atomic_init(&n->statements, 0);
     atomic_init(&n->errors, 0);
     sr__health_init(&n->health);
     atomic_init(&n->role_mismatch, 0);
@@ -164,6 +163,8 @@ int sr__topology_build(sr_router *r, const sr_config *c, char *err, size_t errle
                                         : c->opts.health_retry_ms;
     r->log_fn = c->log_fn;
     r->log_ud = c->log_ud;
+    r->event_fn = c->event_fn;
+    r->event_ud = c->event_ud;
     if (c->nshards == 0) {
         sr__fmt(err, errlen, "no shards declared (sr_config_add_shard or the 'shards' option)");
         return SR_EINVAL;

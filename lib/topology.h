@@ -14,6 +14,7 @@
 #include "balance.h"
 #include "health.h"
 #include "config.h"
+#include "counters.h"
 #include "keymap/keymap.h"
 #include "pool.h"
 
@@ -33,8 +34,11 @@ typedef struct sr_node {
     sr_driver_connect_args connect_args; /* points into uri; the pool keeps a pointer */
     sr_pool *pool;
     sr_balance_stats bal;
-    _Atomic uint64_t statements;
+    /* Statements that ended on this node: [0 read, 1 write][sr_outcome] (counters.h). */
+    _Atomic uint64_t outcomes[2][SR_OUTCOMES];
     _Atomic uint64_t errors;
+    sr_histogram latency;      /* of the statements whose latency is sampled (see session.h) */
+    _Atomic uint64_t probes[2];/* health probes of this node: [0 failed, 1 succeeded] */
     sr_health health;
     _Atomic int role_mismatch; /* the server last reported another role than configured */
     /* Replication lag (node.c): ms, -1 broken (not eligible), -2 never measured. */
@@ -58,6 +62,7 @@ typedef struct sr_shard {
     sr_node *nodes;       /* into the router's node_store; nodes[0] is the primary, then the replicas */
     int nnodes;
     _Atomic uint64_t rr_counter;
+    sr_shard_counters counters;
 } sr_shard;
 
 struct sr_router {
@@ -75,6 +80,11 @@ struct sr_router {
     int prober_stop;
     pthread_mutex_t prober_lock;
     pthread_cond_t prober_wake;
+    sr_scatter_counters scatter;
+    /* Routing events (events.c): the callback, and the counter that samples statements. */
+    sr_event_fn event_fn;
+    void *event_ud;
+    _Atomic uint64_t event_tick;
     /* Shard names sorted for token parsing, built on first use (token.c). */
     struct sr_token_index *_Atomic token_index;
 };
