@@ -14,6 +14,7 @@ static const char help[] =
     "lag of a replica, the probe's latency and the open connections. A node whose probe\n"
     "failed is 'down' (this command sets health.fail_threshold = 1: one failure ejects);\n"
     "a node whose server reports another role than configured says 'role mismatch'.\n"
+    "The error column says why a probe failed (the driver's message, no password).\n"
     "\n"
     "  -c, --config FILE     the configuration file\n"
     "  -s, --set NAME=VALUE  set an option after reading the file (repeatable; e.g.\n"
@@ -42,6 +43,40 @@ bool cli_all_primaries_healthy(const sr_router *r)
             return false;
     }
     return true;
+}
+
+/* Why a node is down: the health events of the probe round (their text is borrowed: copied). */
+typedef struct probe_error {
+    struct probe_error *next;
+    int shard, node;
+    char detail[400];
+} probe_error;
+
+static void on_event(void *userdata, const sr_event *ev)
+{
+    /* sr_router_maintain() runs on this thread: no other thread delivers events here. */
+    probe_error **list = userdata;
+    if (ev->kind != SR_EVENT_HEALTH || !*ev->detail)
+        return;
+    probe_error *e = calloc(1, sizeof *e);
+    if (!e)
+        return;
+    e->shard = ev->shard;
+    e->node = ev->node;
+    snprintf(e->detail, sizeof e->detail, "%s", ev->detail);
+    for (char *p = e->detail; *p; p++)
+        if (*p == '\n' || *p == '\r')
+            *p = ' ';
+    e->next = *list;
+    *list = e;
+}
+
+static const char *error_of(const probe_error *list, int shard, int node)
+{
+    for (; list; list = list->next)
+        if (list->shard == shard && list->node == node)
+            return list->detail;
+    return "";
 }
 
 static const char *state_text(const sr_node_info *i)
@@ -88,7 +123,13 @@ int cli_health(int argc, char **argv)
     static const char *const extra[] = {"health.fail_threshold", "1"};
     sr_config *cfg = NULL;
     sr_router *r = NULL;
+    probe_error *errors = NULL;
     status = cli_load_config(&common, extra, 1, &cfg);
+    if (status == CLI_OK && sr_config_set_event_fn(cfg, on_event, &errors) != SR_OK) {
+        cli_error(&common, "%s", sr_config_errmsg(cfg));
+        sr_config_free(cfg);
+        status = CLI_FAIL;
+    }
     if (status == CLI_OK)
         status = cli_open_router(&common, cfg, &r);
     if (status != CLI_OK)
@@ -97,9 +138,10 @@ int cli_health(int argc, char **argv)
     sr_router_maintain(r);
     double ms = cli_now_ms() - t0;
 
-    static const char *headers[] = {"shard", "node", "role", "uri", "health", "lag_ms", "latency_ms", "connections"};
+    static const char *headers[] = {"shard", "node", "role", "uri", "health", "lag_ms", "latency_ms", "connections",
+                                    "error"};
     cli_table t;
-    if (cli_table_init(&t, 8, headers) != 0) {
+    if (cli_table_init(&t, 9, headers) != 0) {
         cli_error(&common, "out of memory");
         status = CLI_FAIL;
         goto close;
@@ -146,9 +188,11 @@ int cli_health(int argc, char **argv)
                 json_object_object_add(o, "connections", json_object_new_uint64(i.connections));
                 json_object_object_add(o, "errors", json_object_new_uint64(i.errors));
                 json_object_object_add(o, "ejections", json_object_new_uint64(i.ejections));
+                json_object_object_add(o, "error", json_object_new_string(error_of(errors, s, n)));
                 json_object_array_add(jnodes, o);
             } else {
-                const char *row[] = {sr_router_shard_name(r, s), idx, role, i.uri, state_text(&i), lag, lat, conns};
+                const char *row[] = {sr_router_shard_name(r, s), idx, role, i.uri, state_text(&i), lag, lat, conns,
+                                     error_of(errors, s, n)};
                 if (cli_table_add(&t, row) != 0)
                     status = CLI_FAIL;
             }
@@ -181,6 +225,11 @@ int cli_health(int argc, char **argv)
     cli_table_free(&t);
 close:
     sr_router_close(r);
+    while (errors) {
+        probe_error *next = errors->next;
+        free(errors);
+        errors = next;
+    }
 out:
     free(common.sets);
     return status;

@@ -91,8 +91,8 @@ void cli_table_print(const cli_table *t, FILE *f, const char *null)
                 w[c] = vw;
         }
     for (int c = 0; c < t->ncols; c++) {
-        /* Headers centred, as psql does. */
-        size_t hw = width(t->headers[c]), left = (w[c] - hw) / 2;
+        /* Headers aligned as their column's values. */
+        size_t hw = width(t->headers[c]), left = t->right[c] ? w[c] - hw : 0;
         fputs(c ? "| " : " ", f);
         pad(f, left);
         fputs(t->headers[c], f);

@@ -291,8 +291,10 @@ def exec_suite(conf, backend, table, ddl, bytes_type, bool_type, float_expr):
                 k, name if name is not None else "NULL", amount, flag, "NULL")
         assert q.returncode == 0, q.stderr
         assert q.stdout == "1 row affected\n"
-        # Where it ran: the key's shard.
-        assert f"shard {['-80', '80-'][keyrange_shard(k, 2)]} " in q.stderr
+        # Where it ran: the key's shard, its primary (a write), and why.
+        line = one_line(q.stderr)
+        assert line.startswith(f"shard {['-80', '80-'][keyrange_shard(k, 2)]} node "), line
+        assert "(primary: write) in " in line and line.endswith(" ms")
 
     sel = f"SELECT id, name, amount, flag FROM {table} ORDER BY id"
     p = run("exec", "-c", conf, "--all", "--write", sel)
@@ -326,7 +328,9 @@ def exec_suite(conf, backend, table, ddl, bytes_type, bool_type, float_expr):
     assert row[0] == 42 and row[1] == "élan" and isinstance(row[2], str) and float(row[2]) == 0
     assert row[4] == 1.5 and row[5] is None
     assert row[3] in (False, 0)
-    assert doc["route"][0]["name"] == ["-80", "80-"][keyrange_shard(42, 2)] if "route" in doc else True
+    assert doc["route"]["name"] == ["-80", "80-"][keyrange_shard(42, 2)]
+    assert doc["route"]["node"] == 0 and doc["route"]["role"] == "primary" and doc["route"]["reason"] == "write"
+    assert doc["elapsed_ms"] > 0
 
     # Bytes are hex, as PostgreSQL prints bytea.
     p = run("exec", "-c", conf, "--key", 1, "--write", "--json", f"SELECT {bytes_type} AS b")
@@ -393,7 +397,7 @@ def test_health_live(pg_conf, my_conf, sqlite_conf):
         p = run("health", "-c", conf)
         assert p.returncode == 0, (conf, p.stdout, p.stderr)
         rows = table_rows(p.stdout)
-        assert rows[0] == ["shard", "node", "role", "uri", "health", "lag_ms", "latency_ms", "connections"]
+        assert rows[0] == ["shard", "node", "role", "uri", "health", "lag_ms", "latency_ms", "connections", "error"]
         assert {r[4] for r in rows[1:]} == {"up"}
         p = run("health", "-c", conf, "--json")
         doc = json.loads(p.stdout)
@@ -418,6 +422,7 @@ primary = postgresql://app:cli-test-secret@127.0.0.1:1/db
     rows = table_rows(p.stdout)
     dead = [r for r in rows[1:] if r[0] == "80-" and r[2] == "primary"][0]
     assert dead[4] == "down" and "***" in dead[3]
+    assert "127.0.0.1" in dead[8]  # why: the driver's message
     doc = json.loads(run("health", "-c", conf, "--json").stdout)
     assert doc["ok"] is False
     assert [s["primary_ok"] for s in doc["shards"]] == [True, False]
@@ -521,9 +526,22 @@ def prom_query(prom, q):
     return doc["data"]["result"]
 
 
-def test_prometheus_scrapes_serve(pg_conf, tmp_path):
-    """A real Prometheus scrapes `shardroute serve` every second: the target is up and a counter moves."""
-    serve, base = start_serve(pg_conf, "--interval", "200")
+def test_prometheus_scrapes_serve(tmp_path):
+    """A real Prometheus scrapes `shardroute serve` every second: the target is up and a counter moves.
+
+    The topology has a live primary and a replica nobody listens for: the server's probe
+    rounds (every 200 ms) probe the ejected replica again and again (back-off 100..200 ms),
+    so shardroute_node_probes_total{result="failed"} grows, and Prometheus must see it grow.
+    """
+    conf = write(tmp_path / "serve.conf", f"""connect_timeout_ms = 1000
+health.retry_ms = 100
+health.retry_max_ms = 200
+health.fail_threshold = 1
+[shard a]
+primary = {pg_uri('shard0')}
+replica = postgresql://app:cli-test-secret@127.0.0.1:1/db
+""")
+    serve, base = start_serve(conf, "--interval", "200")
     prom = None
     try:
         target = base.split("//")[1]
@@ -560,12 +578,13 @@ scrape_configs:
         up = prom_query(api, 'up{job="shardroute"}')
         assert [r["value"][1] for r in up] == ["1"]
 
-        # The server probes every 200 ms: its probe counter, as Prometheus stored it, grows.
-        counter = PROBE_COUNTER
+        # Healthy all the same: the primary answers.
+        assert http_get(base + "/healthz")[0] == 200
+        counter = 'shardroute_node_probes_total{job="shardroute",result="failed"}'
         first = None
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
-            res = prom_query(api, f'sum({counter}{{job="shardroute"}})')
+            res = prom_query(api, f"sum({counter})")
             if res:
                 v = float(res[0]["value"][1])
                 if first is None:
@@ -587,6 +606,3 @@ scrape_configs:
         serve.stdout.close()
         serve.stderr.close()
 
-
-# The counter the prober moves (docs/observability.md).
-PROBE_COUNTER = "shardroute_probes_total"
