@@ -13,8 +13,8 @@ static const char help[] =
     "Runs SQL through the router and prints its rows: an aligned table (default), CSV or\n"
     "JSON. PARAMS are text values for the statement's '?' placeholders, in order. Then a\n"
     "line on stderr says which shard and node answered, why that node (the routing\n"
-    "event's reason), and how long the call took: \"shard -80 node URI (replica: replica)\n"
-    "in 1.2 ms\" (for --all: \"all N shards in T ms\", each row naming its shard).\n"
+    "event's reason), and how long the call took: \"shard -80 replica URI (replica) in\n"
+    "1.2 ms\" (for --all: \"all N shards in T ms\", each row naming its shard).\n"
     "\n"
     "Where it runs (one is needed unless the configuration has a single shard):\n"
     "  -k, --key K           the shard that owns key K\n"
@@ -344,8 +344,8 @@ int cli_exec(int argc, char **argv)
         if (a.all)
             fprintf(stderr, "all %d shards in %.1f ms\n", sr_router_nshards(r), ms);
         else if (rt.seen && rt.node >= 0)
-            fprintf(stderr, "shard %s node %s (%s: %s) in %.1f ms\n", sr_router_shard_name(r, rt.shard), rt.uri,
-                    rt.role == SR_PRIMARY ? "primary" : "replica", rt.reason, ms);
+            fprintf(stderr, "shard %s %s %s (%s) in %.1f ms\n", sr_router_shard_name(r, rt.shard),
+                    rt.role == SR_PRIMARY ? "primary" : "replica", rt.uri, rt.reason, ms);
         else
             fprintf(stderr, "shard %s in %.1f ms\n", sr_router_shard_name(r, shard), ms);
     }

@@ -293,8 +293,8 @@ def exec_suite(conf, backend, table, ddl, bytes_type, bool_type, float_expr):
         assert q.stdout == "1 row affected\n"
         # Where it ran: the key's shard, its primary (a write), and why.
         line = one_line(q.stderr)
-        assert line.startswith(f"shard {['-80', '80-'][keyrange_shard(k, 2)]} node "), line
-        assert "(primary: write) in " in line and line.endswith(" ms")
+        assert line.startswith(f"shard {['-80', '80-'][keyrange_shard(k, 2)]} primary "), line
+        assert " (write) in " in line and line.endswith(" ms")
 
     sel = f"SELECT id, name, amount, flag FROM {table} ORDER BY id"
     p = run("exec", "-c", conf, "--all", "--write", sel)
