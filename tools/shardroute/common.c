@@ -12,7 +12,7 @@
 static void vline(const cli_common *c, const char *fmt, va_list ap, const char *tail)
 {
     /* One write of the whole line, so that it is one line even if stderr is shared. */
-    char msg[1024];
+    char msg[2048];
     vsnprintf(msg, sizeof msg, fmt, ap);
     /* A message that spans lines (a backend's DETAIL) is folded into one. */
     for (char *p = msg; *p; p++)
