@@ -219,7 +219,7 @@ static void node_families(out *o, const sr_router *r, char **labels)
              (unsigned long long)load(&n->health.ejections));
     });
     family(o, "shardroute_node_probes_total", "counter",
-           "Health probes of the node (an ejected node's half-open probes and the prober's checks).");
+           "Health checks of the node (prober rounds, sr_router_maintain, an ejected node's probe).");
     EACH_NODE({
         emit(o, "shardroute_node_probes_total{%s,result=\"ok\"} %llu\n", l,
              (unsigned long long)load(&n->probes[1]));

@@ -52,8 +52,11 @@ static void check_node(sr_router *r, sr_node *n)
     sr_driver_error e;
     sr__driver_error_clear(&e);
     sr_driver_conn *conn = NULL;
-    if (sr__node_checkout(r, n, probe, deadline, &conn, &e) != SR_OK)
-        return; /* counted and reported by the checkout */
+    if (sr__node_checkout(r, n, probe, deadline, &conn, &e) != SR_OK) {
+        if (!probe) /* a probe's outcome is counted by sr__node_report (node.c) */
+            sr__count(&n->probes[0]);
+        return; /* reported by the checkout */
+    }
     int rc = n->driver->ping(conn, deadline, &e);
     if (rc == SR_OK && n->role == SR_REPLICA)
         refresh_replication(n, conn, deadline);
@@ -70,6 +73,8 @@ static void check_node(sr_router *r, sr_node *n)
         }
     }
     sr__node_release(r, n, conn, rc, &e, probe);
+    if (!probe)
+        sr__count(&n->probes[rc == SR_OK || !e.transient]);
 }
 
 SR_API int sr_router_maintain(sr_router *r)

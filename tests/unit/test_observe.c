@@ -34,11 +34,14 @@ typedef struct seen_event {
 static pthread_mutex_t events_lock = PTHREAD_MUTEX_INITIALIZER;
 static seen_event events[MAX_EVENTS];
 static int nevents;
+static _Atomic int delivered; /* statement events, all of them (the copies stop at MAX_EVENTS) */
 
 static void on_event(void *ud, const sr_event *ev)
 {
     (void)ud;
     ck_assert_int_eq(ev->version, SR_EVENT_VERSION);
+    if (ev->kind == SR_EVENT_STATEMENT)
+        atomic_fetch_add(&delivered, 1);
     pthread_mutex_lock(&events_lock);
     if (nevents < MAX_EVENTS) {
         seen_event *e = &events[nevents++];
@@ -175,15 +178,22 @@ static void write_ok(sr_session *s, int shard)
 
 /* ---- the metrics text ---- */
 
+/* The whole text (it may grow between the sizing call and the copy: then again, larger). */
 static char *metrics(sr_router *r)
 {
     int len = sr_router_metrics_text(r, NULL, 0);
-    ck_assert_int_gt(len, 0);
-    char *buf = malloc((size_t)len + 1);
-    ck_assert_ptr_nonnull(buf);
-    ck_assert_int_eq(sr_router_metrics_text(r, buf, (size_t)len + 1), len);
-    ck_assert_uint_eq(strlen(buf), (size_t)len);
-    return buf;
+    for (;;) {
+        ck_assert_int_gt(len, 0);
+        char *buf = malloc((size_t)len + 1);
+        ck_assert_ptr_nonnull(buf);
+        int got = sr_router_metrics_text(r, buf, (size_t)len + 1);
+        if (got <= len) {
+            ck_assert_uint_eq(strlen(buf), (size_t)got);
+            return buf;
+        }
+        free(buf);
+        len = got + 256;
+    }
 }
 
 /* The value of the series written exactly as `series` ("name{labels}"); -1 when absent. */
@@ -212,6 +222,7 @@ static void setup(void)
     pthread_mutex_lock(&events_lock);
     nevents = 0;
     pthread_mutex_unlock(&events_lock);
+    atomic_store(&delivered, 0);
 }
 
 /* ---- metrics ---- */
@@ -424,8 +435,21 @@ START_TEST(ejections_probes_and_scatter_are_counted)
     ck_assert_double_eq(value_of(m, "shardroute_scatter_shard_failures_total"), 1);
     ck_assert_double_eq(value_of(m, "shardroute_scatter_partial_failures_total"), 1);
     free(m);
-    /* The prober's round: the ejected node is not due (retry_ms is an hour), the others
-     * answer their pings; a due probe that fails counts as failed. */
+    /* Two rounds of checks: the ejected node is not due (retry_ms is an hour); s1p, never
+     * connected yet, cannot connect: it fails its first check and is ejected. */
+    atomic_store(&N("s1p")->fail_connects, -1);
+    ck_assert_int_eq(sr_router_maintain(r), SR_OK);
+    ck_assert_int_eq(sr_router_maintain(r), SR_OK);
+    m = metrics(r);
+    ck_assert_double_eq(node_series(m, "shardroute_node_probes_total", "s0p", "primary",
+                                    "result=\"ok\""), 2);
+    ck_assert_double_eq(node_series(m, "shardroute_node_probes_total", "s0r1", "replica",
+                                    "result=\"ok\""), 0);
+    ck_assert_double_eq(node_series(m, "shardroute_node_probes_total", "s1p", "primary",
+                                    "result=\"failed\""), 1);
+    ck_assert_double_eq(node_series(m, "shardroute_node_probes_total", "s1p", "primary",
+                                    "result=\"ok\""), 0);
+    free(m);
     sr_session_free(s);
     sr_router_close(r);
 }
@@ -578,6 +602,69 @@ START_TEST(no_callback_no_events)
 }
 END_TEST
 
+/* ---- threads: counters, rendering and events at once (run under TSan by CI) ---- */
+
+enum { THREADS = 4, PER_THREAD = 2000 };
+
+static sr_router *shared_router;
+static _Atomic int render_stop;
+
+static void *statements_thread(void *arg)
+{
+    (void)arg;
+    sr_session *s = new_session(shared_router);
+    ck_assert_int_eq(sr_session_set(s, "consistency", "any"), SR_OK);
+    for (int i = 0; i < PER_THREAD; i++) {
+        if (i % 10 == 0)
+            write_ok(s, i % 2);
+        else
+            read_ok(s, i % 2);
+    }
+    sr_session_free(s);
+    return NULL;
+}
+
+static void *render_thread(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&render_stop))
+        free(metrics(shared_router));
+    return NULL;
+}
+
+START_TEST(counting_rendering_and_events_on_many_threads)
+{
+    const char *opts[] = {"events.sample", "7", NULL};
+    shared_router = open_router(2, 2, true, opts);
+    atomic_store(&render_stop, 0);
+    pthread_t t[THREADS], renderer;
+    ck_assert_int_eq(pthread_create(&renderer, NULL, render_thread, NULL), 0);
+    for (int i = 0; i < THREADS; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, statements_thread, NULL), 0);
+    for (int i = 0; i < THREADS; i++)
+        pthread_join(t[i], NULL);
+    atomic_store(&render_stop, 1);
+    pthread_join(renderer, NULL);
+    char *m = metrics(shared_router);
+    double total = 0;
+    const char *names[] = {"s0p", "s0r1", "s0r2", "s1p", "s1r1", "s1r2"};
+    for (int i = 0; i < 6; i++)
+        for (int w = 0; w < 2; w++) {
+            char more[64];
+            snprintf(more, sizeof more, "intent=\"%s\",outcome=\"ok\"", w ? "write" : "read");
+            double v = node_series(m, "shardroute_statements_total", names[i],
+                                   names[i][2] == 'p' ? "primary" : "replica", more);
+            ck_assert_double_ge(v, 0);
+            total += v;
+        }
+    ck_assert_double_eq(total, THREADS * PER_THREAD);
+    /* One in 7 by a counter the threads share: ticks 0, 7, 14, ... of 8000 statements. */
+    ck_assert_int_eq(atomic_load(&delivered), (THREADS * PER_THREAD + 6) / 7);
+    free(m);
+    sr_router_close(shared_router);
+}
+END_TEST
+
 static Suite *observe_suite(void)
 {
     Suite *su = suite_create("observe");
@@ -599,6 +686,11 @@ static Suite *observe_suite(void)
     tcase_add_test(tc, events_report_replicas_behind_the_sessions_position);
     tcase_add_test(tc, events_are_sampled_one_in_n);
     tcase_add_test(tc, no_callback_no_events);
+    suite_add_tcase(su, tc);
+    tc = tcase_create("threads");
+    tcase_add_checked_fixture(tc, setup, NULL);
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, counting_rendering_and_events_on_many_threads);
     suite_add_tcase(su, tc);
     return su;
 }

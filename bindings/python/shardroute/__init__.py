@@ -40,7 +40,7 @@ import datetime as _dt
 import decimal as _decimal
 import threading as _threading
 from dataclasses import dataclass
-from typing import Any, Iterator, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Mapping, NamedTuple, Optional, Sequence, Union
 
 from ._ffi import (
     MERGE_SPEC_VERSION as _MERGE_SPEC_VERSION,
@@ -53,7 +53,7 @@ from ._ffi import (
 
 __all__ = [
     "apilevel", "threadsafety", "paramstyle", "version",
-    "Router", "Session", "Result", "Stream", "NodeInfo", "Column",
+    "Router", "Session", "Result", "Stream", "NodeInfo", "Column", "Event",
     "Warning", "Error", "InterfaceError", "DatabaseError", "DataError", "OperationalError",
     "IntegrityError", "InternalError", "ProgrammingError", "NotSupportedError",
 ]
@@ -429,6 +429,49 @@ class NodeInfo:
     replay_delay_us: int
 
 
+@dataclass(frozen=True)
+class Event:
+    """A routing event, passed to the ``on_event`` callback of a Router's constructor.
+
+    ``kind`` is "statement" (a statement ended on a shard) or "health" (a node was
+    ejected, re-admitted or failed its probe). Statement events say where the statement
+    went (``shard``, ``node``, ``node_uri``, ``role``), why (``reason``), why each other
+    node was not used (``skipped``), and how it went (``status`` 0 or a negative
+    status, ``sqlstate``, ``retries``, ``wait_us``, ``duration_us``). No field holds a
+    password. See docs/observability.md.
+    """
+
+    kind: str
+    shard: int  # -1: none
+    shard_name: str
+    node: int  # index within the shard, -1: none
+    node_uri: str
+    role: str
+    intent: str  # "read" or "write" (statement events)
+    reason: str
+    skipped: str
+    retries: int
+    wait_us: int
+    duration_us: int
+    status: int
+    status_name: str
+    sqlstate: str
+    sql: str
+    health: str  # "ejected", "readmitted", "probe_failed" (health events)
+    detail: str
+
+
+def _event_from_c(ev) -> Event:
+    statement = ev.kind == _lib.SR_EVENT_STATEMENT
+    return Event(
+        "statement" if statement else "health", ev.shard, _text(ev.shard_name), ev.node,
+        _text(ev.node_uri), "primary" if ev.role == _lib.SR_PRIMARY else "replica",
+        ("write" if ev.intent == _lib.SR_WRITE else "read") if statement else "",
+        _text(ev.reason), _text(ev.skipped), ev.retries, ev.wait_us, ev.duration_us, ev.status,
+        _STATUS_NAMES.get(ev.status, "") if statement else "", _text(ev.sqlstate),
+        _text(ev.sql), _text(ev.health), _text(ev.detail))
+
+
 class _StreamCore:
     """A stream's C cursor, owned by its session's core (so that a session is never freed
     with a cursor open, whatever order the garbage collector finalises them in)."""
@@ -515,23 +558,43 @@ class Router(_Closing):
 
     # constructors
     @classmethod
-    def _open(cls, fill) -> "Router":
+    def _open(cls, fill, on_event=None) -> "Router":
+        if on_event is not None and not callable(on_event):
+            raise InterfaceError("on_event is a callable taking an Event")
         c = _lib.sr_config_new()
         if c == _ffi.NULL:
             raise OperationalError("out of memory", _lib.SR_ENOMEM)
         try:
             fill(c)
+            cb = None
+            if on_event is not None:
+                # Called on whichever thread ran the statement (cffi takes the GIL); an
+                # exception in on_event is printed to stderr by cffi and goes no further.
+                @_ffi.callback("void(void *, const sr_event *)")
+                def cb(_ud, ev):
+                    on_event(_event_from_c(ev))
+
+                rc = _lib.sr_config_set_event_fn(c, cb, _ffi.NULL)
+                if rc != 0:
+                    raise _config_error(c, rc)
             out = _ffi.new("sr_router **")
             rc = _lib.sr_router_open(c, out)
             if rc != 0:
                 raise _config_error(c, rc)
-            return cls(out[0])
+            router = cls(out[0])
+            router._event_cb = cb  # the C router calls it until it is closed
+            return router
         finally:
             _lib.sr_config_free(c)
 
     @classmethod
-    def from_config(cls, text: str) -> "Router":
-        """A router from configuration text in the file syntax (docs/guide.md)."""
+    def from_config(cls, text: str, on_event: Optional[Callable[["Event"], None]] = None
+                    ) -> "Router":
+        """A router from configuration text in the file syntax (docs/guide.md).
+
+        ``on_event``, in every constructor: called with an ``Event`` for each statement
+        (one in ``events.sample``) and each health transition, on the thread that ran it;
+        keep it short (the statement waits for it)."""
         if not isinstance(text, str):
             raise InterfaceError(f"configuration text is a str, not {type(text).__name__}")
         b = _utf8(text, "configuration")
@@ -541,10 +604,11 @@ class Router(_Closing):
             if rc != 0:
                 raise _config_error(c, rc)
 
-        return cls._open(fill)
+        return cls._open(fill, on_event)
 
     @classmethod
-    def from_file(cls, path: Union[str, "os.PathLike[str]"]) -> "Router":
+    def from_file(cls, path: Union[str, "os.PathLike[str]"],
+                  on_event: Optional[Callable[["Event"], None]] = None) -> "Router":
         """A router from a configuration file."""
         import os
 
@@ -557,10 +621,11 @@ class Router(_Closing):
             if rc != 0:
                 raise _config_error(c, rc)
 
-        return cls._open(fill)
+        return cls._open(fill, on_event)
 
     @classmethod
-    def from_dict(cls, config: Mapping[str, Any]) -> "Router":
+    def from_dict(cls, config: Mapping[str, Any],
+                  on_event: Optional[Callable[["Event"], None]] = None) -> "Router":
         """A router from a dict::
 
             {"options": {"pool.max_size": 8, "statement_timeout_ms": 2000},
@@ -625,7 +690,7 @@ class Router(_Closing):
                 keep: list = []
                 check(c, _lib.sr_config_pin_key(c, _key(key, keep), s(shard, "shard name")))
 
-        return cls._open(fill)
+        return cls._open(fill, on_event)
 
     # lifetime
     def _handle(self):
@@ -721,6 +786,19 @@ class Router(_Closing):
                     bool(info.role_mismatch), info.ejections, info.lag_ms, info.position_checks,
                     info.stale_checks, info.replay_delay_us))
         return out
+
+    def metrics(self) -> str:
+        """The router's metrics in the Prometheus text format (docs/observability.md)."""
+        size = 65536
+        with self._call() as r:
+            while True:
+                buf = _ffi.new("char[]", size)
+                n = _lib.sr_router_metrics_text(r, buf, size)
+                if n < 0:
+                    raise _error_class(n, "", False)(_text(_lib.sr_strerror(n)), n)
+                if n < size:
+                    return _ffi.string(buf, n).decode("utf-8", "replace")
+                size = n + 4096  # it may grow in between
 
     def maintain(self) -> None:
         """One round of health checks, for programs without the prober thread."""

@@ -83,6 +83,33 @@ typedef struct sr_node_info {
 int sr_router_node_info(const sr_router *r, int shard, int node, sr_node_info *out);
 int sr_router_maintain(sr_router *r);
 
+typedef int (*sr_write_fn)(void *userdata, const char *data, size_t len);
+int sr_router_metrics(const sr_router *r, sr_write_fn write, void *userdata);
+int sr_router_metrics_text(const sr_router *r, char *buf, size_t cap);
+typedef enum sr_event_kind { SR_EVENT_STATEMENT = 1, SR_EVENT_HEALTH = 2 } sr_event_kind;
+typedef struct sr_event {
+    int version;
+    sr_event_kind kind;
+    int shard;
+    const char *shard_name;
+    int node;
+    const char *node_uri;
+    sr_role role;
+    sr_intent intent;
+    const char *reason;
+    const char *skipped;
+    int retries;
+    int64_t wait_us;
+    int64_t duration_us;
+    int status;
+    const char *sqlstate;
+    const char *sql;
+    const char *health;
+    const char *detail;
+} sr_event;
+typedef void (*sr_event_fn)(void *userdata, const sr_event *ev);
+int sr_config_set_event_fn(sr_config *c, sr_event_fn fn, void *userdata);
+
 int sr_session_new(sr_router *r, sr_session **out);
 void sr_session_free(sr_session *s);
 int sr_session_set_affinity(sr_session *s, sr_key key);
@@ -185,6 +212,7 @@ NODE_INFO_VERSION = 2
 READ_OPTS_VERSION = 1
 MERGE_SPEC_VERSION = 1
 SCATTER_OPTS_VERSION = 1
+EVENT_VERSION = 1
 
 ffi = cffi.FFI()
 ffi.cdef(CDEF)

@@ -44,10 +44,11 @@ def test_struct_layouts_match_the_header():
     for const, value in (("SR_NODE_INFO_VERSION", _ffi.NODE_INFO_VERSION),
                          ("SR_READ_OPTS_VERSION", _ffi.READ_OPTS_VERSION),
                          ("SR_MERGE_SPEC_VERSION", _ffi.MERGE_SPEC_VERSION),
-                         ("SR_SCATTER_OPTS_VERSION", _ffi.SCATTER_OPTS_VERSION)):
+                         ("SR_SCATTER_OPTS_VERSION", _ffi.SCATTER_OPTS_VERSION),
+                         ("SR_EVENT_VERSION", _ffi.EVENT_VERSION)):
         assert re.search(rf"#define {const} {value}\b", text), const
     for struct in ("sr_key", "sr_value", "sr_read_opts", "sr_scatter_opts", "sr_merge_spec",
-                   "sr_node_info", "sr_order_key"):
+                   "sr_node_info", "sr_order_key", "sr_event"):
         m = re.search(rf"typedef struct {struct} \{{(.*?)\}} {struct};", text, re.S)
         assert m, struct
         fields = re.findall(r"(\w+)\s*;", re.sub(r"/\*.*?\*/", "", m.group(1), flags=re.S))
@@ -248,3 +249,63 @@ def test_explicit_merge_specs_pins_and_affinity(tmp_path):
                 s.execute_all("SELECT k FROM t", merge=bad)
         with pytest.raises(shardroute.ProgrammingError):  # the library checks the spec too
             s.execute_all("SELECT k FROM t", merge={"order": [(5, "asc")]})
+
+
+def test_metrics_and_events(tmp_path):
+    events = []
+    text = (f"[shard a]\nprimary = sqlite:{tmp_path}/a.db\nreplica = sqlite:{tmp_path}/a.db\n"
+            f"[shard b]\nprimary = sqlite:{tmp_path}/b.db\n")
+    with shardroute.Router.from_config(text, on_event=events.append) as r, r.session() as s:
+        s.execute("CREATE TABLE t (k INTEGER PRIMARY KEY)", shard=0, intent="write")
+        s.execute("SELECT count(*) FROM t", shard=0, intent="read")
+        with pytest.raises(shardroute.DatabaseError):
+            s.execute("SELECT nope FROM t", shard=0, intent="read")
+        m = r.metrics()
+        assert (f'shardroute_statements_total{{shard="a",node="sqlite:{tmp_path}/a.db",'
+                'role="primary",intent="write",outcome="ok"} 1\n') in m
+        # The replica names the primary's file: its label tells it apart by its index.
+        assert (f'shardroute_statements_total{{shard="a",node="sqlite:{tmp_path}/a.db#1",'
+                'role="replica",intent="read",outcome="sql_error"} 1\n') in m
+        assert "# TYPE shardroute_statement_duration_seconds histogram" in m
+    assert [e.kind for e in events] == ["statement"] * 3
+    w, rd, bad = events
+    assert (w.intent, w.reason, w.shard_name, w.node, w.role, w.status) == \
+        ("write", "write", "a", 0, "primary", 0)
+    assert (rd.intent, rd.reason, rd.node, rd.role, rd.sql) == \
+        ("read", "replica", 1, "replica", "SELECT count(*) FROM t")
+    assert (bad.status_name, bad.node_uri) == ("SR_EQUERY", f"sqlite:{tmp_path}/a.db")
+    assert rd.duration_us >= 0 and bad.sqlstate == ""  # SQLite has no SQLSTATE
+
+
+def test_event_callbacks_that_raise_or_are_not_callable(tmp_path, monkeypatch):
+    import sys
+
+    text = f"[shard a]\nprimary = sqlite:{tmp_path}/a.db\n"
+    raised = []
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: raised.append(u.exc_value))
+
+    def boom(ev):
+        raise RuntimeError("from the callback")
+
+    with shardroute.Router.from_config(text, on_event=boom) as r, r.session() as s:
+        assert s.execute("SELECT 1", key=1).fetchone() == (1,)  # the statement is unaffected
+    assert [str(e) for e in raised] == ["from the callback"]
+    with pytest.raises(shardroute.InterfaceError):
+        shardroute.Router.from_config(text, on_event="not a function")
+
+
+def test_no_password_in_metrics_or_events(tmp_path):
+    events = []
+    text = ("connect_timeout_ms = 200\nconsistency.mode = any\n"
+            f"[shard a]\nprimary = sqlite:{tmp_path}/a.db\n"
+            "replica = postgresql://app:hunter2secret@127.0.0.1:1/db\n")
+    try:
+        r = shardroute.Router.from_config(text, on_event=events.append)
+    except shardroute.NotSupportedError:
+        pytest.skip("the PostgreSQL driver is not built")
+    with r, r.session() as s:
+        s.execute("SELECT 1", key=1)  # the replica cannot connect: the primary answers
+        m = r.metrics()
+    assert "hunter2secret" not in m and "postgresql://app:***@127.0.0.1:1/db" in m
+    assert events and all("hunter2secret" not in str(e) for e in events)
+    assert any("127.0.0.1:1" in e.skipped for e in events if e.kind == "statement")

@@ -293,3 +293,32 @@ def test_a_value_the_database_refuses_is_a_data_error(backend):
             with pytest.raises(shardroute.DataError) as e:
                 s.execute("INSERT INTO py_small VALUES (?)", (1000,), key=1)
             assert e.value.sqlstate == "22003"
+
+
+def test_metrics_pass_promtool_and_events_name_the_replica(backend):
+    """The metrics of a router that ran statements on the real servers: valid for
+    `promtool check metrics` (Debian's prometheus package), no password in them."""
+    import shutil
+
+    events = []
+    r = backend.router()
+    r.close()
+    with shardroute.Router.from_dict(
+            {"options": {"balance.policy": "round_robin", "consistency.mode": "any"},
+             "shards": {"shard0": {"primary": backend.uri(backend.primary, "shard0"),
+                                   "replicas": [backend.uri(getattr(backend, "replica",
+                                                                    backend.primary), "shard0")]}}},
+            on_event=events.append) as r, r.session() as s:
+        fresh_table(s)
+        s.execute(f"INSERT INTO {TABLE} VALUES (?, ?)", (1, "a"), key=1, intent="write")
+        s.execute(f"SELECT v FROM {TABLE} WHERE k = ?", (1,), key=1).fetchall()
+        text = r.metrics()
+    read = [e for e in events if e.kind == "statement" and e.intent == "read"][-1]
+    assert read.role == "replica" and read.reason == "replica" and read.status == 0
+    assert "shardroute_statements_total{shard=\"shard0\"" in text
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed (scripts/deps.sh test installs prometheus)")
+    out = subprocess.run([promtool, "check", "metrics"], input=text.encode(),
+                         capture_output=True, timeout=60)
+    assert out.returncode == 0, out.stdout.decode() + out.stderr.decode()
