@@ -293,3 +293,31 @@ def test_a_value_the_database_refuses_is_a_data_error(backend):
             with pytest.raises(shardroute.DataError) as e:
                 s.execute("INSERT INTO py_small VALUES (?)", (1000,), key=1)
             assert e.value.sqlstate == "22003"
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+OWN_QUERY = {
+    "postgres": "SELECT query FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+    "mysql": "SELECT INFO FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()",
+}
+
+
+def test_the_server_shows_the_trace_context(backend):
+    if backend.name not in OWN_QUERY:
+        pytest.skip("SQLite shows no statement text (test_api covers it)")
+    sql = OWN_QUERY[backend.name]
+    comment = f"\n/*route='%2Fusers%2F%7Bid%7D',traceparent='{TRACEPARENT}'*/"
+    with backend.router() as r, r.session() as s:
+        assert s.execute(sql, key=1).fetchone() == (sql,)
+        s.set_trace(TRACEPARENT, {"route": "/users/{id}"})
+        assert s.execute(sql, key=1).fetchone() == (sql + comment,)
+        assert s.execute(sql + " -- the end", key=1, intent="write").fetchone() == \
+            (sql + " -- the end" + comment,)
+        assert s.execute_all(sql).fetchall() == [(sql + comment,)] * 2
+        with s.stream(sql, key=1) as st:
+            assert list(st) == [(sql + comment,)]
+        with pytest.raises(shardroute.InterfaceError, match="tag 1"):
+            s.set_trace(TRACEPARENT, {"bad key": "v"})
+        assert s.execute(sql, key=1).fetchone() == (sql + comment,)  # kept
+        s.set_trace(None)
+        assert s.execute(sql, key=1).fetchone() == (sql,)
