@@ -1309,6 +1309,7 @@ START_TEST(a_second_thread_in_a_session_gets_misuse)
     ck_assert_int_eq(sr_rollback(s), SR_EMISUSE);
     ck_assert_int_eq(sr_session_set(s, "consistency", "primary"), SR_EMISUSE);
     ck_assert_int_eq(sr_session_set_affinity(s, sr_key_int(6)), SR_EMISUSE);
+    ck_assert_int_eq(sr_session_set_trace(s, NULL, 0, NULL), SR_EMISUSE);
     ck_assert_int_eq(sr_session_set_token(s, ""), SR_EMISUSE);
     ck_assert_ptr_null(sr_session_token(s));
     ck_assert_str_eq(sr_strerror(SR_EMISUSE), "session used by two threads at once");
