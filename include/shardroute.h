@@ -490,7 +490,8 @@ SR_API void sr_session_free(sr_session *s);
 SR_API int sr_session_set_affinity(sr_session *s, sr_key key);
 
 /**
- * Sets the session's trace context, or clears it (traceparent NULL or "").
+ * Sets the session's trace context, or clears it (traceparent NULL or "";
+ * `tags` are then not read).
  * While set, every statement the session sends to a server (sr_exec*,
  * transactions, scatter, cursors; not BEGIN/COMMIT/ROLLBACK) carries it as
  * an sqlcommenter comment appended on a line of its own, so it shows in
@@ -504,16 +505,19 @@ SR_API int sr_session_set_affinity(sr_session *s, sr_key key);
  * (not all zero) "-" 2 lowercase hex digits. `tags` holds `ntags` key/value
  * pairs (2 * ntags strings: key, value, key, value...; NULL when ntags is
  * 0): keys of 1..64 characters from [A-Za-z0-9_.-], unique, not
- * "traceparent"; values of at most 256 bytes, any bytes but NUL, written
- * percent-encoded (everything but [A-Za-z0-9_.~-]), so nothing in a value can
- * end the comment; at most 16 tags. Keys are written sorted, as sqlcommenter
- * does. Everything is copied.
+ * "traceparent"; values (not NULL) of at most 256 bytes, any bytes but NUL,
+ * written percent-encoded (everything but [A-Za-z0-9_.~-]), so nothing in a
+ * value can end the comment; at most 16 tags. Keys, "traceparent" among
+ * them, are written sorted by their bytes, as sqlcommenter does. Everything
+ * is copied.
  *
  * Cost: a statement with a trace context is a new text for each traceparent,
- * so the drivers' prepared-statement caches do not reuse it (each traced
- * statement is prepared anew, or sent unprepared, and evicts a cached one);
- * statements of sessions without one are untouched. The classification of
- * SR_AUTO statements reads the caller's SQL, not the comment.
+ * so the drivers' prepared-statement caches reuse it only while the
+ * traceparent stays the same (under a new one each traced statement is
+ * prepared anew, or sent unprepared, and evicts a cached one: see
+ * docs/observability.md); statements of sessions without one are untouched.
+ * The classification of SR_AUTO statements reads the caller's SQL, not the
+ * comment.
  *
  * Errors: SR_EINVAL (NULL session, malformed traceparent, a bad tag; the
  * message says which, and the session keeps its previous context),

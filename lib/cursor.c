@@ -63,6 +63,17 @@ static int open_on(sr_session *s, const int *shards, int n, sr_intent intent,
     }
     sr_stmt sst = *st;
     sst.sql = shard_sql;
+    if (s->trace) {
+        /* On the text each shard runs (after any pushdown rewrite); the kind of statement
+         * is the caller's SQL's. */
+        intent = sr__exec_fixed_intent(s->router, shards, n, intent, st->sql);
+        if (!(sst.sql = sr__session_trace_sql(s, shard_sql))) {
+            free(shard_sql);
+            sr__merge_plan_free(c->plan);
+            free(c);
+            return SR_ENOMEM;
+        }
+    }
     c->deadline = sr__statement_deadline(s->router);
     rc = sr__fanout_start(s, shards, n, intent, o ? o->read : NULL, &sst, SR_CURSOR_BATCH,
                           c->deadline, &c->f);

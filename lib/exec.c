@@ -203,6 +203,50 @@ int sr__exec_check_stmt(sr_session *s, const sr_stmt *st)
     return rc;
 }
 
+sr_intent sr__exec_fixed_intent(const sr_router *r, const int *shards, int n, sr_intent intent,
+                                const char *sql)
+{
+    if (intent != SR_AUTO)
+        return intent;
+    if (!shards)
+        n = r->nshards;
+    /* One lexing per dialect, not per shard: shards of a router share one in practice. */
+    sr_sql_dialect seen[4];
+    int nseen = 0;
+    for (int i = 0; i < n; i++) {
+        int shard = shards ? shards[i] : i;
+        sr_sql_dialect d = r->shards[shard].nodes[0].driver->dialect;
+        bool known = false;
+        for (int j = 0; j < nseen && !known; j++)
+            known = seen[j] == d;
+        if (known)
+            continue;
+        if (sr__exec_is_write(r, shard, SR_AUTO, sql))
+            return SR_WRITE;
+        if (nseen < (int)SR_ARRAY_LEN(seen))
+            seen[nseen++] = d;
+    }
+    return SR_READ;
+}
+
+/*
+ * A statement of a session with a trace context: the SQL sent is the
+ * caller's plus the comment, and whether it is a write is read from the
+ * caller's SQL before that (the layers below classify what they are given).
+ */
+static int exec_traced(sr_session *s, int shard, sr_intent intent, const sr_read_opts *opts,
+                       const sr_stmt *st, sr_result **out)
+{
+    const char *sql = sr__session_trace_sql(s, st->sql);
+    if (!sql)
+        return SR_ENOMEM;
+    if (!s->in_txn)
+        intent = sr__exec_fixed_intent(s->router, &shard, 1, intent, st->sql);
+    sr_stmt traced = *st;
+    traced.sql = sql;
+    return exec_on_shard(s, shard, intent, opts, &traced, out);
+}
+
 static int exec_key(sr_session *s, sr_key key, sr_intent intent, const sr_read_opts *opts,
                     const sr_stmt *st, sr_result **out)
 {
@@ -214,6 +258,8 @@ static int exec_key(sr_session *s, sr_key key, sr_intent intent, const sr_read_o
     int shard = sr__session_shard_for_key(s, key);
     if (shard < 0)
         return shard;
+    if (s->trace)
+        return exec_traced(s, shard, intent, opts, st, out);
     return exec_on_shard(s, shard, intent, opts, st, out);
 }
 
@@ -225,6 +271,8 @@ static int exec_shard(sr_session *s, int shard, sr_intent intent, const sr_stmt 
         rc = sr__session_check_shard(s, shard);
     if (rc != SR_OK)
         return rc;
+    if (s->trace)
+        return exec_traced(s, shard, intent, NULL, st, out);
     return exec_on_shard(s, shard, intent, NULL, st, out);
 }
 

@@ -177,6 +177,17 @@ static int exec_all(sr_session *s, sr_intent intent, const sr_scatter_opts *o, c
         return rc;
     sr_stmt sst = *st;
     sst.sql = shard_sql;
+    if (s->trace) {
+        /* On the text each shard runs (after any pushdown rewrite); the kind of statement
+         * is the caller's SQL's. */
+        intent = sr__exec_fixed_intent(r, NULL, 0, intent, st->sql);
+        if (!(sst.sql = sr__session_trace_sql(s, shard_sql))) {
+            rc = SR_ENOMEM;
+            free(shard_sql);
+            sr__merge_plan_free(plan);
+            return rc;
+        }
+    }
     int64_t deadline = sr__statement_deadline(r);
     sr_fanout *f = NULL;
     sr_result *merged = NULL;

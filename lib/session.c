@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "token.h"
+#include "trace.h"
 
 static const char *const mode_names[] = {"any", "monotonic", "read_your_writes", "primary"};
 
@@ -236,6 +237,8 @@ SR_API void sr_session_free(sr_session *s)
         sr__node_abandon(s->router, s->txn_node, s->txn_conn);
     sr__positions_free(&s->positions, s->router->nshards);
     free(s->token);
+    free(s->trace);
+    free(s->trace_sql);
     free(s);
 }
 
@@ -278,6 +281,61 @@ static int session_set(sr_session *s, const char *option, const char *value)
     }
     return sr__session_fail(s, SR_EINVAL, "unknown session option '%.64s' (consistency, max_lag_ms)",
                             option);
+}
+
+/* ---- the trace context ---- */
+
+static int set_trace(sr_session *s, const char *traceparent, int ntags, const char *const *tags)
+{
+    sr__session_clear_error(s);
+    if (!traceparent || !*traceparent) {
+        free(s->trace);
+        s->trace = NULL;
+        s->trace_len = 0;
+        return SR_OK;
+    }
+    char *text = NULL;
+    size_t len = 0;
+    int bad = 0;
+    const char *why = NULL;
+    /* Built whole before the old one is dropped: a refused context changes nothing. */
+    int rc = sr__trace_build(traceparent, ntags, tags, &text, &len, &bad, &why);
+    if (rc == SR_ENOMEM)
+        return sr__session_fail(s, rc, "sr_session_set_trace: out of memory");
+    if (rc != SR_OK) {
+        if (bad == SR_TRACE_BAD_TRACEPARENT)
+            return sr__session_fail(s, rc, "sr_session_set_trace: the traceparent %s", why);
+        if (bad == SR_TRACE_BAD_TAGS)
+            return sr__session_fail(s, rc, "sr_session_set_trace: %s", why);
+        return sr__session_fail(s, rc, "sr_session_set_trace: tag %d (of %d) %s", bad + 1, ntags,
+                                why);
+    }
+    free(s->trace);
+    s->trace = text;
+    s->trace_len = len;
+    return SR_OK;
+}
+
+const char *sr__session_trace_sql(sr_session *s, const char *sql)
+{
+    size_t n = strlen(sql), need = n + s->trace_len + 1;
+    if (need > s->trace_cap) {
+        /* Grown, never shrunk: a session repeats statements of similar sizes. */
+        size_t cap = s->trace_cap ? s->trace_cap : 256;
+        while (cap < need)
+            cap = cap > SIZE_MAX / 2 ? need : cap * 2;
+        char *p = realloc(s->trace_sql, cap);
+        if (!p) {
+            sr__session_fail(s, SR_ENOMEM, "out of memory adding the trace context to the "
+                                           "statement");
+            return NULL;
+        }
+        s->trace_sql = p;
+        s->trace_cap = cap;
+    }
+    memcpy(s->trace_sql, sql, n);
+    memcpy(s->trace_sql + n, s->trace, s->trace_len + 1);
+    return s->trace_sql;
 }
 
 /* ---- tokens ---- */
@@ -339,6 +397,12 @@ static int session_set_token(sr_session *s, const char *token)
 SR_API int sr_session_set_affinity(sr_session *s, sr_key key)
 {
     SR_SESSION_GUARDED(s, set_affinity(s, key));
+}
+
+SR_API int sr_session_set_trace(sr_session *s, const char *traceparent, int ntags,
+                                const char *const *tags)
+{
+    SR_SESSION_GUARDED(s, set_trace(s, traceparent, ntags, tags));
 }
 
 SR_API int sr_session_set(sr_session *s, const char *option, const char *value)

@@ -36,6 +36,12 @@ struct sr_session {
     int txn_shard;
     sr_node *txn_node;
     sr_driver_conn *txn_conn;
+    /* The trace context (sr_session_set_trace): the comment each statement sent gets, NULL
+     * when none; and the buffer its statements are written into, kept for the next call. */
+    char *trace;
+    size_t trace_len;
+    char *trace_sql;
+    size_t trace_cap;
     char errmsg[SR_ERRMSG_LEN];
     char sqlstate[6];
     /* Where the failure errmsg describes happened (sr_session_error_location); -1: not on
@@ -80,6 +86,16 @@ static inline bool sr__session_timed(sr_session *s)
 {
     return s->latency_tick++ % SR_LATENCY_SAMPLE == 0;
 }
+
+/* ---- the trace context ---- */
+
+/*
+ * `sql` followed by the session's trace comment (s->trace must be set), in
+ * the session's buffer: valid until the next call that writes it, which is
+ * the next entry point of this session. NULL when out of memory (message
+ * set). Only entry points call it, once per call, on the final text sent.
+ */
+const char *sr__session_trace_sql(sr_session *s, const char *sql);
 
 /* ---- the session's message ---- */
 

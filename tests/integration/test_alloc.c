@@ -761,6 +761,55 @@ START_TEST(exec_write_warm)
 }
 END_TEST
 
+/* A trace context set, then a traced write and a traced scatter (the session's buffer). */
+static int trace_step(void *vs, int i)
+{
+    sess_state *s = vs;
+    if (i == 0) {
+        const char *tags[] = {"route", "/kv/{k}"};
+        return sr_session_set_trace(s->s, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                                    1, tags);
+    }
+    if (i == 1) {
+        const char *p[] = {"43", "forty-three"};
+        return sr_exec(s->s, sr_key_int(43), SR_AUTO, "INSERT OR REPLACE INTO kv (k, v) VALUES (?, ?)",
+                       2, p, &s->res);
+    }
+    sr_result *all = NULL;
+    int rc = sr_exec_all(s->s, SR_AUTO, "SELECT count(*) FROM kv WHERE k = 43", 0, NULL, &all);
+    sr_result_free(all);
+    return rc;
+}
+
+static void trace_on_fail(void *vs, int i, int rc)
+{
+    failed_call_checks(vs, i < 2, rc);
+}
+
+static void trace_check(void *vs)
+{
+    sess_state *s = vs;
+    ck_assert_ptr_ne(s->res, SENTINEL);
+    ck_assert_int_eq(sr_result_affected(s->res), 1);
+    sr_result *rd = NULL;
+    ck_assert_int_eq(sr_exec(s->s, sr_key_int(43), SR_READ, "SELECT v FROM kv WHERE k = 43", 0, NULL, &rd),
+                     SR_OK);
+    ck_assert_str_eq(sr_result_value(rd, 0, 0), "forty-three");
+    sr_result_free(rd);
+    check_serves(s->r);
+}
+
+START_TEST(traced_statements)
+{
+    create_tables();
+    path pt = {
+        .name = "sr_session_set_trace + traced", .make = sess_make_warm, .nsteps = 3,
+        .step = trace_step, .check = trace_check, .destroy = sess_destroy, .on_fail = trace_on_fail
+    };
+    ck_assert_int_gt(run_path(&pt), 2);
+}
+END_TEST
+
 /* A read with rows: more than the inline store and the stack column array
  * hold, so every growth path of a result runs. */
 static const char *read_sql(void)
@@ -1432,6 +1481,7 @@ static Suite *alloc_suite(void)
     tcase_add_test(tc, session_new);
     tcase_add_test(tc, exec_write_cold);
     tcase_add_test(tc, exec_write_warm);
+    tcase_add_test(tc, traced_statements);
     tcase_add_test(tc, exec_read_cold);
     tcase_add_test(tc, exec_read_warm);
     tcase_add_test(tc, exec_opts_and_shard);

@@ -119,6 +119,7 @@ START_TEST(null_handles)
     ck_assert_int_eq(sr_session_new(router, NULL), SR_EINVAL);
     sr_session_free(NULL);
     ck_assert_int_eq(sr_session_set_affinity(NULL, sr_key_int(1)), SR_EINVAL);
+    ck_assert_int_eq(sr_session_set_trace(NULL, NULL, 0, NULL), SR_EINVAL);
     ck_assert_int_eq(sr_exec(NULL, sr_key_int(1), SR_READ, "SELECT 1", 0, NULL, NULL), SR_EINVAL);
     ck_assert_int_eq(sr_exec_shard(NULL, 0, SR_READ, "SELECT 1", 0, NULL, NULL), SR_EINVAL);
     ck_assert_int_eq(sr_exec_all(NULL, SR_READ, "SELECT 1", 0, NULL, NULL), SR_EINVAL);
@@ -200,6 +201,8 @@ START_TEST(bad_shard_indexes_and_keys)
     has_message();
     ck_assert_int_eq(sr_begin(session, bad), SR_EINVAL);
     ck_assert_int_eq(sr_session_set_affinity(session, bad), SR_EINVAL);
+    ck_assert_int_eq(sr_session_set_trace(session, "00-", 0, NULL), SR_EINVAL);
+    has_message();
     /* An empty byte string is a valid key. */
     ck_assert_int_ge(sr_router_shard_for(router, sr_key_bytes(NULL, 0)), 0);
     ck_assert_int_ge(sr_router_shard_for(router, sr_key_text("")), 0);

@@ -1412,6 +1412,146 @@ START_TEST(test_statement_cache_bounded_in_bytes)
 END_TEST
 
 /* ------------------------------------------------------------------------ */
+/* Trace context (sr_session_set_trace)                                     */
+/* ------------------------------------------------------------------------ */
+
+#define TRACEPARENT "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+/* What the session below appends to every statement it sends. */
+#define TRACE_COMMENT "\n/*app='it%27s%20%2A%2F',traceparent='" TRACEPARENT "'*/"
+#define OWN_QUERY "SELECT INFO FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()"
+
+static sr_session *traced_session(sr_router *r)
+{
+    sr_session *s = NULL;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    ck_assert_int_eq(sr_session_set(s, "consistency", "any"), SR_OK);
+    const char *tags[] = {"app", "it's */"};
+    ck_assert_msg(sr_session_set_trace(s, TRACEPARENT, 1, tags) == SR_OK, "%s",
+                  sr_session_errmsg(s));
+    return s;
+}
+
+/* `seen` is `sql` with the trace comment after it, exactly. */
+static void assert_traced(const char *seen, const char *sql)
+{
+    char want[1024];
+    snprintf(want, sizeof want, "%s%s", sql, TRACE_COMMENT);
+    ck_assert_str_eq(seen, want);
+}
+
+START_TEST(test_traced_statements_show_the_comment_in_the_process_list)
+{
+    sr_router *r = open_router();
+    sr_session *s = traced_session(r);
+    /* Read and write, and SQL that ends in a line comment or a semicolon. */
+    const char *sqls[] = {OWN_QUERY, OWN_QUERY " -- the end", OWN_QUERY " # the end",
+                          OWN_QUERY ";"};
+    for (size_t i = 0; i < sizeof sqls / sizeof sqls[0]; i++) {
+        for (int w = 0; w < 2; w++) {
+            char *v = routed_value(s, sr_key_int(7), w ? SR_WRITE : SR_AUTO, sqls[i], 0, NULL);
+            assert_traced(v, sqls[i]);
+            free(v);
+        }
+    }
+    /* With parameters (a prepared statement: the server shows its text). */
+    char *v = routed_value(s, sr_key_int(7), SR_READ, OWN_QUERY " AND ? = ?", 2,
+                           (const char *const[]){"a", "a"});
+    assert_traced(v, OWN_QUERY " AND ? = ?");
+    free(v);
+    /* In a transaction, scatter, a cursor. */
+    ck_assert_int_eq(sr_begin(s, sr_key_int(7)), SR_OK);
+    v = routed_value(s, sr_key_int(7), SR_AUTO, OWN_QUERY, 0, NULL);
+    assert_traced(v, OWN_QUERY);
+    free(v);
+    ck_assert_int_eq(sr_commit(s), SR_OK);
+    sr_result *res = NULL;
+    ck_assert_msg(sr_exec_all(s, SR_AUTO, OWN_QUERY, 0, NULL, &res) == SR_OK, "%s",
+                  sr_session_errmsg(s));
+    ck_assert_int_eq(sr_result_nrows(res), NSHARDS);
+    for (int i = 0; i < NSHARDS; i++)
+        assert_traced(sr_result_value(res, i, 0), OWN_QUERY);
+    sr_result_free(res);
+    sr_cursor *c = NULL;
+    ck_assert_int_eq(sr_cursor_open(s, sr_key_int(7), SR_AUTO, NULL, OWN_QUERY, 0, NULL, &c),
+                     SR_OK);
+    ck_assert_int_eq(sr_cursor_next(c), 1);
+    int row = -1;
+    const sr_result *cur = sr_cursor_row(c, &row);
+    assert_traced(sr_result_value(cur, row, 0), OWN_QUERY);
+    sr_cursor_close(c);
+
+    /* A refused context keeps the one before; cleared, the SQL goes as it is. */
+    ck_assert_int_eq(sr_session_set_trace(s, "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                                          0, NULL),
+                     SR_EINVAL);
+    ck_assert_msg(strstr(sr_session_errmsg(s), "version ff"), "%s", sr_session_errmsg(s));
+    v = routed_value(s, sr_key_int(7), SR_AUTO, OWN_QUERY, 0, NULL);
+    assert_traced(v, OWN_QUERY);
+    free(v);
+    ck_assert_int_eq(sr_session_set_trace(s, NULL, 0, NULL), SR_OK);
+    v = routed_value(s, sr_key_int(7), SR_AUTO, OWN_QUERY, 0, NULL);
+    ck_assert_str_eq(v, OWN_QUERY);
+    free(v);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+/*
+ * SR_AUTO is decided from the caller's SQL, not the text sent: an unclosed
+ * comment makes this statement "not certainly a read" (the primary), while
+ * with the trace comment after it MariaDB's lexer (no nesting) would read it
+ * as a closed comment and a plain SELECT (a replica).
+ */
+START_TEST(test_traced_statements_are_classified_by_the_callers_sql)
+{
+    sr_router *r = open_router();
+    sr_session *s = traced_session(r);
+    char *v = routed_value(s, sr_key_int(7), SR_AUTO, "SELECT @@read_only /* open", 0, NULL);
+    ck_assert_str_eq(v, "0");
+    free(v);
+    v = routed_value(s, sr_key_int(7), SR_AUTO, "SELECT @@read_only", 0, NULL);
+    ck_assert_str_eq(v, "1");
+    free(v);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+/* A session without a trace keeps hitting the statement cache; a traced one prepares each
+ * new traceparent's text once. */
+START_TEST(test_statements_without_a_trace_still_hit_the_statement_cache)
+{
+    sr_router *r = open_router_opts((const char *const[]){"pool.max_size", "1", NULL});
+    sr_session *plain = NULL;
+    ck_assert_int_eq(sr_session_new(r, &plain), SR_OK);
+    sr_session *traced = traced_session(r);
+    const char *sql = "SELECT 1 + ?";
+    const char *one[] = {"1"};
+    ck_assert_int_eq(sr_exec_shard(plain, 0, SR_WRITE, sql, 1, one, NULL), SR_OK);
+    ck_assert_int_eq(sr_exec_shard(traced, 0, SR_WRITE, sql, 1, one, NULL), SR_OK);
+    long before = session_prepares(plain);
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(sr_exec_shard(plain, 0, SR_WRITE, sql, 1, one, NULL), SR_OK);
+        ck_assert_int_eq(sr_exec_shard(traced, 0, SR_WRITE, sql, 1, one, NULL), SR_OK);
+    }
+    /* Both texts cached on the one connection: no new prepare. */
+    ck_assert_int_eq(session_prepares(plain), before);
+    /* A new traceparent: a new text, one prepare. */
+    ck_assert_int_eq(sr_session_set_trace(traced, "00-4bf92f3577b34da6a3ce929d0e0e4736-"
+                                                  "00f067aa0ba902b8-01", 0, NULL),
+                     SR_OK);
+    ck_assert_int_eq(sr_exec_shard(traced, 0, SR_WRITE, sql, 1, one, NULL), SR_OK);
+    ck_assert_int_eq(session_prepares(plain), before + 1);
+    ck_assert_int_eq(sr_exec_shard(plain, 0, SR_WRITE, sql, 1, one, NULL), SR_OK);
+    ck_assert_int_eq(session_prepares(plain), before + 1);
+    sr_session_free(plain);
+    sr_session_free(traced);
+    sr_router_close(r);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------ */
 
 static Suite *mysql_suite(void)
 {
@@ -1437,6 +1577,14 @@ static Suite *mysql_suite(void)
     tcase_add_test(tc, test_prepared_statements_cached_and_bounded);
     tcase_add_test(tc, test_statement_cache_bounded_in_bytes);
     tcase_add_test(tc, test_threads_share_the_router);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("trace");
+    tcase_set_timeout(tc, 60);
+    tcase_add_checked_fixture(tc, replication_ready, NULL);
+    tcase_add_test(tc, test_traced_statements_show_the_comment_in_the_process_list);
+    tcase_add_test(tc, test_traced_statements_are_classified_by_the_callers_sql);
+    tcase_add_test(tc, test_statements_without_a_trace_still_hit_the_statement_cache);
     suite_add_tcase(s, tc);
 
     /* Tests that stop the replica or its replication: the teardown restarts

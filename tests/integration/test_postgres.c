@@ -1380,6 +1380,217 @@ START_TEST(the_cache_is_bounded_in_bytes_on_the_server)
 }
 END_TEST
 
+/* ---- trace context (sr_session_set_trace) --------------------------------- */
+
+#define TRACEPARENT "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+/* What the session below appends to every statement it sends. */
+#define TRACE_COMMENT "\n/*app='it%27s%20%2A%2F',traceparent='" TRACEPARENT "'*/"
+#define OWN_QUERY "SELECT query FROM pg_stat_activity WHERE pid = pg_backend_pid()"
+
+static void set_trace(sr_session *s)
+{
+    const char *tags[] = {"app", "it's */"};
+    ck_assert_msg(sr_session_set_trace(s, TRACEPARENT, 1, tags) == SR_OK, "%s",
+                  sr_session_errmsg(s));
+}
+
+/* The text the server shows for the statement `sql` itself, run on `key` with `intent`. */
+static char *own_query(sr_session *s, sr_intent intent, const char *sql)
+{
+    return scalar_key(s, 7, intent, sql);
+}
+
+/* `seen` is `sql` with the trace comment after it, exactly. */
+static void assert_traced(const char *seen, const char *sql)
+{
+    char *want = xfmt("%s%s", sql, TRACE_COMMENT);
+    ck_assert_str_eq(seen, want);
+    free(want);
+}
+
+START_TEST(a_traced_statement_shows_its_comment_in_pg_stat_activity)
+{
+    sr_router *r = open_router(defaults());
+    sr_session *s = session(r);
+    set_trace(s);
+    /* SR_AUTO is read from the caller's SQL: a read, on a replica. */
+    const char *sql = "SELECT query || pg_is_in_recovery()::text FROM pg_stat_activity "
+                      "WHERE pid = pg_backend_pid()";
+    char *v = own_query(s, SR_AUTO, sql);
+    char *want = xfmt("%s%strue", sql, TRACE_COMMENT);
+    ck_assert_str_eq(v, want);
+    free(want);
+    free(v);
+    /* SQL that ends in a line comment or a semicolon; a write to the primary. */
+    const char *ends[] = {OWN_QUERY " -- the end", OWN_QUERY ";", OWN_QUERY " ; -- x;"};
+    for (size_t i = 0; i < sizeof ends / sizeof ends[0]; i++) {
+        v = own_query(s, SR_AUTO, ends[i]);
+        assert_traced(v, ends[i]);
+        free(v);
+        v = own_query(s, SR_WRITE, ends[i]);
+        assert_traced(v, ends[i]);
+        free(v);
+    }
+    /* With parameters (rewritten to $n, prepared). */
+    sr_result *res = must_key(s, 7, SR_READ, OWN_QUERY " AND ? = ?", 2,
+                              (const char *const[]){"a", "a"});
+    assert_traced(sr_result_value(res, 0, 0), OWN_QUERY " AND $1 = $2");
+    sr_result_free(res);
+    /* On a shard by index. */
+    res = must_shard(s, 1, SR_WRITE, OWN_QUERY, 0, NULL);
+    assert_traced(sr_result_value(res, 0, 0), OWN_QUERY);
+    sr_result_free(res);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(traced_transactions_scatter_and_cursors_carry_the_comment)
+{
+    sr_router *r = open_router(defaults());
+    sr_session *s = session(r);
+    set_trace(s);
+    /* Inside a transaction: the statements carry it (BEGIN and COMMIT are the driver's). */
+    ck_assert_int_eq(sr_begin(s, sr_key_int(7)), SR_OK);
+    char *v = own_query(s, SR_AUTO, OWN_QUERY);
+    assert_traced(v, OWN_QUERY);
+    free(v);
+    ck_assert_int_eq(sr_commit(s), SR_OK);
+
+    /* Scatter: every shard's text. */
+    sr_result *res = NULL;
+    ck_assert_msg(sr_exec_all(s, SR_AUTO, OWN_QUERY, 0, NULL, &res) == SR_OK, "%s",
+                  sr_session_errmsg(s));
+    ck_assert_int_eq(sr_result_nrows(res), NSHARDS);
+    for (int i = 0; i < NSHARDS; i++)
+        assert_traced(sr_result_value(res, i, 0), OWN_QUERY);
+    sr_result_free(res);
+    /* Pushed down (LIMIT n OFFSET m runs as LIMIT n+m): the comment is on the text sent. */
+    ck_assert_msg(sr_exec_all(s, SR_AUTO, OWN_QUERY " LIMIT 4 OFFSET 1", 0, NULL, &res) == SR_OK,
+                  "%s", sr_session_errmsg(s));
+    ck_assert_int_eq(sr_result_nrows(res), NSHARDS - 1);
+    assert_traced(sr_result_value(res, 0, 0), OWN_QUERY " LIMIT 5");
+    sr_result_free(res);
+
+    /* Cursors, on one shard and on all. */
+    sr_cursor *c = NULL;
+    ck_assert_int_eq(sr_cursor_open(s, sr_key_int(7), SR_AUTO, NULL, OWN_QUERY, 0, NULL, &c),
+                     SR_OK);
+    ck_assert_int_eq(sr_cursor_next(c), 1);
+    int row = -1;
+    const sr_result *cur = sr_cursor_row(c, &row);
+    assert_traced(sr_result_value(cur, row, 0), OWN_QUERY);
+    ck_assert_int_eq(sr_cursor_next(c), 0);
+    sr_cursor_close(c);
+    ck_assert_int_eq(sr_cursor_open_all(s, SR_AUTO, NULL, OWN_QUERY, 0, NULL, &c), SR_OK);
+    for (int i = 0; i < NSHARDS; i++) {
+        ck_assert_int_eq(sr_cursor_next(c), 1);
+        cur = sr_cursor_row(c, &row);
+        assert_traced(sr_result_value(cur, row, 0), OWN_QUERY);
+    }
+    ck_assert_int_eq(sr_cursor_next(c), 0);
+    sr_cursor_close(c);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(a_session_without_a_trace_sends_its_sql_unchanged)
+{
+    sr_router *r = open_router(defaults());
+    sr_session *s = session(r);
+    char *v = own_query(s, SR_AUTO, OWN_QUERY);
+    ck_assert_str_eq(v, OWN_QUERY);
+    free(v);
+
+    set_trace(s);
+    /* A refused context leaves the one before in place, and says what is wrong. */
+    ck_assert_int_eq(sr_session_set_trace(s, "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+                                          0, NULL),
+                     SR_EINVAL);
+    ck_assert_msg(strstr(sr_session_errmsg(s), "traceparent") &&
+                      strstr(sr_session_errmsg(s), "lowercase"),
+                  "%s", sr_session_errmsg(s));
+    ck_assert_int_eq(sr_session_set_trace(s, TRACEPARENT, 1, (const char *const[]){"a b", "v"}),
+                     SR_EINVAL);
+    ck_assert_msg(strstr(sr_session_errmsg(s), "tag 1"), "%s", sr_session_errmsg(s));
+    v = own_query(s, SR_AUTO, OWN_QUERY);
+    assert_traced(v, OWN_QUERY);
+    free(v);
+
+    /* Cleared (NULL or ""): unchanged again. */
+    ck_assert_int_eq(sr_session_set_trace(s, NULL, 0, NULL), SR_OK);
+    v = own_query(s, SR_AUTO, OWN_QUERY);
+    ck_assert_str_eq(v, OWN_QUERY);
+    free(v);
+    set_trace(s);
+    ck_assert_int_eq(sr_session_set_trace(s, "", 0, NULL), SR_OK);
+    sr_result *res = NULL;
+    ck_assert_int_eq(sr_exec_all(s, SR_AUTO, OWN_QUERY, 0, NULL, &res), SR_OK);
+    for (int i = 0; i < NSHARDS; i++)
+        ck_assert_str_eq(sr_result_value(res, i, 0), OWN_QUERY);
+    sr_result_free(res);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+/* "name@prepare_time" of the server-side statement whose text is exactly `statement`, or "". */
+static char *prepared_exactly(sr_session *s, const char *statement)
+{
+    sr_result *res = must_key(s, 1, SR_WRITE,
+                              "SELECT coalesce(max(name || '@' || prepare_time), '') "
+                              "FROM pg_prepared_statements WHERE statement = ?",
+                              1, (const char *const[]){statement});
+    char *v = strdup(sr_result_value(res, 0, 0));
+    sr_result_free(res);
+    return v;
+}
+
+/*
+ * The cost a trace has, and that sessions without one do not pay: each
+ * traceparent makes a new statement text, prepared anew; the untraced
+ * statement stays prepared and is reused.
+ */
+START_TEST(statements_without_a_trace_still_hit_the_statement_cache)
+{
+    sr_router *r = single_connection_router(16);
+    sr_session *plain = session(r), *traced = session(r);
+    const char *sql = "SELECT ?::int + 1";
+    const char *one[] = {"1"};
+    sr_result_free(must_key(plain, 1, SR_WRITE, sql, 1, one));
+    char *first = prepared_exactly(plain, "SELECT $1::int + 1");
+    ck_assert_msg(strncmp(first, "sr_", 3) == 0, "%s", first);
+
+    set_trace(traced);
+    for (int i = 0; i < 3; i++) {
+        sr_result_free(must_key(traced, 1, SR_WRITE, sql, 1, one));
+        sr_result_free(must_key(plain, 1, SR_WRITE, sql, 1, one));
+    }
+    /* The untraced statement: still the one prepared first (a cache hit each time). */
+    char *again = prepared_exactly(plain, "SELECT $1::int + 1");
+    ck_assert_str_eq(again, first);
+    free(again);
+    /* The traced one is a statement of its own: prepared once for this traceparent... */
+    ck_assert_int_eq(prepared_count(plain, "SELECT $1::int + 1" TRACE_COMMENT), 1);
+    /* ...and once more for each new one. */
+    ck_assert_int_eq(sr_session_set_trace(traced, "00-4bf92f3577b34da6a3ce929d0e0e4736-"
+                                                  "00f067aa0ba902b8-01", 0, NULL),
+                     SR_OK);
+    sr_result_free(must_key(traced, 1, SR_WRITE, sql, 1, one));
+    ck_assert_int_eq(prepared_count(plain, "SELECT $1::int + 1\n/*traceparent='00-"
+                                           "4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b8-01'*/"),
+                     1);
+    again = prepared_exactly(plain, "SELECT $1::int + 1");
+    ck_assert_str_eq(again, first);
+    free(again);
+    free(first);
+    sr_session_free(plain);
+    sr_session_free(traced);
+    sr_router_close(r);
+}
+END_TEST
+
 /* ---- suite ----------------------------------------------------------------- */
 
 static Suite *postgres_suite(void)
@@ -1430,6 +1641,14 @@ static Suite *postgres_suite(void)
     tcase_add_test(t, a_read_at_a_position_under_repeatable_read_runs_on_a_later_snapshot);
     tcase_add_test(t, a_stopped_server_cannot_hold_exec_at);
     tcase_set_timeout(t, 60); /* the bounded waits inside are shorter: a hang fails, not stalls */
+    suite_add_tcase(s, t);
+
+    t = tcase_create("trace");
+    tcase_add_test(t, a_traced_statement_shows_its_comment_in_pg_stat_activity);
+    tcase_add_test(t, traced_transactions_scatter_and_cursors_carry_the_comment);
+    tcase_add_test(t, a_session_without_a_trace_sends_its_sql_unchanged);
+    tcase_add_test(t, statements_without_a_trace_still_hit_the_statement_cache);
+    tcase_set_timeout(t, 60);
     suite_add_tcase(s, t);
 
     /* Last: it reconfigures replica2 (and puts it back). */

@@ -1309,6 +1309,7 @@ START_TEST(a_second_thread_in_a_session_gets_misuse)
     ck_assert_int_eq(sr_rollback(s), SR_EMISUSE);
     ck_assert_int_eq(sr_session_set(s, "consistency", "primary"), SR_EMISUSE);
     ck_assert_int_eq(sr_session_set_affinity(s, sr_key_int(6)), SR_EMISUSE);
+    ck_assert_int_eq(sr_session_set_trace(s, NULL, 0, NULL), SR_EMISUSE);
     ck_assert_int_eq(sr_session_set_token(s, ""), SR_EMISUSE);
     ck_assert_ptr_null(sr_session_token(s));
     ck_assert_str_eq(sr_strerror(SR_EMISUSE), "session used by two threads at once");
@@ -1511,6 +1512,78 @@ START_TEST(the_statement_cache_is_bounded_in_bytes)
 }
 END_TEST
 
+/* ---- trace context (sr_session_set_trace) ---- */
+
+/*
+ * SQLite only sees the comment as a comment: traced statements run as they
+ * did (a line comment or a ';' at the end, several statements in one
+ * string, scatter, cursors, transactions), and still go where the caller's
+ * SQL says (SR_AUTO reads the caller's text, not the one sent).
+ */
+START_TEST(traced_statements_run_unchanged)
+{
+    sr_router *r = open_router(1, NULL, NULL);
+    sr_session *s;
+    ck_assert_int_eq(sr_session_new(r, &s), SR_OK);
+    const char *tags[] = {"route", "/kv/{k}", "note", "*/ -- ' \\ \n"};
+    ck_assert_msg(sr_session_set_trace(s, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+                                       2, tags) == SR_OK,
+                  "%s", sr_session_errmsg(s));
+    create_tables(s);
+    ck_assert_int_eq(insert(s, 11, "eleven"), SR_OK);
+    int shard = sr_router_shard_for(r, sr_key_int(11));
+    uint64_t p0 = node_statements(r, shard, 0), r0 = node_statements(r, shard, 1);
+    const char *reads[] = {"SELECT v FROM kv WHERE k = 11", "SELECT v FROM kv WHERE k = 11 -- end",
+                           "SELECT v FROM kv WHERE k = 11;", "SELECT v FROM kv WHERE k = 11; -- x"};
+    for (size_t i = 0; i < sizeof reads / sizeof reads[0]; i++) {
+        sr_result *res = NULL;
+        ck_assert_msg(sr_exec(s, sr_key_int(11), SR_AUTO, reads[i], 0, NULL, &res) == SR_OK,
+                      "%s: %s", reads[i], sr_session_errmsg(s));
+        ck_assert_str_eq(sr_result_value(res, 0, 0), "eleven");
+        sr_result_free(res);
+    }
+    ck_assert_uint_eq(node_statements(r, shard, 1), r0 + 4); /* all four on the replica */
+    /* An unclosed comment is not certainly a read (the primary), though with the trace's
+     * comment after it SQLite's lexer would see a closed one and a read. */
+    ck_assert_int_eq(sr_exec(s, sr_key_int(11), SR_AUTO, "SELECT v FROM kv /* open", 0, NULL, NULL),
+                     SR_OK);
+    ck_assert_uint_eq(node_statements(r, shard, 0), p0 + 1);
+    ck_assert_uint_eq(node_statements(r, shard, 1), r0 + 4);
+
+    sr_result *res = NULL;
+    ck_assert_int_eq(sr_exec_shard(s, shard, SR_WRITE,
+                                   "CREATE TABLE m (x); INSERT INTO m VALUES (1); INSERT INTO m "
+                                   "VALUES (2); SELECT SUM(x) FROM m; -- done",
+                                   0, NULL, &res),
+                     SR_OK);
+    ck_assert_str_eq(sr_result_value(res, 0, 0), "3");
+    sr_result_free(res);
+
+    ck_assert_int_eq(sr_begin(s, sr_key_int(11)), SR_OK);
+    ck_assert_int_eq(sr_exec(s, sr_key_int(11), SR_AUTO, "UPDATE kv SET v = 'x' WHERE k = 11", 0,
+                             NULL, NULL),
+                     SR_OK);
+    ck_assert_int_eq(sr_rollback(s), SR_OK);
+    ck_assert_int_eq(sr_exec_all(s, SR_AUTO, "SELECT count(*) FROM kv LIMIT 1 OFFSET 0", 0, NULL,
+                                 &res),
+                     SR_OK);
+    ck_assert_str_eq(sr_result_value(res, 0, 0), "1");
+    sr_result_free(res);
+    sr_cursor *c = NULL;
+    ck_assert_int_eq(sr_cursor_open_all(s, SR_AUTO, NULL, "SELECT k, v FROM kv ORDER BY k", 0, NULL,
+                                        &c),
+                     SR_OK);
+    ck_assert_int_eq(sr_cursor_next(c), 1);
+    int row = -1;
+    const sr_result *cur = sr_cursor_row(c, &row);
+    ck_assert_str_eq(sr_result_value(cur, row, 1), "eleven");
+    ck_assert_int_eq(sr_cursor_next(c), 0);
+    sr_cursor_close(c);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
 static Suite *sqlite_suite(void)
 {
     Suite *su = suite_create("sqlite");
@@ -1521,6 +1594,7 @@ static Suite *sqlite_suite(void)
     tcase_add_test(tc, text_keys_route_consistently);
     tcase_add_test(tc, reads_go_to_replicas_which_refuse_writes);
     tcase_add_test(tc, auto_intent_classifies_statements);
+    tcase_add_test(tc, traced_statements_run_unchanged);
     tcase_add_test(tc, primary_reads_fallback_and_never);
     tcase_add_test(tc, transactions_commit_and_roll_back);
     tcase_add_test(tc, cross_shard_statement_in_transaction_is_refused);

@@ -40,7 +40,7 @@ import datetime as _dt
 import decimal as _decimal
 import threading as _threading
 from dataclasses import dataclass
-from typing import Any, Callable, Iterator, Mapping, NamedTuple, Optional, Sequence, Union
+from typing import Any, Callable, Dict, Iterator, Mapping, NamedTuple, Optional, Sequence, Union
 
 from ._ffi import (
     MERGE_SPEC_VERSION as _MERGE_SPEC_VERSION,
@@ -956,6 +956,48 @@ class Session(_Closing):
         k = _key(key, keep)
         with self._lock:
             rc = _lib.sr_session_set_affinity(self._handle(), k)
+            if rc != 0:
+                self._raise(rc, statement=False)
+
+    def set_trace(self, traceparent: Optional[str],
+                  tags: Optional[Dict[str, str]] = None) -> None:
+        """Sets the W3C trace context that every statement of this session carries to
+        the server as an sqlcommenter comment (``/*k='v',traceparent='00-...'*/`` on a
+        line of its own, visible in pg_stat_activity and the MariaDB process list), or
+        clears it (``traceparent`` None or ""; ``tags`` are then ignored).
+
+        ``traceparent`` is checked strictly ("00-" 32 lowercase hex digits "-" 16 "-" 2,
+        ids not all zero); ``tags`` maps up to 16 keys of [A-Za-z0-9_.-] (1..64
+        characters, not "traceparent") to str values of at most 256 UTF-8 bytes, written
+        percent-encoded. A bad value raises InterfaceError saying which, and the session
+        keeps its previous context. Each traceparent makes a new statement text, so
+        traced statements are prepared anew rather than taken from the statement cache
+        (see sr_session_set_trace in shardroute.h).
+        """
+        if traceparent is not None and not isinstance(traceparent, str):
+            raise InterfaceError(f"a traceparent is a str or None, not "
+                                 f"{type(traceparent).__name__}")
+        if tags is not None and not isinstance(tags, dict):
+            raise InterfaceError(f"trace tags are a dict, not {type(tags).__name__}")
+        keep: list = []
+        tp = _ffi.NULL
+        ntags = 0
+        arr = _ffi.NULL
+        if traceparent:
+            tp = _ffi.new("char[]", _utf8(traceparent, "traceparent"))
+            items = list((tags or {}).items())
+            ntags = len(items)
+            arr = _ffi.new("const char *[]", max(1, 2 * ntags))
+            for i, (k, v) in enumerate(items):
+                if not isinstance(k, str) or not isinstance(v, str):
+                    raise InterfaceError(f"trace tag {k!r}: keys and values are str, not "
+                                         f"{type(k).__name__} and {type(v).__name__}")
+                for j, text in enumerate((k, v)):
+                    c = _ffi.new("char[]", _utf8(text, f"trace tag {k!r}"))
+                    keep.append(c)
+                    arr[2 * i + j] = c
+        with self._lock:
+            rc = _lib.sr_session_set_trace(self._handle(), tp, ntags, arr)
             if rc != 0:
                 self._raise(rc, statement=False)
 

@@ -113,6 +113,8 @@ int sr_config_set_event_fn(sr_config *c, sr_event_fn fn, void *userdata);
 int sr_session_new(sr_router *r, sr_session **out);
 void sr_session_free(sr_session *s);
 int sr_session_set_affinity(sr_session *s, sr_key key);
+int sr_session_set_trace(sr_session *s, const char *traceparent, int ntags,
+                         const char *const *tags);
 int sr_session_set(sr_session *s, const char *option, const char *value);
 const char *sr_session_token(sr_session *s);
 int sr_session_set_token(sr_session *s, const char *token);

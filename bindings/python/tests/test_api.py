@@ -309,3 +309,44 @@ def test_no_password_in_metrics_or_events(tmp_path):
     assert "hunter2secret" not in m and "postgresql://app:***@127.0.0.1:1/db" in m
     assert events and all("hunter2secret" not in str(e) for e in events)
     assert any("127.0.0.1:1" in e.skipped for e in events if e.kind == "statement")
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+
+
+def test_trace_context_is_checked_and_kept(sqlite_router):
+    with sqlite_router.session() as s:
+        s.set_trace(TRACEPARENT, {"route": "/users/{id}", "note": "it's */ -- \\"})
+        # SQLite sees a comment: statements, scatter and streams run as before.
+        s.execute_all("CREATE TABLE tr (k INTEGER PRIMARY KEY, v TEXT)", intent="write")
+        s.execute("INSERT INTO tr VALUES (?, ?)", (1, "one"), key=1)
+        assert s.execute("SELECT v FROM tr WHERE k = ? -- at the end", (1,), key=1).fetchone() \
+            == ("one",)
+        assert s.execute("SELECT v FROM tr WHERE k = 1;", key=1).fetchone() == ("one",)
+        assert s.execute_all("SELECT count(*) FROM tr").fetchone() == (1,)
+        with s.stream_all("SELECT k FROM tr") as st:
+            assert [k for (k,) in st] == [1]
+        bad = [
+            (TRACEPARENT.upper(), None, "lowercase hex"),
+            ("ff" + TRACEPARENT[2:], None, "version ff"),
+            (TRACEPARENT + "0", None, "after its 2-digit flags"),
+            ("00-" + "0" * 32 + TRACEPARENT[35:], None, "all-zero trace-id"),
+            (TRACEPARENT, {"a b": "v"}, "tag 1"),
+            (TRACEPARENT, {"traceparent": "v"}, "traceparent"),
+            (TRACEPARENT, {"k": "v" * 257}, "longer than 256"),
+            (TRACEPARENT, {f"k{i}": "v" for i in range(17)}, "more than 16"),
+        ]
+        for tp, tags, what in bad:
+            with pytest.raises(shardroute.InterfaceError, match=re.escape(what)) as e:
+                s.set_trace(tp, tags)
+            assert e.value.status_name == "SR_EINVAL"
+        # Checked by the binding before the library sees them.
+        for tp, tags in ((b"00-", None), (TRACEPARENT, [("k", "v")]), (TRACEPARENT, {"k": 1}),
+                         (TRACEPARENT, {"k": "a\0b"})):
+            with pytest.raises(shardroute.InterfaceError):
+                s.set_trace(tp, tags)
+        # The context set first is still in place, and clearing works (None or "").
+        assert s.execute("SELECT v FROM tr WHERE k = 1", key=1).fetchone() == ("one",)
+        s.set_trace(None)
+        s.set_trace("", {"ignored": "when clearing"})
+        assert s.execute("SELECT v FROM tr WHERE k = 1", key=1).fetchone() == ("one",)

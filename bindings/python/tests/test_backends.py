@@ -322,3 +322,31 @@ def test_metrics_pass_promtool_and_events_name_the_replica(backend):
     out = subprocess.run([promtool, "check", "metrics"], input=text.encode(),
                          capture_output=True, timeout=60)
     assert out.returncode == 0, out.stdout.decode() + out.stderr.decode()
+
+
+TRACEPARENT = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+OWN_QUERY = {
+    "postgres": "SELECT query FROM pg_stat_activity WHERE pid = pg_backend_pid()",
+    "mysql": "SELECT INFO FROM information_schema.PROCESSLIST WHERE ID = CONNECTION_ID()",
+}
+
+
+def test_the_server_shows_the_trace_context(backend):
+    if backend.name not in OWN_QUERY:
+        pytest.skip("SQLite shows no statement text (test_api covers it)")
+    sql = OWN_QUERY[backend.name]
+    comment = f"\n/*route='%2Fusers%2F%7Bid%7D',traceparent='{TRACEPARENT}'*/"
+    with backend.router() as r, r.session() as s:
+        assert s.execute(sql, key=1).fetchone() == (sql,)
+        s.set_trace(TRACEPARENT, {"route": "/users/{id}"})
+        assert s.execute(sql, key=1).fetchone() == (sql + comment,)
+        assert s.execute(sql + " -- the end", key=1, intent="write").fetchone() == \
+            (sql + " -- the end" + comment,)
+        assert s.execute_all(sql).fetchall() == [(sql + comment,)] * 2
+        with s.stream(sql, key=1) as st:
+            assert list(st) == [(sql + comment,)]
+        with pytest.raises(shardroute.InterfaceError, match="tag 1"):
+            s.set_trace(TRACEPARENT, {"bad key": "v"})
+        assert s.execute(sql, key=1).fetchone() == (sql + comment,)  # kept
+        s.set_trace(None)
+        assert s.execute(sql, key=1).fetchone() == (sql,)
