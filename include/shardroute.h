@@ -435,7 +435,9 @@ typedef struct sr_event {
     int64_t duration_us;    /* from the call's start to the event */
     int status;             /* the statement's status (SR_OK or negative) */
     const char *sqlstate;   /* the database's SQLSTATE on failure, else "" */
-    const char *sql;        /* the statement as the caller gave it (parameters are not included) */
+    const char *sql;        /* the statement's text as sent: the caller's SQL, with the session's
+                               trace comment (sr_session_set_trace) and, for a scatter part, as
+                               rewritten for the shard (LIMIT pushdown); never the parameters */
     /* ---- SR_EVENT_HEALTH ---- */
     const char *health;     /* "ejected", "readmitted", "probe_failed" */
     const char *detail;     /* the error that caused it, "" for a readmission */
