@@ -9,6 +9,12 @@
  *
  *   bench_postgres [ROWS] [READS_PER_ROUND] [ROUNDS]
  *
+ * SR_BENCH_TRACE=same gives the routed session one trace context for the whole
+ * run (sr_session_set_trace: every statement carries the same sqlcommenter
+ * comment, so its prepared statement is reused); SR_BENCH_TRACE=each sets a new
+ * traceparent before every read (each read is a new text: prepared anew), to
+ * measure what tracing costs.
+ *
  * Needs SR_PG_PRIMARY and SR_PG_REPLICA1 (tests/env/pg_cluster.sh run ...);
  * the database shard0 must exist. Each round runs both sides back to back
  * (alternating which goes first), so that load from elsewhere on the machine
@@ -116,11 +122,25 @@ static void two_cpus(int *a, int *b)
 
 static const char *const query = "SELECT k, v FROM bench_kv WHERE k = ?";
 
+static int trace_each; /* SR_BENCH_TRACE=each */
+
+/* A W3C traceparent whose trace id counts up: a new one per call. */
+static void set_new_trace(sr_session *s)
+{
+    static unsigned long long n;
+    char tp[64];
+    snprintf(tp, sizeof tp, "00-%032llx-00f067aa0ba902b7-01", ++n);
+    if (sr_session_set_trace(s, tp, 0, NULL) != SR_OK)
+        die("trace", sr_session_errmsg(s));
+}
+
 __attribute__((noinline)) static size_t run_routed(sr_session *s, char (*keys)[16], int n)
 {
     size_t sum = 0;
     for (int i = 0; i < n; i++) {
         const char *p[] = {keys[i]};
+        if (trace_each)
+            set_new_trace(s);
         sr_result *res = NULL;
         if (sr_exec(s, sr_key_int(atoi(keys[i])), SR_READ, query, 1, p, &res) != SR_OK)
             die("routed read", sr_session_errmsg(s));
@@ -206,6 +226,10 @@ int main(int argc, char **argv)
     sr_session *s = NULL;
     if (sr_session_new(router, &s) != SR_OK)
         die("session", "out of memory");
+    const char *trace = getenv("SR_BENCH_TRACE");
+    if (trace && strcmp(trace, "same") == 0)
+        set_new_trace(s);
+    trace_each = trace && strcmp(trace, "each") == 0;
 
     /* Both backends on one CPU, the client on another (see the top of the file). */
     sr_result *pidres = NULL;
@@ -266,6 +290,9 @@ int main(int argc, char **argv)
     printf("PostgreSQL point reads on one replica (loopback), %d rows, %d reads x %d rounds "
            "(medians), same run\n",
            nrows, nreads, rounds);
+    if (trace)
+        printf("routed session with a trace context: %s\n",
+               trace_each ? "a new traceparent for every read" : "one for the whole run");
     if (pinned)
         printf("client pinned to cpu %d, both server backends to cpu %d\n", cpu_client, cpu_server);
     else
