@@ -514,10 +514,12 @@ SR_API int sr_session_set_affinity(sr_session *s, sr_key key);
  * is copied.
  *
  * Cost: a statement with a trace context is a new text for each traceparent,
- * so the drivers' prepared-statement caches reuse it only while the
- * traceparent stays the same (under a new one each traced statement is
- * prepared anew, or sent unprepared, and evicts a cached one: see
- * docs/observability.md); statements of sessions without one are untouched.
+ * so the drivers' prepared-statement caches never keep it
+ * (sr_stmt_cache_admits_text): it runs unprepared where the backend allows
+ * (PostgreSQL's unnamed statement: no extra round trip), else prepared and
+ * closed (MariaDB, SQLite), and evicts nothing that untraced statements
+ * reuse; docs/observability.md has the figures. Statements of sessions
+ * without one are untouched.
  * The classification of SR_AUTO statements reads the caller's SQL, not the
  * comment.
  *

@@ -11,6 +11,7 @@
 #include <shardroute/driver.h>
 
 #include <stdalign.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -172,6 +173,34 @@ int sr_stmt_cache_admits(const sr_stmt_cache *c, size_t len, size_t handle_bytes
     return handle_bytes <= c->max_bytes && len <= c->max_bytes - handle_bytes;
 }
 
+/*
+ * Whether `sql` ends in the core's trace comment (trace.c writes
+ * "\n/\*key='v',...*\/" with a traceparent among the keys, after the caller's
+ * SQL): unique per traced request. The common text does not end in
+ * "*\/" and is answered after two byte compares.
+ */
+static bool one_off_text(const char *sql, size_t len)
+{
+    static const char key[] = "traceparent='";
+    if (len < 4 || sql[len - 1] != '/' || sql[len - 2] != '*')
+        return false;
+    for (size_t i = len - 2; i-- > 0;) {
+        if (sql[i] != '\n' || sql[i + 1] != '/' || sql[i + 2] != '*')
+            continue;
+        for (size_t j = i + 3; j + sizeof key - 1 <= len; j++)
+            if (memcmp(sql + j, key, sizeof key - 1) == 0)
+                return true;
+        return false; /* the last comment on a line of its own has no traceparent */
+    }
+    return false;
+}
+
+int sr_stmt_cache_admits_text(const sr_stmt_cache *c, const char *sql, size_t len,
+                              size_t handle_bytes)
+{
+    return sql && !one_off_text(sql, len) && sr_stmt_cache_admits(c, len, handle_bytes);
+}
+
 /* Doubles the table once it is as full as it is wide. A failure only costs
  * longer chains, so it is not an error. */
 static int grow(sr_stmt_cache *c)
@@ -194,7 +223,8 @@ static int grow(sr_stmt_cache *c)
 void *sr_stmt_cache_put(sr_stmt_cache *c, const char *sql, size_t len, const void *value,
                         size_t handle_bytes)
 {
-    if (!c || !sql || (!value && c->value_size > 0) || !sr_stmt_cache_admits(c, len, handle_bytes))
+    if (!c || !sql || (!value && c->value_size > 0) ||
+        !sr_stmt_cache_admits_text(c, sql, len, handle_bytes))
         return NULL;
     uint64_t h = hash_sql(sql, len);
     if (c->count > 0 && find(c, sql, len, h))

@@ -303,7 +303,7 @@ int sr__pg_is_multi_statement(const char *sql)
 
 /*
  * How a statement goes to the server, decided once for exec and exec_at:
- * several statements as one simple query; what the cache would refuse (too
+ * several statements as one simple query; what the cache would refuse (a traced one-off text, too
  * large for its byte bound, or caching off) unnamed, with no prepare and
  * deallocate round trips; the rest as a cached prepared statement.
  */
@@ -313,7 +313,7 @@ static stmt_route route_of(const sr_driver_conn *c, const char *sql, size_t len,
 {
     if (nparams == 0 && sr__pg_is_multi_statement(sql))
         return STMT_SIMPLE;
-    return sr_stmt_cache_admits(c->cache, len, 0) ? STMT_CACHED : STMT_UNNAMED;
+    return sr_stmt_cache_admits_text(c->cache, sql, len, 0) ? STMT_CACHED : STMT_UNNAMED;
 }
 
 /* Queues an unnamed statement (extended protocol), or several as a simple query. */

@@ -301,7 +301,7 @@ static int get_stmt(sr_driver_conn *c, const char *sql, sqlite3_stmt **out, stmt
         return SR_OK;
     }
     *cached = NULL;
-    if (!sr_stmt_cache_admits(c->cache, len, 0))
+    if (!sr_stmt_cache_admits_text(c->cache, sql, len, 0))
         return prepare(c, sql, len, 0, out, tail, err);
     int rc = prepare(c, sql, len, SQLITE_PREPARE_PERSISTENT, out, tail, err);
     if (rc != SR_OK)

@@ -550,6 +550,20 @@ SR_API void *sr_stmt_cache_get(sr_stmt_cache *cache, const char *sql, size_t len
 SR_API int sr_stmt_cache_admits(const sr_stmt_cache *cache, size_t len, size_t handle_bytes);
 
 /**
+ * sr_stmt_cache_admits() for the text itself: also 0 for a text that will
+ * not be run again, which a cache would hold only to evict statements that
+ * will: one that ends in the trace comment the core appends to the
+ * statements of a session with a trace context ("\n/\*...traceparent='...'*\/",
+ * see sr_session_set_trace: a new text for every traced request).
+ * sr_stmt_cache_put() refuses those texts too. A driver runs such a text
+ * unprepared where it can (PostgreSQL's unnamed statement). Since
+ * shardroute 0.3.0: a driver that calls it needs a library at least that
+ * recent.
+ */
+SR_API int sr_stmt_cache_admits_text(const sr_stmt_cache *cache, const char *sql, size_t len,
+                                     size_t handle_bytes);
+
+/**
  * Caches `value` (value_size bytes, copied) for the `len` bytes at `sql`
  * (copied), as the most recently used entry, then releases least recently
  * used entries (never the new one) until both bounds hold. Returns the

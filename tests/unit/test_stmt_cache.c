@@ -204,6 +204,33 @@ START_TEST(a_disabled_cache_takes_nothing)
 }
 END_TEST
 
+/* A text that ends in the core's trace comment is new for every traced request: never cached. */
+START_TEST(traced_one_off_texts_are_not_cached)
+{
+    recorder r = {0};
+    sr_stmt_cache *c = new_cache(8, 1 << 20, &r);
+    const char *traced = "SELECT 1\n/*app='x',traceparent='00-4bf92f3577b34da6a3ce929d0e0e4736-"
+                         "00f067aa0ba902b7-01'*/";
+    ck_assert(!sr_stmt_cache_admits_text(c, traced, strlen(traced), 0));
+    ck_assert_ptr_null(put(c, traced, 1, 0));
+    ck_assert_int_eq(sr_stmt_cache_count(c), 0);
+    /* Other texts that end in a comment are cached as before. */
+    const char *cached[] = {
+        "SELECT 1 /*traceparent='x'*/",                /* not on a line of its own */
+        "SELECT 1\n/*app='x'*/",                       /* no traceparent */
+        "SELECT 1\n/*traceparent='x'*/\n/*app='y'*/",  /* not in the last one */
+        "SELECT 1\n/**/", "*/", "SELECT '*/'",
+    };
+    for (int i = 0; i < (int)(sizeof cached / sizeof cached[0]); i++) {
+        ck_assert_msg(sr_stmt_cache_admits_text(c, cached[i], strlen(cached[i]), 0), "%s", cached[i]);
+        ck_assert_ptr_nonnull(put(c, cached[i], i, 0));
+    }
+    ck_assert(!sr_stmt_cache_admits_text(c, NULL, 0, 0));
+    ck_assert(!sr_stmt_cache_admits_text(NULL, "SELECT 1", 8, 0));
+    sr_stmt_cache_free(c);
+}
+END_TEST
+
 START_TEST(release_runs_exactly_once_per_entry)
 {
     enum { N = 500 };
@@ -417,6 +444,7 @@ int main(void)
     tcase_add_test(tc, the_byte_bound_holds_and_counts_the_handle);
     tcase_add_test(tc, a_statement_larger_than_the_bound_is_not_cached);
     tcase_add_test(tc, a_disabled_cache_takes_nothing);
+    tcase_add_test(tc, traced_one_off_texts_are_not_cached);
     tcase_add_test(tc, release_runs_exactly_once_per_entry);
     tcase_add_test(tc, many_entries_stay_reachable);
     tcase_add_test(tc, bad_arguments_are_refused);
