@@ -375,7 +375,7 @@ typedef int (*sr_write_fn)(void *userdata, const char *data, size_t len);
  * probes; replica lag; reads sent to the primary and why; consistency checks
  * and waits; scatter fan-out and failures. docs/observability.md lists every
  * metric. Node labels are redacted URIs (never a password). With
- * metrics.shard_labels = false, per-shard series are summed into one series
+ * metrics.shards = aggregate, per-shard series are summed into one series
  * without a shard label (bounded label sets with thousands of shards).
  *
  * Reads counters with relaxed atomics (and each pool's lock briefly): the
@@ -422,7 +422,7 @@ typedef struct sr_event {
     sr_role role;           /* the node's configured role (SR_PRIMARY when node is -1) */
     /* ---- SR_EVENT_STATEMENT ---- */
     sr_intent intent;       /* SR_READ or SR_WRITE, as routed */
-    const char *reason;     /* why this node: "write", "replica", "replica (position known)",
+    const char *reason;     /* why this node: "write", "replica", "replica (position checked)",
                                "primary: consistency = primary", "primary: replicas behind the
                                session's position", "primary: no replica within the lag bound",
                                "primary: no healthy replica", "transaction", ... (static text) */

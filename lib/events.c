@@ -19,7 +19,8 @@ static const char *chosen_reason(const sr_route_record *rec)
     if (!rec->node)
         return "";
     if (rec->node->role == SR_REPLICA)
-        return rec->tries.checked ? "replica (position checked)" : "replica";
+        return rec->tries.checked & ((uint64_t)1 << rec->node->index) ? "replica (position checked)"
+                                                                       : "replica";
     switch (rec->tries.primary_why) {
     case SR_PRIMARY_WHY_CONSISTENCY: return "primary: consistency = primary";
     case SR_PRIMARY_WHY_STALE: return "primary: replicas behind the session's position";
@@ -69,11 +70,12 @@ static void describe_skipped(const sr_router *r, const sr_route_record *rec, cha
         } else if (t->lagged & bit) {
             char lag[96];
             int64_t ms = atomic_load_explicit(&((sr_node *)n)->lag_ms, memory_order_relaxed);
-            if (ms == -1)
-                sr__fmt(lag, sizeof lag, "replication broken");
-            else
-                sr__fmt(lag, sizeof lag, "lag %lld ms over %d ms", (long long)ms, rec->max_lag_ms);
+            sr__fmt(lag, sizeof lag, "lag %lld ms over %d ms", (long long)ms, rec->max_lag_ms);
             append(buf, len, "%s%s: %s", uri, lag);
+        } else if (t->lag_unknown & bit) {
+            int64_t ms = atomic_load_explicit(&((sr_node *)n)->lag_ms, memory_order_relaxed);
+            append(buf, len, "%s%s: %s", uri,
+                   ms == -1 ? "replication broken" : "lag unknown (not measured)");
         } else if (t->stale & bit) {
             append(buf, len, "%s%s: behind the session's position%s", uri, "");
         } else if (t->passed & bit) {

@@ -35,7 +35,6 @@ static inline bool sr__event_sampled(sr_router *r)
 void sr__event_statement(sr_router *r, const sr_route_record *rec, const char *sql, int status,
                          const char *sqlstate);
 
-/* Delivers a health transition of `n` ("ejected", "readmitted", "probe_failed"). */
-void sr__event_health(sr_router *r, const sr_node *n, const char *health, const char *detail);
+/* sr__event_health() is declared in topology.h, for node.c, which is below this file's read.h. */
 
 #endif

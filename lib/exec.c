@@ -80,6 +80,11 @@ static int read_on_shard(sr_session *s, int shard, const sr_read_opts *ropts, co
         bool probe = false;
         const char *check = NULL;
         int rc = sr__read_acquire(r, shard, &plan, &tries, deadline, &n, &c, &probe, &check, &why);
+        if (rc == SR_OK) {
+            sr__read_count_primary(r, shard, n, &tries);
+            if (check) /* checked in the statement's own exchange */
+                tries.checked |= sr__node_bit(n);
+        }
         record_tries(rec, &tries, &plan);
         if (rc != SR_OK)
             return sr__session_fail_reason(s, rc, "read", &why);
@@ -140,7 +145,7 @@ static inline int exec_routed(sr_session *s, int shard, sr_intent intent,
         if (rec) {
             rec->in_txn = true;
             rec->write = routed.write;
-            rec->node = s->txn_node;
+            rec->node = shard == s->txn_shard ? s->txn_node : NULL; /* else refused: SR_ETXN */
         }
         return sr__txn_exec(s, shard, &routed, out);
     }
@@ -154,11 +159,12 @@ static inline int exec_routed(sr_session *s, int shard, sr_intent intent,
     return read_on_shard(s, shard, ropts, st, rec, out);
 }
 
-static inline int exec_on_shard(sr_session *s, int shard, sr_intent intent,
-                                const sr_read_opts *ropts, const sr_stmt *st, sr_result **out)
+/* The statement routed, and reported to the event callback when `report`. */
+static int exec_reported(sr_session *s, int shard, sr_intent intent, const sr_read_opts *ropts,
+                         const sr_stmt *st, bool report, sr_result **out)
 {
     sr_router *r = s->router;
-    if (!sr__event_sampled(r))
+    if (!report)
         return exec_routed(s, shard, intent, ropts, st, NULL, out);
     sr_route_record rec;
     memset(&rec, 0, sizeof rec);
@@ -169,6 +175,12 @@ static inline int exec_on_shard(sr_session *s, int shard, sr_intent intent,
     return rc;
 }
 
+static inline int exec_on_shard(sr_session *s, int shard, sr_intent intent,
+                                const sr_read_opts *ropts, const sr_stmt *st, sr_result **out)
+{
+    return exec_reported(s, shard, intent, ropts, st, sr__event_sampled(s->router), out);
+}
+
 bool sr__exec_is_write(const sr_router *r, int shard, sr_intent intent, const char *sql)
 {
     const sr_node *primary = &r->shards[shard].nodes[0];
@@ -177,9 +189,9 @@ bool sr__exec_is_write(const sr_router *r, int shard, sr_intent intent, const ch
 }
 
 int sr__exec_on_shard(sr_session *s, int shard, sr_intent intent, const sr_read_opts *ropts,
-                      const sr_stmt *st, sr_result **out)
+                      const sr_stmt *st, bool report, sr_result **out)
 {
-    return exec_on_shard(s, shard, intent, ropts, st, out);
+    return exec_reported(s, shard, intent, ropts, st, report, out);
 }
 
 int sr__exec_begin_call(sr_session *s, sr_intent intent, const sr_stmt *st)

@@ -8,11 +8,12 @@
 /*
  * Runs one statement on one shard: inside a transaction on its connection,
  * a write on the primary, a read where read.c sends it (no argument checks:
- * the caller did them). `ropts` may be NULL. On error the session's message
+ * the caller did them). `ropts` may be NULL. `report`: deliver its routing
+ * event (the caller's sampling decision). On error the session's message
  * and SQLSTATE are set.
  */
 int sr__exec_on_shard(sr_session *s, int shard, sr_intent intent, const sr_read_opts *ropts,
-                      const sr_stmt *st, sr_result **out);
+                      const sr_stmt *st, bool report, sr_result **out);
 
 /* Whether a statement on `shard` goes to the primary as a write (intent, or the lexer). */
 bool sr__exec_is_write(const sr_router *r, int shard, sr_intent intent, const char *sql);

@@ -58,6 +58,8 @@ struct sr_fanout {
     int *pidx;           /* pfds[k] belongs to shard pidx[k] */
     char *report_sql;    /* a copy of the SQL when this statement's events are reported */
     int64_t start_ns;
+    bool started;        /* every shard was sent (or failed): counted and reported at the end */
+    bool scatter;        /* over every shard (not a one-key cursor): the scatter counters */
     fo_shard sh[];
 };
 
@@ -126,6 +128,7 @@ static void send_on_shard(sr_fanout *f, fo_shard *sh, bool write, const sr_read_
                 sr__reason_driver(&sh->why, sh->node, sh->shard, e, NULL);
                 break;
             }
+            tries.checked |= sr__node_bit(sh->node);
             if (applied)
                 break;
             sr__node_release(r, sh->node, sh->conn, SR_OK, e, sh->probe);
@@ -133,6 +136,8 @@ static void send_on_shard(sr_fanout *f, fo_shard *sh, bool write, const sr_read_
             tries.missed = true;
         }
         sh->note_read = rc == SR_OK && plan.mode == SR_CONSISTENCY_MONOTONIC;
+        if (rc == SR_OK)
+            sr__read_count_primary(r, sh->shard, sh->node, &tries);
         sh->tries = tries;
     }
     if (rc != SR_OK) {
@@ -181,7 +186,8 @@ static void run_whole(sr_fanout *f, fo_shard *sh, sr_intent intent, const sr_rea
                       const sr_stmt *st)
 {
     sr_session *s = f->s;
-    int rc = sr__exec_on_shard(s, sh->shard, intent, ropts, st, &sh->whole);
+    /* Reported (or not) as the whole statement is: one sampling decision per statement. */
+    int rc = sr__exec_on_shard(s, sh->shard, intent, ropts, st, f->report_sql != NULL, &sh->whole);
     if (rc == SR_OK) {
         sh->state = FO_DONE;
         return;
@@ -211,6 +217,7 @@ int sr__fanout_start(sr_session *s, const int *shards, int n, sr_intent intent,
     f->ropts = ropts;
     f->batch_rows = batch_rows;
     f->n = n;
+    f->scatter = shards == NULL;
     if (sr__event_sampled(r)) {
         /* Kept for the events, which come when the statement ends (a cursor: at its close). */
         f->report_sql = sr_strdup(st->sql);
@@ -245,6 +252,7 @@ int sr__fanout_start(sr_session *s, const int *shards, int n, sr_intent intent,
     for (int i = 0; i < n; i++)
         if (f->sh[i].whole_path)
             run_whole(f, &f->sh[i], intent, ropts, st);
+    f->started = true;
     *out = f;
     return SR_OK;
 }
@@ -492,8 +500,6 @@ void sr__fanout_free(sr_fanout *f)
     for (int i = 0; i < f->n; i++) {
         fo_shard *sh = &f->sh[i];
         nfailed += sh->state == FO_FAILED;
-        if (f->report_sql && !sh->whole_path) /* the one-shard path reported its own */
-            report_part(f, sh);
         if (sh->state == FO_RUNNING) {
             /* Stopped early (a LIMIT reached, a cursor closed): idle again, or closed. */
             sr_driver_error e;
@@ -506,13 +512,20 @@ void sr__fanout_free(sr_fanout *f)
         sr_result_free(sh->whole);
         free(sh->text);
     }
-    /* Counted once the statement is over: its fan-out and how many parts failed. */
-    sr_scatter_counters *sc = &f->r->scatter;
-    sr__count(&sc->statements);
-    atomic_fetch_add_explicit(&sc->shards, (uint64_t)f->n, memory_order_relaxed);
-    atomic_fetch_add_explicit(&sc->failed_shards, (uint64_t)nfailed, memory_order_relaxed);
-    if (nfailed > 0 && nfailed < f->n)
-        sr__count(&sc->partial);
+    /* Once every connection is back (a callback may run statements on those nodes):
+     * the events of a reported statement's parts (the one-shard path reported its own),
+     * and the scatter counters. A statement that never started is neither. */
+    for (int i = 0; f->started && f->report_sql && i < f->n; i++)
+        if (!f->sh[i].whole_path)
+            report_part(f, &f->sh[i]);
+    if (f->started && f->scatter) {
+        sr_scatter_counters *sc = &f->r->scatter;
+        sr__count(&sc->statements);
+        atomic_fetch_add_explicit(&sc->shards, (uint64_t)f->n, memory_order_relaxed);
+        atomic_fetch_add_explicit(&sc->failed_shards, (uint64_t)nfailed, memory_order_relaxed);
+        if (nfailed > 0 && nfailed < f->n)
+            sr__count(&sc->partial);
+    }
     free(f->report_sql);
     free(f->pfds);
     free(f->pidx);

@@ -55,6 +55,8 @@ static void emit(out *o, const char *fmt, ...)
         return;
     }
     flush(o);
+    if (o->status != SR_OK)
+        return; /* the sink said stop: it is not called again */
     va_start(ap, fmt);
     if ((size_t)n < sizeof o->buf) {
         vsnprintf(o->buf, sizeof o->buf, fmt, ap);
@@ -284,11 +286,10 @@ static void node_families(out *o, const sr_router *r, char **labels)
            "Reads that asked a replica whether it had applied their position, by answer.");
     EACH_NODE({
         if (n->role == SR_REPLICA) {
-            uint64_t all = load(&n->position_checks), behind = load(&n->stale_checks);
             emit(o, "shardroute_replica_position_checks_total{%s,result=\"applied\"} %llu\n", l,
-                 (unsigned long long)(all > behind ? all - behind : 0));
+                 (unsigned long long)load(&n->applied_checks));
             emit(o, "shardroute_replica_position_checks_total{%s,result=\"behind\"} %llu\n", l,
-                 (unsigned long long)behind);
+                 (unsigned long long)load(&n->stale_checks));
         }
     });
 #undef EACH_NODE
@@ -342,7 +343,7 @@ static void router_families(out *o, const sr_router *r)
     emit(o, "shardroute_shards %d\n", r->nshards);
     const sr_scatter_counters *sc = &r->scatter;
     family(o, "shardroute_scatter_statements_total", "counter",
-           "Statements run on every shard (sr_exec_all, sr_cursor_open_all, sr_explain_all).");
+           "Statements run on every shard (sr_exec_all, sr_exec_all_values, sr_cursor_open_all).");
     emit(o, "shardroute_scatter_statements_total %llu\n", (unsigned long long)load(&sc->statements));
     family(o, "shardroute_scatter_shards_total", "counter",
            "Shard parts those statements ran (their fan-out, summed).");

@@ -8,8 +8,6 @@
  */
 #include "node.h"
 
-#include "events.h"
-
 #include <stdlib.h>
 #include <string.h>
 
@@ -262,9 +260,7 @@ static void learn_replay_delay(sr_node *n, int64_t written_ns, bool applied);
 
 static void count_check(sr_node *n, bool applied)
 {
-    atomic_fetch_add_explicit(&n->position_checks, 1, memory_order_relaxed);
-    if (!applied)
-        atomic_fetch_add_explicit(&n->stale_checks, 1, memory_order_relaxed);
+    sr__count(applied ? &n->applied_checks : &n->stale_checks);
 }
 
 int sr__node_exec_at(sr_router *r, sr_node *n, sr_driver_conn *conn, const sr_stmt *st,

@@ -52,8 +52,10 @@ static void check_node(sr_router *r, sr_node *n)
     sr_driver_error e;
     sr__driver_error_clear(&e);
     sr_driver_conn *conn = NULL;
-    if (sr__node_checkout(r, n, probe, deadline, &conn, &e) != SR_OK) {
-        if (!probe) /* a probe's outcome is counted by sr__node_report (node.c) */
+    int crc = sr__node_checkout(r, n, probe, deadline, &conn, &e);
+    if (crc != SR_OK) {
+        /* A probe's outcome is counted by sr__node_report (node.c); a full pool is no check. */
+        if (!probe && crc != SR_EBUSY)
             sr__count(&n->probes[0]);
         return; /* reported by the checkout */
     }
@@ -74,7 +76,7 @@ static void check_node(sr_router *r, sr_node *n)
     }
     sr__node_release(r, n, conn, rc, &e, probe);
     if (!probe)
-        sr__count(&n->probes[rc == SR_OK || !e.transient]);
+        sr__count(&n->probes[rc == SR_OK]);
 }
 
 SR_API int sr_router_maintain(sr_router *r)

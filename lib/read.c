@@ -53,7 +53,11 @@ static sr_node *pick_candidate(sr_router *r, sr_shard *sh, const sr_read_plan *p
             if (plan->max_lag_ms > 0 && !now)
                 now = sr_clock_ns();
             if (!sr__node_lag_ok(r, node, plan->max_lag_ms, now)) {
-                tries->lagged |= sr__node_bit(node);
+                int64_t lag = atomic_load_explicit(&node->lag_ms, memory_order_relaxed);
+                if (plan->max_lag_ms > 0 && lag >= 0)
+                    tries->lagged |= sr__node_bit(node);
+                else
+                    tries->lag_unknown |= sr__node_bit(node);
                 continue;
             }
         }
@@ -183,7 +187,7 @@ static int acquire(sr_router *r, int shard, const sr_read_plan *plan, sr_read_tr
                 return SR_OK;
             }
             bool applied = false;
-            tries->checked = true;
+            tries->checked |= sr__node_bit(n);
             int rc = sr__node_has_applied(n, c, need, plan->written_ns, deadline, &applied, &e);
             if (rc == SR_OK && applied) {
                 *node = n;
@@ -272,10 +276,13 @@ int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, sr_read_
 {
     tries->primary_why = SR_PRIMARY_WHY_NONE;
     int rc = acquire(r, shard, plan, tries, deadline, node, conn, probe, check, why);
-    if (rc == SR_OK && (*node)->role == SR_PRIMARY) {
-        if (tries->primary_why == SR_PRIMARY_WHY_NONE)
-            tries->primary_why = SR_PRIMARY_WHY_BALANCE; /* a candidate under primary_reads = always */
-        sr__count(&r->shards[shard].counters.primary_reads[tries->primary_why]);
-    }
+    if (rc == SR_OK && (*node)->role == SR_PRIMARY && tries->primary_why == SR_PRIMARY_WHY_NONE)
+        tries->primary_why = SR_PRIMARY_WHY_BALANCE; /* a candidate under primary_reads = always */
     return rc;
+}
+
+void sr__read_count_primary(sr_router *r, int shard, const sr_node *n, const sr_read_tries *tries)
+{
+    if (n->role == SR_PRIMARY && tries->primary_why != SR_PRIMARY_WHY_NONE)
+        sr__count(&r->shards[shard].counters.primary_reads[tries->primary_why]);
 }

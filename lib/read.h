@@ -35,12 +35,13 @@ typedef struct sr_read_tries {
     uint64_t stale;   /* replicas found behind plan->need */
     bool missed;      /* a check in the statement's own exchange found a replica behind */
     uint64_t ejected;     /* not admitted by their health state */
-    uint64_t lagged;      /* over the plan's lag bound (or replication broken) */
+    uint64_t lagged;      /* measured over the plan's lag bound */
+    uint64_t lag_unknown; /* replication broken, or (under a bound) lag never measured */
     uint64_t passed;      /* likely behind the plan's position (not asked) */
     uint64_t unreachable; /* checkout failed (connect error, or ... */
     uint64_t busy;        /* ... SR_EBUSY: pool exhausted) */
     int primary_why;      /* sr_primary_why when the read went to the primary */
-    bool checked;         /* the node's position was checked (not known from its cache) */
+    uint64_t checked;     /* replicas whose position was checked (not known from the cache) */
     int64_t wait_ns;      /* time spent waiting for a replica to catch up */
 } sr_read_tries;
 
@@ -63,5 +64,12 @@ int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, sr_read_
 
 /* The node's bit in an `exclude` mask (SR_MAX_NODES_PER_SHARD bounds the index). */
 static inline uint64_t sr__node_bit(const sr_node *n) { return (uint64_t)1 << n->index; }
+
+/*
+ * Counts a read that `n` is about to serve in shardroute_primary_reads_total
+ * when `n` is the primary, with tries->primary_why. Called by the code that
+ * runs reads, once per read that got its node (not by a read-only BEGIN).
+ */
+void sr__read_count_primary(sr_router *r, int shard, const sr_node *n, const sr_read_tries *tries);
 
 #endif

@@ -100,8 +100,8 @@ SR_API int sr_router_node_info(const sr_router *r, int shard, int node, sr_node_
     out->ejections = atomic_load(&n->health.ejections);
     out->lag_ms = atomic_load(&n->lag_ms);
     if (out->version >= 2) {
-        out->position_checks = atomic_load(&n->position_checks);
         out->stale_checks = atomic_load(&n->stale_checks);
+        out->position_checks = out->stale_checks + atomic_load(&n->applied_checks);
         out->replay_delay_us = atomic_load(&n->replay_delay_ns) / 1000;
     }
     return SR_OK;

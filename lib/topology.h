@@ -50,8 +50,10 @@ typedef struct sr_node {
     /* How long this replica usually takes to replay a write (ns, a decaying estimate kept by
      * node.c from position checks): a read younger than this goes to the primary unasked. */
     _Atomic int64_t replay_delay_ns;
-    _Atomic uint64_t position_checks; /* asked by reads whether it had applied their position */
-    _Atomic uint64_t stale_checks;    /* ... and found behind */
+    /* Reads that asked it whether it had applied their position, by answer (each check adds
+     * to exactly one: a rendering between two additions never sees a counter go back). */
+    _Atomic uint64_t applied_checks;
+    _Atomic uint64_t stale_checks;
     /* The last connection-level failure, for "why was this node skipped" messages. */
     pthread_mutex_t last_error_lock;
     char last_error[256];
@@ -115,6 +117,12 @@ static inline const sr_driver *sr__shard_positions_driver(const sr_router *r, in
     const sr_driver *d = r->shards[shard].nodes[0].driver;
     return sr__driver_has_positions(d) ? d : NULL;
 }
+
+/*
+ * Delivers a health transition of `n` ("ejected", "readmitted", "probe_failed") to the
+ * router's event callback, if any (events.c; statement events are in events.h).
+ */
+void sr__event_health(sr_router *r, const sr_node *n, const char *health, const char *detail);
 
 /* Emits a log line through the router's callback, if any (log.c). */
 void sr__log(const sr_router *r, sr_log_level level, const char *fmt, ...)

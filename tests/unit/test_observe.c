@@ -614,6 +614,100 @@ START_TEST(no_callback_no_events)
 }
 END_TEST
 
+/* ---- cases a review found ---- */
+
+START_TEST(one_key_cursors_and_read_only_begins_count_as_what_they_are)
+{
+    sr_router *r = open_router(2, 0, false, NULL);
+    sr_session *s = new_session(r);
+    sr_cursor *c = NULL;
+    ck_assert_int_eq(sr_cursor_open(s, K(0), SR_READ, NULL, "SELECT node FROM t", 0, NULL, &c),
+                     SR_OK);
+    while (sr_cursor_next(c) > 0)
+        ;
+    sr_cursor_close(c);
+    ck_assert_int_eq(sr_begin_read_only(s, K(1)), SR_OK); /* no replica: on the primary */
+    ck_assert_int_eq(sr_commit(s), SR_OK);
+    char *m = metrics(r);
+    ck_assert_double_eq(value_of(m, "shardroute_scatter_statements_total"), 0);
+    /* The cursor's read counts; the BEGIN is no read. */
+    ck_assert_double_eq(
+        value_of(m, "shardroute_primary_reads_total{shard=\"s0\",reason=\"no_replica\"}"), 1);
+    ck_assert_double_eq(
+        value_of(m, "shardroute_primary_reads_total{shard=\"s1\",reason=\"no_replica\"}"), 0);
+    free(m);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(a_scatter_on_the_one_shard_path_is_sampled_once)
+{
+    const char *opts[] = {"events.sample", "2", NULL};
+    sr_router *r = open_router(2, 0, true, opts); /* "fake": no steps, the one-shard path */
+    sr_session *s = new_session(r);
+    for (int i = 0; i < 4; i++) {
+        sr_result *res = NULL;
+        ck_assert_int_eq(sr_exec_all(s, SR_READ, "SELECT node FROM t", 0, NULL, &res), SR_OK);
+        sr_result_free(res);
+    }
+    /* Two of the four statements, each with both of its parts. */
+    ck_assert_int_eq(atomic_load(&delivered), 4);
+    ck_assert_int_eq(events[0].shard, 0);
+    ck_assert_int_eq(events[1].shard, 1);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(events_name_no_node_for_a_refused_statement_and_unknown_lag)
+{
+    const char *opts[] = {"replica.max_lag_ms", "100", "consistency.mode", "any", NULL};
+    sr_router *r = open_router(2, 1, true, opts);
+    sr_session *s = new_session(r);
+    ck_assert_int_eq(sr_begin(s, K(0)), SR_OK);
+    ck_assert_int_eq(run(s, 1, SR_WRITE, "INSERT INTO t VALUES (1)"), SR_ETXN);
+    const seen_event *e = last_statement_event();
+    ck_assert_int_eq(e->shard, 1);
+    ck_assert_int_eq(e->node, -1);
+    ck_assert_str_eq(e->node_uri, "");
+    ck_assert_int_eq(e->status, SR_ETXN);
+    ck_assert_int_eq(sr_rollback(s), SR_OK);
+    /* A replica whose lag cannot be measured (it cannot be reached) is not "over the bound". */
+    atomic_store(&N("s1r1")->fail_connects, -1);
+    read_ok(s, 1);
+    e = last_statement_event();
+    ck_assert_str_eq(e->reason, "primary: no healthy replica");
+    ASSERT_CONTAINS(e->skipped, "fake://127.0.0.1/s1r1: lag unknown (not measured)");
+    char *m = metrics(r);
+    ck_assert_double_eq(value_of(m, "shardroute_primary_reads_total{shard=\"s1\",reason=\"lag\"}"), 0);
+    ck_assert_double_eq(
+        value_of(m, "shardroute_primary_reads_total{shard=\"s1\",reason=\"no_replica\"}"), 1);
+    free(m);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(a_position_checked_in_the_statements_exchange_is_said)
+{
+    scheme = "fakeat";
+    sr_router *r = open_router(1, 1, true, NULL);
+    sr_session *s = new_session(r);
+    write_ok(s, 0);
+    atomic_store(&N("s0r1")->position, 1); /* has replayed the write */
+    read_ok(s, 0);
+    const seen_event *e = last_statement_event();
+    ck_assert_str_eq(e->node_uri, "fakeat://127.0.0.1/s0r1");
+    ck_assert_str_eq(e->reason, "replica (position checked)");
+    /* Known from the cache now: asked no more. */
+    read_ok(s, 0);
+    ck_assert_str_eq(last_statement_event()->reason, "replica");
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
 /* ---- threads: counters, rendering and events at once (run under TSan by CI) ---- */
 
 enum { THREADS = 4, PER_THREAD = 2000 };
@@ -698,6 +792,13 @@ static Suite *observe_suite(void)
     tcase_add_test(tc, events_report_replicas_behind_the_sessions_position);
     tcase_add_test(tc, events_are_sampled_one_in_n);
     tcase_add_test(tc, no_callback_no_events);
+    suite_add_tcase(su, tc);
+    tc = tcase_create("review");
+    tcase_add_checked_fixture(tc, setup, NULL);
+    tcase_add_test(tc, one_key_cursors_and_read_only_begins_count_as_what_they_are);
+    tcase_add_test(tc, a_scatter_on_the_one_shard_path_is_sampled_once);
+    tcase_add_test(tc, events_name_no_node_for_a_refused_statement_and_unknown_lag);
+    tcase_add_test(tc, a_position_checked_in_the_statements_exchange_is_said);
     suite_add_tcase(su, tc);
     tc = tcase_create("threads");
     tcase_add_checked_fixture(tc, setup, NULL);
