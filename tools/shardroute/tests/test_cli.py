@@ -606,3 +606,24 @@ scrape_configs:
         serve.stdout.close()
         serve.stderr.close()
 
+
+
+def test_the_documented_scrape_config_and_alert_rules_are_valid(tmp_path):
+    """docs/observability.md's Prometheus configuration and alert rules, as printed, pass
+    promtool; the rules name metrics the command's output has."""
+    doc = os.path.join(os.path.dirname(__file__), "..", "..", "..", "docs", "observability.md")
+    with open(doc) as f:
+        text = f.read()
+    blocks = text.split("```yaml\n")[1:]
+    blocks = [b.split("```")[0] for b in blocks]
+    config = next(b for b in blocks if b.startswith("scrape_configs:"))
+    rules = next(b for b in blocks if b.startswith("groups:"))
+    write(tmp_path / "prometheus.yml", config)
+    write(tmp_path / "rules.yml", rules)
+    for args in (["check", "config", str(tmp_path / "prometheus.yml")],
+                 ["check", "rules", str(tmp_path / "rules.yml")]):
+        p = subprocess.run(["promtool", *args], capture_output=True, timeout=TIMEOUT)
+        assert p.returncode == 0, p.stdout.decode() + p.stderr.decode()
+    for metric in ("shardroute_node_up", "shardroute_replica_lag_seconds"):
+        assert metric in rules
+        assert f"| `{metric}` | gauge |" in text  # documented, as a gauge
