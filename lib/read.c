@@ -281,8 +281,3 @@ int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, sr_read_
     return rc;
 }
 
-void sr__read_count_primary(sr_router *r, int shard, const sr_node *n, const sr_read_tries *tries)
-{
-    if (n->role == SR_PRIMARY && tries->primary_why != SR_PRIMARY_WHY_NONE)
-        sr__count(&r->shards[shard].counters.primary_reads[tries->primary_why]);
-}
