@@ -311,7 +311,17 @@ def test_metrics_pass_promtool_and_events_name_the_replica(backend):
             on_event=events.append) as r, r.session() as s:
         fresh_table(s)
         s.execute(f"INSERT INTO {TABLE} VALUES (?, ?)", (1, "a"), key=1, intent="write")
-        s.execute(f"SELECT v FROM {TABLE} WHERE k = ?", (1,), key=1).fetchall()
+        # Under `any` the replica may not have replayed the CREATE TABLE yet: wait for it,
+        # bounded (the read that counts is the last, successful one).
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                s.execute(f"SELECT v FROM {TABLE} WHERE k = ?", (1,), key=1).fetchall()
+                break
+            except shardroute.ProgrammingError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
         text = r.metrics()
     read = [e for e in events if e.kind == "statement" and e.intent == "read"][-1]
     assert read.role == "replica" and read.reason == "replica" and read.status == 0
