@@ -341,6 +341,15 @@ static void router_families(out *o, const sr_topo *r)
     emit(o, "shardroute_info{version=\"%s\"} 1\n", sr_version());
     family(o, "shardroute_shards", "gauge", "Shards in the topology.");
     emit(o, "shardroute_shards %d\n", r->nshards);
+    family(o, "shardroute_topology_version", "gauge",
+           "The topology's version: 1 when opened, one more for each reload.");
+    emit(o, "shardroute_topology_version %llu\n", (unsigned long long)r->version);
+    family(o, "shardroute_topology_reloads_total", "counter",
+           "Reloads of the topology (sr_router_reload), applied or refused.");
+    emit(o, "shardroute_topology_reloads_total{result=\"applied\"} %llu\n",
+         (unsigned long long)load(&r->router->reloads[1]));
+    emit(o, "shardroute_topology_reloads_total{result=\"refused\"} %llu\n",
+         (unsigned long long)load(&r->router->reloads[0]));
     const sr_scatter_counters *sc = r->scatter;
     family(o, "shardroute_scatter_statements_total", "counter",
            "Statements run on every shard (sr_exec_all, sr_exec_all_values, sr_cursor_open_all).");

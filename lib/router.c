@@ -74,6 +74,7 @@ SR_API int sr_router_reload(sr_router *r, sr_config *c)
         if (sr__prober_start(r) != SR_OK) /* the new options may ask for it */
             sr__log(t, SR_LOG_WARN, "cannot start the health prober thread");
     }
+    sr__count(&r->reloads[rc == SR_OK]);
     if (rc != SR_OK)
         sr__log(old, SR_LOG_WARN, "router reload refused, the topology is unchanged: %s",
                 err[0] ? err : sr_strerror(rc));

@@ -129,6 +129,7 @@ struct sr_router {
      * a retired version is freed only once none is in progress. */
     _Atomic int borrowers;
     sr_scatter_counters scatter;
+    _Atomic uint64_t reloads[2]; /* sr_router_reload calls: [0 refused, 1 applied] */
     _Atomic uint64_t event_tick;
     sr_named_counters *shard_counters;
     /* Strings handed out as valid until the router closes (shard names, node URIs) that a

@@ -149,6 +149,12 @@ START_TEST(a_bad_configuration_changes_nothing)
     ck_assert_int_eq(sr_router_version(r), 1);
     ck_assert_str_eq(sr_router_shard_name(r, 0), "s0");
     ck_assert_str_eq(read_on(s, 0), "s0p");
+    reload_spec(r, "s0:p", NULL);
+    char m[65536];
+    ck_assert_int_lt(sr_router_metrics_text(r, m, sizeof m), (int)sizeof m);
+    ck_assert_ptr_nonnull(strstr(m, "shardroute_topology_version 2\n"));
+    ck_assert_ptr_nonnull(strstr(m, "shardroute_topology_reloads_total{result=\"applied\"} 1\n"));
+    ck_assert_ptr_nonnull(strstr(m, "shardroute_topology_reloads_total{result=\"refused\"} 2\n"));
     sr_session_free(s);
     sr_router_close(r);
 }
