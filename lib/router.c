@@ -29,6 +29,7 @@ SR_API int sr_router_open(sr_config *c, sr_router **out)
         return sr__config_fail(c, SR_ENOMEM, "out of memory opening the router");
     pthread_mutex_init(&r->lock, NULL);
     pthread_mutex_init(&r->reload_lock, NULL);
+    pthread_mutex_init(&r->registry_lock, NULL);
     char err[SR_ERRMSG_LEN] = "";
     sr_topo *t = NULL;
     int rc = sr__topology_build(r, c, NULL, 1, &t, err, sizeof err);
@@ -43,6 +44,7 @@ SR_API int sr_router_open(sr_config *c, sr_router **out)
         sr__topology_free_all(r);
         pthread_mutex_destroy(&r->lock);
         pthread_mutex_destroy(&r->reload_lock);
+        pthread_mutex_destroy(&r->registry_lock);
         free(r);
         return sr__config_fail(c, rc, "%s", err[0] ? err : sr_strerror(rc));
     }
@@ -95,6 +97,7 @@ SR_API void sr_router_close(sr_router *r)
     sr__topology_free_all(r);
     pthread_mutex_destroy(&r->lock);
     pthread_mutex_destroy(&r->reload_lock);
+    pthread_mutex_destroy(&r->registry_lock);
     free(r);
 }
 

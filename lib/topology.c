@@ -19,15 +19,17 @@
 enum { GRAVE_STRING = 0, GRAVE_URI = 1 };
 
 /* Keeps `p` (a string, or an sr_uri) until the router closes; frees it at once if even
- * that fails (the caller's string is then gone: only under memory exhaustion). Under h->lock. */
+ * that fails (the caller's string is then gone: only under memory exhaustion). */
 static void bury(sr_router *h, void *p, int kind)
 {
     if (!p)
         return;
+    pthread_mutex_lock(&h->registry_lock);
     if (h->ngraveyard + 2 > h->graveyard_cap) {
         size_t cap = h->graveyard_cap ? h->graveyard_cap * 2 : 32;
         void **g = realloc(h->graveyard, cap * sizeof *g);
         if (!g) {
+            pthread_mutex_unlock(&h->registry_lock);
             if (kind == GRAVE_URI)
                 sr__uri_free(p);
             else
@@ -39,6 +41,7 @@ static void bury(sr_router *h, void *p, int kind)
     }
     h->graveyard[h->ngraveyard++] = (void *)(uintptr_t)kind;
     h->graveyard[h->ngraveyard++] = p;
+    pthread_mutex_unlock(&h->registry_lock);
 }
 
 /* ---- backends ---- */
@@ -170,20 +173,26 @@ static int build_node(sr_topo *t, const sr_topo *prev, sr_node *n, int shard, in
 
 /* ---- shards ---- */
 
-/* The router's counters for a shard name, created on first sight (under h->lock). */
+/* The router's counters for a shard name, created on first sight. A linear search: the
+ * registry holds every shard name the router ever had; a build with many shards looks up
+ * each once (open and reload, not the statement path). */
 static sr_shard_counters *shard_counters(sr_router *h, const char *name)
 {
-    for (sr_named_counters *c = h->shard_counters; c; c = c->next)
-        if (strcmp(c->name, name) == 0)
-            return &c->counters;
-    size_t len = strlen(name);
-    sr_named_counters *c = calloc(1, sizeof *c + len + 1);
-    if (!c)
-        return NULL;
-    memcpy(c->name, name, len + 1);
-    c->next = h->shard_counters;
-    h->shard_counters = c;
-    return &c->counters;
+    pthread_mutex_lock(&h->registry_lock);
+    sr_named_counters *c = h->shard_counters;
+    while (c && strcmp(c->name, name) != 0)
+        c = c->next;
+    if (!c) {
+        size_t len = strlen(name);
+        c = calloc(1, sizeof *c + len + 1);
+        if (c) {
+            memcpy(c->name, name, len + 1);
+            c->next = h->shard_counters;
+            h->shard_counters = c;
+        }
+    }
+    pthread_mutex_unlock(&h->registry_lock);
+    return c ? &c->counters : NULL;
 }
 
 static int build_shard(sr_topo *t, const sr_topo *prev, int si, const sr_config_shard *cs,
@@ -341,11 +350,9 @@ int sr__topology_build(sr_router *h, const sr_config *c, const sr_topo *prev, ui
     t->router = h;
     t->scatter = &h->scatter;
     t->event_tick = &h->event_tick;
-    pthread_mutex_lock(&h->lock); /* the counters and strings registries */
     int rc = build(t, c, prev, err, errlen);
     if (rc != SR_OK)
         topo_free(t);
-    pthread_mutex_unlock(&h->lock);
     if (rc == SR_OK)
         *out = t;
     return rc;

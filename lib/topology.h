@@ -123,7 +123,8 @@ struct sr_router {
     _Atomic(sr_topo *) current;
     _Atomic uint64_t version;   /* current->version: what sessions compare on each call */
     pthread_mutex_t reload_lock; /* one sr_router_reload at a time */
-    pthread_mutex_t lock;       /* current's swap, the retired list, the counters and strings below */
+    pthread_mutex_t lock;       /* current's swap and references, the retired list */
+    pthread_mutex_t registry_lock; /* the shard counters and the graveyard (taken after `lock`) */
     sr_topo *retired;           /* older versions still held by a session or cursor */
     /* Router-level calls that read `current` without a reference (sr_router_shard_for ...):
      * a retired version is freed only once none is in progress. */
