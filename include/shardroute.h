@@ -301,8 +301,9 @@ SR_API void sr_router_close(sr_router *r);
  *  - A session's replication positions stay with the shards of the same name
  *    whose primary is unchanged (read-your-writes holds across the reload);
  *    for a shard whose primary changed, the session's next read there goes
- *    to the primary until it writes again. Tokens stay valid while the
- *    distribution and the kinds of backends stay the same.
+ *    to the primary until it writes again (and sr_session_token() returns
+ *    NULL until then: the position there is unknown). Tokens stay valid
+ *    while the distribution and the kinds of backends stay the same.
  *  - Shard indexes (sr_exec_shard, sr_router_shard_for, sr_result_shard)
  *    always refer to the topology current when the call starts.
  *  - Strings documented as valid until the router closes (shard names, node
@@ -310,6 +311,8 @@ SR_API void sr_router_close(sr_router *r);
  * Each reload adds one to the topology version (sr_router_version()). The
  * configuration is copied; like sr_router_open() the call writes its
  * outcome into the configuration's message, so it needs `c` to itself.
+ * Callbacks (log, events, key map) are the new configuration's from then
+ * on; the log callback is called during the reload and must not reload.
  * Thread-safe: concurrent reloads are applied one after the other.
  * Errors: as sr_router_open() (SR_EINVAL, SR_EDRIVER, SR_ENOMEM).
  */
@@ -1036,6 +1039,10 @@ SR_API const char *sr_session_sqlstate(const sr_session *s);
  * bad arguments, a scatter's SR_EPARTIAL, or no failure) and *node the
  * node's index in that shard as sr_router_node_info() counts them (-1 when
  * no node was reached: no eligible node, a deadline passed while choosing).
+ * Both count in the topology version the failed call ran on: the current
+ * one, unless a reload came during the call or while a transaction or
+ * cursor kept the session on an older one (sr_router_reload); the shard's
+ * name (sr_router_shard_name) is the stable way to tell.
  * Either pointer may be NULL. Kept, like the message, until the next call.
  * Returns SR_OK, or SR_EINVAL for a NULL session. Not a call on the session
  * (no SR_EMISUSE check): read it from the thread that made the failed call.

@@ -207,8 +207,11 @@ static int remap_slots(char ***slots, const sr_topo *from, const sr_topo *to)
     if (!*slots)
         return SR_OK;
     char **fresh = calloc((size_t)to->nshards, sizeof *fresh);
-    if (!fresh)
+    if (!fresh) {
+        free_slots(*slots, from->nshards);
+        *slots = NULL;
         return SR_ENOMEM;
+    }
     int rc = SR_OK;
     for (int j = 0; j < from->nshards; j++) {
         char *pos = (*slots)[j];
@@ -234,9 +237,12 @@ static int remap_slots(char ***slots, const sr_topo *from, const sr_topo *to)
 
 int sr__positions_remap(sr_positions *p, const sr_topo *from, const sr_topo *to)
 {
+    /* Both arrays are remapped whatever happens: afterwards every array has to's size. On
+     * failure remap_slots frees the array it could not move and leaves NULL. */
     int rc = remap_slots(&p->written, from, to);
+    int rc2 = remap_slots(&p->observed, from, to);
     if (rc == SR_OK)
-        rc = remap_slots(&p->observed, from, to);
+        rc = rc2;
     int64_t *ns = NULL;
     if (rc == SR_OK && p->written_ns) {
         ns = calloc((size_t)to->nshards, sizeof *ns);

@@ -91,13 +91,22 @@ SR_API int sr_router_maintain(sr_router *h)
     return SR_OK;
 }
 
-/* The current version's probe interval (a reload may change it; 0 then idles a second). */
+/* The current version's probe interval: a reload may change it, or set 0 (no rounds). */
 static int probe_interval_ms(sr_router *h)
 {
     sr_topo *t = sr__topo_borrow(h);
     int ms = t->opts.health_probe_interval_ms;
     sr__topo_unborrow(h);
-    return ms > 0 ? ms : 1000;
+    return ms;
+}
+
+void sr__prober_wake(sr_router *r)
+{
+    if (!r->prober_started)
+        return;
+    pthread_mutex_lock(&r->prober_lock);
+    pthread_cond_signal(&r->prober_wake);
+    pthread_mutex_unlock(&r->prober_lock);
 }
 
 static void *prober_main(void *arg)
@@ -106,16 +115,18 @@ static void *prober_main(void *arg)
     pthread_mutex_lock(&r->prober_lock);
     while (!r->prober_stop) {
         pthread_mutex_unlock(&r->prober_lock);
-        sr_router_maintain(r);
+        int every = probe_interval_ms(r);
+        if (every > 0) /* a reload may have turned the rounds off: the thread idles */
+            sr_router_maintain(r);
         pthread_mutex_lock(&r->prober_lock);
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
-        int64_t ns = until.tv_nsec + (int64_t)probe_interval_ms(r) * 1000000;
+        int64_t ns = until.tv_nsec + (int64_t)(every > 0 ? every : 1000) * 1000000;
         until.tv_sec += (time_t)(ns / 1000000000);
         until.tv_nsec = (long)(ns % 1000000000);
-        while (!r->prober_stop &&
-               pthread_cond_timedwait(&r->prober_wake, &r->prober_lock, &until) != ETIMEDOUT)
-            ;
+        /* Until the interval passes, or a reload or close signals. */
+        if (!r->prober_stop)
+            pthread_cond_timedwait(&r->prober_wake, &r->prober_lock, &until);
     }
     pthread_mutex_unlock(&r->prober_lock);
     return NULL;

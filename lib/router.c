@@ -34,6 +34,7 @@ SR_API int sr_router_open(sr_config *c, sr_router **out)
     sr_topo *t = NULL;
     int rc = sr__topology_build(r, c, NULL, 1, &t, err, sizeof err);
     if (rc == SR_OK) {
+        sr__topo_publish(t);
         atomic_store(&r->current, t);
         atomic_store(&r->version, 1);
         rc = sr__prober_start(r);
@@ -67,25 +68,27 @@ SR_API int sr_router_reload(sr_router *r, sr_config *c)
     char err[SR_ERRMSG_LEN] = "";
     sr_topo *t = NULL;
     int rc = sr__topology_build(r, c, old, old->version + 1, &t, err, sizeof err);
+    int prober = SR_OK;
     if (rc == SR_OK) {
-        pthread_mutex_lock(&r->lock);
-        atomic_store(&r->current, t);
-        atomic_store(&r->version, t->version); /* sessions move at their next call */
-        sr__topo_retire_locked(r, old);
-        pthread_mutex_unlock(&r->lock);
-        if (sr__prober_start(r) != SR_OK) /* the new options may ask for it */
-            sr__log(t, SR_LOG_WARN, "cannot start the health prober thread");
+        sr__topo_retire(r, old, t);
+        prober = sr__prober_start(r); /* the new options may ask for it */
+        sr__prober_wake(r);           /* ... or for another interval */
     }
     sr__count(&r->reloads[rc == SR_OK]);
+    /* Logged while `t` is still current (this lock keeps it so) and `old` referenced; a
+     * log callback must not reload (this thread holds the reload lock). */
     if (rc != SR_OK)
         sr__log(old, SR_LOG_WARN, "router reload refused, the topology is unchanged: %s",
                 err[0] ? err : sr_strerror(rc));
+    else
+        log_version(t, "reloaded");
+    if (prober != SR_OK)
+        sr__log(t, SR_LOG_WARN, "cannot start the health prober thread");
     sr__topo_release(old);
     pthread_mutex_unlock(&r->reload_lock);
     if (rc != SR_OK)
         return sr__config_fail(c, rc, "%s", err[0] ? err : sr_strerror(rc));
     sr__config_fail(c, SR_OK, "%s", "");
-    log_version(t, "reloaded");
     return SR_OK;
 }
 

@@ -54,7 +54,10 @@ static void backend_free(sr_router *h, sr_backend *b)
         sr__pool_free(b->pool);
     pthread_mutex_destroy(&b->last_error_lock);
     pthread_mutex_destroy(&b->pos_lock);
-    bury(h, b->uri, GRAVE_URI); /* its redacted text was handed out (sr_node_info.uri) */
+    if (b->published)
+        bury(h, b->uri, GRAVE_URI); /* its redacted text was handed out (sr_node_info.uri) */
+    else
+        sr__uri_free(b->uri);
     free(b->config_uri);
     free(b);
 }
@@ -78,17 +81,34 @@ static bool backend_matches(const sr_backend *b, const sr_config_node *cn, const
            sr__pool_max_size(b->pool) == o->pool_max_size;
 }
 
-/* A backend of `prev` that a node configured as `cn` may share, or NULL. */
+/* A backend of `prev` that a node configured as `cn` may share, or NULL. Each backend goes
+ * to one node of the version being built (`version`): two nodes with one URI keep two. */
 static sr_backend *reusable_backend(const sr_topo *prev, const sr_config_node *cn,
-                                    const sr_options *o)
+                                    const sr_options *o, uint64_t version)
 {
     for (int i = 0; prev && i < prev->nshards; i++)
         for (int j = 0; j < prev->shards[i].nnodes; j++) {
             sr_backend *b = prev->shards[i].nodes[j].b;
-            if (backend_matches(b, cn, o))
+            if (b->claimed_by != version && backend_matches(b, cn, o)) {
+                b->claimed_by = version; /* builds are serialised by the reload lock */
                 return b;
+            }
         }
     return NULL;
+}
+
+/*
+ * The drivers' log sink for every backend: the current version's log callback, so that a
+ * backend kept by a reload logs where the new configuration says (never to a callback, or
+ * userdata, that the application replaced and may have freed).
+ */
+static void driver_log(void *ud, sr_log_level level, const char *msg)
+{
+    sr_router *h = ud;
+    sr_topo *t = sr__topo_borrow(h);
+    if (t && t->log_fn)
+        t->log_fn(t->log_ud, level, msg);
+    sr__topo_unborrow(h);
 }
 
 static int backend_new(sr_topo *t, const sr_config_node *cn, const char *shard_name, int index,
@@ -139,7 +159,7 @@ static int backend_new(sr_topo *t, const sr_config_node *cn, const char *shard_n
     if (b->driver->abi_version >= 4) { /* an older driver's struct ends before app_data */
         b->connect_args.driver = b->driver;
         b->connect_args.app_data = b->driver->app_data;
-        b->connect_args.log = (sr_driver_logger){t->log_fn, t->log_ud};
+        b->connect_args.log = (sr_driver_logger){driver_log, t->router};
     }
 
     /* A stable per-node identity for affinity hashing: same topology, same sticking. */
@@ -160,11 +180,12 @@ static int build_node(sr_topo *t, const sr_topo *prev, sr_node *n, int shard, in
     n->shard = shard;
     n->index = index;
     n->role = cn->role;
-    sr_backend *b = reusable_backend(prev, cn, &t->opts);
+    sr_backend *b = reusable_backend(prev, cn, &t->opts, t->version);
     if (b) {
         atomic_fetch_add(&b->refs, 1);
         /* The weight may change with a reload; the rest of the balance state stays. */
-        b->bal.weight = cn->weight > 0 ? cn->weight : 1;
+        atomic_store_explicit(&b->bal.weight, cn->weight > 0 ? cn->weight : 1,
+                              memory_order_relaxed);
         n->b = b;
         return SR_OK;
     }
@@ -173,10 +194,10 @@ static int build_node(sr_topo *t, const sr_topo *prev, sr_node *n, int shard, in
 
 /* ---- shards ---- */
 
-/* The router's counters for a shard name, created on first sight. A linear search: the
- * registry holds every shard name the router ever had; a build with many shards looks up
- * each once (open and reload, not the statement path). */
-static sr_shard_counters *shard_counters(sr_router *h, const char *name)
+/* The router's entry for a shard name (its counters and its interned name), created on first
+ * sight. A linear search: the registry holds every shard name the router ever had; a build
+ * looks up each of its shards once (open and reload, not the statement path). */
+static sr_named_counters *shard_entry(sr_router *h, const char *name)
 {
     pthread_mutex_lock(&h->registry_lock);
     sr_named_counters *c = h->shard_counters;
@@ -192,7 +213,7 @@ static sr_shard_counters *shard_counters(sr_router *h, const char *name)
         }
     }
     pthread_mutex_unlock(&h->registry_lock);
-    return c ? &c->counters : NULL;
+    return c;
 }
 
 static int build_shard(sr_topo *t, const sr_topo *prev, int si, const sr_config_shard *cs,
@@ -200,10 +221,11 @@ static int build_shard(sr_topo *t, const sr_topo *prev, int si, const sr_config_
 {
     sr_shard *sh = &t->shards[si];
     atomic_init(&sh->rr_counter, 0);
-    sh->name = sr_strdup(cs->name);
-    sh->counters = shard_counters(t->router, cs->name);
-    if (!sh->name || !sh->counters)
+    sr_named_counters *entry = shard_entry(t->router, cs->name);
+    if (!entry)
         return SR_ENOMEM;
+    sh->name = entry->name; /* valid until the router closes, whatever reloads do */
+    sh->counters = &entry->counters;
 
     int primary = -1;
     for (int i = 0; i < cs->nnodes; i++) {
@@ -282,7 +304,6 @@ static void topo_free(sr_topo *t)
         sr_shard *sh = &t->shards[i];
         for (int j = 0; sh->nodes && j < sh->nnodes; j++)
             backend_release(h, sh->nodes[j].b);
-        bury(h, sh->name, GRAVE_STRING);
     }
     free(t->shards);
     free(t->node_store);
@@ -369,21 +390,48 @@ sr_topo *sr__topo_acquire(sr_router *h)
     return t;
 }
 
-/* Frees the retired versions nobody holds, once no router-level call may be reading one
- * (under h->lock; a version still borrowed is freed by a later pass). */
-static void reclaim(sr_router *h)
+/*
+ * Unlinks the retired versions nobody holds, once no router-level call may be reading one
+ * (under h->lock), and returns them for the caller to free after unlocking: freeing closes
+ * connections (network I/O, drivers' log lines) and must not hold up every session behind
+ * the lock. While a borrower is inside, reclaim_pending asks the last one to come back.
+ */
+static sr_topo *reclaim_locked(sr_router *h)
 {
-    if (atomic_load(&h->borrowers) != 0)
-        return;
+    sr_topo *freed = NULL;
+    if (atomic_load(&h->borrowers) != 0) {
+        atomic_store(&h->reclaim_pending, 1);
+        return NULL;
+    }
+    atomic_store(&h->reclaim_pending, 0);
     for (sr_topo **p = &h->retired; *p;) {
         sr_topo *t = *p;
         if (atomic_load(&t->refs) == 0) {
             *p = t->next_retired;
-            topo_free(t);
+            t->next_retired = freed;
+            freed = t;
         } else {
             p = &t->next_retired;
         }
     }
+    return freed;
+}
+
+static void free_list(sr_topo *t)
+{
+    while (t) {
+        sr_topo *next = t->next_retired;
+        topo_free(t);
+        t = next;
+    }
+}
+
+void sr__topo_reclaim_pending(sr_router *h)
+{
+    pthread_mutex_lock(&h->lock);
+    sr_topo *freed = reclaim_locked(h);
+    pthread_mutex_unlock(&h->lock);
+    free_list(freed);
 }
 
 void sr__topo_release(sr_topo *t)
@@ -392,17 +440,32 @@ void sr__topo_release(sr_topo *t)
         return;
     sr_router *h = t->router;
     pthread_mutex_lock(&h->lock);
+    sr_topo *freed = NULL;
     if (atomic_fetch_sub(&t->refs, 1) == 1)
-        reclaim(h); /* the current version always holds the router's own reference */
+        freed = reclaim_locked(h); /* the current version always holds the router's reference */
     pthread_mutex_unlock(&h->lock);
+    free_list(freed);
 }
 
-void sr__topo_retire_locked(sr_router *h, sr_topo *old)
+void sr__topo_publish(sr_topo *t)
 {
+    for (int i = 0; i < t->nshards; i++)
+        for (int j = 0; j < t->shards[i].nnodes; j++)
+            t->shards[i].nodes[j].b->published = true;
+}
+
+void sr__topo_retire(sr_router *h, sr_topo *old, sr_topo *now)
+{
+    sr__topo_publish(now);
+    pthread_mutex_lock(&h->lock);
+    atomic_store(&h->current, now);
+    atomic_store(&h->version, now->version); /* sessions move at their next call */
     old->next_retired = h->retired;
     h->retired = old;
     atomic_fetch_sub(&old->refs, 1); /* the router's reference */
-    reclaim(h); /* it, and older ones that were waiting for the borrowers */
+    sr_topo *freed = reclaim_locked(h); /* it, and older ones that waited for the borrowers */
+    pthread_mutex_unlock(&h->lock);
+    free_list(freed);
 }
 
 void sr__topology_free_all(sr_router *h)

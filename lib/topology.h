@@ -33,6 +33,8 @@
  */
 typedef struct sr_backend {
     _Atomic int refs;  /* topologies that have it */
+    uint64_t claimed_by; /* the version being built that took it (one node per backend) */
+    bool published;    /* part of a version that became current: its URI was handed out */
     const sr_driver *driver;
     sr_uri *uri;       /* parsed; owns its strings */
     char *config_uri;  /* as configured: what a reload compares */
@@ -73,7 +75,7 @@ typedef struct sr_node {
 } sr_node;
 
 typedef struct sr_shard {
-    char *name;
+    const char *name;     /* the router's interned copy (sr_named_counters): valid until close */
     sr_node *nodes;       /* into the topology's node_store; nodes[0] is the primary, then the replicas */
     int nnodes;
     _Atomic uint64_t rr_counter;
@@ -129,6 +131,7 @@ struct sr_router {
     /* Router-level calls that read `current` without a reference (sr_router_shard_for ...):
      * a retired version is freed only once none is in progress. */
     _Atomic int borrowers;
+    _Atomic int reclaim_pending; /* a retired version waits for the borrowers to leave */
     sr_scatter_counters scatter;
     _Atomic uint64_t reloads[2]; /* sr_router_reload calls: [0 refused, 1 applied] */
     _Atomic uint64_t event_tick;
@@ -148,6 +151,8 @@ struct sr_router {
 /* prober.c: starts the background prober when configured; stops and joins it. */
 int sr__prober_start(sr_router *r);
 void sr__prober_stop(sr_router *r);
+/* Makes a running prober look at the current version's interval now (after a reload). */
+void sr__prober_wake(sr_router *r);
 
 /*
  * Builds a topology version from the config; nodes whose URI, role and
@@ -162,9 +167,11 @@ int sr__topology_build(sr_router *h, const sr_config *c, const sr_topo *prev, ui
 sr_topo *sr__topo_acquire(sr_router *h);
 /* Drops a reference; a retired version whose last reference this was is freed. */
 void sr__topo_release(sr_topo *t);
-/* Makes `old` (just replaced as current, under h->lock) a retired version, freed when its
- * holders let go. */
-void sr__topo_retire_locked(sr_router *h, sr_topo *old);
+/* Makes `old` (just replaced as current by `now`) a retired version, freed when its holders
+ * let go; `now`'s backends are marked published (their URIs are handed out from now on). */
+void sr__topo_retire(sr_router *h, sr_topo *old, sr_topo *now);
+/* Marks a version's backends published (sr_router_open's first version). */
+void sr__topo_publish(sr_topo *t);
 /* Frees every version and backend (sr_router_close; no holder is left). */
 void sr__topology_free_all(sr_router *h);
 
@@ -176,9 +183,12 @@ static inline sr_topo *sr__topo_borrow(const sr_router *h)
     atomic_fetch_add(&m->borrowers, 1);
     return atomic_load(&m->current);
 }
+void sr__topo_reclaim_pending(sr_router *h);
 static inline void sr__topo_unborrow(const sr_router *h)
 {
-    atomic_fetch_sub(&((sr_router *)h)->borrowers, 1);
+    sr_router *m = (sr_router *)h;
+    if (atomic_fetch_sub(&m->borrowers, 1) == 1 && atomic_load(&m->reclaim_pending))
+        sr__topo_reclaim_pending(m); /* the last borrower frees what waited for it */
 }
 
 /* "primary" or "replica", for messages and logs. */

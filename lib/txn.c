@@ -36,9 +36,10 @@ static int fail_on_node(sr_session *s, int rc, const char *what, const sr_driver
 }
 
 /*
- * Whether a reload since the transaction began took its shard or its primary away: the
- * current version has no shard of that name, or another primary there. The transaction
- * goes on (on the version it began on) only while both are still part of the topology.
+ * Whether a reload since the transaction began took its shard or its node away: the
+ * current version has no shard of that name, or (a read-write transaction) another
+ * primary there, or (a read-only one, on a replica or the primary) not its node. The
+ * transaction goes on, on the version it began on, only while both are still there.
  */
 static bool txn_vanished(sr_session *s)
 {
@@ -48,8 +49,14 @@ static bool txn_vanished(sr_session *s)
     const char *name = r->shards[s->txn_shard].name;
     sr_topo *now = sr__topo_borrow(s->handle);
     bool kept = false;
-    for (int i = 0; i < now->nshards && !kept; i++)
-        kept = strcmp(now->shards[i].name, name) == 0 && now->shards[i].nodes[0].b == s->txn_node->b;
+    for (int i = 0; i < now->nshards && !kept; i++) {
+        const sr_shard *sh = &now->shards[i];
+        if (strcmp(sh->name, name) != 0)
+            continue;
+        for (int j = 0; j < (s->txn_read_only ? sh->nnodes : 1) && !kept; j++)
+            kept = sh->nodes[j].b == s->txn_node->b;
+        break;
+    }
     sr__topo_unborrow(s->handle);
     return !kept;
 }
@@ -59,7 +66,7 @@ static int fail_vanished(sr_session *s)
 {
     sr_topo *r = s->router;
     int rc = sr__session_fail(s, SR_EUNAVAILABLE,
-                              "a topology reload removed shard '%s' or its primary %s while this "
+                              "a topology reload removed shard '%s' or its node %s while this "
                               "transaction was open; the transaction was rolled back",
                               r->shards[s->txn_shard].name, s->txn_node->b->uri->redacted);
     sr__node_abandon(r, s->txn_node, s->txn_conn);

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <shardroute.h>
 
@@ -49,7 +50,8 @@ static sr_config *config_of(const char *spec, const char *options)
     for (char *p = copy; *p; p++)
         nshards += *p == ':';
     int i = 0;
-    for (char *tok = strtok(copy, " "); tok; tok = strtok(NULL, " "), i++) {
+    char *outer = NULL;
+    for (char *tok = strtok_r(copy, " ", &outer); tok; tok = strtok_r(NULL, " ", &outer), i++) {
         char *colon = strchr(tok, ':');
         *colon = '\0';
         const char *shard = tok;
@@ -363,6 +365,103 @@ START_TEST(threads_read_while_another_reloads)
 }
 END_TEST
 
+
+/* ---- cases a review found ---- */
+
+START_TEST(a_read_only_transaction_on_a_replica_survives_a_reload)
+{
+    sr_router *r = open_spec("s0:p,r1", NULL);
+    sr_session *s = new_session(r);
+    ck_assert_int_eq(sr_session_set(s, "consistency", "any"), SR_OK);
+    ck_assert_int_eq(sr_begin_read_only(s, K(0)), SR_OK);
+    ck_assert_int_eq(atomic_load(&N("s0r1")->read_only_begins), 1);
+    reload_spec(r, "s0:p,r1", NULL); /* nothing changed */
+    int rc = sr_commit(s);
+    ck_assert_msg(rc == SR_OK, "%s: %s", sr_strerror(rc), sr_session_errmsg(s));
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(two_nodes_with_one_uri_keep_two_backends)
+{
+    N("s0p");
+    N("s0r1");
+    const char *text = "shard.distribution = range\n[shard s0]\nrange = ..\n"
+                       "primary = fake://127.0.0.1/s0p\nreplica = fake://127.0.0.1/s0r1\n"
+                       "replica = fake://127.0.0.1/s0r1\n";
+    sr_config *c = sr_config_new();
+    ck_assert_int_eq(sr_config_parse(c, text), SR_OK);
+    sr_router *r = NULL;
+    ck_assert_int_eq(sr_router_open(c, &r), SR_OK);
+    ck_assert_int_eq(sr_router_reload(r, c), SR_OK);
+    sr_node_info a = SR_NODE_INFO_INIT, b = SR_NODE_INFO_INIT;
+    ck_assert_int_eq(sr_router_node_info(r, 0, 1, &a), SR_OK);
+    ck_assert_int_eq(sr_router_node_info(r, 0, 2, &b), SR_OK);
+    ck_assert_ptr_ne(a.uri, b.uri); /* not one backend shared by both */
+    sr_config_free(c);
+    sr_router_close(r);
+}
+END_TEST
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    nanosleep(&ts, NULL);
+}
+
+START_TEST(the_prober_follows_a_reloaded_interval)
+{
+    sr_router *r = open_spec("s0:p", "health.probe_interval_ms = 50\n");
+    sleep_ms(200);
+    ck_assert_int_gt(atomic_load(&N("s0p")->pings), 0);
+    reload_spec(r, "s0:p", "health.probe_interval_ms = 0\n");
+    sleep_ms(100);
+    int before = atomic_load(&N("s0p")->pings);
+    sleep_ms(500);
+    ck_assert_int_eq(atomic_load(&N("s0p")->pings), before); /* off */
+    reload_spec(r, "s0:p", "health.probe_interval_ms = 20\n");
+    sleep_ms(300); /* woken at once, not after the old wait */
+    ck_assert_int_gt(atomic_load(&N("s0p")->pings), before);
+    sr_router_close(r);
+}
+END_TEST
+
+static _Atomic int logs;
+
+static void count_log(void *ud, sr_log_level l, const char *m)
+{
+    (void)ud, (void)l, (void)m;
+    atomic_fetch_add(&logs, 1);
+}
+
+static void *reloader(void *arg)
+{
+    (void)arg;
+    for (int i = 0; i < 300; i++) {
+        sr_config *c = config_of(i % 2 ? "s0:p" : "s0:p s1:p", NULL);
+        ck_assert_int_eq(sr_config_set_log_fn(c, count_log, NULL), SR_OK);
+        ck_assert_int_eq(sr_router_reload(shared, c), SR_OK);
+        sr_config_free(c);
+    }
+    return NULL;
+}
+
+START_TEST(reloads_from_three_threads_at_once)
+{
+    shared = open_spec("s0:p s1:p", NULL); /* declares the fake nodes: not thread-safe */
+    pthread_t t[3];
+    for (int i = 0; i < 3; i++)
+        ck_assert_int_eq(pthread_create(&t[i], NULL, reloader, NULL), 0);
+    for (int i = 0; i < 3; i++)
+        pthread_join(t[i], NULL);
+    ck_assert_int_eq(sr_router_version(shared), 901);
+
+    ck_assert_int_ge(atomic_load(&logs), 900); /* each reload logged, through its own callback */
+    sr_router_close(shared);
+}
+END_TEST
+
 static Suite *reload_suite(void)
 {
     Suite *su = suite_create("reload");
@@ -375,11 +474,15 @@ static Suite *reload_suite(void)
     tcase_add_test(tc, transactions_finish_on_their_version_or_fail_cleanly);
     tcase_add_test(tc, positions_follow_their_shard_across_a_reload);
     tcase_add_test(tc, a_cursor_finishes_on_the_version_it_began_on);
+    tcase_add_test(tc, a_read_only_transaction_on_a_replica_survives_a_reload);
+    tcase_add_test(tc, two_nodes_with_one_uri_keep_two_backends);
+    tcase_add_test(tc, the_prober_follows_a_reloaded_interval);
     suite_add_tcase(su, tc);
     tc = tcase_create("threads");
     tcase_add_checked_fixture(tc, setup, NULL);
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, threads_read_while_another_reloads);
+    tcase_add_test(tc, reloads_from_three_threads_at_once);
     suite_add_tcase(su, tc);
     return su;
 }
