@@ -111,7 +111,7 @@ int main(int argc, char **argv)
         return 1;
     }
     sr_config_free(c);
-    printf("router: %d shards; token size cap %zu bytes\n", nshards, sr__token_max_bytes(r));
+    printf("router: %d shards; token size cap %zu bytes\n", nshards, sr__token_max_bytes(atomic_load(&r->current)));
 
     /* 1. Its own largest token. */
     size_t o = 0;
@@ -132,7 +132,7 @@ int main(int argc, char **argv)
     memcpy(longpos, "0-", 2);
     longpos[sizeof longpos - 2] = '1';
     longpos[sizeof longpos - 1] = '\0';
-    size_t cap = sr__token_max_bytes(r) + 1;
+    size_t cap = sr__token_max_bytes(atomic_load(&r->current)) + 1;
     char *worst = malloc(cap);
     o = (size_t)snprintf(worst, cap, "%.22s", own);
     for (int i = 0; i < 64; i++)

@@ -283,6 +283,49 @@ SR_API int sr_router_open(sr_config *c, sr_router **out);
 SR_API void sr_router_close(sr_router *r);
 
 /**
+ * Replaces the router's topology with the one `c` describes (shards, nodes,
+ * pins, options, callbacks), without closing the router. The new
+ * configuration is checked completely first, as sr_router_open() checks
+ * one: when anything is wrong nothing changes, the call returns its status
+ * and sr_config_errmsg(c) says why. Then it is swapped in atomically:
+ *  - A call that started on the old topology finishes on it; every call that
+ *    starts afterwards sees the new one (a session moves at the start of its
+ *    next call); no call sees a mix.
+ *  - A node whose URI, role and connection options (connect_timeout_ms,
+ *    statement_timeout_ms, stmt_cache.*, pool.max_size) are unchanged keeps
+ *    its pool, health and statistics; the others are new. The old topology's
+ *    nodes that the new one lacks are closed when the last call or cursor
+ *    that uses the old topology has finished.
+ *  - Open transactions and cursors finish on the topology they began on;
+ *    their session moves once they have ended.
+ *  - A session's replication positions stay with the shards of the same name
+ *    whose primary is unchanged (read-your-writes holds across the reload);
+ *    for a shard whose primary changed, the session's next read there goes
+ *    to the primary until it writes again (and sr_session_token() returns
+ *    NULL until then: the position there is unknown). Tokens stay valid
+ *    while the distribution and the kinds of backends stay the same.
+ *  - Shard indexes (sr_exec_shard, sr_router_shard_for, sr_result_shard)
+ *    always refer to the topology current when the call starts.
+ *  - Strings documented as valid until the router closes (shard names, node
+ *    URIs) stay valid after any number of reloads.
+ * Each reload adds one to the topology version (sr_router_version()). The
+ * configuration is copied; like sr_router_open() the call writes its
+ * outcome into the configuration's message, so it needs `c` to itself.
+ * Callbacks (log, events, key map) are the new configuration's from then
+ * on; the log callback is called during the reload and must not reload.
+ * Thread-safe: concurrent reloads are applied one after the other.
+ * Errors: as sr_router_open() (SR_EINVAL, SR_EDRIVER, SR_ENOMEM).
+ */
+SR_API int sr_router_reload(sr_router *r, sr_config *c);
+
+/**
+ * The version of the router's current topology: 1 after sr_router_open(),
+ * one more after each successful sr_router_reload(). SR_EINVAL for NULL.
+ * Thread-safe.
+ */
+SR_API int64_t sr_router_version(const sr_router *r);
+
+/**
  * The shard index that owns `key` (0 .. nshards-1), or a negative status
  * (SR_EINVAL for a NULL router or invalid key, SR_ENOSHARD when no range owns
  * it, or what a user callback returned). A pure function of the key and the
@@ -996,6 +1039,10 @@ SR_API const char *sr_session_sqlstate(const sr_session *s);
  * bad arguments, a scatter's SR_EPARTIAL, or no failure) and *node the
  * node's index in that shard as sr_router_node_info() counts them (-1 when
  * no node was reached: no eligible node, a deadline passed while choosing).
+ * Both count in the topology version the failed call ran on: the current
+ * one, unless a reload came during the call or while a transaction or
+ * cursor kept the session on an older one (sr_router_reload); the shard's
+ * name (sr_router_shard_name) is the stable way to tell.
  * Either pointer may be NULL. Kept, like the message, until the next call.
  * Returns SR_OK, or SR_EINVAL for a NULL session. Not a call on the session
  * (no SR_EMISUSE check): read it from the thread that made the failed call.

@@ -73,7 +73,7 @@ static int rand_below(int n) { return (int)(sr__rand64() % (uint64_t)n); }
 
 void sr__balance_init(sr_balance_stats *st, int weight, uint64_t id_hash)
 {
-    st->weight = weight >= 1 ? weight : 1;
+    atomic_init(&st->weight, weight >= 1 ? weight : 1);
     st->id_hash = id_hash;
     atomic_init(&st->in_flight, 0);
     atomic_init(&st->ewma_ns, 0);
@@ -164,11 +164,17 @@ static uint64_t gcd_u64(uint64_t a, uint64_t b)
     return a;
 }
 
+static inline uint64_t weight_of(sr_balance_stats *st)
+{
+    int w = atomic_load_explicit(&st->weight, memory_order_relaxed);
+    return (uint64_t)(w >= 1 ? w : 1);
+}
+
 /* Walks the weights to the candidate owning slot `slot` of [0, total). */
 static int weighted_slot(sr_balance_stats *const *cands, int n, uint64_t slot)
 {
     for (int i = 0; i < n; i++) {
-        uint64_t w = (uint64_t)(cands[i]->weight >= 1 ? cands[i]->weight : 1);
+        uint64_t w = weight_of(cands[i]);
         if (slot < w)
             return i;
         slot -= w;
@@ -188,7 +194,7 @@ static int pick_weighted(sr_balance_stats *const *cands, int n, _Atomic uint64_t
 {
     uint64_t total = 0;
     for (int i = 0; i < n; i++)
-        total += (uint64_t)(cands[i]->weight >= 1 ? cands[i]->weight : 1);
+        total += weight_of(cands[i]);
     /* Past 2^32 the product below could overflow; such weights are not realistic. */
     if (!rr_counter || total > UINT32_MAX)
         return weighted_slot(cands, n, sr__rand64() % total);

@@ -11,7 +11,7 @@
 #include "options.h"
 
 typedef struct sr_balance_stats {
-    int weight;        /* >= 1 */
+    _Atomic int weight; /* >= 1; a reload may change it (relaxed: one value or the other) */
     uint64_t id_hash;  /* stable per node: rendezvous hashing for affinity */
     _Atomic int64_t in_flight;
     _Atomic int64_t ewma_ns;      /* peak-EWMA latency estimate, ns */

@@ -100,6 +100,7 @@ static int open_on(sr_session *s, const int *shards, int n, sr_intent intent,
     if (c->partial)
         sr__fanout_skip_failed(c->f);
     c->state = CURSOR_OPEN;
+    s->open_cursors++; /* the session stays on this topology version until it is closed */
     *out = c;
     return SR_OK;
 }
@@ -216,5 +217,6 @@ SR_API void sr_cursor_close(sr_cursor *c)
     if (!c)
         return;
     cursor_release(c);
+    c->s->open_cursors--;
     free(c);
 }

@@ -42,7 +42,7 @@ static void append(char *buf, size_t len, const char *fmt, const char *uri, cons
 }
 
 /* Why each node of the shard other than the chosen one was not used. */
-static void describe_skipped(const sr_router *r, const sr_route_record *rec, char *buf,
+static void describe_skipped(const sr_topo *r, const sr_route_record *rec, char *buf,
                              size_t len)
 {
     buf[0] = '\0';
@@ -56,12 +56,12 @@ static void describe_skipped(const sr_router *r, const sr_route_record *rec, cha
         uint64_t bit = (uint64_t)1 << i;
         if (n == rec->node)
             continue;
-        const char *uri = n->uri->redacted;
+        const char *uri = n->b->uri->redacted;
         char last[256];
         if (t->exclude & bit || t->unreachable & bit) {
-            pthread_mutex_lock((pthread_mutex_t *)&n->last_error_lock);
-            memcpy(last, n->last_error, sizeof last);
-            pthread_mutex_unlock((pthread_mutex_t *)&n->last_error_lock);
+            pthread_mutex_lock((pthread_mutex_t *)&n->b->last_error_lock);
+            memcpy(last, n->b->last_error, sizeof last);
+            pthread_mutex_unlock((pthread_mutex_t *)&n->b->last_error_lock);
             append(buf, len, "%s%s: failed: %s", uri, last[0] ? last : "unknown error");
         } else if (t->busy & bit) {
             append(buf, len, "%s%s: pool busy%s", uri, "");
@@ -69,11 +69,11 @@ static void describe_skipped(const sr_router *r, const sr_route_record *rec, cha
             append(buf, len, "%s%s: ejected%s", uri, "");
         } else if (t->lagged & bit) {
             char lag[96];
-            int64_t ms = atomic_load_explicit(&((sr_node *)n)->lag_ms, memory_order_relaxed);
+            int64_t ms = atomic_load_explicit(&((sr_node *)n)->b->lag_ms, memory_order_relaxed);
             sr__fmt(lag, sizeof lag, "lag %lld ms over %d ms", (long long)ms, rec->max_lag_ms);
             append(buf, len, "%s%s: %s", uri, lag);
         } else if (t->lag_unknown & bit) {
-            int64_t ms = atomic_load_explicit(&((sr_node *)n)->lag_ms, memory_order_relaxed);
+            int64_t ms = atomic_load_explicit(&((sr_node *)n)->b->lag_ms, memory_order_relaxed);
             append(buf, len, "%s%s: %s", uri,
                    ms == -1 ? "replication broken" : "lag unknown (not measured)");
         } else if (t->stale & bit) {
@@ -82,7 +82,7 @@ static void describe_skipped(const sr_router *r, const sr_route_record *rec, cha
             append(buf, len, "%s%s: likely behind the session's position (not asked)%s", uri, "");
         } else if (n->role == SR_PRIMARY) {
             continue; /* a read's last resort, not a candidate it passed over */
-        } else if (atomic_load_explicit(&((sr_node *)n)->role_mismatch, memory_order_relaxed)) {
+        } else if (atomic_load_explicit(&((sr_node *)n)->b->role_mismatch, memory_order_relaxed)) {
             append(buf, len, "%s%s: role mismatch%s", uri, "");
         } else {
             append(buf, len, "%s%s: not chosen by the balance policy%s", uri, "");
@@ -90,12 +90,12 @@ static void describe_skipped(const sr_router *r, const sr_route_record *rec, cha
     }
 }
 
-static void fill_location(sr_event *ev, const sr_router *r, int shard, const sr_node *n)
+static void fill_location(sr_event *ev, const sr_topo *r, int shard, const sr_node *n)
 {
     ev->shard = shard;
     ev->shard_name = shard >= 0 ? r->shards[shard].name : "";
     ev->node = n ? n->index : -1;
-    ev->node_uri = n ? n->uri->redacted : "";
+    ev->node_uri = n ? n->b->uri->redacted : "";
     ev->role = n ? n->role : SR_PRIMARY;
 }
 
@@ -107,7 +107,7 @@ static void init_event(sr_event *ev, sr_event_kind kind)
     ev->reason = ev->skipped = ev->sqlstate = ev->sql = ev->health = ev->detail = "";
 }
 
-void sr__event_statement(sr_router *r, const sr_route_record *rec, const char *sql, int status,
+void sr__event_statement(sr_topo *r, const sr_route_record *rec, const char *sql, int status,
                          const char *sqlstate)
 {
     char skipped[1024];
@@ -127,7 +127,7 @@ void sr__event_statement(sr_router *r, const sr_route_record *rec, const char *s
     r->event_fn(r->event_ud, &ev);
 }
 
-void sr__event_health(sr_router *r, const sr_node *n, const char *health, const char *detail)
+void sr__event_health(sr_topo *r, const sr_node *n, const char *health, const char *detail)
 {
     if (!r->event_fn)
         return;

@@ -22,17 +22,17 @@ typedef struct sr_route_record {
 } sr_route_record;
 
 /* Whether this statement is to be reported (a callback is set and the sample picks it). */
-static inline bool sr__event_sampled(sr_router *r)
+static inline bool sr__event_sampled(sr_topo *r)
 {
     if (!r->event_fn)
         return false;
     int every = r->opts.events_sample;
     return every <= 1 ||
-           atomic_fetch_add_explicit(&r->event_tick, 1, memory_order_relaxed) % (uint64_t)every == 0;
+           atomic_fetch_add_explicit(r->event_tick, 1, memory_order_relaxed) % (uint64_t)every == 0;
 }
 
 /* Delivers a statement event: `status` and `sqlstate` are the statement's outcome. */
-void sr__event_statement(sr_router *r, const sr_route_record *rec, const char *sql, int status,
+void sr__event_statement(sr_topo *r, const sr_route_record *rec, const char *sql, int status,
                          const char *sqlstate);
 
 /* sr__event_health() is declared in topology.h, for node.c, which is below this file's read.h. */

@@ -16,7 +16,7 @@
 static int write_on_shard(sr_session *s, int shard, const sr_stmt *st, sr_route_record *rec,
                           sr_result **out)
 {
-    sr_router *r = s->router;
+    sr_topo *r = s->router;
     sr_node *primary = &r->shards[shard].nodes[0];
     if (rec)
         rec->node = primary;
@@ -66,7 +66,7 @@ static inline void record_tries(sr_route_record *rec, const sr_read_tries *tries
 static int read_on_shard(sr_session *s, int shard, const sr_read_opts *ropts, const sr_stmt *st,
                          sr_route_record *rec, sr_result **out)
 {
-    sr_router *r = s->router;
+    sr_topo *r = s->router;
     char needbuf[SR_POSITION_MAX];
     sr_read_plan plan;
     sr__session_read_plan(s, ropts, shard, &plan, needbuf, sizeof needbuf);
@@ -125,7 +125,7 @@ static int read_on_shard(sr_session *s, int shard, const sr_read_opts *ropts, co
             return sr__session_fail_reason(s, rc, attempt ? "read (retried)" : "read", &why);
         }
         sr__log(r, SR_LOG_INFO, "read on shard '%s' node %s failed (%s); retrying elsewhere",
-                r->shards[shard].name, n->uri->redacted, e->message);
+                r->shards[shard].name, n->b->uri->redacted, e->message);
         tries.exclude |= sr__node_bit(n);
         attempt++;
         if (rec)
@@ -163,7 +163,7 @@ static inline int exec_routed(sr_session *s, int shard, sr_intent intent,
 static int exec_reported(sr_session *s, int shard, sr_intent intent, const sr_read_opts *ropts,
                          const sr_stmt *st, bool report, sr_result **out)
 {
-    sr_router *r = s->router;
+    sr_topo *r = s->router;
     if (!report)
         return exec_routed(s, shard, intent, ropts, st, NULL, out);
     sr_route_record rec;
@@ -181,11 +181,11 @@ static inline int exec_on_shard(sr_session *s, int shard, sr_intent intent,
     return exec_reported(s, shard, intent, ropts, st, sr__event_sampled(s->router), out);
 }
 
-bool sr__exec_is_write(const sr_router *r, int shard, sr_intent intent, const char *sql)
+bool sr__exec_is_write(const sr_topo *r, int shard, sr_intent intent, const char *sql)
 {
     const sr_node *primary = &r->shards[shard].nodes[0];
     return intent == SR_WRITE ||
-           (intent == SR_AUTO && !sr__sql_is_read(sql, primary->driver->dialect));
+           (intent == SR_AUTO && !sr__sql_is_read(sql, primary->b->driver->dialect));
 }
 
 int sr__exec_on_shard(sr_session *s, int shard, sr_intent intent, const sr_read_opts *ropts,
@@ -215,7 +215,7 @@ int sr__exec_check_stmt(sr_session *s, const sr_stmt *st)
     return rc;
 }
 
-sr_intent sr__exec_fixed_intent(const sr_router *r, const int *shards, int n, sr_intent intent,
+sr_intent sr__exec_fixed_intent(const sr_topo *r, const int *shards, int n, sr_intent intent,
                                 const char *sql)
 {
     if (intent != SR_AUTO)
@@ -227,7 +227,7 @@ sr_intent sr__exec_fixed_intent(const sr_router *r, const int *shards, int n, sr
     int nseen = 0;
     for (int i = 0; i < n; i++) {
         int shard = shards ? shards[i] : i;
-        sr_sql_dialect d = r->shards[shard].nodes[0].driver->dialect;
+        sr_sql_dialect d = r->shards[shard].nodes[0].b->driver->dialect;
         bool known = false;
         for (int j = 0; j < nseen && !known; j++)
             known = seen[j] == d;

@@ -16,7 +16,7 @@ int sr__exec_on_shard(sr_session *s, int shard, sr_intent intent, const sr_read_
                       const sr_stmt *st, bool report, sr_result **out);
 
 /* Whether a statement on `shard` goes to the primary as a write (intent, or the lexer). */
-bool sr__exec_is_write(const sr_router *r, int shard, sr_intent intent, const char *sql);
+bool sr__exec_is_write(const sr_topo *r, int shard, sr_intent intent, const char *sql);
 
 /*
  * `intent` with SR_AUTO decided from `sql` as sr__exec_is_write would decide
@@ -25,7 +25,7 @@ bool sr__exec_is_write(const sr_router *r, int shard, sr_intent intent, const ch
  * that send other text than the caller's (a trace comment), so that the
  * layers below never classify the text they send.
  */
-sr_intent sr__exec_fixed_intent(const sr_router *r, const int *shards, int n, sr_intent intent,
+sr_intent sr__exec_fixed_intent(const sr_topo *r, const int *shards, int n, sr_intent intent,
                                 const char *sql);
 
 /* The argument checks of a statement (text or typed), with the session's message on error. */

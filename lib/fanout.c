@@ -47,7 +47,7 @@ typedef struct fo_shard {
 
 struct sr_fanout {
     sr_session *s;
-    sr_router *r;
+    sr_topo *r;
     const sr_stmt *st;           /* while the caller's statement is valid: a read may be retried */
     sr_intent intent;
     const sr_read_opts *ropts;
@@ -76,7 +76,7 @@ static void fail_shard(sr_fanout *f, fo_shard *sh, int rc, const sr_driver_error
 
 static void finish_shard(sr_fanout *f, fo_shard *sh, int64_t deadline)
 {
-    sr_router *r = f->r;
+    sr_topo *r = f->r;
     sr_session *s = f->s;
     sr_driver_error e;
     sr__driver_error_clear(&e);
@@ -96,7 +96,7 @@ static void send_on_shard(sr_fanout *f, fo_shard *sh, bool write, const sr_read_
                           const sr_stmt *st, int64_t deadline)
 {
     sr_session *s = f->s;
-    sr_router *r = f->r;
+    sr_topo *r = f->r;
     sr_driver_error *e = &sh->why.err;
     sr__driver_error_clear(e);
     int rc;
@@ -147,7 +147,7 @@ static void send_on_shard(sr_fanout *f, fo_shard *sh, bool write, const sr_read_
         memcpy(sh->sqlstate, sh->why.err.sqlstate, sizeof sh->sqlstate);
         return;
     }
-    if (!sr_driver_has_steps(sh->node->driver)) {
+    if (!sr_driver_has_steps(sh->node->b->driver)) {
         /* A replica of another driver than the primary's: the one-shard path runs it. */
         sr__driver_error_clear(e);
         sr__node_release(r, sh->node, sh->conn, SR_OK, e, sh->probe);
@@ -204,7 +204,7 @@ int sr__fanout_start(sr_session *s, const int *shards, int n, sr_intent intent,
                      const sr_read_opts *ropts, const sr_stmt *st, size_t batch_rows,
                      int64_t deadline, sr_fanout **out)
 {
-    sr_router *r = s->router;
+    sr_topo *r = s->router;
     if (!shards)
         n = r->nshards;
     sr_fanout *f = calloc(1, sizeof *f + (size_t)n * sizeof(fo_shard));
@@ -243,7 +243,7 @@ int sr__fanout_start(sr_session *s, const int *shards, int n, sr_intent intent,
         fo_shard *sh = &f->sh[i];
         const sr_node *primary = &r->shards[sh->shard].nodes[0];
         sh->write = sr__exec_is_write(r, sh->shard, intent, st->sql);
-        if (!sr_driver_has_steps(primary->driver)) {
+        if (!sr_driver_has_steps(primary->b->driver)) {
             sh->whole_path = true;
             continue;
         }
@@ -278,7 +278,7 @@ static bool retry_read(sr_fanout *f, fo_shard *sh, int rc, const sr_driver_error
         rc == SR_ETIMEOUT || sh->node->role == SR_PRIMARY || sr_clock_ns() >= deadline)
         return false;
     sr__log(f->r, SR_LOG_INFO, "read on shard '%s' node %s failed (%s); retrying elsewhere",
-            f->r->shards[sh->shard].name, sh->node->uri->redacted, e->message);
+            f->r->shards[sh->shard].name, sh->node->b->uri->redacted, e->message);
     sr__node_step_end(sh->node, sh->write, rc);
     sr__node_release(f->r, sh->node, sh->conn, rc, e, sh->probe);
     sh->conn = NULL;
@@ -519,7 +519,7 @@ void sr__fanout_free(sr_fanout *f)
         if (!f->sh[i].whole_path)
             report_part(f, &f->sh[i]);
     if (f->started && f->scatter) {
-        sr_scatter_counters *sc = &f->r->scatter;
+        sr_scatter_counters *sc = f->r->scatter;
         sr__count(&sc->statements);
         atomic_fetch_add_explicit(&sc->shards, (uint64_t)f->n, memory_order_relaxed);
         atomic_fetch_add_explicit(&sc->failed_shards, (uint64_t)nfailed, memory_order_relaxed);

@@ -5,7 +5,7 @@
  */
 #include "topology.h"
 
-void sr__log(const sr_router *r, sr_log_level level, const char *fmt, ...)
+void sr__log(const sr_topo *r, sr_log_level level, const char *fmt, ...)
 {
     if (!r || !r->log_fn)
         return;

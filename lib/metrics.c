@@ -99,7 +99,7 @@ static char *escape_label(const char *v)
 
 /* Every node's label set, `shard="..",node="..",role=".."`, escaped once per rendering. A
  * URI that two nodes of one shard share gets "#INDEX" on the later ones: series stay unique. */
-static char **node_labels(const sr_router *r, int *nnodes)
+static char **node_labels(const sr_topo *r, int *nnodes)
 {
     int total = 0;
     for (int s = 0; s < r->nshards; s++)
@@ -115,8 +115,8 @@ static char **node_labels(const sr_router *r, int *nnodes)
             const sr_node *n = &sh->nodes[i];
             bool dup = false;
             for (int j = 0; j < i; j++)
-                dup = dup || strcmp(sh->nodes[j].uri->redacted, n->uri->redacted) == 0;
-            char *uri = escape_label(n->uri->redacted);
+                dup = dup || strcmp(sh->nodes[j].b->uri->redacted, n->b->uri->redacted) == 0;
+            char *uri = escape_label(n->b->uri->redacted);
             if (shard && uri) {
                 size_t len = strlen(shard) + strlen(uri) + 64;
                 labels[k] = malloc(len);
@@ -176,7 +176,7 @@ static const char *const primary_why_names[SR_PRIMARY_WHYS] = {
 static const char *const wait_names[SR_WAIT_OUTCOMES] = {"caught_up", "timed_out", "failed"};
 
 /* Per-node families: one loop over the nodes per family, as the format groups them. */
-static void node_families(out *o, const sr_router *r, char **labels)
+static void node_families(out *o, const sr_topo *r, char **labels)
 {
 #define EACH_NODE(...)                                           \
     do {                                                         \
@@ -198,41 +198,41 @@ static void node_families(out *o, const sr_router *r, char **labels)
             for (int oc = 0; oc < SR_OUTCOMES; oc++)
                 emit(o, "shardroute_statements_total{%s,intent=\"%s\",outcome=\"%s\"} %llu\n", l,
                      intent_names[w], outcome_names[oc],
-                     (unsigned long long)load(&n->outcomes[w][oc]));
+                     (unsigned long long)load(&n->b->outcomes[w][oc]));
     });
     family(o, "shardroute_statement_duration_seconds", "histogram",
            "Latency of a sample of statements (one in 4 per session; pool checkout included).");
-    EACH_NODE({ histogram(o, "shardroute_statement_duration_seconds", l, &n->latency); });
+    EACH_NODE({ histogram(o, "shardroute_statement_duration_seconds", l, &n->b->latency); });
     family(o, "shardroute_node_errors_total", "counter",
            "Statements and connection attempts that failed on the node.");
     EACH_NODE({
-        emit(o, "shardroute_node_errors_total{%s} %llu\n", l, (unsigned long long)load(&n->errors));
+        emit(o, "shardroute_node_errors_total{%s} %llu\n", l, (unsigned long long)load(&n->b->errors));
     });
     family(o, "shardroute_node_in_flight", "gauge", "Statements running on the node now.");
     EACH_NODE({
-        int64_t f = atomic_load_explicit(&((sr_node *)n)->bal.in_flight, memory_order_relaxed);
+        int64_t f = atomic_load_explicit(&((sr_node *)n)->b->bal.in_flight, memory_order_relaxed);
         emit(o, "shardroute_node_in_flight{%s} %lld\n", l, (long long)(f > 0 ? f : 0));
     });
     family(o, "shardroute_node_up", "gauge", "1 when the node is admitted, 0 while ejected.");
-    EACH_NODE({ emit(o, "shardroute_node_up{%s} %d\n", l, sr__health_is_up(&n->health) ? 1 : 0); });
+    EACH_NODE({ emit(o, "shardroute_node_up{%s} %d\n", l, sr__health_is_up(&n->b->health) ? 1 : 0); });
     family(o, "shardroute_node_ejections_total", "counter", "Times health checks ejected the node.");
     EACH_NODE({
         emit(o, "shardroute_node_ejections_total{%s} %llu\n", l,
-             (unsigned long long)load(&n->health.ejections));
+             (unsigned long long)load(&n->b->health.ejections));
     });
     family(o, "shardroute_node_probes_total", "counter",
            "Health checks of the node (prober rounds, sr_router_maintain, an ejected node's probe).");
     EACH_NODE({
         emit(o, "shardroute_node_probes_total{%s,result=\"ok\"} %llu\n", l,
-             (unsigned long long)load(&n->probes[1]));
+             (unsigned long long)load(&n->b->probes[1]));
         emit(o, "shardroute_node_probes_total{%s,result=\"failed\"} %llu\n", l,
-             (unsigned long long)load(&n->probes[0]));
+             (unsigned long long)load(&n->b->probes[0]));
     });
     family(o, "shardroute_node_role_mismatch", "gauge",
            "1 when the server last reported another role than the configured one.");
     EACH_NODE({
         emit(o, "shardroute_node_role_mismatch{%s} %d\n", l,
-             atomic_load_explicit(&((sr_node *)n)->role_mismatch, memory_order_relaxed) ? 1 : 0);
+             atomic_load_explicit(&((sr_node *)n)->b->role_mismatch, memory_order_relaxed) ? 1 : 0);
     });
 
     sr_pool_stats *ps = NULL;
@@ -244,7 +244,7 @@ static void node_families(out *o, const sr_router *r, char **labels)
         o->status = SR_ENOMEM;
         return;
     }
-    EACH_NODE({ sr__pool_stats(n->pool, &ps[k_ - 1]); });
+    EACH_NODE({ sr__pool_stats(n->b->pool, &ps[k_ - 1]); });
     family(o, "shardroute_pool_connections", "gauge", "Open pooled connections by state.");
     EACH_NODE({
         const sr_pool_stats *p = &ps[k_ - 1];
@@ -271,14 +271,14 @@ static void node_families(out *o, const sr_router *r, char **labels)
            "A replica's last measured replication lag (replicas whose lag was measured and whose "
            "replication runs).");
     EACH_NODE({
-        int64_t lag = atomic_load_explicit(&((sr_node *)n)->lag_ms, memory_order_relaxed);
+        int64_t lag = atomic_load_explicit(&((sr_node *)n)->b->lag_ms, memory_order_relaxed);
         if (n->role == SR_REPLICA && lag >= 0)
             emit(o, "shardroute_replica_lag_seconds{%s} %.3f\n", l, (double)lag / 1e3);
     });
     family(o, "shardroute_replica_replication_broken", "gauge",
            "1 when a replica's replication was last found broken (not eligible for reads).");
     EACH_NODE({
-        int64_t lag = atomic_load_explicit(&((sr_node *)n)->lag_ms, memory_order_relaxed);
+        int64_t lag = atomic_load_explicit(&((sr_node *)n)->b->lag_ms, memory_order_relaxed);
         if (n->role == SR_REPLICA && lag != -2)
             emit(o, "shardroute_replica_replication_broken{%s} %d\n", l, lag == -1 ? 1 : 0);
     });
@@ -287,16 +287,16 @@ static void node_families(out *o, const sr_router *r, char **labels)
     EACH_NODE({
         if (n->role == SR_REPLICA) {
             emit(o, "shardroute_replica_position_checks_total{%s,result=\"applied\"} %llu\n", l,
-                 (unsigned long long)load(&n->applied_checks));
+                 (unsigned long long)load(&n->b->applied_checks));
             emit(o, "shardroute_replica_position_checks_total{%s,result=\"behind\"} %llu\n", l,
-                 (unsigned long long)load(&n->stale_checks));
+                 (unsigned long long)load(&n->b->stale_checks));
         }
     });
 #undef EACH_NODE
 }
 
 /* Per-shard families, or their sums over shards under metrics.shards = aggregate. */
-static void shard_families(out *o, const sr_router *r, char **shard_labels)
+static void shard_families(out *o, const sr_topo *r, char **shard_labels)
 {
     bool agg = r->opts.metrics_shards == SR_METRICS_AGGREGATE;
     int nseries = agg ? 1 : r->nshards;
@@ -306,7 +306,7 @@ static void shard_families(out *o, const sr_router *r, char **shard_labels)
         for (int k = 0; k < nseries; k++) {
             uint64_t v = 0;
             for (int s = agg ? 0 : k; s < (agg ? r->nshards : k + 1); s++)
-                v += load(&r->shards[s].counters.primary_reads[w]);
+                v += load(&r->shards[s].counters->primary_reads[w]);
             emit(o, "shardroute_primary_reads_total{%s%sreason=\"%s\"} %llu\n",
                  agg ? "" : shard_labels[k], agg ? "" : ",", primary_why_names[w],
                  (unsigned long long)v);
@@ -317,7 +317,7 @@ static void shard_families(out *o, const sr_router *r, char **shard_labels)
         for (int k = 0; k < nseries; k++) {
             uint64_t v = 0;
             for (int s = agg ? 0 : k; s < (agg ? r->nshards : k + 1); s++)
-                v += load(&r->shards[s].counters.waits[w]);
+                v += load(&r->shards[s].counters->waits[w]);
             emit(o, "shardroute_consistency_waits_total{%s%soutcome=\"%s\"} %llu\n",
                  agg ? "" : shard_labels[k], agg ? "" : ",", wait_names[w], (unsigned long long)v);
         }
@@ -326,7 +326,7 @@ static void shard_families(out *o, const sr_router *r, char **shard_labels)
     for (int k = 0; k < nseries; k++) {
         uint64_t v = 0;
         for (int s = agg ? 0 : k; s < (agg ? r->nshards : k + 1); s++)
-            v += load(&r->shards[s].counters.wait_ns);
+            v += load(&r->shards[s].counters->wait_ns);
         if (agg)
             emit(o, "shardroute_consistency_wait_seconds_total %.9f\n", (double)v / 1e9);
         else
@@ -335,13 +335,22 @@ static void shard_families(out *o, const sr_router *r, char **shard_labels)
     }
 }
 
-static void router_families(out *o, const sr_router *r)
+static void router_families(out *o, const sr_topo *r)
 {
     family(o, "shardroute_info", "gauge", "The library's version.");
     emit(o, "shardroute_info{version=\"%s\"} 1\n", sr_version());
     family(o, "shardroute_shards", "gauge", "Shards in the topology.");
     emit(o, "shardroute_shards %d\n", r->nshards);
-    const sr_scatter_counters *sc = &r->scatter;
+    family(o, "shardroute_topology_version", "gauge",
+           "The topology's version: 1 when opened, one more for each reload.");
+    emit(o, "shardroute_topology_version %llu\n", (unsigned long long)r->version);
+    family(o, "shardroute_topology_reloads_total", "counter",
+           "Reloads of the topology (sr_router_reload), applied or refused.");
+    emit(o, "shardroute_topology_reloads_total{result=\"applied\"} %llu\n",
+         (unsigned long long)load(&r->router->reloads[1]));
+    emit(o, "shardroute_topology_reloads_total{result=\"refused\"} %llu\n",
+         (unsigned long long)load(&r->router->reloads[0]));
+    const sr_scatter_counters *sc = r->scatter;
     family(o, "shardroute_scatter_statements_total", "counter",
            "Statements run on every shard (sr_exec_all, sr_exec_all_values, sr_cursor_open_all).");
     emit(o, "shardroute_scatter_statements_total %llu\n", (unsigned long long)load(&sc->statements));
@@ -356,10 +365,8 @@ static void router_families(out *o, const sr_router *r)
     emit(o, "shardroute_scatter_partial_failures_total %llu\n", (unsigned long long)load(&sc->partial));
 }
 
-SR_API int sr_router_metrics(const sr_router *r, sr_write_fn write, void *userdata)
+static int render(const sr_topo *r, sr_write_fn write, void *userdata)
 {
-    if (!r || !write)
-        return SR_EINVAL;
     out *o = malloc(sizeof *o);
     int nnodes = 0;
     char **labels = node_labels(r, &nnodes);
@@ -393,6 +400,17 @@ SR_API int sr_router_metrics(const sr_router *r, sr_write_fn write, void *userda
         free(shard_labels[s]);
     free(shard_labels);
     free(o);
+    return rc;
+}
+
+SR_API int sr_router_metrics(const sr_router *r, sr_write_fn write, void *userdata)
+{
+    if (!r || !write)
+        return SR_EINVAL;
+    /* A reference, not a borrow: the sink may take its time. */
+    sr_topo *t = sr__topo_acquire((sr_router *)r);
+    int rc = render(t, write, userdata);
+    sr__topo_release(t);
     return rc;
 }
 

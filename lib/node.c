@@ -14,9 +14,9 @@
 bool sr__node_admit(sr_node *n, bool *probe)
 {
     *probe = false;
-    if (sr__health_is_up(&n->health))
+    if (sr__health_is_up(&n->b->health))
         return true; /* the common case, without reading the clock */
-    if (sr__health_try_probe(&n->health, sr_clock_ns())) {
+    if (sr__health_try_probe(&n->b->health, sr_clock_ns())) {
         *probe = true;
         return true;
     }
@@ -25,53 +25,53 @@ bool sr__node_admit(sr_node *n, bool *probe)
 
 void sr__node_unclaim_probe(sr_node *n)
 {
-    sr__health_abandon_probe(&n->health);
+    sr__health_abandon_probe(&n->b->health);
 }
 
-void sr__node_report(sr_router *r, sr_node *n, int status, const sr_driver_error *err, bool probe)
+void sr__node_report(sr_topo *r, sr_node *n, int status, const sr_driver_error *err, bool probe)
 {
     bool failed = status != SR_OK && err && err->transient;
     if (!failed && !probe) {
         /* The statement path's case (success, or an SQL error: the node answered):
          * at most a reset of the failure count, no event, no clock read. */
-        sr__health_note_success(&n->health);
+        sr__health_note_success(&n->b->health);
         return;
     }
     if (status == SR_EBUSY && probe) {
         /* A full pool says nothing about the node: let the next caller probe. */
-        sr__health_abandon_probe(&n->health);
+        sr__health_abandon_probe(&n->b->health);
         return;
     }
     if (probe)
-        sr__count(&n->probes[!failed]);
+        sr__count(&n->b->probes[!failed]);
     if (failed) {
-        pthread_mutex_lock(&n->last_error_lock);
-        sr__fmt(n->last_error, sizeof n->last_error, "%s: %s", sr_strerror(status), err->message);
-        pthread_mutex_unlock(&n->last_error_lock);
+        pthread_mutex_lock(&n->b->last_error_lock);
+        sr__fmt(n->b->last_error, sizeof n->b->last_error, "%s: %s", sr_strerror(status), err->message);
+        pthread_mutex_unlock(&n->b->last_error_lock);
     }
     int64_t now = sr_clock_ns();
-    sr_health_event ev = sr__health_report(&n->health, &r->health_policy, failed, probe, now);
+    sr_health_event ev = sr__health_report(&n->b->health, &r->health_policy, failed, probe, now);
     const char *shard = r->shards[n->shard].name;
     switch (ev) {
     case SR_HEALTH_EJECTED_NOW:
         /* Idle connections to a node that just failed are likely dead too. */
-        sr__pool_drain_idle(n->pool);
+        sr__pool_drain_idle(n->b->pool);
         sr__log(r, SR_LOG_WARN,
                 "node ejected: shard '%s' %s %s after %d consecutive failures (%s); probe in %d ms",
-                shard, sr__role_name(n->role), n->uri->redacted, r->health_policy.fail_threshold,
+                shard, sr__role_name(n->role), n->b->uri->redacted, r->health_policy.fail_threshold,
                 err ? err->message : "?", r->health_policy.retry_ms);
         sr__event_health(r, n, "ejected", err ? err->message : "");
         break;
     case SR_HEALTH_READMITTED:
         sr__log(r, SR_LOG_INFO, "node re-admitted: shard '%s' %s %s answered its probe", shard,
-                sr__role_name(n->role), n->uri->redacted);
+                sr__role_name(n->role), n->b->uri->redacted);
         sr__event_health(r, n, "readmitted", "");
         break;
     case SR_HEALTH_PROBE_FAILED:
-        sr__pool_drain_idle(n->pool);
+        sr__pool_drain_idle(n->b->pool);
         sr__log(r, SR_LOG_WARN, "node still down: shard '%s' %s %s failed its probe (%s); next in %d ms",
-                shard, sr__role_name(n->role), n->uri->redacted, err ? err->message : "?",
-                atomic_load(&n->health.backoff_ms));
+                shard, sr__role_name(n->role), n->b->uri->redacted, err ? err->message : "?",
+                atomic_load(&n->b->health.backoff_ms));
         sr__event_health(r, n, "probe_failed", err ? err->message : "");
         break;
     case SR_HEALTH_NO_CHANGE:
@@ -85,28 +85,28 @@ void sr__node_describe(sr_node *n, int64_t now_ns, char *buf, size_t len)
     if (used >= len - 1)
         return;
     char last[256];
-    pthread_mutex_lock(&n->last_error_lock);
-    memcpy(last, n->last_error, sizeof last);
-    pthread_mutex_unlock(&n->last_error_lock);
-    if (sr__health_is_up(&n->health))
+    pthread_mutex_lock(&n->b->last_error_lock);
+    memcpy(last, n->b->last_error, sizeof last);
+    pthread_mutex_unlock(&n->b->last_error_lock);
+    if (sr__health_is_up(&n->b->health))
         sr__fmt(buf + used, len - used, "%s%s %s: up", used ? "; " : "", sr__role_name(n->role),
-                n->uri->redacted);
+                n->b->uri->redacted);
     else
         sr__fmt(buf + used, len - used, "%s%s %s: ejected, next probe in %lld ms (last error: %s)",
-                used ? "; " : "", sr__role_name(n->role), n->uri->redacted,
-                (long long)sr__health_retry_in_ms(&n->health, now_ns), last[0] ? last : "none");
+                used ? "; " : "", sr__role_name(n->role), n->b->uri->redacted,
+                (long long)sr__health_retry_in_ms(&n->b->health, now_ns), last[0] ? last : "none");
 }
 
 /* ---- one statement on one node ---- */
 
-int sr__node_checkout(sr_router *r, sr_node *n, bool probe, int64_t deadline,
+int sr__node_checkout(sr_topo *r, sr_node *n, bool probe, int64_t deadline,
                       sr_driver_conn **conn, sr_driver_error *e)
 {
     /* The deadline was set statement_timeout_ms from "now" a moment ago: derive the
      * checkout bound from it rather than reading the clock again. */
     int64_t d = deadline - (int64_t)(r->opts.statement_timeout_ms - r->opts.pool_checkout_timeout_ms) *
                                1000000;
-    int rc = sr__pool_checkout(n->pool, d < deadline ? d : deadline, deadline, conn, e);
+    int rc = sr__pool_checkout(n->b->pool, d < deadline ? d : deadline, deadline, conn, e);
     if (rc != SR_OK) {
         /*
          * Could not connect: counts against the node. A timeout counts when
@@ -115,7 +115,7 @@ int sr__node_checkout(sr_router *r, sr_node *n, bool probe, int64_t deadline,
          */
         if (rc == SR_ECONNECT)
             e->transient = 1;
-        atomic_fetch_add(&n->errors, 1);
+        atomic_fetch_add(&n->b->errors, 1);
         sr__node_report(r, n, rc, e, probe);
     }
     return rc;
@@ -139,11 +139,11 @@ static int send_values(sr_node *n, sr_driver_conn *conn, const sr_stmt *st, int6
 static int run_steps(sr_node *n, sr_driver_conn *conn, const sr_stmt *st, int64_t deadline,
                      sr_result_builder *rb, sr_driver_error *e)
 {
-    if (!sr_driver_has_steps(n->driver))
+    if (!sr_driver_has_steps(n->b->driver))
         return sr_driver_error_set(e, SR_EDRIVER, 0, NULL, 0,
                                    "the %s driver takes no typed parameters (driver ABI %d; "
                                    "typed parameters need ABI 6 steps)",
-                                   n->driver->name, n->driver->abi_version);
+                                   n->b->driver->name, n->b->driver->abi_version);
     int want = 0;
     int rc = send_values(n, conn, st, deadline, &want, e);
     while (rc == SR_OK) {
@@ -152,7 +152,7 @@ static int run_steps(sr_node *n, sr_driver_conn *conn, const sr_stmt *st, int64_
             if (rc != SR_OK)
                 break;
         }
-        rc = n->driver->next_row(conn, rb, deadline, &want, e);
+        rc = n->b->driver->next_row(conn, rb, deadline, &want, e);
         if (rc > 0)
             rc = SR_OK;
         else if (rc == 0 && !want)
@@ -173,7 +173,7 @@ static int send_values(sr_node *n, sr_driver_conn *conn, const sr_stmt *st, int6
             return sr_driver_error_set(e, SR_ENOMEM, 0, NULL, 0, "out of memory");
     }
     *want = 0;
-    int rc = n->driver->send(conn, st->sql, st->nparams, sr__stmt_values(st, buf), deadline, want,
+    int rc = n->b->driver->send(conn, st->sql, st->nparams, sr__stmt_values(st, buf), deadline, want,
                              e);
     if (buf != few)
         free(buf);
@@ -183,7 +183,7 @@ static int send_values(sr_node *n, sr_driver_conn *conn, const sr_stmt *st, int6
 int sr__node_wait(sr_node *n, sr_driver_conn *conn, int want, int64_t deadline,
                   sr_driver_error *e)
 {
-    int fd = n->driver->socket(conn);
+    int fd = n->b->driver->socket(conn);
     if (fd < 0)
         return SR_OK; /* nothing to wait on: the driver does its work in its calls */
     int revents = 0;
@@ -196,22 +196,22 @@ int sr__node_wait(sr_node *n, sr_driver_conn *conn, int want, int64_t deadline,
     return sr_driver_error_set(e, SR_EDRIVER, 1, NULL, 0, "waiting on the connection failed");
 }
 
-static int run(sr_router *r, sr_node *n, sr_driver_conn *conn, const sr_stmt *st,
+static int run(sr_topo *r, sr_node *n, sr_driver_conn *conn, const sr_stmt *st,
                int64_t deadline, bool timed, sr_result **out, exec_at_args *at,
                sr_driver_error *e)
 {
     sr_result_builder rb;
     if (sr__result_builder_init(&rb, n->shard) != SR_OK)
         return sr_driver_error_set(e, SR_ENOMEM, 0, NULL, 0, "out of memory");
-    sr__balance_begin(&n->bal);
+    sr__balance_begin(&n->b->bal);
     int rc;
     if (sr__stmt_typed(st))
         rc = run_steps(n, conn, st, deadline, &rb, e); /* exec_at callers checked first */
     else if (at)
-        rc = n->driver->exec_at(conn, st->sql, st->nparams, st->text, at->need, deadline, &rb,
+        rc = n->b->driver->exec_at(conn, st->sql, st->nparams, st->text, at->need, deadline, &rb,
                                 at->pos, at->poslen, &at->stale, e);
     else
-        rc = n->driver->exec(conn, st->sql, st->nparams, st->text, deadline, &rb, e);
+        rc = n->b->driver->exec(conn, st->sql, st->nparams, st->text, deadline, &rb, e);
     /*
      * p2c_ewma's latency is sampled by the caller (a clock read costs ~20 ns,
      * a measurable share of a local point read, and an average that decays
@@ -222,10 +222,10 @@ static int run(sr_router *r, sr_node *n, sr_driver_conn *conn, const sr_stmt *st
     if (timed) {
         int64_t t0 = deadline - (int64_t)r->opts.statement_timeout_ms * 1000000;
         int64_t t1 = sr_clock_ns();
-        sr__balance_end_at(&n->bal, t1 - t0, r->opts.ewma_decay_ms, t1);
-        sr__hist_observe(&n->latency, t1 - t0);
+        sr__balance_end_at(&n->b->bal, t1 - t0, r->opts.ewma_decay_ms, t1);
+        sr__hist_observe(&n->b->latency, t1 - t0);
     } else {
-        sr__balance_end_untimed(&n->bal);
+        sr__balance_end_untimed(&n->b->bal);
     }
     if (rc == SR_OK && at && at->stale) {
         /* Behind: the node answered, but served nothing. */
@@ -234,9 +234,9 @@ static int run(sr_router *r, sr_node *n, sr_driver_conn *conn, const sr_stmt *st
             *out = NULL;
         return SR_OK;
     }
-    sr__count(&n->outcomes[st->write][sr__outcome_of(rc)]);
+    sr__count(&n->b->outcomes[st->write][sr__outcome_of(rc)]);
     if (rc != SR_OK) {
-        atomic_fetch_add(&n->errors, 1);
+        atomic_fetch_add(&n->b->errors, 1);
         sr__result_builder_discard(&rb);
         return rc;
     }
@@ -250,7 +250,7 @@ static int run(sr_router *r, sr_node *n, sr_driver_conn *conn, const sr_stmt *st
     return SR_OK;
 }
 
-int sr__node_exec(sr_router *r, sr_node *n, sr_driver_conn *conn, const sr_stmt *st,
+int sr__node_exec(sr_topo *r, sr_node *n, sr_driver_conn *conn, const sr_stmt *st,
                   int64_t deadline, bool timed, sr_result **out, sr_driver_error *e)
 {
     return run(r, n, conn, st, deadline, timed, out, NULL, e);
@@ -260,10 +260,10 @@ static void learn_replay_delay(sr_node *n, int64_t written_ns, bool applied);
 
 static void count_check(sr_node *n, bool applied)
 {
-    sr__count(applied ? &n->applied_checks : &n->stale_checks);
+    sr__count(applied ? &n->b->applied_checks : &n->b->stale_checks);
 }
 
-int sr__node_exec_at(sr_router *r, sr_node *n, sr_driver_conn *conn, const sr_stmt *st,
+int sr__node_exec_at(sr_topo *r, sr_node *n, sr_driver_conn *conn, const sr_stmt *st,
                      const char *need, int64_t written_ns,
                      int64_t deadline, bool timed, sr_result **out, char *pos, size_t poslen,
                      bool *stale, sr_driver_error *e)
@@ -299,25 +299,25 @@ int sr__node_exec_at(sr_router *r, sr_node *n, sr_driver_conn *conn, const sr_st
     return rc;
 }
 
-void sr__node_release(sr_router *r, sr_node *n, sr_driver_conn *conn, int rc,
+void sr__node_release(sr_topo *r, sr_node *n, sr_driver_conn *conn, int rc,
                       const sr_driver_error *e, bool probe)
 {
     /* SR_OK with `transient` set: the statement succeeded, the connection did not survive
      * (exec_at: a write committed, its position was lost); dropped, but no failure. */
-    sr__pool_checkin(n->pool, conn, e->transient);
+    sr__pool_checkin(n->b->pool, conn, e->transient);
     sr__node_report(r, n, rc, e, probe);
 }
 
 void sr__node_checkin(sr_node *n, sr_driver_conn *conn, bool broken)
 {
-    sr__pool_checkin(n->pool, conn, broken);
+    sr__pool_checkin(n->b->pool, conn, broken);
 }
 
-int sr__node_acquire_primary(sr_router *r, int shard, bool write, int64_t deadline,
+int sr__node_acquire_primary(sr_topo *r, int shard, bool write, int64_t deadline,
                              sr_driver_conn **conn, bool *probe, sr_reason *why)
 {
     sr_node *primary = &r->shards[shard].nodes[0];
-    if (write && atomic_load_explicit(&primary->role_mismatch, memory_order_relaxed))
+    if (write && atomic_load_explicit(&primary->b->role_mismatch, memory_order_relaxed))
         return sr__reason_shard(why, SR_EUNAVAILABLE, SR_REASON_NOT_WRITABLE, shard, NULL);
     if (!sr__node_admit(primary, probe))
         return sr__reason_shard(why, SR_EUNAVAILABLE,
@@ -328,11 +328,11 @@ int sr__node_acquire_primary(sr_router *r, int shard, bool write, int64_t deadli
     return SR_OK;
 }
 
-void sr__node_abandon(sr_router *r, sr_node *n, sr_driver_conn *conn)
+void sr__node_abandon(sr_topo *r, sr_node *n, sr_driver_conn *conn)
 {
     sr_driver_error e;
     sr__driver_error_clear(&e);
-    int rc = n->driver->rollback(conn, sr__statement_deadline(r), &e);
+    int rc = n->b->driver->rollback(conn, sr__statement_deadline(r), &e);
     sr__node_checkin(n, conn, rc != SR_OK);
 }
 
@@ -340,37 +340,37 @@ void sr__node_abandon(sr_router *r, sr_node *n, sr_driver_conn *conn)
 
 void sr__node_store_position(sr_node *n, const char *pos)
 {
-    const sr_driver *d = n->driver;
-    if (!sr__driver_has_positions(d) || strlen(pos) >= sizeof n->replay_pos)
+    const sr_driver *d = n->b->driver;
+    if (!sr__driver_has_positions(d) || strlen(pos) >= sizeof n->b->replay_pos)
         return;
-    pthread_mutex_lock(&n->pos_lock);
+    pthread_mutex_lock(&n->b->pos_lock);
     /* Positions only move forward: keep the cache monotonic even when answers race. */
-    if (!n->replay_pos[0] || d->position_covers(pos, n->replay_pos) == 1)
-        memcpy(n->replay_pos, pos, strlen(pos) + 1);
-    pthread_mutex_unlock(&n->pos_lock);
+    if (!n->b->replay_pos[0] || d->position_covers(pos, n->b->replay_pos) == 1)
+        memcpy(n->b->replay_pos, pos, strlen(pos) + 1);
+    pthread_mutex_unlock(&n->b->pos_lock);
 }
 
 void sr__node_store_lag(sr_node *n, int64_t lag_ms)
 {
-    atomic_store(&n->lag_ms, lag_ms);
-    atomic_store(&n->lag_stamp_ns, sr_clock_ns());
+    atomic_store(&n->b->lag_ms, lag_ms);
+    atomic_store(&n->b->lag_stamp_ns, sr_clock_ns());
 }
 
 bool sr__node_cached_covers(sr_node *n, const char *want)
 {
-    const sr_driver *d = n->driver;
+    const sr_driver *d = n->b->driver;
     if (!sr__driver_has_positions(d))
         return true; /* no positions: every node is consistent */
-    pthread_mutex_lock(&n->pos_lock);
-    bool cached = n->replay_pos[0] && d->position_covers(n->replay_pos, want) == 1;
-    pthread_mutex_unlock(&n->pos_lock);
+    pthread_mutex_lock(&n->b->pos_lock);
+    bool cached = n->b->replay_pos[0] && d->position_covers(n->b->replay_pos, want) == 1;
+    pthread_mutex_unlock(&n->b->pos_lock);
     return cached;
 }
 
 int sr__node_has_applied(sr_node *n, sr_driver_conn *conn, const char *want, int64_t written_ns,
                          int64_t deadline, bool *applied, sr_driver_error *e)
 {
-    const sr_driver *d = n->driver;
+    const sr_driver *d = n->b->driver;
     *applied = false;
     char pos[SR_POSITION_MAX];
     int rc = d->replay_position(conn, deadline, pos, sizeof pos, e);
@@ -402,7 +402,7 @@ static void learn_replay_delay(sr_node *n, int64_t written_ns, bool applied)
 {
     if (written_ns <= 0)
         return; /* a position from a token or a monotonic read: its age is unknown */
-    int64_t est = atomic_load_explicit(&n->replay_delay_ns, memory_order_relaxed);
+    int64_t est = atomic_load_explicit(&n->b->replay_delay_ns, memory_order_relaxed);
     int64_t next;
     if (applied) {
         next = est - est / 16;
@@ -412,17 +412,17 @@ static void learn_replay_delay(sr_node *n, int64_t written_ns, bool applied)
         next = twice > est ? twice : est;
     }
     if (next != est)
-        atomic_store_explicit(&n->replay_delay_ns, next, memory_order_relaxed);
+        atomic_store_explicit(&n->b->replay_delay_ns, next, memory_order_relaxed);
 }
 
 bool sr__node_likely_behind(sr_node *n, int64_t written_ns, int64_t now)
 {
     if (written_ns <= 0)
         return false;
-    int64_t est = atomic_load_explicit(&n->replay_delay_ns, memory_order_relaxed);
+    int64_t est = atomic_load_explicit(&n->b->replay_delay_ns, memory_order_relaxed);
     if (now - written_ns >= est)
         return false;
-    atomic_store_explicit(&n->replay_delay_ns, est - est / 64, memory_order_relaxed);
+    atomic_store_explicit(&n->b->replay_delay_ns, est - est / 64, memory_order_relaxed);
     return true;
 }
 
@@ -430,7 +430,7 @@ int sr__node_wait_applied(sr_node *n, sr_driver_conn *conn, const char *want, in
                           bool *applied, sr_driver_error *e)
 {
     *applied = false;
-    const sr_driver *d = n->driver;
+    const sr_driver *d = n->b->driver;
     if (d->abi_version < 2 || !d->wait_replayed)
         return SR_OK;
     int done = 0;
@@ -443,7 +443,7 @@ int sr__node_wait_applied(sr_node *n, sr_driver_conn *conn, const char *want, in
 }
 
 /* Measures a replica's lag now, on a pooled connection (the first stale reader does it). */
-static void refresh_lag(sr_router *r, sr_node *n)
+static void refresh_lag(sr_topo *r, sr_node *n)
 {
     int64_t deadline = sr__statement_deadline(r);
     sr_driver_error e;
@@ -452,32 +452,32 @@ static void refresh_lag(sr_router *r, sr_node *n)
     if (sr__node_checkout(r, n, false, deadline, &conn, &e) != SR_OK)
         return;
     int64_t lag = -2;
-    int rc = n->driver->replica_lag_ms(conn, deadline, &lag, &e);
+    int rc = n->b->driver->replica_lag_ms(conn, deadline, &lag, &e);
     sr__node_release(r, n, conn, rc, &e, false);
     if (rc == SR_OK) {
-        int64_t before = atomic_exchange(&n->lag_ms, lag);
+        int64_t before = atomic_exchange(&n->b->lag_ms, lag);
         if ((before == -1) != (lag == -1))
             sr__log(r, lag == -1 ? SR_LOG_WARN : SR_LOG_INFO,
                     "shard '%s' replica %s: replication %s", r->shards[n->shard].name,
-                    n->uri->redacted, lag == -1 ? "is broken (not eligible for reads)" : "runs again");
+                    n->b->uri->redacted, lag == -1 ? "is broken (not eligible for reads)" : "runs again");
     }
 }
 
-bool sr__node_lag_ok(sr_router *r, sr_node *n, int max_lag_ms, int64_t now)
+bool sr__node_lag_ok(sr_topo *r, sr_node *n, int max_lag_ms, int64_t now)
 {
-    if (!n->driver->replica_lag_ms)
+    if (!n->b->driver->replica_lag_ms)
         return true; /* no replication, no lag (SQLite) */
     if (max_lag_ms > 0) {
-        int64_t stamp = atomic_load(&n->lag_stamp_ns);
+        int64_t stamp = atomic_load(&n->b->lag_stamp_ns);
         int64_t every = (int64_t)r->opts.replica_lag_refresh_ms * 1000000;
         /* One reader wins the stamp and measures; the others use the last figure. */
-        if (now - stamp >= every && atomic_compare_exchange_strong(&n->lag_stamp_ns, &stamp, now))
+        if (now - stamp >= every && atomic_compare_exchange_strong(&n->b->lag_stamp_ns, &stamp, now))
             refresh_lag(r, n);
-        int64_t lag = atomic_load(&n->lag_ms);
+        int64_t lag = atomic_load(&n->b->lag_ms);
         return lag >= 0 && lag <= max_lag_ms;
     }
     /* No bound: only a replica known to be broken is skipped. */
-    return atomic_load(&n->lag_ms) != -1;
+    return atomic_load(&n->b->lag_ms) != -1;
 }
 
 /* ---- a statement in steps, driven by the caller (fanout.c) ---- */
@@ -485,7 +485,7 @@ bool sr__node_lag_ok(sr_router *r, sr_node *n, int max_lag_ms, int64_t now)
 int sr__node_send(sr_node *n, sr_driver_conn *conn, const sr_stmt *st, int64_t deadline,
                   int *want, sr_driver_error *e)
 {
-    sr__balance_begin(&n->bal);
+    sr__balance_begin(&n->b->bal);
     int rc = send_values(n, conn, st, deadline, want, e);
     if (rc != SR_OK)
         sr__node_step_end(n, st->write, rc);
@@ -496,24 +496,24 @@ int sr__node_next_row(sr_node *n, sr_driver_conn *conn, sr_result_builder *rb, i
                       int *want, sr_driver_error *e)
 {
     *want = 0;
-    return n->driver->next_row(conn, rb, deadline, want, e);
+    return n->b->driver->next_row(conn, rb, deadline, want, e);
 }
 
-int sr__node_socket(const sr_node *n, sr_driver_conn *conn) { return n->driver->socket(conn); }
+int sr__node_socket(const sr_node *n, sr_driver_conn *conn) { return n->b->driver->socket(conn); }
 
 void sr__node_step_end(sr_node *n, bool write, int rc)
 {
-    sr__balance_end_untimed(&n->bal);
-    sr__count(&n->outcomes[write][sr__outcome_of(rc)]);
+    sr__balance_end_untimed(&n->b->bal);
+    sr__count(&n->b->outcomes[write][sr__outcome_of(rc)]);
     if (rc != SR_OK)
-        atomic_fetch_add(&n->errors, 1);
+        atomic_fetch_add(&n->b->errors, 1);
 }
 
 bool sr__node_cancel(sr_node *n, sr_driver_conn *conn, int64_t deadline)
 {
-    if (n->driver->abi_version < 6 || !n->driver->cancel)
+    if (n->b->driver->abi_version < 6 || !n->b->driver->cancel)
         return false;
     sr_driver_error e;
     sr__driver_error_clear(&e);
-    return n->driver->cancel(conn, deadline, &e) == SR_OK;
+    return n->b->driver->cancel(conn, deadline, &e) == SR_OK;
 }

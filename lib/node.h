@@ -29,7 +29,7 @@ void sr__node_unclaim_probe(sr_node *n);
  * towards ejection; SQL errors prove the node alive. Ejection drains the
  * node's idle connections; every transition is logged with its reason.
  */
-void sr__node_report(sr_router *r, sr_node *n, int status, const sr_driver_error *err, bool probe);
+void sr__node_report(sr_topo *r, sr_node *n, int status, const sr_driver_error *err, bool probe);
 
 /* Appends to buf why `n` cannot take a statement now ("ejected, next probe in 300 ms: ..."). */
 void sr__node_describe(sr_node *n, int64_t now_ns, char *buf, size_t len);
@@ -39,7 +39,7 @@ void sr__node_describe(sr_node *n, int64_t now_ns, char *buf, size_t len);
  * `deadline`, set statement_timeout_ms after the statement began). A failure
  * is counted and reported to the node's health; *e says why.
  */
-int sr__node_checkout(sr_router *r, sr_node *n, bool probe, int64_t deadline,
+int sr__node_checkout(sr_topo *r, sr_node *n, bool probe, int64_t deadline,
                       sr_driver_conn **conn, sr_driver_error *e);
 
 /*
@@ -47,7 +47,7 @@ int sr__node_checkout(sr_router *r, sr_node *n, bool probe, int64_t deadline,
  * latency is measured when `timed`), counters, the result (*out, or freed
  * when out is NULL). Does not report to health: sr__node_release() does.
  */
-int sr__node_exec(sr_router *r, sr_node *n, sr_driver_conn *conn, const sr_stmt *st,
+int sr__node_exec(sr_topo *r, sr_node *n, sr_driver_conn *conn, const sr_stmt *st,
                   int64_t deadline, bool timed, sr_result **out, sr_driver_error *e);
 
 /*
@@ -62,7 +62,7 @@ int sr__node_exec(sr_router *r, sr_node *n, sr_driver_conn *conn, const sr_stmt 
  *  - `need` NULL (an autocommit write on the primary): `pos` receives the
  *    write position after the commit, "" when the driver could not tell.
  */
-int sr__node_exec_at(sr_router *r, sr_node *n, sr_driver_conn *conn, const sr_stmt *st,
+int sr__node_exec_at(sr_topo *r, sr_node *n, sr_driver_conn *conn, const sr_stmt *st,
                      const char *need, int64_t written_ns,
                      int64_t deadline, bool timed, sr_result **out, char *pos, size_t poslen,
                      bool *stale, sr_driver_error *e);
@@ -91,12 +91,12 @@ void sr__node_step_end(sr_node *n, bool write, int rc);
 /* Whether the node's driver runs a statement and its position in one exchange. */
 static inline bool sr__node_has_exec_at(const sr_node *n)
 {
-    return n->driver->abi_version >= 5 && n->driver->exec_at;
+    return n->b->driver->abi_version >= 5 && n->b->driver->exec_at;
 }
 
 /* Returns the connection (dropped when e->transient says it is lost, also after a statement
  * that succeeded) and reports the outcome. */
-void sr__node_release(sr_router *r, sr_node *n, sr_driver_conn *conn, int rc,
+void sr__node_release(sr_topo *r, sr_node *n, sr_driver_conn *conn, int rc,
                       const sr_driver_error *e, bool probe);
 
 /* Returns a connection whose outcome was already reported (a transaction's, at its end). */
@@ -108,11 +108,11 @@ void sr__node_checkin(sr_node *n, sr_driver_conn *conn, bool broken);
  * an ejected primary is SR_REASON_PRIMARY_DOWN for a write and
  * SR_REASON_NO_NODE for a read (the message then describes every node).
  */
-int sr__node_acquire_primary(sr_router *r, int shard, bool write, int64_t deadline,
+int sr__node_acquire_primary(sr_topo *r, int shard, bool write, int64_t deadline,
                              sr_driver_conn **conn, bool *probe, sr_reason *why);
 
 /* Rolls back whatever `conn` has open and returns it (dropped when the rollback failed). */
-void sr__node_abandon(sr_router *r, sr_node *n, sr_driver_conn *conn);
+void sr__node_abandon(sr_topo *r, sr_node *n, sr_driver_conn *conn);
 
 /* ---- replica caches: replayed position and lag ---- */
 
@@ -154,6 +154,6 @@ int sr__node_wait_applied(sr_node *n, sr_driver_conn *conn, const char *want, in
  * `now` is sr_clock_ns() read by the caller (once for all the shard's
  * replicas); it is used only when max_lag_ms > 0.
  */
-bool sr__node_lag_ok(sr_router *r, sr_node *n, int max_lag_ms, int64_t now);
+bool sr__node_lag_ok(sr_topo *r, sr_node *n, int max_lag_ms, int64_t now);
 
 #endif

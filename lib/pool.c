@@ -467,3 +467,5 @@ void sr__pool_stats(sr_pool *p, sr_pool_stats *out)
     out->exhausted = atomic_load_explicit(&p->exhausted, memory_order_relaxed);
     out->waits = &p->waits;
 }
+
+int sr__pool_max_size(const sr_pool *p) { return p ? p->max_size : 0; }

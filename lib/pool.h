@@ -34,6 +34,9 @@ void sr__pool_checkin(sr_pool *p, sr_driver_conn *conn, int broken);
 /* Closes idle connections (a node that is ejected releases them). */
 void sr__pool_drain_idle(sr_pool *p);
 
+/* The pool's size limit (pool.max_size when it was made). */
+int sr__pool_max_size(const sr_pool *p);
+
 typedef struct sr_pool_stats {
     int open;   /* idle + in use */
     int idle;

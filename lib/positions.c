@@ -32,7 +32,7 @@ void sr__positions_free(sr_positions *p, int nshards)
 }
 
 /* Merges `pos` into (*slots)[shard] (allocating the slot array on first use). */
-static void merge_into(sr_positions *p, const sr_router *r, char ***slots, int shard,
+static void merge_into(sr_positions *p, const sr_topo *r, char ***slots, int shard,
                        const char *pos)
 {
     const sr_driver *d = sr__shard_positions_driver(r, shard);
@@ -67,7 +67,7 @@ static void merge_into(sr_positions *p, const sr_router *r, char ***slots, int s
     *slot = copy;
 }
 
-const char *sr__positions_required(const sr_positions *p, const sr_router *r, int shard, int mode,
+const char *sr__positions_required(const sr_positions *p, const sr_topo *r, int shard, int mode,
                                    char *buf, size_t len)
 {
     if (!sr__mode_uses_positions(mode))
@@ -98,7 +98,7 @@ const char *sr__positions_required(const sr_positions *p, const sr_router *r, in
 }
 
 /* Notes when the write was made; without the array the write merely counts as old. */
-static void stamp_write(sr_positions *p, const sr_router *r, int shard)
+static void stamp_write(sr_positions *p, const sr_topo *r, int shard)
 {
     if (!p->written_ns)
         p->written_ns = calloc((size_t)r->nshards, sizeof *p->written_ns);
@@ -106,7 +106,7 @@ static void stamp_write(sr_positions *p, const sr_router *r, int shard)
         p->written_ns[shard] = sr_clock_ns();
 }
 
-void sr__positions_record_write(sr_positions *p, sr_router *r, sr_node *primary,
+void sr__positions_record_write(sr_positions *p, sr_topo *r, sr_node *primary,
                                 sr_driver_conn *conn, int64_t deadline, const char *known)
 {
     const sr_driver *d = sr__shard_positions_driver(r, primary->shard);
@@ -139,7 +139,7 @@ void sr__positions_record_write(sr_positions *p, sr_router *r, sr_node *primary,
         p->lost = 1;
 }
 
-void sr__positions_note_read(sr_positions *p, sr_router *r, sr_node *n, sr_driver_conn *conn,
+void sr__positions_note_read(sr_positions *p, sr_topo *r, sr_node *n, sr_driver_conn *conn,
                              int64_t deadline)
 {
     const sr_driver *d = sr__shard_positions_driver(r, n->shard);
@@ -173,7 +173,7 @@ void sr__positions_note_read(sr_positions *p, sr_router *r, sr_node *n, sr_drive
     }
 }
 
-void sr__positions_merge_written(sr_positions *p, const sr_router *r, int shard, const char *pos)
+void sr__positions_merge_written(sr_positions *p, const sr_topo *r, int shard, const char *pos)
 {
     merge_into(p, r, &p->written, shard, pos);
     /* The position may now be another process's write, of unknown age. */
@@ -187,4 +187,81 @@ int sr__positions_first_unknown(const sr_positions *p, int nshards)
         if (sr__position_is_unknown(p->written[i]))
             return i;
     return -1;
+}
+
+/* Index of the shard named `name` in `t`, or -1 (a linear scan per shard: remapping happens
+ * once per session per reload, and only for a session that has positions). */
+static int shard_named(const sr_topo *t, const char *name, int hint)
+{
+    if (hint >= 0 && hint < t->nshards && strcmp(t->shards[hint].name, name) == 0)
+        return hint; /* the usual case: the shard kept its place */
+    for (int i = 0; i < t->nshards; i++)
+        if (strcmp(t->shards[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+/* Moves a slot array from `from`'s shard indexes to `to`'s; see sr__positions_remap. */
+static int remap_slots(char ***slots, const sr_topo *from, const sr_topo *to)
+{
+    if (!*slots)
+        return SR_OK;
+    char **fresh = calloc((size_t)to->nshards, sizeof *fresh);
+    if (!fresh) {
+        free_slots(*slots, from->nshards);
+        *slots = NULL;
+        return SR_ENOMEM;
+    }
+    int rc = SR_OK;
+    for (int j = 0; j < from->nshards; j++) {
+        char *pos = (*slots)[j];
+        if (!pos)
+            continue;
+        int i = shard_named(to, from->shards[j].name, j);
+        if (i < 0)
+            continue; /* the shard is gone */
+        if (to->shards[i].nodes[0].b == from->shards[j].nodes[0].b) {
+            fresh[i] = pos;
+            (*slots)[j] = NULL;
+        } else {
+            /* Another primary: its positions are not comparable with this one. */
+            fresh[i] = sr_strdup(sr__position_unknown);
+            if (!fresh[i])
+                rc = SR_ENOMEM;
+        }
+    }
+    free_slots(*slots, from->nshards);
+    *slots = fresh;
+    return rc;
+}
+
+int sr__positions_remap(sr_positions *p, const sr_topo *from, const sr_topo *to)
+{
+    /* Both arrays are remapped whatever happens: afterwards every array has to's size. On
+     * failure remap_slots frees the array it could not move and leaves NULL. */
+    int rc = remap_slots(&p->written, from, to);
+    int rc2 = remap_slots(&p->observed, from, to);
+    if (rc == SR_OK)
+        rc = rc2;
+    int64_t *ns = NULL;
+    if (rc == SR_OK && p->written_ns) {
+        ns = calloc((size_t)to->nshards, sizeof *ns);
+        if (!ns)
+            rc = SR_ENOMEM;
+        for (int j = 0; ns && j < from->nshards; j++) {
+            int i = shard_named(to, from->shards[j].name, j);
+            if (i >= 0)
+                ns[i] = p->written_ns[j];
+        }
+    }
+    free(p->written_ns);
+    p->written_ns = ns;
+    free(p->read_on); /* node indexes may have changed: the next monotonic read asks */
+    p->read_on = NULL;
+    if (rc != SR_OK) {
+        /* Dropping a position would let a read pick a replica behind it. */
+        sr__positions_free(p, to->nshards);
+        p->lost = 1;
+    }
+    return rc;
 }

@@ -45,11 +45,21 @@ static inline bool sr__mode_uses_positions(int mode)
 void sr__positions_free(sr_positions *p, int nshards);
 
 /*
+ * Moves a session's positions from topology version `from` to `to` (a
+ * reload): each stays with the shard of the same name when its primary is
+ * the same backend; for a shard whose primary changed it becomes "unknown"
+ * (its next read goes to the primary); a shard that is gone loses it.
+ * SR_ENOMEM: every position is dropped and p->lost set (reads that need one
+ * go to the primary).
+ */
+int sr__positions_remap(sr_positions *p, const sr_topo *from, const sr_topo *to);
+
+/*
  * The position a read on `shard` must see under `mode`, copied to buf; NULL
  * when there is none (mode any/primary, nothing recorded, or a backend
  * without positions). May return sr__position_unknown: only the primary will do.
  */
-const char *sr__positions_required(const sr_positions *p, const sr_router *r, int shard, int mode,
+const char *sr__positions_required(const sr_positions *p, const sr_topo *r, int shard, int mode,
                                    char *buf, size_t len);
 
 /*
@@ -59,7 +69,7 @@ const char *sr__positions_required(const sr_positions *p, const sr_router *r, in
  * cannot be read: the shard's reads go to the primary). Stamps the write's
  * time for the replay-delay estimate.
  */
-void sr__positions_record_write(sr_positions *p, sr_router *r, sr_node *primary,
+void sr__positions_record_write(sr_positions *p, sr_topo *r, sr_node *primary,
                                 sr_driver_conn *conn, int64_t deadline, const char *known);
 
 /* When this session last wrote on `shard` (sr_clock_ns()), 0 when unknown. */
@@ -80,7 +90,7 @@ static inline int64_t sr__positions_written_ns(const sr_positions *p, int shard)
  * that lags, or the primary) for good, and the policy's spread comes back.
  */
 #define SR_STICKY_READS 8
-void sr__positions_note_read(sr_positions *p, sr_router *r, sr_node *n, sr_driver_conn *conn,
+void sr__positions_note_read(sr_positions *p, sr_topo *r, sr_node *n, sr_driver_conn *conn,
                              int64_t deadline);
 
 /* The node index the shard's next monotonic read sticks to, or -1. */
@@ -90,7 +100,7 @@ static inline int sr__positions_sticky_node(const sr_positions *p, int shard)
 }
 
 /* Merges an imported position (a token's) into what this session wrote on `shard`. */
-void sr__positions_merge_written(sr_positions *p, const sr_router *r, int shard, const char *pos);
+void sr__positions_merge_written(sr_positions *p, const sr_topo *r, int shard, const char *pos);
 
 /* The first shard whose write position is unknown, or -1. */
 int sr__positions_first_unknown(const sr_positions *p, int nshards);

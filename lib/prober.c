@@ -11,22 +11,22 @@
 #include <time.h>
 
 /* Records a role check; logs only transitions, so a wrong node is reported once, not every round. */
-static void note_role(sr_router *r, sr_node *n, sr_role actual)
+static void note_role(sr_topo *r, sr_node *n, sr_role actual)
 {
     int mismatch = actual != n->role;
-    int before = atomic_exchange(&n->role_mismatch, mismatch);
+    int before = atomic_exchange(&n->b->role_mismatch, mismatch);
     if (before == mismatch)
         return;
     const char *shard = r->shards[n->shard].name;
     if (mismatch)
         sr__log(r, SR_LOG_WARN,
                 "role change: shard '%s' node %s is configured as %s but reports %s%s", shard,
-                n->uri->redacted, sr__role_name(n->role), sr__role_name(actual),
+                n->b->uri->redacted, sr__role_name(n->role), sr__role_name(actual),
                 n->role == SR_PRIMARY ? "; writes to this shard fail fast until it is a primary again"
                                       : "");
     else
         sr__log(r, SR_LOG_INFO, "role restored: shard '%s' node %s reports %s again", shard,
-                n->uri->redacted, sr__role_name(actual));
+                n->b->uri->redacted, sr__role_name(actual));
 }
 
 /* Lag and replayed position of a replica, for lag-aware and consistent reads. */
@@ -35,15 +35,15 @@ static void refresh_replication(sr_node *n, sr_driver_conn *conn, int64_t deadli
     sr_driver_error e;
     sr__driver_error_clear(&e);
     int64_t lag;
-    if (n->driver->replica_lag_ms && n->driver->replica_lag_ms(conn, deadline, &lag, &e) == SR_OK)
+    if (n->b->driver->replica_lag_ms && n->b->driver->replica_lag_ms(conn, deadline, &lag, &e) == SR_OK)
         sr__node_store_lag(n, lag);
     char pos[SR_POSITION_MAX];
-    if (sr__driver_has_positions(n->driver) &&
-        n->driver->replay_position(conn, deadline, pos, sizeof pos, &e) == SR_OK)
+    if (sr__driver_has_positions(n->b->driver) &&
+        n->b->driver->replay_position(conn, deadline, pos, sizeof pos, &e) == SR_OK)
         sr__node_store_position(n, pos);
 }
 
-static void check_node(sr_router *r, sr_node *n)
+static void check_node(sr_topo *r, sr_node *n)
 {
     bool probe = false;
     if (!sr__node_admit(n, &probe))
@@ -56,17 +56,17 @@ static void check_node(sr_router *r, sr_node *n)
     if (crc != SR_OK) {
         /* A probe's outcome is counted by sr__node_report (node.c); a full pool is no check. */
         if (!probe && crc != SR_EBUSY)
-            sr__count(&n->probes[0]);
+            sr__count(&n->b->probes[0]);
         return; /* reported by the checkout */
     }
-    int rc = n->driver->ping(conn, deadline, &e);
+    int rc = n->b->driver->ping(conn, deadline, &e);
     if (rc == SR_OK && n->role == SR_REPLICA)
         refresh_replication(n, conn, deadline);
-    if (rc == SR_OK && n->driver->server_role) {
+    if (rc == SR_OK && n->b->driver->server_role) {
         sr_role actual;
         sr_driver_error e2;
         sr__driver_error_clear(&e2);
-        int rc2 = n->driver->server_role(conn, deadline, &actual, &e2);
+        int rc2 = n->b->driver->server_role(conn, deadline, &actual, &e2);
         if (rc2 == SR_OK)
             note_role(r, n, actual);
         else if (e2.transient) {
@@ -76,17 +76,37 @@ static void check_node(sr_router *r, sr_node *n)
     }
     sr__node_release(r, n, conn, rc, &e, probe);
     if (!probe)
-        sr__count(&n->probes[rc == SR_OK]);
+        sr__count(&n->b->probes[rc == SR_OK]);
 }
 
-SR_API int sr_router_maintain(sr_router *r)
+SR_API int sr_router_maintain(sr_router *h)
 {
-    if (!r)
+    if (!h)
         return SR_EINVAL;
+    sr_topo *r = sr__topo_acquire(h); /* a round checks one version's nodes */
     for (int i = 0; i < r->nshards; i++)
         for (int j = 0; j < r->shards[i].nnodes; j++)
             check_node(r, &r->shards[i].nodes[j]);
+    sr__topo_release(r);
     return SR_OK;
+}
+
+/* The current version's probe interval: a reload may change it, or set 0 (no rounds). */
+static int probe_interval_ms(sr_router *h)
+{
+    sr_topo *t = sr__topo_borrow(h);
+    int ms = t->opts.health_probe_interval_ms;
+    sr__topo_unborrow(h);
+    return ms;
+}
+
+void sr__prober_wake(sr_router *r)
+{
+    if (!r->prober_started)
+        return;
+    pthread_mutex_lock(&r->prober_lock);
+    pthread_cond_signal(&r->prober_wake);
+    pthread_mutex_unlock(&r->prober_lock);
 }
 
 static void *prober_main(void *arg)
@@ -95,16 +115,18 @@ static void *prober_main(void *arg)
     pthread_mutex_lock(&r->prober_lock);
     while (!r->prober_stop) {
         pthread_mutex_unlock(&r->prober_lock);
-        sr_router_maintain(r);
+        int every = probe_interval_ms(r);
+        if (every > 0) /* a reload may have turned the rounds off: the thread idles */
+            sr_router_maintain(r);
         pthread_mutex_lock(&r->prober_lock);
         struct timespec until;
         clock_gettime(CLOCK_MONOTONIC, &until);
-        int64_t ns = until.tv_nsec + (int64_t)r->opts.health_probe_interval_ms * 1000000;
+        int64_t ns = until.tv_nsec + (int64_t)(every > 0 ? every : 1000) * 1000000;
         until.tv_sec += (time_t)(ns / 1000000000);
         until.tv_nsec = (long)(ns % 1000000000);
-        while (!r->prober_stop &&
-               pthread_cond_timedwait(&r->prober_wake, &r->prober_lock, &until) != ETIMEDOUT)
-            ;
+        /* Until the interval passes, or a reload or close signals. */
+        if (!r->prober_stop)
+            pthread_cond_timedwait(&r->prober_wake, &r->prober_lock, &until);
     }
     pthread_mutex_unlock(&r->prober_lock);
     return NULL;
@@ -112,7 +134,8 @@ static void *prober_main(void *arg)
 
 int sr__prober_start(sr_router *r)
 {
-    if (r->opts.health_probe_interval_ms <= 0)
+    sr_topo *t = atomic_load(&r->current); /* the caller (open, reload) holds it */
+    if (r->prober_started || t->opts.health_probe_interval_ms <= 0)
         return SR_OK;
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
@@ -127,7 +150,7 @@ int sr__prober_start(sr_router *r)
         return SR_ENOMEM;
     }
     r->prober_started = 1;
-    sr__log(r, SR_LOG_INFO, "health prober started: every %d ms", r->opts.health_probe_interval_ms);
+    sr__log(t, SR_LOG_INFO, "health prober started: every %d ms", t->opts.health_probe_interval_ms);
     return SR_OK;
 }
 

@@ -24,7 +24,7 @@
  * known to have applied the plan's position are not preferred: the policy's
  * spread would then collapse onto whichever replica was asked last.)
  */
-static sr_node *pick_candidate(sr_router *r, sr_shard *sh, const sr_read_plan *plan,
+static sr_node *pick_candidate(sr_topo *r, sr_shard *sh, const sr_read_plan *plan,
                                uint64_t exclude, sr_read_tries *tries, bool *probe)
 {
     int64_t now = 0; /* read once, and only when a lag bound needs it */
@@ -53,7 +53,7 @@ static sr_node *pick_candidate(sr_router *r, sr_shard *sh, const sr_read_plan *p
             if (plan->max_lag_ms > 0 && !now)
                 now = sr_clock_ns();
             if (!sr__node_lag_ok(r, node, plan->max_lag_ms, now)) {
-                int64_t lag = atomic_load_explicit(&node->lag_ms, memory_order_relaxed);
+                int64_t lag = atomic_load_explicit(&node->b->lag_ms, memory_order_relaxed);
                 if (plan->max_lag_ms > 0 && lag >= 0)
                     tries->lagged |= sr__node_bit(node);
                 else
@@ -63,7 +63,7 @@ static sr_node *pick_candidate(sr_router *r, sr_shard *sh, const sr_read_plan *p
         }
         if (i == plan->last_node)
             last_at = n;
-        cands[n] = &node->bal;
+        cands[n] = &node->b->bal;
         nodes[n] = node;
         n++;
     }
@@ -81,8 +81,8 @@ static void count_wait(sr_shard *sh, sr_read_tries *tries, sr_wait_outcome outco
 {
     int64_t waited = sr_clock_ns() - t0;
     tries->wait_ns += waited;
-    sr__count(&sh->counters.waits[outcome]);
-    atomic_fetch_add_explicit(&sh->counters.wait_ns, (uint64_t)waited, memory_order_relaxed);
+    sr__count(&sh->counters->waits[outcome]);
+    atomic_fetch_add_explicit(&sh->counters->wait_ns, (uint64_t)waited, memory_order_relaxed);
 }
 
 /* Why a read that found no replica goes to the primary, from what its tries learnt. */
@@ -98,7 +98,7 @@ static sr_primary_why fallback_why(const sr_read_plan *plan, const sr_read_tries
 }
 
 /* The primary as the read's last resort (or the only choice under consistency = primary). */
-static int acquire_primary(sr_router *r, int shard, int64_t deadline, sr_node **node,
+static int acquire_primary(sr_topo *r, int shard, int64_t deadline, sr_node **node,
                            sr_driver_conn **conn, bool *probe, sr_reason *why)
 {
     int rc = sr__node_acquire_primary(r, shard, false, deadline, conn, probe, why);
@@ -107,7 +107,7 @@ static int acquire_primary(sr_router *r, int shard, int64_t deadline, sr_node **
     return rc;
 }
 
-static int acquire(sr_router *r, int shard, const sr_read_plan *plan, sr_read_tries *tries,
+static int acquire(sr_topo *r, int shard, const sr_read_plan *plan, sr_read_tries *tries,
                    int64_t deadline, sr_node **node, sr_driver_conn **conn, bool *probe,
                    const char **check, sr_reason *why)
 {
@@ -119,7 +119,7 @@ static int acquire(sr_router *r, int shard, const sr_read_plan *plan, sr_read_tr
     }
 
     const char *need = plan->need;
-    bool primary_up = sr__health_is_up(&sh->nodes[0].health);
+    bool primary_up = sr__health_is_up(&sh->nodes[0].b->health);
     int wait_ms = sr__consistency_wait_ms(&r->opts, primary_up);
     /*
      * In a hurry (no wait asked for, the primary allowed), one replica is
@@ -210,7 +210,7 @@ static int acquire(sr_router *r, int shard, const sr_read_plan *plan, sr_read_tr
         int64_t wait_until = sr__deadline_after_ms(wait_ms);
         if (wait_until > deadline)
             wait_until = deadline;
-        const sr_driver *drv = sh->nodes[0].driver;
+        const sr_driver *drv = sh->nodes[0].b->driver;
         if (need && tries->stale && wait_ms > 0 && drv->abi_version >= 2 && drv->wait_replayed) {
             sr_node *n = pick_candidate(r, sh, plan, exclude, tries, probe);
             if (n && n->role != SR_REPLICA && *probe) {
@@ -270,7 +270,7 @@ static int acquire(sr_router *r, int shard, const sr_read_plan *plan, sr_read_tr
     return sr__reason_shard(why, SR_EUNAVAILABLE, SR_REASON_NO_NODE, shard, NULL);
 }
 
-int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, sr_read_tries *tries,
+int sr__read_acquire(sr_topo *r, int shard, const sr_read_plan *plan, sr_read_tries *tries,
                      int64_t deadline, sr_node **node, sr_driver_conn **conn, bool *probe,
                      const char **check, sr_reason *why)
 {

@@ -58,7 +58,7 @@ typedef struct sr_read_tries {
  * replica first. Errors, with *why: SR_ESTALE, SR_EUNAVAILABLE, SR_ETIMEOUT,
  * connection errors.
  */
-int sr__read_acquire(sr_router *r, int shard, const sr_read_plan *plan, sr_read_tries *tries,
+int sr__read_acquire(sr_topo *r, int shard, const sr_read_plan *plan, sr_read_tries *tries,
                      int64_t deadline, sr_node **node, sr_driver_conn **conn, bool *probe,
                      const char **check, sr_reason *why);
 
@@ -70,11 +70,11 @@ static inline uint64_t sr__node_bit(const sr_node *n) { return (uint64_t)1 << n-
  * when `n` is the primary, with tries->primary_why. Called by the code that
  * runs reads, once per read that got its node (not by a read-only BEGIN).
  */
-static inline void sr__read_count_primary(sr_router *r, int shard, const sr_node *n,
+static inline void sr__read_count_primary(sr_topo *r, int shard, const sr_node *n,
                                           const sr_read_tries *tries)
 {
     if (n->role == SR_PRIMARY && tries->primary_why != SR_PRIMARY_WHY_NONE)
-        sr__count(&r->shards[shard].counters.primary_reads[tries->primary_why]);
+        sr__count(&r->shards[shard].counters->primary_reads[tries->primary_why]);
 }
 
 #endif

@@ -1,11 +1,21 @@
 /*
- * The router's public face: open/close, key -> shard, and introspection of
- * shards and nodes. The statement path starts in exec.c.
+ * The router's public face: open/close, reload, key -> shard, and
+ * introspection of shards and nodes, each on the current topology version.
+ * The statement path starts in exec.c.
  */
 #include "token.h"
 
 #include <stdlib.h>
 #include <string.h>
+
+static void log_version(sr_topo *t, const char *what)
+{
+    sr__log(t, SR_LOG_INFO, "router %s: topology version %llu, %d shards, distribution %s, "
+                            "policy %s",
+            what, (unsigned long long)t->version, t->nshards,
+            sr__option_enum_name("shard.distribution", t->opts.distribution),
+            sr__option_enum_name("balance.policy", t->opts.balance_policy));
+}
 
 SR_API int sr_router_open(sr_config *c, sr_router **out)
 {
@@ -17,24 +27,68 @@ SR_API int sr_router_open(sr_config *c, sr_router **out)
     sr_router *r = calloc(1, sizeof *r);
     if (!r)
         return sr__config_fail(c, SR_ENOMEM, "out of memory opening the router");
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_mutex_init(&r->reload_lock, NULL);
+    pthread_mutex_init(&r->registry_lock, NULL);
     char err[SR_ERRMSG_LEN] = "";
-    int rc = sr__topology_build(r, c, err, sizeof err);
+    sr_topo *t = NULL;
+    int rc = sr__topology_build(r, c, NULL, 1, &t, err, sizeof err);
+    if (rc == SR_OK) {
+        sr__topo_publish(t);
+        atomic_store(&r->current, t);
+        atomic_store(&r->version, 1);
+        rc = sr__prober_start(r);
+        if (rc != SR_OK)
+            sr__fmt(err, sizeof err, "cannot start the health prober thread");
+    }
     if (rc != SR_OK) {
-        sr__topology_free(r);
+        sr__topology_free_all(r);
+        pthread_mutex_destroy(&r->lock);
+        pthread_mutex_destroy(&r->reload_lock);
+        pthread_mutex_destroy(&r->registry_lock);
         free(r);
         return sr__config_fail(c, rc, "%s", err[0] ? err : sr_strerror(rc));
     }
-    rc = sr__prober_start(r);
-    if (rc != SR_OK) {
-        sr__topology_free(r);
-        free(r);
-        return sr__config_fail(c, rc, "cannot start the health prober thread");
-    }
     sr__config_fail(c, SR_OK, "%s", "");
-    sr__log(r, SR_LOG_INFO, "router open: %d shards, distribution %s, policy %s", r->nshards,
-            sr__option_enum_name("shard.distribution", r->opts.distribution),
-            sr__option_enum_name("balance.policy", r->opts.balance_policy));
+    log_version(t, "open");
     *out = r;
+    return SR_OK;
+}
+
+SR_API int sr_router_reload(sr_router *r, sr_config *c)
+{
+    if (!r || !c) {
+        if (c)
+            sr__config_fail(c, SR_EINVAL, "sr_router_reload: NULL router");
+        return SR_EINVAL;
+    }
+    /* One reload at a time; statements go on meanwhile (they never take this lock). */
+    pthread_mutex_lock(&r->reload_lock);
+    sr_topo *old = sr__topo_acquire(r);
+    char err[SR_ERRMSG_LEN] = "";
+    sr_topo *t = NULL;
+    int rc = sr__topology_build(r, c, old, old->version + 1, &t, err, sizeof err);
+    int prober = SR_OK;
+    if (rc == SR_OK) {
+        sr__topo_retire(r, old, t);
+        prober = sr__prober_start(r); /* the new options may ask for it */
+        sr__prober_wake(r);           /* ... or for another interval */
+    }
+    sr__count(&r->reloads[rc == SR_OK]);
+    /* Logged while `t` is still current (this lock keeps it so) and `old` referenced; a
+     * log callback must not reload (this thread holds the reload lock). */
+    if (rc != SR_OK)
+        sr__log(old, SR_LOG_WARN, "router reload refused, the topology is unchanged: %s",
+                err[0] ? err : sr_strerror(rc));
+    else
+        log_version(t, "reloaded");
+    if (prober != SR_OK)
+        sr__log(t, SR_LOG_WARN, "cannot start the health prober thread");
+    sr__topo_release(old);
+    pthread_mutex_unlock(&r->reload_lock);
+    if (rc != SR_OK)
+        return sr__config_fail(c, rc, "%s", err[0] ? err : sr_strerror(rc));
+    sr__config_fail(c, SR_OK, "%s", "");
     return SR_OK;
 }
 
@@ -43,66 +97,97 @@ SR_API void sr_router_close(sr_router *r)
     if (!r)
         return;
     sr__prober_stop(r);
-    sr__token_index_free(r);
-    sr__topology_free(r);
+    sr__topology_free_all(r);
+    pthread_mutex_destroy(&r->lock);
+    pthread_mutex_destroy(&r->reload_lock);
+    pthread_mutex_destroy(&r->registry_lock);
     free(r);
+}
+
+SR_API int64_t sr_router_version(const sr_router *r)
+{
+    return r ? (int64_t)atomic_load(&((sr_router *)r)->version) : SR_EINVAL;
 }
 
 SR_API int sr_router_shard_for(const sr_router *r, sr_key key)
 {
     if (!r)
         return SR_EINVAL;
-    return sr__keymap_lookup(r->keymap, key);
+    sr_topo *t = sr__topo_borrow(r);
+    int rc = sr__keymap_lookup(t->keymap, key);
+    sr__topo_unborrow(r);
+    return rc;
 }
 
-SR_API int sr_router_nshards(const sr_router *r) { return r ? r->nshards : SR_EINVAL; }
+SR_API int sr_router_nshards(const sr_router *r)
+{
+    if (!r)
+        return SR_EINVAL;
+    sr_topo *t = sr__topo_borrow(r);
+    int n = t->nshards;
+    sr__topo_unborrow(r);
+    return n;
+}
 
 SR_API const char *sr_router_shard_name(const sr_router *r, int shard)
 {
-    if (!r || shard < 0 || shard >= r->nshards)
+    if (!r)
         return NULL;
-    return r->shards[shard].name;
+    sr_topo *t = sr__topo_borrow(r);
+    /* Shard names outlive their version (the graveyard, topology.c): valid until close. */
+    const char *name = shard >= 0 && shard < t->nshards ? t->shards[shard].name : NULL;
+    sr__topo_unborrow(r);
+    return name;
 }
 
 SR_API int sr_router_nnodes(const sr_router *r, int shard)
 {
     if (!r)
         return SR_EINVAL;
-    if (shard < 0 || shard >= r->nshards)
-        return SR_ENOSHARD;
-    return r->shards[shard].nnodes;
+    sr_topo *t = sr__topo_borrow(r);
+    int n = shard >= 0 && shard < t->nshards ? t->shards[shard].nnodes : SR_ENOSHARD;
+    sr__topo_unborrow(r);
+    return n;
 }
 
-SR_API int sr_router_node_info(const sr_router *r, int shard, int node, sr_node_info *out)
+static int node_info(const sr_topo *r, int shard, int node, sr_node_info *out)
 {
-    if (!r || !out || out->version < 1 || out->version > SR_NODE_INFO_VERSION)
-        return SR_EINVAL;
     if (shard < 0 || shard >= r->nshards || node < 0 || node >= r->shards[shard].nnodes)
         return SR_ENOSHARD;
     /* Version 1 is every field up to lag_ms; version 2 fields are filled only when the
      * caller's struct has them. */
     sr_node *n = &r->shards[shard].nodes[node];
     sr_pool_stats ps;
-    sr__pool_stats(n->pool, &ps);
+    sr__pool_stats(n->b->pool, &ps);
     out->role = n->role;
-    out->uri = n->uri->redacted;
-    out->healthy = sr__health_is_up(&n->health);
+    out->uri = n->b->uri->redacted;
+    out->healthy = sr__health_is_up(&n->b->health);
     out->statements = 0;
     for (int w = 0; w < 2; w++)
         for (int o = 0; o < SR_OUTCOMES; o++)
-            out->statements += atomic_load_explicit(&n->outcomes[w][o], memory_order_relaxed);
-    out->errors = atomic_load(&n->errors);
-    int64_t inflight = atomic_load(&n->bal.in_flight);
+            out->statements += atomic_load_explicit(&n->b->outcomes[w][o], memory_order_relaxed);
+    out->errors = atomic_load(&n->b->errors);
+    int64_t inflight = atomic_load(&n->b->bal.in_flight);
     out->in_flight = inflight > 0 ? (uint64_t)inflight : 0;
     out->connections = (uint64_t)ps.open;
-    out->ewma_latency_ms = (double)atomic_load(&n->bal.ewma_ns) / 1e6;
-    out->role_mismatch = atomic_load(&n->role_mismatch);
-    out->ejections = atomic_load(&n->health.ejections);
-    out->lag_ms = atomic_load(&n->lag_ms);
+    out->ewma_latency_ms = (double)atomic_load(&n->b->bal.ewma_ns) / 1e6;
+    out->role_mismatch = atomic_load(&n->b->role_mismatch);
+    out->ejections = atomic_load(&n->b->health.ejections);
+    out->lag_ms = atomic_load(&n->b->lag_ms);
     if (out->version >= 2) {
-        out->stale_checks = atomic_load(&n->stale_checks);
-        out->position_checks = out->stale_checks + atomic_load(&n->applied_checks);
-        out->replay_delay_us = atomic_load(&n->replay_delay_ns) / 1000;
+        out->stale_checks = atomic_load(&n->b->stale_checks);
+        out->position_checks = out->stale_checks + atomic_load(&n->b->applied_checks);
+        out->replay_delay_us = atomic_load(&n->b->replay_delay_ns) / 1000;
     }
     return SR_OK;
+}
+
+SR_API int sr_router_node_info(const sr_router *r, int shard, int node, sr_node_info *out)
+{
+    if (!r || !out || out->version < 1 || out->version > SR_NODE_INFO_VERSION)
+        return SR_EINVAL;
+    sr_topo *t = sr__topo_borrow(r);
+    int rc = node_info(t, shard, node, out);
+    sr__topo_unborrow(r);
+    return rc;
 }

@@ -38,10 +38,10 @@ int sr__scatter_check_opts(sr_session *s, const sr_scatter_opts *o)
 int sr__scatter_plan(sr_session *s, const sr_scatter_opts *o, const char *sql,
                      sr_merge_plan **plan, char **shard_sql)
 {
-    sr_router *r = s->router;
+    sr_topo *r = s->router;
     /* Shards of one router share a backend in practice; a mix merges NULLs as shard 0's
      * backend sorts them (docs/scatter.md). */
-    sr_sql_dialect dialect = r->shards[0].nodes[0].driver->dialect;
+    sr_sql_dialect dialect = r->shards[0].nodes[0].b->driver->dialect;
     char why[512] = "";
     int mode = o ? o->merge : SR_MERGE_AUTO;
     int rc = sr__merge_plan_new(sql, dialect, mode, o ? o->spec : NULL, plan, shard_sql, why,
@@ -61,7 +61,7 @@ int sr__scatter_plan(sr_session *s, const sr_scatter_opts *o, const char *sql,
  */
 int sr__scatter_failures(sr_session *s, const sr_fanout *f, int *nfailed, int *failed)
 {
-    sr_router *r = s->router;
+    sr_topo *r = s->router;
     char failures[SR_ERRMSG_LEN] = "";
     size_t flen = 0;
     int n = sr__fanout_count(f), first = SR_OK;
@@ -169,7 +169,7 @@ static int exec_all(sr_session *s, sr_intent intent, const sr_scatter_opts *o, c
     if (s->in_txn)
         return sr__session_fail(s, SR_ETXN, "sr_exec_all inside a transaction (a transaction "
                                             "stays on one shard)");
-    sr_router *r = s->router;
+    sr_topo *r = s->router;
     sr_merge_plan *plan = NULL;
     char *shard_sql = NULL;
     rc = sr__scatter_plan(s, o, st->sql, &plan, &shard_sql);
@@ -247,7 +247,7 @@ static int explain_all(sr_session *s, sr_intent intent, const sr_scatter_opts *o
     rc = sr__scatter_plan(s, o, sql, &plan, &shard_sql);
     if (rc != SR_OK)
         return rc;
-    sr_router *r = s->router;
+    sr_topo *r = s->router;
     /* Built in a growing heap buffer: the caller's may be small, the length is returned. */
     size_t cap = 1024 + strlen(shard_sql) + (size_t)r->nshards * 96, len = 0;
     char *text = malloc(cap);
@@ -261,7 +261,7 @@ static int explain_all(sr_session *s, sr_intent intent, const sr_scatter_opts *o
     for (int i = 0; i < r->nshards && len < cap; i++) {
         const sr_node *p = &r->shards[i].nodes[0];
         sr__fmt(text + len, cap - len, "%s%s%s", i ? ", " : "", r->shards[i].name,
-                sr_driver_has_steps(p->driver) ? "" : " [one after another]");
+                sr_driver_has_steps(p->b->driver) ? "" : " [one after another]");
         len = strlen(text);
     }
     sr__fmt(text + len, cap - len, ")\nintent: %s\nshard SQL: %s\nmerge: ",

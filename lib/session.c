@@ -63,14 +63,14 @@ int sr__session_fail_reason(sr_session *s, int status, const char *what, const s
 
 static int fail_reason(sr_session *s, int status, const char *what, const sr_reason *why)
 {
-    const sr_router *r = s->router;
+    const sr_topo *r = s->router;
     const sr_shard *sh = &r->shards[why->shard];
     switch (why->kind) {
     case SR_REASON_DRIVER: {
         const sr_node *n = why->node;
         const sr_driver_error *e = &why->err;
         sr__fmt(s->errmsg, sizeof s->errmsg, "%s%s on shard '%s' node %s (%s): %s: %s", what,
-                why->note ? why->note : "", sh->name, n->uri->redacted, sr__role_name(n->role),
+                why->note ? why->note : "", sh->name, n->b->uri->redacted, sr__role_name(n->role),
                 sr_strerror(e->status), e->message);
         memcpy(s->sqlstate, e->sqlstate, sizeof s->sqlstate);
         s->sqlstate[5] = '\0';
@@ -87,7 +87,7 @@ static int fail_reason(sr_session *s, int status, const char *what, const sr_rea
         return sr__session_fail(s, status,
                                 "%s on shard '%s': its primary %s reports that it is not a primary "
                                 "(in recovery or read-only); writes are refused until it is again",
-                                what, sh->name, sh->nodes[0].uri->redacted);
+                                what, sh->name, sh->nodes[0].b->uri->redacted);
     case SR_REASON_STALE:
         return sr__session_fail(s, status,
                                 "%s on shard '%s': %s (needed %s, waited up to %d ms) and "
@@ -211,13 +211,14 @@ SR_API int sr_session_new(sr_router *r, sr_session **out)
     sr_session *s = calloc(1, sizeof *s);
     if (!s)
         return SR_ENOMEM;
-    s->router = r;
+    s->handle = r;
+    s->router = sr__topo_acquire(r);
     /* Each session sticks to its own replica under `affinity` unless told otherwise. */
     s->affinity = sr__rand64();
     s->txn_shard = -1;
     s->last_read_shard = s->last_read_node = -1;
     s->err_shard = s->err_node = -1;
-    s->mode = r->opts.consistency_mode;
+    s->mode = s->router->opts.consistency_mode;
     s->max_lag_ms = -1;
     *out = s;
     return SR_OK;
@@ -236,10 +237,30 @@ SR_API void sr_session_free(sr_session *s)
     if (s->in_txn) /* rolled back: an open transaction never outlives its session */
         sr__node_abandon(s->router, s->txn_node, s->txn_conn);
     sr__positions_free(&s->positions, s->router->nshards);
+    sr__topo_release(s->router);
     free(s->token);
     free(s->trace);
     free(s->trace_sql);
     free(s);
+}
+
+void sr__session_refresh(sr_session *s)
+{
+    if (s->in_txn || s->open_cursors)
+        return; /* they finish on the version they began on; the session moves after */
+    sr_topo *old = s->router;
+    sr_topo *t = sr__topo_acquire(s->handle);
+    if (t == old) {
+        sr__topo_release(t);
+        return;
+    }
+    if (sr__positions_remap(&s->positions, old, t) != SR_OK)
+        sr__log(t, SR_LOG_WARN, "out of memory moving a session's positions to topology "
+                                "version %llu: its reads that need one go to the primaries",
+                (unsigned long long)t->version);
+    s->router = t;
+    s->last_read_shard = s->last_read_node = -1;
+    sr__topo_release(old);
 }
 
 static int set_affinity(sr_session *s, sr_key key)
@@ -343,7 +364,7 @@ const char *sr__session_trace_sql(sr_session *s, const char *sql)
 static const char *session_token(sr_session *s)
 {
     sr__session_clear_error(s);
-    sr_router *r = s->router;
+    sr_topo *r = s->router;
     /* A token that left out a write would let the importing session read a
      * replica that has not replayed it: no token at all is the honest answer.
      * This session itself reads those shards from the primary. */
@@ -374,7 +395,7 @@ static int session_set_token(sr_session *s, const char *token)
     sr__session_clear_error(s);
     if (!token)
         return sr__session_fail(s, SR_EINVAL, "sr_session_set_token: token is NULL");
-    sr_router *r = s->router;
+    sr_topo *r = s->router;
     sr_token_parsed t;
     char why[SR_ERRMSG_LEN];
     /* Every entry is checked before any is merged, so a bad token changes nothing. */
@@ -414,6 +435,7 @@ SR_API const char *sr_session_token(sr_session *s)
 {
     if (!s || !sr__session_enter(s))
         return NULL;
+    sr__session_follow(s);
     const char *t = session_token(s);
     sr__session_leave(s);
     return t;

@@ -17,7 +17,12 @@
 #define SR_LATENCY_SAMPLE 4
 
 struct sr_session {
-    sr_router *router;
+    /* The topology version the session routes on (a reference), and the router it belongs
+     * to: at the start of each call the session moves to the router's current version
+     * (sr__session_refresh), except while a transaction or cursor of it is open. */
+    sr_topo *router;
+    sr_router *handle;
+    int open_cursors;
     _Atomic int busy;   /* 1 while a public call runs on this session (SR_EMISUSE) */
     uint64_t affinity;
     unsigned latency_tick; /* statements run: one in SR_LATENCY_SAMPLE is timed */
@@ -68,14 +73,25 @@ static inline void sr__session_leave(sr_session *s)
     atomic_store_explicit(&s->busy, 0, memory_order_release);
 }
 
+/* Moves the session to the router's current topology version (see struct sr_session). */
+void sr__session_refresh(sr_session *s);
+
+/* At the start of a call: one load of the router's version, compared with the session's. */
+static inline void sr__session_follow(sr_session *s)
+{
+    if (s->router->version != atomic_load_explicit(&s->handle->version, memory_order_acquire))
+        sr__session_refresh(s);
+}
+
 /* The body of a public function that takes a session: the NULL check, then
- * `call` inside the misuse guard. */
+ * `call` inside the misuse guard, on the current topology. */
 #define SR_SESSION_GUARDED(s, call)      \
     do {                                 \
         if (!(s))                        \
             return SR_EINVAL;            \
         if (!sr__session_enter(s))       \
             return SR_EMISUSE;           \
+        sr__session_follow(s);           \
         int rc_ = (call);                \
         sr__session_leave(s);            \
         return rc_;                      \

@@ -29,7 +29,7 @@
 /* Entries for shards this router does not have that a token may hold (ignored). */
 #define SR_TOKEN_UNKNOWN_MAX 64
 
-static uint64_t topology_id(const sr_router *r)
+static uint64_t topology_id(const sr_topo *r)
 {
     XXH3_state_t st;
     XXH3_64bits_reset(&st);
@@ -40,7 +40,7 @@ static uint64_t topology_id(const sr_router *r)
     const char *seen[8];
     int nseen = 0;
     for (int i = 0; i < r->nshards; i++) {
-        const char *name = r->shards[i].nodes[0].driver->name;
+        const char *name = r->shards[i].nodes[0].b->driver->name;
         int dup = 0;
         for (int j = 0; j < nseen; j++)
             dup |= strcmp(seen[j], name) == 0;
@@ -83,7 +83,7 @@ static int cmp_named(const void *a, const void *b)
  * builders each build one, one wins the exchange, the others free theirs.
  * NULL when out of memory.
  */
-static const sr_token_index *token_index(sr_router *r)
+static const sr_token_index *token_index(sr_topo *r)
 {
     sr_token_index *ix = atomic_load_explicit(&r->token_index, memory_order_acquire);
     if (ix)
@@ -114,7 +114,7 @@ static const sr_token_index *token_index(sr_router *r)
     return ix;
 }
 
-void sr__token_index_free(sr_router *r)
+void sr__token_index_free(sr_topo *r)
 {
     free(atomic_exchange(&r->token_index, NULL));
 }
@@ -130,7 +130,7 @@ static int shard_by_name(const sr_token_index *ix, const char *name, size_t len)
     return hit ? hit->shard : -1;
 }
 
-size_t sr__token_max_bytes(sr_router *r)
+size_t sr__token_max_bytes(sr_topo *r)
 {
     const sr_token_index *ix = token_index(r);
     return ix ? ix->max_bytes : SR_TOKEN_MIN_BYTES;
@@ -190,7 +190,7 @@ size_t sr__token_encode(uint64_t topology, const char *const *names, const char 
     return (size_t)(p - buf);
 }
 
-int sr__token_build(sr_router *r, const char *const *written, char **out)
+int sr__token_build(sr_topo *r, const char *const *written, char **out)
 {
     const sr_token_index *ix = token_index(r);
     if (!ix)
@@ -271,7 +271,7 @@ static void printable(char *dst, size_t dstlen, const char *src, size_t max)
     dst[o] = '\0';
 }
 
-int sr__token_parse(sr_router *r, const char *token, sr_token_parsed *out, char *why,
+int sr__token_parse(sr_topo *r, const char *token, sr_token_parsed *out, char *why,
                     size_t whylen)
 {
     memset(out, 0, sizeof *out);

@@ -27,7 +27,7 @@ typedef struct sr_token_parsed {
  * (untrusted bytes escaped); on success free `out` with sr__token_parsed_free()
  * (pos_of is NULL for the empty token).
  */
-int sr__token_parse(sr_router *r, const char *token, sr_token_parsed *out, char *why,
+int sr__token_parse(sr_topo *r, const char *token, sr_token_parsed *out, char *why,
                     size_t whylen);
 void sr__token_parsed_free(sr_token_parsed *t);
 
@@ -43,12 +43,12 @@ size_t sr__token_encode(uint64_t topology, const char *const *names, const char 
  * a new string the caller frees with free(): "" when it has none.
  * SR_ENOMEM.
  */
-int sr__token_build(sr_router *r, const char *const *written, char **out);
+int sr__token_build(sr_topo *r, const char *const *written, char **out);
 
 /* The longest token the router accepts (>= the longest it can emit). */
-size_t sr__token_max_bytes(sr_router *r);
+size_t sr__token_max_bytes(sr_topo *r);
 
 /* Frees the router's token index (sr_router_close). */
-void sr__token_index_free(sr_router *r);
+void sr__token_index_free(sr_topo *r);
 
 #endif

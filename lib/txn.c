@@ -6,6 +6,8 @@
  */
 #include "txn.h"
 
+#include <string.h>
+
 static void unpin(sr_session *s, int rc, const sr_driver_error *e)
 {
     sr__node_checkin(s->txn_node, s->txn_conn, rc != SR_OK && (!e || e->transient));
@@ -33,9 +35,54 @@ static int fail_on_node(sr_session *s, int rc, const char *what, const sr_driver
     return sr__session_fail_reason(s, rc, what, &why);
 }
 
+/*
+ * Whether a reload since the transaction began took its shard or its node away: the
+ * current version has no shard of that name, or (a read-write transaction) another
+ * primary there, or (a read-only one, on a replica or the primary) not its node. The
+ * transaction goes on, on the version it began on, only while both are still there.
+ */
+static bool txn_vanished(sr_session *s)
+{
+    sr_topo *r = s->router;
+    if (r->version == atomic_load_explicit(&s->handle->version, memory_order_acquire))
+        return false;
+    const char *name = r->shards[s->txn_shard].name;
+    sr_topo *now = sr__topo_borrow(s->handle);
+    bool kept = false;
+    for (int i = 0; i < now->nshards && !kept; i++) {
+        const sr_shard *sh = &now->shards[i];
+        if (strcmp(sh->name, name) != 0)
+            continue;
+        for (int j = 0; j < (s->txn_read_only ? sh->nnodes : 1) && !kept; j++)
+            kept = sh->nodes[j].b == s->txn_node->b;
+        break;
+    }
+    sr__topo_unborrow(s->handle);
+    return !kept;
+}
+
+/* Ends a transaction whose shard or primary a reload removed: rolled back, SR_EUNAVAILABLE. */
+static int fail_vanished(sr_session *s)
+{
+    sr_topo *r = s->router;
+    int rc = sr__session_fail(s, SR_EUNAVAILABLE,
+                              "a topology reload removed shard '%s' or its node %s while this "
+                              "transaction was open; the transaction was rolled back",
+                              r->shards[s->txn_shard].name, s->txn_node->b->uri->redacted);
+    sr__node_abandon(r, s->txn_node, s->txn_conn);
+    s->in_txn = 0;
+    s->txn_read_only = 0;
+    s->txn_shard = -1;
+    s->txn_node = NULL;
+    s->txn_conn = NULL;
+    return rc;
+}
+
 int sr__txn_exec(sr_session *s, int shard, const sr_stmt *st, sr_result **out)
 {
-    sr_router *r = s->router;
+    sr_topo *r = s->router;
+    if (txn_vanished(s))
+        return fail_vanished(s);
     if (shard != s->txn_shard)
         return sr__session_fail(s, SR_ETXN,
                                 "statement for shard '%s' inside a transaction on shard '%s' "
@@ -70,7 +117,7 @@ static int begin_on(sr_session *s, int shard, sr_node *n, sr_driver_conn *conn, 
 {
     sr_driver_error e;
     sr__driver_error_clear(&e);
-    int rc = n->driver->begin(conn, read_only, deadline, &e);
+    int rc = n->b->driver->begin(conn, read_only, deadline, &e);
     if (rc != SR_OK) {
         sr__node_release(s->router, n, conn, rc, &e, probe);
         sr_reason why;
@@ -90,7 +137,7 @@ static int begin_shard(sr_session *s, int shard)
         return rc;
     if (s->in_txn)
         return refuse_nested(s);
-    sr_router *r = s->router;
+    sr_topo *r = s->router;
     int64_t deadline = sr__statement_deadline(r);
     sr_driver_conn *conn = NULL;
     bool probe = false;
@@ -118,7 +165,7 @@ static int begin_read_only(sr_session *s, sr_key key)
         return shard;
     if (s->in_txn)
         return refuse_nested(s);
-    sr_router *r = s->router;
+    sr_topo *r = s->router;
     int64_t deadline = sr__statement_deadline(r);
     char needbuf[SR_POSITION_MAX];
     sr_read_plan plan;
@@ -141,12 +188,14 @@ static int commit(sr_session *s)
     sr__session_clear_error(s);
     if (!s->in_txn)
         return sr__session_fail(s, SR_ETXN, "commit without an open transaction");
-    sr_router *r = s->router;
+    if (txn_vanished(s))
+        return fail_vanished(s);
+    sr_topo *r = s->router;
     sr_node *n = s->txn_node;
     int64_t deadline = sr__statement_deadline(r);
     sr_driver_error e;
     sr__driver_error_clear(&e);
-    int rc = n->driver->commit(s->txn_conn, deadline, &e);
+    int rc = n->b->driver->commit(s->txn_conn, deadline, &e);
     if (rc == SR_OK) {
         if (!s->txn_read_only && sr__mode_uses_positions(s->mode))
             sr__positions_record_write(&s->positions, r, n, s->txn_conn, deadline, NULL);
@@ -158,7 +207,7 @@ static int commit(sr_session *s)
         /* Some backends leave the transaction open after a failed commit. */
         sr_driver_error e2;
         sr__driver_error_clear(&e2);
-        if (n->driver->rollback(s->txn_conn, deadline, &e2) != SR_OK)
+        if (n->b->driver->rollback(s->txn_conn, deadline, &e2) != SR_OK)
             e.transient = 1;
     }
     unpin(s, rc, &e);
@@ -173,7 +222,7 @@ static int rollback(sr_session *s)
     sr_node *n = s->txn_node;
     sr_driver_error e;
     sr__driver_error_clear(&e);
-    int rc = n->driver->rollback(s->txn_conn, sr__statement_deadline(s->router), &e);
+    int rc = n->b->driver->rollback(s->txn_conn, sr__statement_deadline(s->router), &e);
     if (rc != SR_OK)
         fail_on_node(s, rc, "rollback", &e);
     /* Whatever the outcome the session is unpinned; a connection in doubt is dropped. */

@@ -528,6 +528,92 @@ class _Closing:
         self.close()
 
 
+def _text_filler(text):
+    """fill(c) for configuration text in the file syntax."""
+    if not isinstance(text, str):
+        raise InterfaceError(f"configuration text is a str, not {type(text).__name__}")
+    b = _utf8(text, "configuration")
+
+    def fill(c):
+        rc = _lib.sr_config_parse(c, b)
+        if rc != 0:
+            raise _config_error(c, rc)
+
+    return fill
+
+
+def _file_filler(path):
+    """fill(c) for a configuration file."""
+    import os
+
+    b = os.fsencode(path)
+    if b"\0" in b:
+        raise InterfaceError("a path with a NUL character")
+
+    def fill(c):
+        rc = _lib.sr_config_load_file(c, b)
+        if rc != 0:
+            raise _config_error(c, rc)
+
+    return fill
+
+
+def _dict_filler(config):
+    """fill(c) for the dict form (Router.from_dict)."""
+    if not isinstance(config, Mapping):
+        raise InterfaceError(f"from_dict takes a dict, not {type(config).__name__}")
+    unknown = set(config) - {"options", "shards", "pins"}
+    if unknown:
+        raise InterfaceError(f"unknown configuration keys: {', '.join(sorted(unknown))} "
+                             "(options, shards, pins)")
+    pins = config.get("pins") or {}
+    if not isinstance(pins, Mapping):
+        raise InterfaceError("'pins' is a dict of key -> shard name")
+    options = config.get("options") or {}
+    shards = config.get("shards") or {}
+    if not isinstance(options, Mapping) or not isinstance(shards, Mapping):
+        raise InterfaceError("'options' and 'shards' are dicts")
+
+    def s(v, what):
+        if isinstance(v, bool):
+            v = "true" if v else "false"
+        return _utf8(str(v), what)
+
+    def check(c, rc):
+        if rc != 0:
+            raise _config_error(c, rc)
+
+    def fill(c):
+        for k, v in options.items():
+            check(c, _lib.sr_config_set(c, s(k, "option"), s(v, f"option {k}")))
+        for name, spec in shards.items():
+            if not isinstance(spec, Mapping):
+                raise InterfaceError(f"shard {name!r}: a dict with 'primary' and 'replicas'")
+            bn = s(name, "shard name")
+            check(c, _lib.sr_config_add_shard(c, bn))
+            if "primary" not in spec:
+                raise InterfaceError(f"shard {name!r} has no 'primary'")
+            check(c, _lib.sr_config_add_node(c, bn, _lib.SR_PRIMARY,
+                                              s(spec["primary"], "uri"), 1))
+            replicas = spec.get("replicas") or []
+            if isinstance(replicas, (str, bytes)):
+                replicas = [replicas]
+            for rep in replicas:
+                uri, weight = (rep if isinstance(rep, (tuple, list)) else (rep, 1))
+                check(c, _lib.sr_config_add_node(c, bn, _lib.SR_REPLICA, s(uri, "uri"),
+                                                  int(weight)))
+            for attr, v in spec.items():
+                if attr in ("primary", "replicas"):
+                    continue
+                check(c, _lib.sr_config_shard_set(c, bn, s(attr, "attribute"),
+                                                   s(v, f"shard {name} {attr}")))
+        for key, shard in pins.items():
+            keep: list = []
+            check(c, _lib.sr_config_pin_key(c, _key(key, keep), s(shard, "shard name")))
+
+    return fill
+
+
 class Router(_Closing):
     """A router: the shards, their nodes and pools. Share one between threads.
 
@@ -542,6 +628,7 @@ class Router(_Closing):
         self._r = _handle
         # Calls in progress on the C router (close() waits for them: cffi releases the GIL,
         # so another thread may be inside one while this one closes).
+        self._event_cb = None  # set by _open when on_event is given
         self._cond = _threading.Condition()
         self._calls = 0
         self._cores: set = set()
@@ -595,33 +682,13 @@ class Router(_Closing):
         ``on_event``, in every constructor: called with an ``Event`` for each statement
         (one in ``events.sample``) and each health transition, on the thread that ran it;
         keep it short (the statement waits for it)."""
-        if not isinstance(text, str):
-            raise InterfaceError(f"configuration text is a str, not {type(text).__name__}")
-        b = _utf8(text, "configuration")
-
-        def fill(c):
-            rc = _lib.sr_config_parse(c, b)
-            if rc != 0:
-                raise _config_error(c, rc)
-
-        return cls._open(fill, on_event)
+        return cls._open(_text_filler(text), on_event)
 
     @classmethod
     def from_file(cls, path: Union[str, "os.PathLike[str]"],
                   on_event: Optional[Callable[["Event"], None]] = None) -> "Router":
         """A router from a configuration file."""
-        import os
-
-        b = os.fsencode(path)
-        if b"\0" in b:
-            raise InterfaceError("a path with a NUL character")
-
-        def fill(c):
-            rc = _lib.sr_config_load_file(c, b)
-            if rc != 0:
-                raise _config_error(c, rc)
-
-        return cls._open(fill, on_event)
+        return cls._open(_file_filler(path), on_event)
 
     @classmethod
     def from_dict(cls, config: Mapping[str, Any],
@@ -639,58 +706,48 @@ class Router(_Closing):
         replica may be a (uri, weight) pair. ``"pins": {key: shard_name}``
         pins keys (int, str or bytes) to shards, overriding the distribution.
         """
-        if not isinstance(config, Mapping):
-            raise InterfaceError(f"from_dict takes a dict, not {type(config).__name__}")
-        unknown = set(config) - {"options", "shards", "pins"}
-        if unknown:
-            raise InterfaceError(f"unknown configuration keys: {', '.join(sorted(unknown))} "
-                                 "(options, shards, pins)")
-        pins = config.get("pins") or {}
-        if not isinstance(pins, Mapping):
-            raise InterfaceError("'pins' is a dict of key -> shard name")
-        options = config.get("options") or {}
-        shards = config.get("shards") or {}
-        if not isinstance(options, Mapping) or not isinstance(shards, Mapping):
-            raise InterfaceError("'options' and 'shards' are dicts")
+        return cls._open(_dict_filler(config), on_event)
 
-        def s(v, what):
-            if isinstance(v, bool):
-                v = "true" if v else "false"
-            return _utf8(str(v), what)
+    # topology changes
+    def reload(self, config: Union[str, Mapping[str, Any]]) -> None:
+        """Replaces the topology with ``config`` (text in the file syntax, or the dict of
+        ``from_dict``) without closing the router: checked completely first (a bad one
+        changes nothing and raises), then swapped in for the calls that start afterwards;
+        unchanged nodes keep their connections (``sr_router_reload``). The router's
+        ``on_event`` callback stays."""
+        if isinstance(config, Mapping):
+            self._reload(_dict_filler(config))
+        else:
+            self._reload(_text_filler(config))
 
-        def check(c, rc):
-            if rc != 0:
-                raise _config_error(c, rc)
+    def reload_file(self, path: Union[str, "os.PathLike[str]"]) -> None:
+        """``reload`` from a configuration file."""
+        self._reload(_file_filler(path))
 
-        def fill(c):
-            for k, v in options.items():
-                check(c, _lib.sr_config_set(c, s(k, "option"), s(v, f"option {k}")))
-            for name, spec in shards.items():
-                if not isinstance(spec, Mapping):
-                    raise InterfaceError(f"shard {name!r}: a dict with 'primary' and 'replicas'")
-                bn = s(name, "shard name")
-                check(c, _lib.sr_config_add_shard(c, bn))
-                if "primary" not in spec:
-                    raise InterfaceError(f"shard {name!r} has no 'primary'")
-                check(c, _lib.sr_config_add_node(c, bn, _lib.SR_PRIMARY,
-                                                  s(spec["primary"], "uri"), 1))
-                replicas = spec.get("replicas") or []
-                if isinstance(replicas, (str, bytes)):
-                    replicas = [replicas]
-                for rep in replicas:
-                    uri, weight = (rep if isinstance(rep, (tuple, list)) else (rep, 1))
-                    check(c, _lib.sr_config_add_node(c, bn, _lib.SR_REPLICA, s(uri, "uri"),
-                                                      int(weight)))
-                for attr, v in spec.items():
-                    if attr in ("primary", "replicas"):
-                        continue
-                    check(c, _lib.sr_config_shard_set(c, bn, s(attr, "attribute"),
-                                                       s(v, f"shard {name} {attr}")))
-            for key, shard in pins.items():
-                keep: list = []
-                check(c, _lib.sr_config_pin_key(c, _key(key, keep), s(shard, "shard name")))
+    def _reload(self, fill) -> None:
+        c = _lib.sr_config_new()
+        if c == _ffi.NULL:
+            raise OperationalError("out of memory", _lib.SR_ENOMEM)
+        try:
+            fill(c)
+            if self._event_cb is not None:
+                rc = _lib.sr_config_set_event_fn(c, self._event_cb, _ffi.NULL)
+                if rc != 0:
+                    raise _config_error(c, rc)
+            with self._call() as r:
+                rc = _lib.sr_router_reload(r, c)
+                if rc != 0:
+                    raise _config_error(c, rc)
+                self._server = [n.uri.startswith(_SERVER_SCHEMES) for n in self._nodes(r, None)
+                                if n.index == 0]
+        finally:
+            _lib.sr_config_free(c)
 
-        return cls._open(fill, on_event)
+    @property
+    def version(self) -> int:
+        """The topology version: 1 when opened, one more for each reload."""
+        with self._call() as r:
+            return _lib.sr_router_version(r)
 
     # lifetime
     def _handle(self):

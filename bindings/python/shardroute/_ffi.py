@@ -58,6 +58,8 @@ const char *sr_config_errmsg(const sr_config *c);
 
 int sr_router_open(sr_config *c, sr_router **out);
 void sr_router_close(sr_router *r);
+int sr_router_reload(sr_router *r, sr_config *c);
+int64_t sr_router_version(const sr_router *r);
 int sr_router_shard_for(const sr_router *r, sr_key key);
 int sr_router_nshards(const sr_router *r);
 const char *sr_router_shard_name(const sr_router *r, int shard);

@@ -350,3 +350,25 @@ def test_trace_context_is_checked_and_kept(sqlite_router):
         s.set_trace(None)
         s.set_trace("", {"ignored": "when clearing"})
         assert s.execute("SELECT v FROM tr WHERE k = 1", key=1).fetchone() == ("one",)
+
+
+def test_reload_swaps_the_topology_and_keeps_the_callback(tmp_path):
+    events = []
+    one = f"[shard a]\nprimary = sqlite:{tmp_path}/a.db\n"
+    two = one + f"[shard b]\nprimary = sqlite:{tmp_path}/b.db\n"
+    with shardroute.Router.from_config(one, on_event=events.append) as r, r.session() as s:
+        assert (r.version, r.nshards) == (1, 1)
+        s.execute("CREATE TABLE t (k INTEGER)", shard=0, intent="write")
+        r.reload(two)
+        assert (r.version, r.nshards, r.shard_name(1)) == (2, 2, "b")
+        s.execute("CREATE TABLE t (k INTEGER)", shard=1, intent="write")  # the session moved
+        assert events[-1].shard_name == "b"  # events go on after the reload
+        with pytest.raises(shardroute.InterfaceError, match="no primary"):
+            r.reload("[shard c]\n")
+        assert r.version == 2 and r.nshards == 2  # a refused reload changes nothing
+        r.reload({"shards": {"a": {"primary": f"sqlite:{tmp_path}/a.db"}}})
+        conf = tmp_path / "sr.conf"
+        conf.write_text(two)
+        r.reload_file(conf)
+        assert (r.version, r.nshards) == (4, 2)
+        assert s.execute("SELECT count(*) FROM t", shard=1).fetchone() == (0,)
