@@ -11,7 +11,7 @@ seconds=${1:-60}
 shift || true
 build=${FUZZ_BUILD_DIR:-build-fuzz}
 if [ ! -f "$build/build.ninja" ]; then
-  CC=clang meson setup "$build" -Dfuzz=true -Dtests=disabled -Dbench=false -Dexamples=false >/dev/null
+  CC=clang meson setup "$build" -Dfuzz=true -Dtests=disabled -Dbench=false -Dexamples=false -Dwerror=true >/dev/null
 fi
 ninja -C "$build" >/dev/null
 harnesses=("$@")

@@ -177,7 +177,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     log_bad = 0;
     sr_token_parsed t;
     char why[SR_ERRMSG_LEN];
-    int rc = sr__token_parse(r, token, &t, why, sizeof why);
+    int rc = sr__token_parse(atomic_load(&r->current), token, &t, why, sizeof why);
     if (rc != SR_OK && has_control(why))
         abort();
 
@@ -207,7 +207,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         abort();
     if (l1 > 0) {
         sr_token_parsed u;
-        if (sr__token_parse(r, e1, &u, why, sizeof why) != SR_OK || u.entries != t.entries)
+        if (sr__token_parse(atomic_load(&r->current), e1, &u, why, sizeof why) != SR_OK || u.entries != t.entries)
             abort();
         for (int i = 0; i < sr_router_nshards(r); i++) {
             if ((t.pos_of[i] >= 0) != (u.pos_of[i] >= 0))
