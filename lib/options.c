@@ -27,6 +27,8 @@ static const char *const consistency_names[] = {"any", "monotonic", "read_your_w
 
 #define INT_OPT(name, field, def, min, max, doc) \
     {name, SR_OPT_INT, offsetof(sr_options, field), def, min, max, NULL, doc}
+#define STRING_OPT(name, field, doc) \
+    {name, SR_OPT_STRING, offsetof(sr_options, field), 0, 0, SR_OPTION_STRING_MAX, NULL, doc}
 #define ENUM_OPT(name, field, def, names, doc) \
     {name, SR_OPT_ENUM, offsetof(sr_options, field), def, 0, (int)SR_ARRAY_LEN(names) - 2, names, doc}
 
@@ -70,6 +72,8 @@ static const sr_option_def option_defs[] = {
              "per-shard metric series with a shard label, or summed over shards (aggregate)"),
     INT_OPT("events.sample", events_sample, 1, 1, 1000000,
             "the event callback gets one statement event in this many"),
+    STRING_OPT("topology.file", topology_file,
+               "a configuration file the router watches and reloads when it changes"),
 };
 
 const sr_option_def *sr__option_defs(size_t *count)
@@ -88,9 +92,10 @@ void sr__options_init(sr_options *o)
 {
     if (!o)
         return;
-    memset(o, 0, sizeof *o);
+    memset(o, 0, sizeof *o); /* string options start empty */
     for (size_t i = 0; i < SR_ARRAY_LEN(option_defs); i++)
-        *field_of(o, &option_defs[i]) = option_defs[i].def;
+        if (option_defs[i].type != SR_OPT_STRING)
+            *field_of(o, &option_defs[i]) = option_defs[i].def;
 }
 
 static const sr_option_def *find_def(const char *name)
@@ -211,6 +216,24 @@ static int set_int(sr_options *o, const sr_option_def *d, const char *value, cha
     return SR_OK;
 }
 
+/* A string option: any text without control characters that fits its buffer ("" unsets). */
+static int set_string(sr_options *o, const sr_option_def *d, const char *value, char *err,
+                      size_t errlen)
+{
+    size_t len = strlen(value);
+    for (const char *p = value; *p; p++)
+        if ((unsigned char)*p < 0x20 || *p == 0x7f) {
+            sr__fmt(err, errlen, "%s: control characters are not allowed", d->name);
+            return SR_EINVAL;
+        }
+    if (len >= (size_t)d->max) {
+        sr__fmt(err, errlen, "%s: longer than %d bytes", d->name, d->max - 1);
+        return SR_EINVAL;
+    }
+    memcpy((char *)o + d->offset, value, len + 1);
+    return SR_OK;
+}
+
 static int set_enum(sr_options *o, const sr_option_def *d, const char *value, char *err, size_t errlen)
 {
     for (int i = 0; d->enum_names[i]; i++) {
@@ -254,5 +277,7 @@ int sr__options_set(sr_options *o, const char *name, const char *value, char *er
             sr__fmt(err, errlen, "unknown option '%s'", shown(name, buf, sizeof buf));
         return SR_EINVAL;
     }
+    if (d->type == SR_OPT_STRING)
+        return set_string(o, d, value, err, errlen);
     return d->type == SR_OPT_INT ? set_int(o, d, value, err, errlen) : set_enum(o, d, value, err, errlen);
 }

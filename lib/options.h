@@ -34,6 +34,9 @@ typedef enum sr_primary_reads {
     SR_PRIMARY_READS_ALWAYS        /* the primary is one more candidate for every read */
 } sr_primary_reads;
 
+/* Longest value of a string option, with its NUL (a path). */
+#define SR_OPTION_STRING_MAX 1024
+
 typedef struct sr_options {
     int distribution;             /* sr_dist_kind */
     int balance_policy;           /* sr_policy_kind */
@@ -55,6 +58,8 @@ typedef struct sr_options {
     int consistency_wait_ms; /* -1: see sr__consistency_wait_ms() */
     int metrics_shards;      /* sr_metrics_shards */
     int events_sample;       /* one statement event in this many */
+    /* A configuration file the router watches and reloads when it changes (watch.c); "" none. */
+    char topology_file[SR_OPTION_STRING_MAX];
 } sr_options;
 
 typedef enum sr_metrics_shards {
@@ -99,12 +104,12 @@ int sr__options_set(sr_options *o, const char *name, const char *value, char *er
 bool sr__parse_int64(const char *s, long long *out, bool *overflow);
 
 /* The option table, for docs checks and tests. */
-typedef enum sr_option_type { SR_OPT_INT, SR_OPT_ENUM } sr_option_type;
+typedef enum sr_option_type { SR_OPT_INT, SR_OPT_ENUM, SR_OPT_STRING } sr_option_type;
 typedef struct sr_option_def {
     const char *name;
     sr_option_type type;
     size_t offset;          /* into sr_options */
-    int def, min, max;      /* SR_OPT_INT */
+    int def, min, max;      /* SR_OPT_INT; SR_OPT_STRING: max is the buffer's size (default "") */
     const char *const *enum_names; /* SR_OPT_ENUM: NULL-terminated, index = value */
     const char *doc;
 } sr_option_def;

@@ -5,6 +5,7 @@
  * health.probe_interval_ms is opt-in (no hidden threads by default).
  */
 #include "node.h"
+#include "watch.h"
 
 #include <errno.h>
 #include <string.h>
@@ -83,6 +84,7 @@ SR_API int sr_router_maintain(sr_router *h)
 {
     if (!h)
         return SR_EINVAL;
+    sr__watch_poll(h); /* first: a changed file decides which nodes the round checks */
     sr_topo *r = sr__topo_acquire(h); /* a round checks one version's nodes */
     for (int i = 0; i < r->nshards; i++)
         for (int j = 0; j < r->shards[i].nnodes; j++)

@@ -3,19 +3,13 @@
  * introspection of shards and nodes, each on the current topology version.
  * The statement path starts in exec.c.
  */
+#include "reload.h"
+#include "watch.h"
 #include "token.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-static void log_version(sr_topo *t, const char *what)
-{
-    sr__log(t, SR_LOG_INFO, "router %s: topology version %llu, %d shards, distribution %s, "
-                            "policy %s",
-            what, (unsigned long long)t->version, t->nshards,
-            sr__option_enum_name("shard.distribution", t->opts.distribution),
-            sr__option_enum_name("balance.policy", t->opts.balance_policy));
-}
 
 SR_API int sr_router_open(sr_config *c, sr_router **out)
 {
@@ -30,6 +24,7 @@ SR_API int sr_router_open(sr_config *c, sr_router **out)
     pthread_mutex_init(&r->lock, NULL);
     pthread_mutex_init(&r->reload_lock, NULL);
     pthread_mutex_init(&r->registry_lock, NULL);
+    pthread_mutex_init(&r->watch_lock, NULL);
     char err[SR_ERRMSG_LEN] = "";
     sr_topo *t = NULL;
     int rc = sr__topology_build(r, c, NULL, 1, &t, err, sizeof err);
@@ -37,6 +32,7 @@ SR_API int sr_router_open(sr_config *c, sr_router **out)
         sr__topo_publish(t);
         atomic_store(&r->current, t);
         atomic_store(&r->version, 1);
+        sr__watch_init(r);
         rc = sr__prober_start(r);
         if (rc != SR_OK)
             sr__fmt(err, sizeof err, "cannot start the health prober thread");
@@ -46,11 +42,12 @@ SR_API int sr_router_open(sr_config *c, sr_router **out)
         pthread_mutex_destroy(&r->lock);
         pthread_mutex_destroy(&r->reload_lock);
         pthread_mutex_destroy(&r->registry_lock);
+        pthread_mutex_destroy(&r->watch_lock);
         free(r);
         return sr__config_fail(c, rc, "%s", err[0] ? err : sr_strerror(rc));
     }
     sr__config_fail(c, SR_OK, "%s", "");
-    log_version(t, "open");
+    sr__log_version(t, "open");
     *out = r;
     return SR_OK;
 }
@@ -62,29 +59,15 @@ SR_API int sr_router_reload(sr_router *r, sr_config *c)
             sr__config_fail(c, SR_EINVAL, "sr_router_reload: NULL router");
         return SR_EINVAL;
     }
+    char err[SR_ERRMSG_LEN] = "";
     /* One reload at a time; statements go on meanwhile (they never take this lock). */
     pthread_mutex_lock(&r->reload_lock);
-    sr_topo *old = sr__topo_acquire(r);
-    char err[SR_ERRMSG_LEN] = "";
-    sr_topo *t = NULL;
-    int rc = sr__topology_build(r, c, old, old->version + 1, &t, err, sizeof err);
-    int prober = SR_OK;
+    int rc = sr__reload_locked(r, c, "reloaded", err, sizeof err);
     if (rc == SR_OK) {
-        sr__topo_retire(r, old, t);
-        prober = sr__prober_start(r); /* the new options may ask for it */
-        sr__prober_wake(r);           /* ... or for another interval */
+        if (sr__prober_start(r) != SR_OK) /* the new options may ask for it */
+            sr__log(atomic_load(&r->current), SR_LOG_WARN, "cannot start the health prober thread");
+        sr__prober_wake(r); /* ... or for another interval */
     }
-    sr__count(&r->reloads[rc == SR_OK]);
-    /* Logged while `t` is still current (this lock keeps it so) and `old` referenced; a
-     * log callback must not reload (this thread holds the reload lock). */
-    if (rc != SR_OK)
-        sr__log(old, SR_LOG_WARN, "router reload refused, the topology is unchanged: %s",
-                err[0] ? err : sr_strerror(rc));
-    else
-        log_version(t, "reloaded");
-    if (prober != SR_OK)
-        sr__log(t, SR_LOG_WARN, "cannot start the health prober thread");
-    sr__topo_release(old);
     pthread_mutex_unlock(&r->reload_lock);
     if (rc != SR_OK)
         return sr__config_fail(c, rc, "%s", err[0] ? err : sr_strerror(rc));
@@ -101,6 +84,7 @@ SR_API void sr_router_close(sr_router *r)
     pthread_mutex_destroy(&r->lock);
     pthread_mutex_destroy(&r->reload_lock);
     pthread_mutex_destroy(&r->registry_lock);
+    pthread_mutex_destroy(&r->watch_lock);
     free(r);
 }
 

@@ -140,6 +140,14 @@ struct sr_router {
      * freed version or backend owned: freed at close. */
     void **graveyard;
     size_t ngraveyard, graveyard_cap;
+    /* The watched configuration file (watch.c): what its last check saw. */
+    pthread_mutex_t watch_lock;
+    struct sr_file_state {
+        char path[SR_OPTION_STRING_MAX];
+        uint64_t dev, ino;
+        int64_t size, mtime_ns;
+        bool seen; /* a stat succeeded */
+    } watched;
     /* The opt-in active prober (prober.c); present when health.probe_interval_ms > 0. */
     pthread_t prober;
     int prober_started;

@@ -119,7 +119,7 @@ START_TEST(test_table_sane)
     size_t n = 0;
     const sr_option_def *defs = sr__option_defs(&n);
     ck_assert_ptr_nonnull(defs);
-    ck_assert_uint_eq(n, 20);
+    ck_assert_uint_eq(n, 21);
     ck_assert_ptr_eq(sr__option_defs(NULL), defs);
     for (size_t i = 0; i < n; i++) {
         const sr_option_def *d = &defs[i];
@@ -229,6 +229,23 @@ START_TEST(test_int_bounds)
     const sr_option_def *d = nth_def(_i);
     sr_config *c = dirty_config();
     char v[64];
+    if (d->type == SR_OPT_STRING) {
+        /* Any text that fits, without control characters; "" unsets. */
+        ck_assert_int_eq(sr_config_set(c, d->name, "/etc/app/shards.conf"), SR_OK);
+        ck_assert_str_eq((const char *)&c->opts + d->offset, "/etc/app/shards.conf");
+        EXPECT_FAIL_UNCHANGED(c, SR_EINVAL, sr_config_set(c, d->name, "a\nb"));
+        char *big = malloc((size_t)d->max + 1);
+        memset(big, 'x', (size_t)d->max);
+        big[d->max] = '\0';
+        EXPECT_FAIL_UNCHANGED(c, SR_EINVAL, sr_config_set(c, d->name, big));
+        big[d->max - 1] = '\0';
+        ck_assert_int_eq(sr_config_set(c, d->name, big), SR_OK);
+        free(big);
+        ck_assert_int_eq(sr_config_set(c, d->name, ""), SR_OK);
+        ck_assert_str_eq((const char *)&c->opts + d->offset, "");
+        sr_config_free(c);
+        return;
+    }
     if (d->type == SR_OPT_ENUM) {
         /* Enums take names, never numbers (test_enum_values covers every name). */
         snprintf(v, sizeof v, "%d", d->def);
@@ -1249,6 +1266,8 @@ START_TEST(test_docs_list_every_option)
         char def[64];
         if (defs[i].type == SR_OPT_INT)
             snprintf(def, sizeof def, "`%d`", defs[i].def);
+        else if (defs[i].type == SR_OPT_STRING)
+            snprintf(def, sizeof def, "(none)");
         else
             snprintf(def, sizeof def, "`%s`", defs[i].enum_names[defs[i].def]);
         ck_assert_msg(strstr(line, def) != NULL, "row of %s lacks its default %s: %s", defs[i].name, def, line);

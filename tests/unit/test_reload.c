@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <shardroute.h>
 
@@ -37,13 +38,13 @@ static route_node *N(const char *name)
  * owning keys i*100 .. i*100+99 (the last one unbounded). Extra option lines
  * (before the shards) in `options`.
  */
-static sr_config *config_of(const char *spec, const char *options)
+static void text_of(const char *spec, const char *options, char *text, size_t cap)
 {
-    char text[8192] = "shard.distribution = range\nbalance.policy = round_robin\n"
-                      "health.retry_ms = 3600000\nhealth.retry_max_ms = 3600000\n"
-                      "consistency.wait_ms = 0\n";
+    snprintf(text, cap, "shard.distribution = range\nbalance.policy = round_robin\n"
+                        "health.retry_ms = 3600000\nhealth.retry_max_ms = 3600000\n"
+                        "consistency.wait_ms = 0\n");
     if (options)
-        strncat(text, options, sizeof text - strlen(text) - 1);
+        strncat(text, options, cap - strlen(text) - 1);
     char copy[1024];
     snprintf(copy, sizeof copy, "%s", spec);
     int nshards = 0;
@@ -64,7 +65,7 @@ static sr_config *config_of(const char *spec, const char *options)
             snprintf(line, sizeof line, "[shard %s]\nrange = ..%d\n", shard, 100);
         else
             snprintf(line, sizeof line, "[shard %s]\nrange = %d..%d\n", shard, i * 100, (i + 1) * 100);
-        strncat(text, line, sizeof text - strlen(text) - 1);
+        strncat(text, line, cap - strlen(text) - 1);
         char nodes[256];
         snprintf(nodes, sizeof nodes, "%s", colon + 1);
         for (char *save = NULL, *n = strtok_r(nodes, ",", &save); n; n = strtok_r(NULL, ",", &save)) {
@@ -73,9 +74,15 @@ static sr_config *config_of(const char *spec, const char *options)
             N(name);
             snprintf(line, sizeof line, "%s = fake://127.0.0.1/%s\n",
                      n[0] == 'r' ? "replica" : "primary", name);
-            strncat(text, line, sizeof text - strlen(text) - 1);
+            strncat(text, line, cap - strlen(text) - 1);
         }
     }
+}
+
+static sr_config *config_of(const char *spec, const char *options)
+{
+    char text[8192];
+    text_of(spec, options, text, sizeof text);
     sr_config *c = sr_config_new();
     ck_assert_ptr_nonnull(c);
     ck_assert_msg(sr_config_parse(c, text) == SR_OK, "%s\n%s", sr_config_errmsg(c), text);
@@ -462,6 +469,78 @@ START_TEST(reloads_from_three_threads_at_once)
 }
 END_TEST
 
+
+/* ---- the watched configuration file ---- */
+
+static char logged[4096];
+static _Atomic int nlogged;
+
+static void keep_log(void *ud, sr_log_level l, const char *m)
+{
+    (void)ud, (void)l;
+    if (strstr(m, "topology.file")) {
+        snprintf(logged, sizeof logged, "%s", m);
+        atomic_fetch_add(&nlogged, 1);
+    }
+}
+
+static void write_file(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+START_TEST(a_watched_file_is_reloaded_when_it_changes)
+{
+    char dir[] = "/tmp/sr-test-watch-XXXXXX";
+    ck_assert_ptr_nonnull(mkdtemp(dir));
+    char path[256], opt[512], text[8192];
+    snprintf(path, sizeof path, "%s/shards.conf", dir);
+    snprintf(opt, sizeof opt, "topology.file = %s\n", path);
+    text_of("s0:p", opt, text, sizeof text);
+    write_file(path, text);
+    sr_config *c = sr_config_new();
+    ck_assert_int_eq(sr_config_load_file(c, path), SR_OK);
+    ck_assert_int_eq(sr_config_set_log_fn(c, keep_log, NULL), SR_OK);
+    sr_router *r = NULL;
+    ck_assert_msg(sr_router_open(c, &r) == SR_OK, "%s", sr_config_errmsg(c));
+    sr_config_free(c);
+    atomic_store(&nlogged, 0);
+    ck_assert_int_eq(sr_router_maintain(r), SR_OK);
+    ck_assert_int_eq(sr_router_version(r), 1); /* unchanged since open: no reload */
+
+    text_of("s0:p s1:p", opt, text, sizeof text);
+    write_file(path, text);
+    ck_assert_int_eq(sr_router_maintain(r), SR_OK);
+    ck_assert_int_eq(sr_router_version(r), 2);
+    ck_assert_int_eq(sr_router_nshards(r), 2);
+    ck_assert_ptr_nonnull(strstr(logged, "reloaded from topology.file"));
+
+    write_file(path, "this is = not a configuration\n[shard\n");
+    ck_assert_int_eq(sr_router_maintain(r), SR_OK);
+    ck_assert_int_eq(sr_router_version(r), 2); /* a broken file is logged and ignored */
+    ck_assert_ptr_nonnull(strstr(logged, path));
+    int after_bad = atomic_load(&nlogged);
+    ck_assert_int_eq(sr_router_maintain(r), SR_OK);
+    ck_assert_int_eq(atomic_load(&nlogged), after_bad); /* ... once, until it changes again */
+
+    text_of("s0:p s1:p s2:p", opt, text, sizeof text);
+    write_file(path, text);
+    ck_assert_int_eq(sr_router_maintain(r), SR_OK);
+    ck_assert_int_eq(sr_router_version(r), 3);
+    ck_assert_int_eq(sr_router_nshards(r), 3);
+
+    unlink(path);
+    ck_assert_int_eq(sr_router_maintain(r), SR_OK);
+    ck_assert_int_eq(sr_router_version(r), 3);
+    ck_assert_ptr_nonnull(strstr(logged, "cannot be read"));
+    sr_router_close(r);
+    rmdir(dir);
+}
+END_TEST
+
 static Suite *reload_suite(void)
 {
     Suite *su = suite_create("reload");
@@ -477,6 +556,7 @@ static Suite *reload_suite(void)
     tcase_add_test(tc, a_read_only_transaction_on_a_replica_survives_a_reload);
     tcase_add_test(tc, two_nodes_with_one_uri_keep_two_backends);
     tcase_add_test(tc, the_prober_follows_a_reloaded_interval);
+    tcase_add_test(tc, a_watched_file_is_reloaded_when_it_changes);
     suite_add_tcase(su, tc);
     tc = tcase_create("threads");
     tcase_add_checked_fixture(tc, setup, NULL);

@@ -1,0 +1,39 @@
+/*
+ * Applying a new configuration to a router (sr_router_reload, the watched
+ * file): build and check the new version against the current one, swap it
+ * in, count and log the outcome. The callers hold the router's reload lock
+ * (one reload at a time) and do what is theirs around it: the public call
+ * writes the configuration's message and restarts the prober.
+ */
+#include "reload.h"
+
+#include "topology.h"
+
+void sr__log_version(sr_topo *t, const char *what)
+{
+    sr__log(t, SR_LOG_INFO, "router %s: topology version %llu, %d shards, distribution %s, "
+                            "policy %s",
+            what, (unsigned long long)t->version, t->nshards,
+            sr__option_enum_name("shard.distribution", t->opts.distribution),
+            sr__option_enum_name("balance.policy", t->opts.balance_policy));
+}
+
+int sr__reload_locked(sr_router *r, const sr_config *c, const char *what, char *err,
+                      size_t errlen)
+{
+    sr_topo *old = sr__topo_acquire(r);
+    sr_topo *t = NULL;
+    int rc = sr__topology_build(r, c, old, old->version + 1, &t, err, errlen);
+    if (rc == SR_OK)
+        sr__topo_retire(r, old, t);
+    sr__count(&r->reloads[rc == SR_OK]);
+    /* Logged while `t` is still current (the reload lock keeps it so) and `old` referenced;
+     * a log callback must not reload (this thread holds the reload lock). */
+    if (rc != SR_OK)
+        sr__log(old, SR_LOG_WARN, "router reload refused, the topology is unchanged: %s",
+                err[0] ? err : sr_strerror(rc));
+    else
+        sr__log_version(t, what);
+    sr__topo_release(old);
+    return rc;
+}
