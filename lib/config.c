@@ -156,6 +156,81 @@ SR_API void sr_config_free(sr_config *c)
     free(c);
 }
 
+/* A copy of `src` (or NULL when memory runs out): NULL-safe strdup of optional strings. */
+static bool dup_opt(char **dst, const char *src)
+{
+    *dst = src ? sr_strdup(src) : NULL;
+    return !src || *dst;
+}
+
+sr_config *sr__config_clone(const sr_config *src)
+{
+    sr_config *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->opts = src->opts;
+    c->keymap_fn = src->keymap_fn;
+    c->keymap_ud = src->keymap_ud;
+    c->log_fn = src->log_fn;
+    c->log_ud = src->log_ud;
+    c->event_fn = src->event_fn;
+    c->event_ud = src->event_ud;
+    bool ok = true;
+    if (src->nshards > 0) {
+        c->shards = calloc((size_t)src->nshards, sizeof *c->shards);
+        ok = c->shards != NULL;
+        c->shards_cap = ok ? src->nshards : 0;
+    }
+    for (int i = 0; ok && i < src->nshards; i++) {
+        const sr_config_shard *from = &src->shards[i];
+        sr_config_shard *to = &c->shards[i];
+        c->nshards = i + 1; /* what sr_config_free must free from here on */
+        ok = dup_opt(&to->name, from->name) && dup_opt(&to->keyrange, from->keyrange) &&
+             dup_opt(&to->range, from->range);
+        if (ok && from->nnodes > 0) {
+            to->nodes = calloc((size_t)from->nnodes, sizeof *to->nodes);
+            ok = to->nodes != NULL;
+            to->cap = ok ? from->nnodes : 0;
+        }
+        for (int j = 0; ok && j < from->nnodes; j++) {
+            to->nodes[j] = from->nodes[j];
+            to->nodes[j].uri = NULL;
+            to->nnodes = j + 1;
+            ok = dup_opt(&to->nodes[j].uri, from->nodes[j].uri);
+        }
+    }
+    if (ok && src->name_slots) {
+        size_t bytes = (src->name_mask + 1) * sizeof *c->name_slots;
+        c->name_slots = malloc(bytes);
+        ok = c->name_slots != NULL;
+        if (ok) {
+            memcpy(c->name_slots, src->name_slots, bytes);
+            c->name_mask = src->name_mask;
+        }
+    }
+    if (ok && src->npins > 0) {
+        c->pins = calloc((size_t)src->npins, sizeof *c->pins);
+        ok = c->pins != NULL;
+        c->pins_cap = ok ? src->npins : 0;
+    }
+    for (int i = 0; ok && i < src->npins; i++) {
+        c->pins[i] = src->pins[i];
+        c->pins[i].bytes = NULL;
+        c->npins = i + 1;
+        if (src->pins[i].bytes) {
+            c->pins[i].bytes = malloc(src->pins[i].len ? src->pins[i].len : 1);
+            ok = c->pins[i].bytes != NULL;
+            if (ok)
+                memcpy(c->pins[i].bytes, src->pins[i].bytes, src->pins[i].len);
+        }
+    }
+    if (!ok) {
+        sr_config_free(c);
+        return NULL;
+    }
+    return c;
+}
+
 SR_API const char *sr_config_errmsg(const sr_config *c)
 {
     return c ? c->errmsg : "no configuration (NULL)";

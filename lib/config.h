@@ -50,6 +50,10 @@ struct sr_config {
     char errmsg[SR_ERRMSG_LEN];
 };
 
+/* A deep copy of a configuration (callbacks shared, message empty), or NULL when memory
+ * runs out. The router keeps one of the configuration it runs (reload.c). */
+sr_config *sr__config_clone(const sr_config *c);
+
 /* Index of a declared shard by name, or -1. */
 int sr__config_find_shard(const sr_config *c, const char *name);
 

@@ -59,6 +59,7 @@ typedef struct sr_shard_counters {
     _Atomic uint64_t primary_reads[SR_PRIMARY_WHYS];
     _Atomic uint64_t waits[SR_WAIT_OUTCOMES];
     _Atomic uint64_t wait_ns; /* total time spent in those waits */
+    _Atomic uint64_t failovers; /* versions made because another node became the primary */
 } sr_shard_counters;
 
 /* Per router: scatter statements (sr_exec_all, cursors over all shards). */

@@ -333,6 +333,26 @@ static void shard_families(out *o, const sr_topo *r, char **shard_labels)
             emit(o, "shardroute_consistency_wait_seconds_total{%s} %.9f\n", shard_labels[k],
                  (double)v / 1e9);
     }
+    family(o, "shardroute_failovers_total", "counter",
+           "Topology versions made because another node of the shard became its primary "
+           "(failover.discovery).");
+    for (int k = 0; k < nseries; k++) {
+        uint64_t v = 0;
+        for (int s = agg ? 0 : k; s < (agg ? r->nshards : k + 1); s++)
+            v += load(&r->shards[s].counters->failovers);
+        emit(o, "shardroute_failovers_total%s%s%s %llu\n", agg ? "" : "{",
+             agg ? "" : shard_labels[k], agg ? "" : "}", (unsigned long long)v);
+    }
+    family(o, "shardroute_split_brain", "gauge",
+           "Shards where two nodes report themselves primary: their writes are refused.");
+    for (int k = 0; k < nseries; k++) {
+        int v = 0;
+        for (int s = agg ? 0 : k; s < (agg ? r->nshards : k + 1); s++)
+            v += atomic_load_explicit(&((sr_shard *)&r->shards[s])->split_brain,
+                                      memory_order_relaxed) != 0;
+        emit(o, "shardroute_split_brain%s%s%s %d\n", agg ? "" : "{", agg ? "" : shard_labels[k],
+             agg ? "" : "}", v);
+    }
 }
 
 static void router_families(out *o, const sr_topo *r)

@@ -317,6 +317,8 @@ int sr__node_acquire_primary(sr_topo *r, int shard, bool write, int64_t deadline
                              sr_driver_conn **conn, bool *probe, sr_reason *why)
 {
     sr_node *primary = &r->shards[shard].nodes[0];
+    if (write && atomic_load_explicit(&r->shards[shard].split_brain, memory_order_relaxed))
+        return sr__reason_shard(why, SR_EUNAVAILABLE, SR_REASON_SPLIT_BRAIN, shard, NULL);
     if (write && atomic_load_explicit(&primary->b->role_mismatch, memory_order_relaxed))
         return sr__reason_shard(why, SR_EUNAVAILABLE, SR_REASON_NOT_WRITABLE, shard, NULL);
     if (!sr__node_admit(primary, probe))
@@ -326,6 +328,24 @@ int sr__node_acquire_primary(sr_topo *r, int shard, bool write, int64_t deadline
     if (sr__node_checkout(r, primary, *probe, deadline, conn, &why->err) != SR_OK)
         return sr__reason_driver(why, primary, shard, &why->err, NULL);
     return SR_OK;
+}
+
+bool sr__node_is_other_role(sr_node *n, int64_t deadline)
+{
+    sr_driver_connect_args args = n->b->connect_args; /* lives as long as the connection */
+    args.role = n->role == SR_PRIMARY ? SR_REPLICA : SR_PRIMARY;
+    int64_t left_ms = (deadline - sr_clock_ns()) / 1000000;
+    if (left_ms <= 0)
+        return false;
+    if (args.connect_timeout_ms <= 0 || args.connect_timeout_ms > left_ms)
+        args.connect_timeout_ms = (int)(left_ms < 1 ? 1 : left_ms);
+    sr_driver_conn *conn = NULL;
+    sr_driver_error e;
+    sr__driver_error_clear(&e);
+    if (n->b->driver->connect(&args, &conn, &e) != SR_OK)
+        return false;
+    n->b->driver->close(conn);
+    return true;
 }
 
 void sr__node_abandon(sr_topo *r, sr_node *n, sr_driver_conn *conn)

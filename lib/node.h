@@ -111,6 +111,15 @@ void sr__node_checkin(sr_node *n, sr_driver_conn *conn, bool broken);
 int sr__node_acquire_primary(sr_topo *r, int shard, bool write, int64_t deadline,
                              sr_driver_conn **conn, bool *probe, sr_reason *why);
 
+/*
+ * Whether `n` is now the other role than configured, asked on a connection of its own (not
+ * pooled, closed at once) that the driver opens only for that role (drivers check a new
+ * connection's role): the prober's question when the node's pooled check failed, because a
+ * promoted replica refuses the connections its pool makes as a replica. Bounded by the
+ * connect timeout and `deadline`.
+ */
+bool sr__node_is_other_role(sr_node *n, int64_t deadline);
+
 /* Rolls back whatever `conn` has open and returns it (dropped when the rollback failed). */
 void sr__node_abandon(sr_topo *r, sr_node *n, sr_driver_conn *conn);
 

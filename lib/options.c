@@ -21,6 +21,7 @@ static const char *const policy_names[] = {"round_robin",       "random",   "wei
                                            NULL};
 static const char *const primary_reads_names[] = {"fallback", "never", "always", NULL};
 static const char *const metrics_shards_names[] = {"per_shard", "aggregate", NULL};
+static const char *const off_on_names[] = {"off", "on", NULL};
 /* Indexes are sr_consistency values. */
 static const char *const consistency_names[] = {"any", "monotonic", "read_your_writes", "primary",
                                                 NULL};
@@ -72,6 +73,9 @@ static const sr_option_def option_defs[] = {
              "per-shard metric series with a shard label, or summed over shards (aggregate)"),
     INT_OPT("events.sample", events_sample, 1, 1, 1000000,
             "the event callback gets one statement event in this many"),
+    ENUM_OPT("failover.discovery", failover_discovery, 1, off_on_names,
+             "follow a failover: writes go to the one node of a shard that reports itself primary "
+             "when the configured primary is down or reports itself a replica"),
     STRING_OPT("topology.file", topology_file,
                "a configuration file the router watches and reloads when it changes"),
 };

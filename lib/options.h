@@ -58,6 +58,7 @@ typedef struct sr_options {
     int consistency_wait_ms; /* -1: see sr__consistency_wait_ms() */
     int metrics_shards;      /* sr_metrics_shards */
     int events_sample;       /* one statement event in this many */
+    int failover_discovery;  /* 1: follow a primary the servers report (failover.c); 0: off */
     /* A configuration file the router watches and reloads when it changes (watch.c); "" none. */
     char topology_file[SR_OPTION_STRING_MAX];
 } sr_options;

@@ -4,10 +4,12 @@
  * health state as statements. The background thread that runs it every
  * health.probe_interval_ms is opt-in (no hidden threads by default).
  */
+#include "failover.h"
 #include "node.h"
 #include "watch.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <time.h>
 
@@ -44,11 +46,12 @@ static void refresh_replication(sr_node *n, sr_driver_conn *conn, int64_t deadli
         sr__node_store_position(n, pos);
 }
 
-static void check_node(sr_topo *r, sr_node *n)
+/* Pings `n`, refreshes its replication caches and role; returns the role the check saw. */
+static sr_seen_role check_node(sr_topo *r, sr_node *n)
 {
     bool probe = false;
-    if (!sr__node_admit(n, &probe))
-        return; /* ejected and not yet due */
+    if (!sr__node_admit(n, &probe)) /* ejected and not yet due */
+        return SR_SEEN_DOWN;
     int64_t deadline = sr__statement_deadline(r);
     sr_driver_error e;
     sr__driver_error_clear(&e);
@@ -58,8 +61,9 @@ static void check_node(sr_topo *r, sr_node *n)
         /* A probe's outcome is counted by sr__node_report (node.c); a full pool is no check. */
         if (!probe && crc != SR_EBUSY)
             sr__count(&n->b->probes[0]);
-        return; /* reported by the checkout */
+        return crc == SR_EBUSY ? SR_SEEN_UNKNOWN : crc == SR_ETIMEOUT ? SR_SEEN_HUNG : SR_SEEN_DOWN;
     }
+    sr_seen_role seen = SR_SEEN_UNKNOWN;
     int rc = n->b->driver->ping(conn, deadline, &e);
     if (rc == SR_OK && n->role == SR_REPLICA)
         refresh_replication(n, conn, deadline);
@@ -68,16 +72,41 @@ static void check_node(sr_topo *r, sr_node *n)
         sr_driver_error e2;
         sr__driver_error_clear(&e2);
         int rc2 = n->b->driver->server_role(conn, deadline, &actual, &e2);
-        if (rc2 == SR_OK)
+        if (rc2 == SR_OK) {
             note_role(r, n, actual);
-        else if (e2.transient) {
+            seen = actual == SR_PRIMARY ? SR_SEEN_PRIMARY : SR_SEEN_REPLICA;
+        } else if (e2.transient) {
             rc = rc2;
             e = e2;
         }
     }
+    if (rc != SR_OK)
+        seen = !e.transient ? SR_SEEN_UNKNOWN : rc == SR_ETIMEOUT ? SR_SEEN_HUNG : SR_SEEN_DOWN;
     sr__node_release(r, n, conn, rc, &e, probe);
     if (!probe)
         sr__count(&n->b->probes[rc == SR_OK]);
+    return seen;
+}
+
+/*
+ * The replicas whose check could not connect: is any of them a primary now? A promoted
+ * replica, or an old primary restarted as a primary after a failover, refuses the
+ * connections its pool makes as a replica (drivers check a new connection's role), so the
+ * round asks on a connection of its own, made for the other role and closed at once. Not
+ * after a time-out (a hung server would cost the round another), and only for failover
+ * discovery, which is what uses the answer.
+ */
+static void ask_unreachable(sr_topo *r, sr_shard *sh, sr_seen_role *seen)
+{
+    if (!r->opts.failover_discovery || !sh->nodes[0].b->driver->server_role)
+        return;
+    for (int j = 1; j < sh->nnodes; j++) {
+        sr_node *n = &sh->nodes[j];
+        if (seen[j] == SR_SEEN_DOWN && sr__node_is_other_role(n, sr__statement_deadline(r))) {
+            note_role(r, n, SR_PRIMARY);
+            seen[j] = SR_SEEN_PRIMARY;
+        }
+    }
 }
 
 SR_API int sr_router_maintain(sr_router *h)
@@ -86,9 +115,25 @@ SR_API int sr_router_maintain(sr_router *h)
         return SR_EINVAL;
     sr__watch_poll(h); /* first: a changed file decides which nodes the round checks */
     sr_topo *r = sr__topo_acquire(h); /* a round checks one version's nodes */
+    int nnodes = 0;
     for (int i = 0; i < r->nshards; i++)
-        for (int j = 0; j < r->shards[i].nnodes; j++)
-            check_node(r, &r->shards[i].nodes[j]);
+        nnodes += r->shards[i].nnodes;
+    /* What each node's check saw, in node_store order, for failover discovery (without
+     * memory the round still checks: every role is then unknown and nothing fails over). */
+    sr_seen_role *seen = calloc((size_t)(nnodes > 0 ? nnodes : 1), sizeof *seen);
+    for (int i = 0; i < r->nshards; i++)
+        for (int j = 0; j < r->shards[i].nnodes; j++) {
+            sr_node *n = &r->shards[i].nodes[j];
+            sr_seen_role role = check_node(r, n);
+            if (seen)
+                seen[n - r->node_store] = role;
+        }
+    if (seen) {
+        for (int i = 0; i < r->nshards; i++)
+            ask_unreachable(r, &r->shards[i], seen + (r->shards[i].nodes - r->node_store));
+        sr__failover_round(h, r, seen);
+    }
+    free(seen);
     sr__topo_release(r);
     return SR_OK;
 }

@@ -17,6 +17,7 @@ typedef enum sr_reason_kind {
     SR_REASON_NO_NODE,      /* no node of `shard` may take the statement: each node says why */
     SR_REASON_PRIMARY_DOWN, /* the primary of `shard` is ejected and not due for a probe */
     SR_REASON_NOT_WRITABLE, /* the primary of `shard` reports read-only / in recovery */
+    SR_REASON_SPLIT_BRAIN,  /* two nodes of `shard` report themselves primary (failover.c) */
     SR_REASON_STALE,        /* no replica has the needed position; `detail` says why,
                                err.message holds the position ("" when unknown) */
     SR_REASON_LATE          /* the deadline passed while looking for a node; `detail` says why */

@@ -23,9 +23,15 @@ int sr__reload_locked(sr_router *r, const sr_config *c, const char *what, char *
 {
     sr_topo *old = sr__topo_acquire(r);
     sr_topo *t = NULL;
-    int rc = sr__topology_build(r, c, old, old->version + 1, &t, err, errlen);
-    if (rc == SR_OK)
+    sr_config *keep = sr__config_clone(c); /* what a failover will derive from */
+    int rc = keep ? sr__topology_build(r, c, old, old->version + 1, &t, err, errlen) : SR_ENOMEM;
+    if (rc == SR_OK) {
         sr__topo_retire(r, old, t);
+        sr_config_free(r->applied);
+        r->applied = keep;
+    } else {
+        sr_config_free(keep);
+    }
     sr__count(&r->reloads[rc == SR_OK]);
     /* Logged while `t` is still current (the reload lock keeps it so) and `old` referenced;
      * a log callback must not reload (this thread holds the reload lock). */

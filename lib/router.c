@@ -27,7 +27,8 @@ SR_API int sr_router_open(sr_config *c, sr_router **out)
     pthread_mutex_init(&r->watch_lock, NULL);
     char err[SR_ERRMSG_LEN] = "";
     sr_topo *t = NULL;
-    int rc = sr__topology_build(r, c, NULL, 1, &t, err, sizeof err);
+    r->applied = sr__config_clone(c);
+    int rc = r->applied ? sr__topology_build(r, c, NULL, 1, &t, err, sizeof err) : SR_ENOMEM;
     if (rc == SR_OK) {
         sr__topo_publish(t);
         atomic_store(&r->current, t);
@@ -39,6 +40,7 @@ SR_API int sr_router_open(sr_config *c, sr_router **out)
     }
     if (rc != SR_OK) {
         sr__topology_free_all(r);
+        sr_config_free(r->applied);
         pthread_mutex_destroy(&r->lock);
         pthread_mutex_destroy(&r->reload_lock);
         pthread_mutex_destroy(&r->registry_lock);
@@ -81,6 +83,7 @@ SR_API void sr_router_close(sr_router *r)
         return;
     sr__prober_stop(r);
     sr__topology_free_all(r);
+    sr_config_free(r->applied);
     pthread_mutex_destroy(&r->lock);
     pthread_mutex_destroy(&r->reload_lock);
     pthread_mutex_destroy(&r->registry_lock);

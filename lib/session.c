@@ -88,6 +88,17 @@ static int fail_reason(sr_session *s, int status, const char *what, const sr_rea
                                 "%s on shard '%s': its primary %s reports that it is not a primary "
                                 "(in recovery or read-only); writes are refused until it is again",
                                 what, sh->name, sh->nodes[0].b->uri->redacted);
+    case SR_REASON_SPLIT_BRAIN: {
+        uint32_t sb = atomic_load_explicit(&((sr_shard *)sh)->split_brain, memory_order_relaxed);
+        if (!sb) /* over since the write was refused: still, say what refused it */
+            return sr__session_fail(s, status, "%s on shard '%s': two nodes reported themselves "
+                                    "primary (split brain); writes were refused", what, sh->name);
+        return sr__session_fail(s, status,
+                                "%s on shard '%s': split brain: %s and %s both report themselves "
+                                "primary; writes are refused until one of them steps down",
+                                what, sh->name, sh->nodes[sb & 0xff].b->uri->redacted,
+                                sh->nodes[(sb >> 8) & 0xff].b->uri->redacted);
+    }
     case SR_REASON_STALE:
         return sr__session_fail(s, status,
                                 "%s on shard '%s': %s (needed %s, waited up to %d ms) and "

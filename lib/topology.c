@@ -216,6 +216,38 @@ static sr_named_counters *shard_entry(sr_router *h, const char *name)
     return c;
 }
 
+/* The node of `sh` configured with URI `uri`, or -1. */
+static int node_with_uri(const sr_shard *sh, const char *uri)
+{
+    for (int i = 0; i < sh->nnodes; i++)
+        if (strcmp(sh->nodes[i].b->config_uri, uri) == 0)
+            return i;
+    return -1;
+}
+
+/*
+ * A split brain seen on the shard of the same name in `prev` stays in force in the new
+ * version while both nodes are still in it (whatever their configured roles): a reload does
+ * not make two writable primaries safe, only one stepping down (the next round of role
+ * checks clears it) or the configuration dropping one of them does.
+ */
+static void carry_split_brain(const sr_topo *prev, sr_shard *sh)
+{
+    for (int i = 0; prev && i < prev->nshards; i++) {
+        const sr_shard *old = &prev->shards[i];
+        if (old->name != sh->name) /* interned: one pointer per name */
+            continue;
+        uint32_t sb = atomic_load(&((sr_shard *)old)->split_brain);
+        if (!sb)
+            return;
+        int a = node_with_uri(sh, old->nodes[sb & 0xff].b->config_uri);
+        int b = node_with_uri(sh, old->nodes[(sb >> 8) & 0xff].b->config_uri);
+        if (a >= 0 && b >= 0)
+            atomic_store(&sh->split_brain, SR_SPLIT_BRAIN_FLAG | (uint32_t)a | (uint32_t)b << 8);
+        return;
+    }
+}
+
 static int build_shard(sr_topo *t, const sr_topo *prev, int si, const sr_config_shard *cs,
                        sr_node *slots, char *err, size_t errlen)
 {
@@ -225,6 +257,7 @@ static int build_shard(sr_topo *t, const sr_topo *prev, int si, const sr_config_
     if (!entry)
         return SR_ENOMEM;
     sh->name = entry->name; /* valid until the router closes, whatever reloads do */
+    atomic_init(&sh->split_brain, 0);
     sh->counters = &entry->counters;
 
     int primary = -1;
@@ -259,6 +292,8 @@ static int build_shard(sr_topo *t, const sr_topo *prev, int si, const sr_config_
                         err, errlen);
         sh->nnodes++;
     }
+    if (rc == SR_OK && t->opts.failover_discovery)
+        carry_split_brain(prev, sh);
     return rc;
 }
 

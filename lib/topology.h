@@ -80,7 +80,12 @@ typedef struct sr_shard {
     int nnodes;
     _Atomic uint64_t rr_counter;
     sr_shard_counters *counters; /* the router's for this shard name: kept across reloads */
+    /* Two nodes of the shard report themselves primary (failover.c): 0, or
+     * SR_SPLIT_BRAIN_FLAG | a | b << 8 (node indexes). Writes are refused while it is set. */
+    _Atomic uint32_t split_brain;
 } sr_shard;
+
+#define SR_SPLIT_BRAIN_FLAG 0x10000u
 
 /*
  * One version of a router's topology: its options, shards, nodes and key
@@ -136,6 +141,9 @@ struct sr_router {
     _Atomic uint64_t reloads[2]; /* sr_router_reload calls: [0 refused, 1 applied] */
     _Atomic uint64_t event_tick;
     sr_named_counters *shard_counters;
+    /* The configuration of the current version (reload.c): what a failover derives the next
+     * one from. Read and replaced under reload_lock. */
+    sr_config *applied;
     /* Strings handed out as valid until the router closes (shard names, node URIs) that a
      * freed version or backend owned: freed at close. */
     void **graveyard;

@@ -131,6 +131,12 @@ static int fake_connect(const sr_driver_connect_args *args, sr_driver_conn **out
         return sr_driver_error_set(err, SR_ETIMEOUT, 1, NULL, 0,
                                    "fake: connect to %s timed out after %d ms", n->name,
                                    args->connect_timeout_ms);
+    if (atomic_load(&n->down))
+        return sr_driver_error_set(err, SR_ECONNECT, 1, "08006", 0, "fake: %s is down", n->name);
+    if (atomic_load(&n->check_role) && (int)args->role != atomic_load(&n->role))
+        return sr_driver_error_set(err, SR_ECONNECT, 1, "08006", 0,
+                                   "fake: %s is configured as a %s but is not", n->name,
+                                   args->role == SR_PRIMARY ? "primary" : "replica");
     if (take_failure(&n->fail_connects))
         return sr_driver_error_set(err, SR_ECONNECT, 1, "08006", 0, "fake: %s refused the connection",
                                    n->name);
@@ -168,6 +174,8 @@ static int fake_prelude(route_node *n, int64_t deadline_ns, sr_driver_error *err
         return sr_driver_error_set(err, SR_ETIMEOUT, 1, "57014", 0,
                                    "fake: statement on %s timed out", n->name);
     }
+    if (atomic_load(&n->down))
+        return sr_driver_error_set(err, SR_ECONNECT, 1, "08006", 0, "fake: %s is down", n->name);
     if (take_failure(&n->fail_execs)) {
         trace_add(n, '!');
         if (atomic_load(&n->fail_kind) == ROUTE_FAIL_SQL)
@@ -229,15 +237,21 @@ static int fake_rollback(sr_driver_conn *c, int64_t deadline_ns, sr_driver_error
 
 static int fake_ping(sr_driver_conn *c, int64_t deadline_ns, sr_driver_error *err)
 {
-    (void)deadline_ns, (void)err;
+    (void)deadline_ns;
     atomic_fetch_add(&c->node->pings, 1);
+    if (atomic_load(&c->node->down))
+        return sr_driver_error_set(err, SR_ECONNECT, 1, "08006", 0, "fake: %s is down",
+                                   c->node->name);
     return SR_OK;
 }
 
 static int fake_server_role(sr_driver_conn *c, int64_t deadline_ns, sr_role *out,
                             sr_driver_error *err)
 {
-    (void)deadline_ns, (void)err;
+    (void)deadline_ns;
+    if (atomic_load(&c->node->down))
+        return sr_driver_error_set(err, SR_ECONNECT, 1, "08006", 0, "fake: %s is down",
+                                   c->node->name);
     *out = (sr_role)atomic_load(&c->node->role);
     return SR_OK;
 }

@@ -54,6 +54,10 @@ typedef struct route_node {
     _Atomic int fail_write_position; /* != 0: write_position() fails (transient = 0) */
     _Atomic int lose_after_write; /* > 0: that many next exec_at writes succeed but lose the
                                      connection after it (SR_OK, transient = 1, pos "") */
+    _Atomic int down;           /* != 0: the server is gone: connects are refused, pings and
+                                   statements on open connections fail (transient) */
+    _Atomic int check_role;     /* != 0: a connect made for the other role than `role` is
+                                   refused, as the real drivers refuse one */
     _Atomic int64_t position;   /* primary: written; replica: replayed */
     _Atomic int64_t lag_ms;     /* what replica_lag_ms() reports; -1: replication broken */
     _Atomic int rows;           /* rows a read returns through steps ("fakestep"), default 1 */

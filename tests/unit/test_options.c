@@ -119,7 +119,7 @@ START_TEST(test_table_sane)
     size_t n = 0;
     const sr_option_def *defs = sr__option_defs(&n);
     ck_assert_ptr_nonnull(defs);
-    ck_assert_uint_eq(n, 21);
+    ck_assert_uint_eq(n, 22);
     ck_assert_ptr_eq(sr__option_defs(NULL), defs);
     for (size_t i = 0; i < n; i++) {
         const sr_option_def *d = &defs[i];
@@ -151,6 +151,7 @@ START_TEST(test_defaults)
     ck_assert_int_eq(c->opts.distribution, SR_DIST_KEYRANGE);
     ck_assert_int_eq(c->opts.balance_policy, SR_POLICY_P2C_EWMA);
     ck_assert_int_eq(c->opts.primary_reads, SR_PRIMARY_READS_FALLBACK);
+    ck_assert_int_eq(c->opts.failover_discovery, 1);
     ck_assert_int_eq(c->opts.ewma_decay_ms, 10000);
     ck_assert_int_eq(c->opts.pool_max_size, 16);
     ck_assert_int_eq(c->opts.pool_checkout_timeout_ms, 1000);
@@ -350,6 +351,7 @@ START_TEST(test_enum_values)
         {"shard.distribution", {"keyrange", "jump", "pg_hash", "modulo", "range", "callback"}, SR_DIST_CALLBACK},
         {"balance.policy", {"round_robin", "random", "weighted", "least_outstanding", "p2c_ewma", "affinity"}, -1},
         {"balance.primary_reads", {"fallback", "never", "always"}, -1},
+        {"failover.discovery", {"off", "on"}, -1},
     };
     for (size_t e = 0; e < SR_ARRAY_LEN(enums); e++) {
         const sr_option_def *d = def_named(enums[e].option);
@@ -380,7 +382,7 @@ START_TEST(test_enum_values)
             ck_assert_msg_has(c, d->name);
             ck_assert_msg_has(c, "is not one of");
             ck_assert_msg_has(c, enums[e].names[0]);
-            ck_assert_msg_has(c, enums[e].names[2]);
+            ck_assert_msg_has(c, enums[e].names[1]);
         }
         char padded[64];
         snprintf(padded, sizeof padded, " %s", enums[e].names[0]);

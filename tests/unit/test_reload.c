@@ -541,6 +541,265 @@ START_TEST(a_watched_file_is_reloaded_when_it_changes)
 }
 END_TEST
 
+
+/* ---- failover discovery: the servers say who the primary is ---- */
+
+static char fo_log[8192];
+static pthread_mutex_t fo_log_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void failover_log(void *ud, sr_log_level l, const char *m)
+{
+    (void)ud, (void)l;
+    pthread_mutex_lock(&fo_log_lock);
+    if (strstr(m, "failover") || strstr(m, "split brain"))
+        snprintf(fo_log + strlen(fo_log), sizeof fo_log - strlen(fo_log), "%s\n", m);
+    pthread_mutex_unlock(&fo_log_lock);
+}
+
+static sr_router *open_logged(const char *spec, const char *options)
+{
+    fo_log[0] = '\0';
+    sr_config *c = config_of(spec, options);
+    ck_assert_int_eq(sr_config_set_log_fn(c, failover_log, NULL), SR_OK);
+    sr_router *r = NULL;
+    ck_assert_msg(sr_router_open(c, &r) == SR_OK, "%s", sr_config_errmsg(c));
+    sr_config_free(c);
+    return r;
+}
+
+static const char *primary_uri(sr_router *r, int shard)
+{
+    sr_node_info info = {.version = SR_NODE_INFO_VERSION};
+    ck_assert_int_eq(sr_router_node_info(r, shard, 0, &info), SR_OK);
+    return info.uri;
+}
+
+/* A write's status; its message in `msg`. */
+static int try_write(sr_session *s, int shard, char *msg, size_t cap)
+{
+    int rc = sr_exec(s, K(shard), SR_WRITE, "INSERT INTO t VALUES (1)", 0, NULL, NULL);
+    snprintf(msg, cap, "%s", rc == SR_OK ? "" : sr_session_errmsg(s));
+    return rc;
+}
+
+static long metric(sr_router *r, const char *series)
+{
+    static char text[1 << 16];
+    ck_assert_int_lt(sr_router_metrics_text(r, text, sizeof text), (int)sizeof text);
+    const char *at = strstr(text, series);
+    ck_assert_msg(at != NULL, "no series %s", series);
+    return strtol(at + strlen(series), NULL, 10);
+}
+
+START_TEST(a_replica_that_reports_primary_takes_the_writes_when_the_primary_is_a_replica)
+{
+    sr_router *r = open_logged("s0:p,r1,r2 s1:p,r1", NULL);
+    sr_session *s = new_session(r);
+    write_on(s, 0);
+    ck_assert_int_eq(atomic_load(&N("s0p")->exec_ok), 1);
+    ck_assert_int_eq(sr_router_maintain(r), SR_OK);
+    ck_assert_int_eq(sr_router_version(r), 1); /* every node is what it is configured as */
+
+    /* A planned switchover: the primary steps down, r2 is promoted. */
+    atomic_store(&N("s0p")->role, SR_REPLICA);
+    atomic_store(&N("s0r2")->role, SR_PRIMARY);
+    ck_assert_int_eq(sr_router_maintain(r), SR_OK);
+    ck_assert_int_eq(sr_router_version(r), 2);
+    ck_assert_ptr_nonnull(strstr(primary_uri(r, 0), "s0r2"));
+    ck_assert_ptr_nonnull(strstr(primary_uri(r, 1), "s1p")); /* the other shard is as it was */
+    ck_assert_ptr_nonnull(strstr(fo_log, "failover on shard 's0'"));
+    ck_assert_ptr_nonnull(strstr(fo_log, "reports itself a replica"));
+    write_on(s, 0);
+    ck_assert_int_eq(atomic_load(&N("s0r2")->exec_ok), 1);
+    ck_assert_int_eq(atomic_load(&N("s0p")->exec_ok), 1); /* the write did not go there */
+    /* The old primary is a replica now: reads reach it, round robin over s0p and s0r1. */
+    bool on_old = false;
+    for (int i = 0; i < 6; i++)
+        on_old |= strcmp(read_on(s, 0), "s0p") == 0;
+    ck_assert(on_old);
+    ck_assert_int_eq(metric(r, "shardroute_failovers_total{shard=\"s0\"} "), 1);
+    ck_assert_int_eq(metric(r, "shardroute_failovers_total{shard=\"s1\"} "), 0);
+    ck_assert_int_eq(sr_router_maintain(r), SR_OK);
+    ck_assert_int_eq(sr_router_version(r), 2); /* settled: no further version */
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(an_unreachable_primary_fails_over_to_the_one_node_that_reports_primary)
+{
+    sr_router *r = open_logged("s0:p,r1,r2", NULL);
+    sr_session *s = new_session(r);
+    write_on(s, 0);
+    atomic_store(&N("s0p")->down, 1);
+    /* Nothing claims the primary yet: writes fail fast, nothing changes. */
+    ck_assert_int_eq(sr_router_maintain(r), SR_OK);
+    ck_assert_int_eq(sr_router_version(r), 1);
+    char msg[1024];
+    ck_assert_int_ne(try_write(s, 0, msg, sizeof msg), SR_OK);
+    int execs_before = atomic_load(&N("s0r1")->execs);
+    /* r1 is promoted; its pool made its connections as a replica, and a promoted replica
+     * refuses new ones made so (check_role): the round asks it on one of its own. */
+    atomic_store(&N("s0r1")->role, SR_PRIMARY);
+    atomic_store(&N("s0r1")->check_role, 1);
+    atomic_store(&N("s0r1")->down, 1); /* its pooled connections are gone ... */
+    ck_assert_int_eq(sr_router_maintain(r), SR_OK);
+    atomic_store(&N("s0r1")->down, 0); /* ... and it is back, as a primary */
+    ck_assert_int_eq(sr_router_version(r), 1);
+    ck_assert_int_eq(sr_router_maintain(r), SR_OK);
+    ck_assert_int_eq(sr_router_version(r), 2);
+    ck_assert_ptr_nonnull(strstr(primary_uri(r, 0), "s0r1"));
+    ck_assert_ptr_nonnull(strstr(fo_log, "is unreachable"));
+    ck_assert_int_eq(try_write(s, 0, msg, sizeof msg), SR_OK);
+    ck_assert_int_eq(atomic_load(&N("s0r1")->execs), execs_before + 1); /* sent once */
+    /* The old primary comes back as a primary (not rewound): a split brain, found although
+     * its pool, made for a replica now, cannot connect to it. */
+    atomic_store(&N("s0p")->check_role, 1);
+    atomic_store(&N("s0p")->down, 0);
+    ck_assert_int_eq(sr_router_maintain(r), SR_OK);
+    ck_assert_int_eq(try_write(s, 0, msg, sizeof msg), SR_EUNAVAILABLE);
+    ck_assert_msg(strstr(msg, "split brain") && strstr(msg, "s0p"), "%s", msg);
+    /* ... then it is made a replica and serves reads. */
+    atomic_store(&N("s0p")->role, SR_REPLICA);
+    ck_assert_int_eq(sr_router_maintain(r), SR_OK);
+    ck_assert_int_eq(try_write(s, 0, msg, sizeof msg), SR_OK);
+    ck_assert_int_eq(sr_router_version(r), 2);
+    atomic_store(&N("s0p")->position, 100); /* it has replayed the session's writes */
+    bool on_old = false;
+    for (int i = 0; i < 6; i++)
+        on_old |= strcmp(read_on(s, 0), "s0p") == 0;
+    ck_assert(on_old);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(two_primaries_refuse_the_shards_writes_until_one_steps_down)
+{
+    sr_router *r = open_logged("s0:p,r1 s1:p,r1", NULL);
+    sr_session *s = new_session(r);
+    atomic_store(&N("s0r1")->role, SR_PRIMARY); /* both claim it */
+    ck_assert_int_eq(sr_router_maintain(r), SR_OK);
+    ck_assert_int_eq(sr_router_version(r), 1); /* no failover: the configured one still claims */
+    char msg[1024];
+    int before = atomic_load(&N("s0p")->execs);
+    ck_assert_int_eq(try_write(s, 0, msg, sizeof msg), SR_EUNAVAILABLE);
+    ck_assert_msg(strstr(msg, "split brain") && strstr(msg, "s0p") && strstr(msg, "s0r1"), "%s",
+                  msg);
+    ck_assert_int_eq(atomic_load(&N("s0p")->execs), before); /* refused before it was sent */
+    ck_assert_ptr_nonnull(strstr(fo_log, "split brain on shard 's0'"));
+    ck_assert_int_eq(metric(r, "shardroute_split_brain{shard=\"s0\"} "), 1);
+    ck_assert_int_eq(try_write(s, 1, msg, sizeof msg), SR_OK); /* other shards are not affected */
+    read_on(s, 0);                                             /* nor are reads */
+    /* A reload does not make it safe: it carries over while both nodes are in the shard. */
+    sr_config *c = config_of("s0:p,r1 s1:p,r1", NULL);
+    ck_assert_int_eq(sr_config_set_log_fn(c, failover_log, NULL), SR_OK);
+    ck_assert_int_eq(sr_router_reload(r, c), SR_OK);
+    sr_config_free(c);
+    ck_assert_int_eq(sr_router_version(r), 2);
+    ck_assert_int_eq(try_write(s, 0, msg, sizeof msg), SR_EUNAVAILABLE);
+    /* One steps down: the next round clears it. */
+    atomic_store(&N("s0r1")->role, SR_REPLICA);
+    ck_assert_int_eq(sr_router_maintain(r), SR_OK);
+    ck_assert_int_eq(try_write(s, 0, msg, sizeof msg), SR_OK);
+    ck_assert_int_eq(metric(r, "shardroute_split_brain{shard=\"s0\"} "), 0);
+    ck_assert_ptr_nonnull(strstr(fo_log, "split brain over"));
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(two_replicas_claiming_a_lost_primary_fail_over_to_neither)
+{
+    sr_router *r = open_logged("s0:p,r1,r2", NULL);
+    sr_session *s = new_session(r);
+    atomic_store(&N("s0p")->down, 1);
+    atomic_store(&N("s0r1")->role, SR_PRIMARY);
+    atomic_store(&N("s0r2")->role, SR_PRIMARY);
+    ck_assert_int_eq(sr_router_maintain(r), SR_OK);
+    ck_assert_int_eq(sr_router_version(r), 1);
+    char msg[1024];
+    ck_assert_int_eq(try_write(s, 0, msg, sizeof msg), SR_EUNAVAILABLE);
+    ck_assert_msg(strstr(msg, "s0r1") && strstr(msg, "s0r2"), "%s", msg);
+    atomic_store(&N("s0r2")->role, SR_REPLICA); /* one steps down: the other takes over */
+    ck_assert_int_eq(sr_router_maintain(r), SR_OK);
+    ck_assert_int_eq(sr_router_version(r), 2);
+    ck_assert_ptr_nonnull(strstr(primary_uri(r, 0), "s0r1"));
+    ck_assert_int_eq(try_write(s, 0, msg, sizeof msg), SR_OK);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(with_discovery_off_the_configuration_says_which_node_is_primary)
+{
+    sr_router *r = open_logged("s0:p,r1", "failover.discovery = off\n");
+    sr_session *s = new_session(r);
+    atomic_store(&N("s0p")->role, SR_REPLICA);
+    atomic_store(&N("s0r1")->role, SR_PRIMARY);
+    ck_assert_int_eq(sr_router_maintain(r), SR_OK);
+    ck_assert_int_eq(sr_router_version(r), 1);
+    char msg[1024];
+    ck_assert_int_eq(try_write(s, 0, msg, sizeof msg), SR_EUNAVAILABLE); /* fails fast */
+    ck_assert_msg(strstr(msg, "not a primary"), "%s", msg);
+    /* Turned on by a reload, the next round follows the servers. */
+    reload_spec(r, "s0:p,r1", "failover.discovery = on\n");
+    ck_assert_int_eq(sr_router_maintain(r), SR_OK);
+    ck_assert_int_eq(sr_router_version(r), 3);
+    ck_assert_int_eq(try_write(s, 0, msg, sizeof msg), SR_OK);
+    ck_assert_int_eq(atomic_load(&N("s0r1")->exec_ok), 1);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(a_transaction_on_the_old_primary_fails_cleanly_after_a_failover)
+{
+    sr_router *r = open_logged("s0:p,r1", NULL);
+    sr_session *s = new_session(r);
+    ck_assert_int_eq(sr_begin(s, K(0)), SR_OK);
+    write_on(s, 0);
+    atomic_store(&N("s0p")->role, SR_REPLICA);
+    atomic_store(&N("s0r1")->role, SR_PRIMARY);
+    ck_assert_int_eq(sr_router_maintain(r), SR_OK);
+    ck_assert_int_eq(sr_router_version(r), 2);
+    int before = atomic_load(&N("s0r1")->execs);
+    int rc = sr_exec(s, K(0), SR_WRITE, "INSERT INTO t VALUES (2)", 0, NULL, NULL);
+    /* Its transaction stays on its version's primary (the old one) or fails; never moves. */
+    ck_assert_int_eq(atomic_load(&N("s0r1")->execs), before);
+    if (rc == SR_OK)
+        ck_assert_int_eq(sr_commit(s), SR_OK);
+    else
+        sr_rollback(s);
+    write_on(s, 0); /* the next statement follows the new version */
+    ck_assert_int_eq(atomic_load(&N("s0r1")->exec_ok), 1);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
+START_TEST(the_prober_thread_fails_over_within_its_interval)
+{
+    sr_router *r = open_logged("s0:p,r1", "health.probe_interval_ms = 50\n");
+    sr_session *s = new_session(r);
+    atomic_store(&N("s0p")->down, 1);
+    atomic_store(&N("s0r1")->role, SR_PRIMARY);
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    char msg[1024];
+    int rc;
+    do {
+        sleep_ms(10);
+        rc = try_write(s, 0, msg, sizeof msg);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+    } while (rc != SR_OK && t1.tv_sec - t0.tv_sec < 20);
+    ck_assert_msg(rc == SR_OK, "%s", msg);
+    ck_assert_ptr_nonnull(strstr(primary_uri(r, 0), "s0r1"));
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
 static Suite *reload_suite(void)
 {
     Suite *su = suite_create("reload");
@@ -557,6 +816,17 @@ static Suite *reload_suite(void)
     tcase_add_test(tc, two_nodes_with_one_uri_keep_two_backends);
     tcase_add_test(tc, the_prober_follows_a_reloaded_interval);
     tcase_add_test(tc, a_watched_file_is_reloaded_when_it_changes);
+    suite_add_tcase(su, tc);
+    tc = tcase_create("failover");
+    tcase_add_checked_fixture(tc, setup, NULL);
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, a_replica_that_reports_primary_takes_the_writes_when_the_primary_is_a_replica);
+    tcase_add_test(tc, an_unreachable_primary_fails_over_to_the_one_node_that_reports_primary);
+    tcase_add_test(tc, two_primaries_refuse_the_shards_writes_until_one_steps_down);
+    tcase_add_test(tc, two_replicas_claiming_a_lost_primary_fail_over_to_neither);
+    tcase_add_test(tc, with_discovery_off_the_configuration_says_which_node_is_primary);
+    tcase_add_test(tc, a_transaction_on_the_old_primary_fails_cleanly_after_a_failover);
+    tcase_add_test(tc, the_prober_thread_fails_over_within_its_interval);
     suite_add_tcase(su, tc);
     tc = tcase_create("threads");
     tcase_add_checked_fixture(tc, setup, NULL);
