@@ -119,7 +119,10 @@ static int read_on_shard(sr_session *s, int shard, const sr_read_opts *ropts, co
          * once on another node within the same deadline; an SQL error would
          * fail the same way anywhere, and a timeout has used the deadline up.
          */
-        if (!e->transient || rc == SR_ETIMEOUT || attempt > 0 || n->role == SR_PRIMARY ||
+        /* On the primary, retried only where a replica was left out for its replication
+         * alone (broken, or lag unknown): the primary going away is what breaks it. */
+        bool elsewhere = n->role != SR_PRIMARY || (tries.lag_unknown & ~tries.exclude);
+        if (!e->transient || rc == SR_ETIMEOUT || attempt > 0 || !elsewhere ||
             sr_clock_ns() >= deadline) {
             rc = sr__reason_driver(&why, n, shard, e, NULL);
             return sr__session_fail_reason(s, rc, attempt ? "read (retried)" : "read", &why);

@@ -107,6 +107,49 @@ static int acquire_primary(sr_topo *r, int shard, int64_t deadline, sr_node **no
     return rc;
 }
 
+/*
+ * The primary is out of reach too (it is down, or a read on it just failed): a replica whose
+ * replication is broken, or whose lag is unknown, has the last data there is, typically
+ * while the shard fails over. Still held to the plan's position: a read that needs a write
+ * gets a replica that has it, or none.
+ */
+static int last_resort(sr_topo *r, sr_shard *sh, const sr_read_plan *plan, sr_read_tries *tries,
+                       uint64_t exclude, int64_t deadline, sr_node **node, sr_driver_conn **conn,
+                       const char **check)
+{
+    uint64_t left = tries->lag_unknown & ~(exclude | tries->stale);
+    for (int i = 1; i < sh->nnodes && left && plan->sticky < 0; i++) {
+        sr_node *n = &sh->nodes[i];
+        if (!(left & sr__node_bit(n)) || sr_clock_ns() >= deadline)
+            continue;
+        sr_driver_error e;
+        sr__driver_error_clear(&e);
+        sr_driver_conn *c = NULL;
+        if (sr__node_checkout(r, n, false, deadline, &c, &e) != SR_OK)
+            continue;
+        const char *need = plan->need;
+        if (!need || sr__node_cached_covers(n, need) ||
+            (sr__node_has_exec_at(n) && !plan->check_now)) {
+            *check = need && !sr__node_cached_covers(n, need) ? need : NULL;
+            *node = n;
+            *conn = c;
+            return SR_OK;
+        }
+        bool applied = false;
+        tries->checked |= sr__node_bit(n);
+        int rc = sr__node_has_applied(n, c, need, plan->written_ns, deadline, &applied, &e);
+        if (rc == SR_OK && applied) {
+            *node = n;
+            *conn = c;
+            return SR_OK;
+        }
+        sr__node_release(r, n, c, rc, &e, false);
+        if (rc == SR_OK)
+            tries->stale |= sr__node_bit(n);
+    }
+    return SR_EUNAVAILABLE;
+}
+
 static int acquire(sr_topo *r, int shard, const sr_read_plan *plan, sr_read_tries *tries,
                    int64_t deadline, sr_node **node, sr_driver_conn **conn, bool *probe,
                    const char **check, sr_reason *why)
@@ -255,8 +298,21 @@ static int acquire(sr_topo *r, int shard, const sr_read_plan *plan, sr_read_trie
                                 why_not ? why_not : "none was eligible");
     }
     if (r->opts.primary_reads != SR_PRIMARY_READS_NEVER) {
-        tries->primary_why = fallback_why(plan, tries);
-        return acquire_primary(r, shard, deadline, node, conn, probe, why);
+        int rc = SR_EUNAVAILABLE;
+        bool primary_failed = exclude & sr__node_bit(&sh->nodes[0]); /* this read, just now */
+        if (!primary_failed) {
+            tries->primary_why = fallback_why(plan, tries);
+            rc = acquire_primary(r, shard, deadline, node, conn, probe, why);
+            if (rc == SR_OK || !(tries->lag_unknown & ~(exclude | tries->stale)))
+                return rc;
+        }
+        if (last_resort(r, sh, plan, tries, exclude, deadline, node, conn, check) == SR_OK) {
+            tries->primary_why = SR_PRIMARY_WHY_NONE;
+            return SR_OK;
+        }
+        if (primary_failed)
+            return sr__reason_shard(why, SR_EUNAVAILABLE, SR_REASON_NO_NODE, shard, NULL);
+        return rc;
     }
     if (need || plan->need_unknown) {
         sr__reason_shard(why, SR_ESTALE, SR_REASON_STALE, shard,

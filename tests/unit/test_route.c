@@ -548,6 +548,35 @@ START_TEST(a_broken_replica_found_by_the_prober_is_skipped_without_a_bound)
 }
 END_TEST
 
+START_TEST(with_the_primary_gone_too_a_broken_replica_serves_reads_that_it_can)
+{
+    sr_router *r = open_router(1, 2, NULL);
+    sr_session *s = new_session(r);
+    ck_assert_int_eq(sr_exec(s, K(0), SR_WRITE, "INSERT INTO t VALUES (1)", 0, NULL, NULL), SR_OK);
+    /* The primary dies: the replicas' replication breaks with it. */
+    atomic_store(&N("s0r1")->lag_ms, -1);
+    atomic_store(&N("s0r2")->lag_ms, -1);
+    ck_assert_int_eq(sr_router_maintain(r), SR_OK);
+    ck_assert_str_eq(read_on(s, 0), "s0p"); /* while the primary is there, it serves */
+    atomic_store(&N("s0p")->down, 1);
+    /* The session's write is on neither replica: no read may pretend it is. */
+    ck_assert_int_eq(read_fails(s, 0, NULL), SR_EUNAVAILABLE);
+    /* s0r1 had replayed it before the primary died: it serves the session, */
+    atomic_store(&N("s0r1")->position, 1);
+    for (int i = 0; i < 4; i++)
+        ck_assert_str_eq(read_on(s, 0), "s0r1");
+    /* and a session that needs nothing reads either. */
+    sr_session *any = new_session(r);
+    for (int i = 0; i < 4; i++) {
+        const char *w = read_on(any, 0);
+        ck_assert_msg(strcmp(w, "s0r1") == 0 || strcmp(w, "s0r2") == 0, "%s", w);
+    }
+    sr_session_free(any);
+    sr_session_free(s);
+    sr_router_close(r);
+}
+END_TEST
+
 /* ---- positions: read-your-writes, monotonic, waiting, SR_ESTALE ---- */
 
 /*
@@ -1864,6 +1893,7 @@ static Suite *route_suite(void)
     tcase_add_test(tc, every_replica_lagging_reads_the_primary_or_fails);
     tcase_add_test(tc, lag_is_measured_again_and_a_recovered_replica_serves);
     tcase_add_test(tc, a_broken_replica_found_by_the_prober_is_skipped_without_a_bound);
+    tcase_add_test(tc, with_the_primary_gone_too_a_broken_replica_serves_reads_that_it_can);
     tcase_add_test(tc, read_your_writes_skips_a_replica_that_has_not_replayed);
     tcase_add_test(tc, exec_at_carries_the_write_position_and_the_replica_check);
     tcase_add_test(tc, a_stale_check_in_the_exchange_falls_back_to_the_primary);
