@@ -1016,7 +1016,9 @@ START_TEST(active_prober_ejects_and_readmits_without_traffic)
 
     ck_assert_int_eq(mkdir(replica_dir, 0700), 0);
     char cmd[1200];
-    snprintf(cmd, sizeof cmd, "sqlite3 '%s/r.db' 'CREATE TABLE t (x);'", replica_dir);
+    /* The prober may be opening the new file at this moment: wait out its lock. */
+    snprintf(cmd, sizeof cmd, "sqlite3 -cmd '.timeout 5000' '%s/r.db' 'CREATE TABLE t (x);'",
+             replica_dir);
     ck_assert_int_eq(system(cmd), 0);
     for (int i = 0; i < 500; i++) {
         ck_assert_int_eq(sr_router_node_info(r, 0, 1, &info), SR_OK);
