@@ -2,8 +2,9 @@
  * Applying a new configuration to a router (sr_router_reload, the watched
  * file): build and check the new version against the current one, swap it
  * in, count and log the outcome. The callers hold the router's reload lock
- * (one reload at a time) and do what is theirs around it: the public call
- * writes the configuration's message and restarts the prober.
+ * (one reload at a time) and do what is theirs around it (the public call
+ * writes the configuration's message). Every source starts or wakes the
+ * prober the same way: a new version may turn it on or change its interval.
  */
 #include "reload.h"
 
@@ -29,6 +30,11 @@ int sr__reload_locked(sr_router *r, const sr_config *c, const char *what, char *
         sr__topo_retire(r, old, t);
         sr_config_free(r->applied);
         r->applied = keep;
+        /* From the prober's own round (file, failover) the thread is running: start is a
+         * no-op and the wake only shortens its next sleep. */
+        if (sr__prober_start(r) != SR_OK)
+            sr__log(t, SR_LOG_WARN, "cannot start the health prober thread");
+        sr__prober_wake(r);
     } else {
         sr_config_free(keep);
     }

@@ -65,11 +65,6 @@ SR_API int sr_router_reload(sr_router *r, sr_config *c)
     /* One reload at a time; statements go on meanwhile (they never take this lock). */
     pthread_mutex_lock(&r->reload_lock);
     int rc = sr__reload_locked(r, c, "reloaded", err, sizeof err);
-    if (rc == SR_OK) {
-        if (sr__prober_start(r) != SR_OK) /* the new options may ask for it */
-            sr__log(atomic_load(&r->current), SR_LOG_WARN, "cannot start the health prober thread");
-        sr__prober_wake(r); /* ... or for another interval */
-    }
     pthread_mutex_unlock(&r->reload_lock);
     if (rc != SR_OK)
         return sr__config_fail(c, rc, "%s", err[0] ? err : sr_strerror(rc));

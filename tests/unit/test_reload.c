@@ -475,13 +475,26 @@ END_TEST
 static char logged[4096];
 static _Atomic int nlogged;
 
+static pthread_mutex_t logged_lock = PTHREAD_MUTEX_INITIALIZER; /* the prober logs too */
+
 static void keep_log(void *ud, sr_log_level l, const char *m)
 {
     (void)ud, (void)l;
     if (strstr(m, "topology.file")) {
+        pthread_mutex_lock(&logged_lock);
         snprintf(logged, sizeof logged, "%s", m);
+        pthread_mutex_unlock(&logged_lock);
         atomic_fetch_add(&nlogged, 1);
     }
+}
+
+/* Whether the last topology.file message names `what`. */
+static bool logged_has(const char *what)
+{
+    pthread_mutex_lock(&logged_lock);
+    bool has = strstr(logged, what) != NULL;
+    pthread_mutex_unlock(&logged_lock);
+    return has;
 }
 
 static void write_file(const char *path, const char *text)
@@ -516,12 +529,12 @@ START_TEST(a_watched_file_is_reloaded_when_it_changes)
     ck_assert_int_eq(sr_router_maintain(r), SR_OK);
     ck_assert_int_eq(sr_router_version(r), 2);
     ck_assert_int_eq(sr_router_nshards(r), 2);
-    ck_assert_ptr_nonnull(strstr(logged, "reloaded from topology.file"));
+    ck_assert(logged_has("reloaded from topology.file"));
 
     write_file(path, "this is = not a configuration\n[shard\n");
     ck_assert_int_eq(sr_router_maintain(r), SR_OK);
     ck_assert_int_eq(sr_router_version(r), 2); /* a broken file is logged and ignored */
-    ck_assert_ptr_nonnull(strstr(logged, path));
+    ck_assert(logged_has(path));
     int after_bad = atomic_load(&nlogged);
     ck_assert_int_eq(sr_router_maintain(r), SR_OK);
     ck_assert_int_eq(atomic_load(&nlogged), after_bad); /* ... once, until it changes again */
@@ -532,10 +545,23 @@ START_TEST(a_watched_file_is_reloaded_when_it_changes)
     ck_assert_int_eq(sr_router_version(r), 3);
     ck_assert_int_eq(sr_router_nshards(r), 3);
 
-    unlink(path);
+    /* A file that turns the prober on starts its thread: pings go on with no maintain. */
+    char with_prober[600];
+    snprintf(with_prober, sizeof with_prober, "%shealth.probe_interval_ms = 20\n", opt);
+    text_of("s0:p s1:p s2:p", with_prober, text, sizeof text);
+    write_file(path, text);
     ck_assert_int_eq(sr_router_maintain(r), SR_OK);
-    ck_assert_int_eq(sr_router_version(r), 3);
-    ck_assert_ptr_nonnull(strstr(logged, "cannot be read"));
+    ck_assert_int_eq(sr_router_version(r), 4);
+    int pings = atomic_load(&N("s2p")->pings);
+    for (int i = 0; i < 200 && atomic_load(&N("s2p")->pings) <= pings + 2; i++)
+        sleep_ms(10);
+    ck_assert_int_gt(atomic_load(&N("s2p")->pings), pings + 2);
+
+    unlink(path);
+    for (int i = 0; i < 200 && !logged_has("cannot be read"); i++)
+        sleep_ms(10); /* the prober's next round notices */
+    ck_assert_int_eq(sr_router_version(r), 4);
+    ck_assert(logged_has("cannot be read"));
     sr_router_close(r);
     rmdir(dir);
 }
