@@ -18,6 +18,8 @@
 #                     port at or above it and the replica the next one
 #   MY_START_TIMEOUT  seconds to wait for start-up and replication (default 60)
 #   MY_KEEP_DIR=1     `run` leaves its directory (data, logs) in place
+#   MY_REPLICA_BINLOG=1  the replica keeps a binlog (--log-slave-updates): it can
+#                     become a primary that the old primary replicates from
 #
 # env.sh exports:
 #   SR_MY_PRIMARY, SR_MY_REPLICA              mysql:// URIs of the application user
@@ -221,8 +223,13 @@ cmd_start() {
     # wait for. Its data and gtid_slave_pos are both InnoDB, so a killed replica
     # loses them together and fetches again. The primary stays durable: a
     # primary killed by the fault tests must not lose what its replica has.
+    # MY_REPLICA_BINLOG=1: the replica keeps a binlog of what it applies, so that
+    # it can become the primary that the old one replicates from (failover tests).
+    local -a replica_binlog=()
+    [ "${MY_REPLICA_BINLOG:-0}" = 1 ] &&
+        replica_binlog=(--log-bin=mysql-bin --log-slave-updates --binlog-format=ROW)
     launch_node replica "$((pport + 1))" 2 --read-only --relay-log=relay-bin "${tls[@]}" \
-        --innodb-flush-log-at-trx-commit=0
+        --innodb-flush-log-at-trx-commit=0 "${replica_binlog[@]}"
     rport=$NODE_PORT
     rpid=$NODE_PID
 
