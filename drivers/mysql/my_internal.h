@@ -82,6 +82,7 @@ struct sr_driver_conn {
     MYSQL_STMT *orphan;           /* an uncached statement left mid-operation by a timeout */
     sr_my_scratch scratch;
     struct sr_my_step *step;      /* the statement in steps (steps.c), NULL until the first */
+    char xa_active[SR_GID_MAX + 1]; /* the XA transaction begun and not prepared (xa.c), "" */
 };
 
 /* The driver itself (mysql.c); the core's registry refers to it when built
@@ -211,6 +212,25 @@ int sr__my_cancel(sr_driver_conn *c, int64_t deadline_ns, sr_driver_error *err);
 int sr__my_step_running(const sr_driver_conn *c);
 /* Frees the step state; after the handle was closed. */
 void sr__my_step_free(sr_driver_conn *c);
+
+/* ---- mysql.c / xa.c: transactions ---- */
+
+/* Runs a transaction-control statement (text protocol); refuses a broken connection. */
+int sr__my_txn_stmt(sr_driver_conn *c, const char *sql, int64_t deadline_ns, sr_driver_error *err);
+/* Two-phase commit (driver ABI 7). */
+int sr__my_begin_global(sr_driver_conn *c, const char *gid, int64_t deadline_ns,
+                        sr_driver_error *err);
+int sr__my_prepare(sr_driver_conn *c, const char *gid, int64_t deadline_ns, sr_driver_error *err);
+int sr__my_commit_prepared(sr_driver_conn *c, const char *gid, int64_t deadline_ns, int *found,
+                           sr_driver_error *err);
+int sr__my_rollback_prepared(sr_driver_conn *c, const char *gid, int64_t deadline_ns, int *found,
+                             sr_driver_error *err);
+int sr__my_list_prepared(sr_driver_conn *c, const char *prefix, int64_t deadline_ns,
+                         sr_result_builder *rb, sr_driver_error *err);
+/* Ends the connection's begun XA transaction in one phase: XA END, then XA COMMIT ... ONE
+ * PHASE (commit) or XA ROLLBACK. */
+int sr__my_xa_end_one_phase(sr_driver_conn *c, int commit, int64_t deadline_ns,
+                            sr_driver_error *err);
 
 /* ---- query.c: the text protocol, for internal queries and fall-backs ---- */
 

@@ -168,7 +168,7 @@ static int broken_error(sr_driver_error *err)
                                "mysql connection is no longer usable (an earlier error broke it)");
 }
 
-static int txn_stmt(sr_driver_conn *c, const char *sql, int64_t deadline_ns, sr_driver_error *err)
+int sr__my_txn_stmt(sr_driver_conn *c, const char *sql, int64_t deadline_ns, sr_driver_error *err)
 {
     if (!c)
         return sr_driver_error_set(err, SR_EINVAL, 0, "", 0, "mysql: NULL connection");
@@ -180,24 +180,29 @@ static int txn_stmt(sr_driver_conn *c, const char *sql, int64_t deadline_ns, sr_
 static int my_begin(sr_driver_conn *c, int read_only, int64_t deadline_ns, sr_driver_error *err)
 {
     if (!read_only)
-        return txn_stmt(c, "START TRANSACTION", deadline_ns, err);
+        return sr__my_txn_stmt(c, "START TRANSACTION", deadline_ns, err);
     /* A read-only transaction promises one snapshot: REPEATABLE READ whatever the
      * server's default isolation is (SET TRANSACTION applies to the next one). The
      * snapshot is taken at once, not at the first read. */
-    int rc = txn_stmt(c, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", deadline_ns, err);
+    int rc = sr__my_txn_stmt(c, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", deadline_ns, err);
     return rc != SR_OK ? rc
-                       : txn_stmt(c, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
+                       : sr__my_txn_stmt(c, "START TRANSACTION WITH CONSISTENT SNAPSHOT, READ ONLY",
                                   deadline_ns, err);
 }
 
+/* A transaction begun with begin_global() (xa.c) ends in one phase with the XA statements. */
 static int my_commit(sr_driver_conn *c, int64_t deadline_ns, sr_driver_error *err)
 {
-    return txn_stmt(c, "COMMIT", deadline_ns, err);
+    if (c && c->xa_active[0])
+        return sr__my_xa_end_one_phase(c, 1, deadline_ns, err);
+    return sr__my_txn_stmt(c, "COMMIT", deadline_ns, err);
 }
 
 static int my_rollback(sr_driver_conn *c, int64_t deadline_ns, sr_driver_error *err)
 {
-    return txn_stmt(c, "ROLLBACK", deadline_ns, err);
+    if (c && c->xa_active[0])
+        return sr__my_xa_end_one_phase(c, 0, deadline_ns, err);
+    return sr__my_txn_stmt(c, "ROLLBACK", deadline_ns, err);
 }
 
 static int my_ping(sr_driver_conn *c, int64_t deadline_ns, sr_driver_error *err)
@@ -243,4 +248,9 @@ const sr_driver sr__driver_mysql = {
     .send = sr__my_send,
     .next_row = sr__my_next_row,
     .cancel = sr__my_cancel,
+    .begin_global = sr__my_begin_global,
+    .prepare = sr__my_prepare,
+    .commit_prepared = sr__my_commit_prepared,
+    .rollback_prepared = sr__my_rollback_prepared,
+    .list_prepared = sr__my_list_prepared,
 };

@@ -155,6 +155,17 @@ int sr__pg_position_merge(const char *a, const char *b, char *buf, size_t buflen
 int sr__pg_wait_replayed(sr_driver_conn *c, const char *position, int64_t deadline_ns, int *out,
                          sr_driver_error *err);
 
+/* Two-phase commit (twophase.c, driver ABI 7). */
+int sr__pg_begin_global(sr_driver_conn *c, const char *gid, int64_t deadline_ns,
+                        sr_driver_error *err);
+int sr__pg_prepare(sr_driver_conn *c, const char *gid, int64_t deadline_ns, sr_driver_error *err);
+int sr__pg_commit_prepared(sr_driver_conn *c, const char *gid, int64_t deadline_ns, int *found,
+                           sr_driver_error *err);
+int sr__pg_rollback_prepared(sr_driver_conn *c, const char *gid, int64_t deadline_ns, int *found,
+                             sr_driver_error *err);
+int sr__pg_list_prepared(sr_driver_conn *c, const char *prefix, int64_t deadline_ns,
+                         sr_result_builder *rb, sr_driver_error *err);
+
 /* Typed results (steps.c): a result's columns with their types, and one row's values (bytea
  * decoded, bool as "1"/"0"). */
 int sr__pg_columns(const PGresult *res, sr_result_builder *rb, sr_driver_error *err);

@@ -917,4 +917,9 @@ const sr_driver sr__driver_postgres = {
     .send = sr__pg_send,
     .next_row = sr__pg_next_row,
     .cancel = sr__pg_cancel,
+    .begin_global = sr__pg_begin_global,
+    .prepare = sr__pg_prepare,
+    .commit_prepared = sr__pg_commit_prepared,
+    .rollback_prepared = sr__pg_rollback_prepared,
+    .list_prepared = sr__pg_list_prepared,
 };

@@ -19,9 +19,11 @@
  * position in one exchange; ABI 6 adds typed parameters and non-blocking,
  * row-by-row statements: sr_driver.socket, send, next_row and cancel, and
  * the builder's column types, sr_result_builder_types and
- * sr_colset_new_typed). Structs the core passes to a
+ * sr_colset_new_typed; ABI 7 adds two-phase commit: begin_global, prepare,
+ * commit_prepared, rollback_prepared, list_prepared, with SR_GID_MAX,
+ * sr_gid_valid and sr_driver_has_two_phase). Structs the core passes to a
  * driver only grow at their end, so a driver built against an older header
- * reads the fields it knows. docs/drivers.md lists the planned ABI 7 slots.
+ * reads the fields it knows.
  *
  * Everything a driver needs is in this header and shardroute.h: the in-tree
  * drivers are compiled with nothing else on their include path.
@@ -39,7 +41,7 @@
 extern "C" {
 #endif
 
-#define SR_DRIVER_ABI_VERSION 6
+#define SR_DRIVER_ABI_VERSION 7
 
 /** A driver's connection; each driver defines the struct. */
 typedef struct sr_driver_conn sr_driver_conn;
@@ -305,7 +307,81 @@ typedef struct sr_driver {
      * closes the connection.
      */
     int (*cancel)(sr_driver_conn *conn, int64_t deadline_ns, sr_driver_error *err);
+
+    /* ---- ABI 7: two-phase commit, for transactions that span shards (optional) ---- */
+    /*
+     * All five are set together or not at all (sr_driver_has_two_phase()). A
+     * global id ("gid") is 1 to SR_GID_MAX bytes of [A-Za-z0-9_.:-]
+     * (sr_gid_valid(); anything else is SR_EINVAL, nothing sent), chosen by
+     * the core, so a driver may put it in SQL text as a quoted literal.
+     *
+     * begin_global() starts a transaction that may later be prepared under
+     * `gid` (PostgreSQL: BEGIN, the gid is named at prepare; MariaDB/MySQL:
+     * XA START). Until prepare(), the connection's commit() and rollback()
+     * end it in one phase (MariaDB: XA END then XA COMMIT ... ONE PHASE / XA
+     * ROLLBACK), as the core does when only one shard took part.
+     */
+    int (*begin_global)(sr_driver_conn *conn, const char *gid, int64_t deadline_ns,
+                        sr_driver_error *err);
+    /*
+     * Prepares the transaction begun with begin_global(): PREPARE
+     * TRANSACTION / XA END + XA PREPARE. On SR_OK it survives this
+     * connection and a restart of the server, and the connection is no
+     * longer in it (free for other statements). A transaction that had
+     * failed is not prepared: SR_EQUERY (it is rolled back). A transient
+     * error leaves the outcome unknown: list_prepared() tells.
+     */
+    int (*prepare)(sr_driver_conn *conn, const char *gid, int64_t deadline_ns,
+                   sr_driver_error *err);
+    /*
+     * COMMIT PREPARED / XA COMMIT, and ROLLBACK PREPARED / XA ROLLBACK, of a
+     * prepared transaction, from any idle connection to the server that
+     * prepared it (PostgreSQL: to the same database). Idempotent: an
+     * unknown gid (already resolved, or never prepared) is SR_OK with
+     * *found = 0, so the core may retry after a transient error and
+     * recovery may race another process. *found = 1 when this call ended it.
+     */
+    int (*commit_prepared)(sr_driver_conn *conn, const char *gid, int64_t deadline_ns,
+                           int *found, sr_driver_error *err);
+    int (*rollback_prepared)(sr_driver_conn *conn, const char *gid, int64_t deadline_ns,
+                             int *found, sr_driver_error *err);
+    /*
+     * The prepared transactions whose gid starts with `prefix` (a valid gid
+     * prefix, or "" for all), one row each with one text column "gid", in
+     * no particular order: what recovery resolves after a coordinator died.
+     * PostgreSQL: pg_prepared_xacts of the connection's database; MariaDB:
+     * XA RECOVER (all databases: XA ids are server-wide).
+     */
+    int (*list_prepared)(sr_driver_conn *conn, const char *prefix, int64_t deadline_ns,
+                         sr_result_builder *rb, sr_driver_error *err);
 } sr_driver;
+
+/* Longest global id of a two-phase transaction: MariaDB/MySQL's XA gtrid limit. */
+#define SR_GID_MAX 64
+
+/* 1 when `gid` is a well-formed global id (or, with allow_empty, ""): 1..SR_GID_MAX bytes of
+ * [A-Za-z0-9_.:-], safe to quote in SQL text as it is. */
+static inline int sr_gid_valid(const char *gid, int allow_empty)
+{
+    if (!gid)
+        return 0;
+    int n = 0;
+    for (; gid[n]; n++) {
+        char ch = gid[n];
+        if (n >= SR_GID_MAX ||
+            !((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+              ch == '_' || ch == '.' || ch == ':' || ch == '-'))
+            return 0;
+    }
+    return n > 0 || allow_empty;
+}
+
+/* The five ABI 7 methods are present. */
+static inline int sr_driver_has_two_phase(const sr_driver *d)
+{
+    return d->abi_version >= 7 && d->begin_global && d->prepare && d->commit_prepared &&
+           d->rollback_prepared && d->list_prepared;
+}
 
 /* The four ABI 6 methods are present (a driver of ABI 6 may leave them all NULL). */
 static inline int sr_driver_has_steps(const sr_driver *d)

@@ -183,6 +183,7 @@ wal_keep_size = 128MB
 hot_standby = on
 wal_receiver_status_interval = 1s
 checkpoint_timeout = 30min
+max_prepared_transactions = 20
 log_min_messages = warning
 include_if_exists = 'node.conf'
 ssl = on

@@ -689,6 +689,116 @@ static int64_t hook_lag(hook_conn *h)
     return lag;
 }
 
+/* ---- two-phase commit through the driver (ABI 7) ---- */
+
+/* Whether XA RECOVER, filtered by `prefix`, lists `gid`. */
+static int xa_listed(hook_conn *h, const char *prefix, const char *gid)
+{
+    sr_result_builder rb;
+    ck_assert_int_eq(sr__result_builder_init(&rb, 0), SR_OK);
+    sr_driver_error e;
+    memset(&e, 0, sizeof e);
+    int rc = h->d->list_prepared(h->c, prefix, soon(), &rb, &e);
+    ck_assert_msg(rc == SR_OK, "list_prepared: %s", e.message);
+    sr_result *res = sr__result_builder_finish(&rb);
+    ck_assert_str_eq(sr_result_colname(res, 0), "gid");
+    int found = 0;
+    for (int i = 0; i < sr_result_nrows(res); i++) {
+        ck_assert_msg(strncmp(sr_result_value(res, i, 0), prefix, strlen(prefix)) == 0,
+                      "listed %s for prefix %s", sr_result_value(res, i, 0), prefix);
+        found |= strcmp(sr_result_value(res, i, 0), gid) == 0;
+    }
+    sr_result_free(res);
+    return found;
+}
+
+static void xa_ok(int rc, const sr_driver_error *e, const char *what)
+{
+    ck_assert_msg(rc == SR_OK, "%s: %s (%s)", what, sr_strerror(rc), e->message);
+}
+
+static void xa_insert(hook_conn *h, const char *id)
+{
+    sr_driver_error e;
+    memset(&e, 0, sizeof e);
+    const char *v[] = {id};
+    xa_ok(h->d->exec(h->c, "INSERT INTO xa_t VALUES (?)", 1, v, soon(), NULL, &e), &e, "insert");
+}
+
+START_TEST(test_two_phase_commit_through_the_driver)
+{
+    MYSQL *m = my_direct("SR_MY_PRIMARY", "shard0");
+    my_direct_exec(m, "CREATE TABLE IF NOT EXISTS xa_t (id INT PRIMARY KEY)");
+    my_direct_exec(m, "DELETE FROM xa_t");
+    hook_conn a, b;
+    hook_open(&a, "SR_MY_PRIMARY", SR_PRIMARY);
+    ck_assert(sr_driver_has_two_phase(a.d));
+    sr_driver_error e;
+    memset(&e, 0, sizeof e);
+    int found = -1;
+
+    /* Prepared, listed, committed on the same connection. */
+    xa_ok(a.d->begin_global(a.c, "srtest:1", soon(), &e), &e, "begin_global");
+    xa_insert(&a, "1");
+    xa_ok(a.d->prepare(a.c, "srtest:1", soon(), &e), &e, "prepare");
+    ck_assert(xa_listed(&a, "srtest:", "srtest:1"));
+    ck_assert_int_eq(my_direct_long(m, "SELECT COUNT(*) FROM xa_t"), 0);
+    xa_ok(a.d->commit_prepared(a.c, "srtest:1", soon(), &found, &e), &e, "commit_prepared");
+    ck_assert_int_eq(found, 1);
+    ck_assert_int_eq(my_direct_long(m, "SELECT COUNT(*) FROM xa_t WHERE id = 1"), 1);
+    xa_ok(a.d->commit_prepared(a.c, "srtest:1", soon(), &found, &e), &e, "commit again");
+    ck_assert_int_eq(found, 0);
+
+    /* Prepared, then the connection is gone: the transaction survives, detached, and
+     * another connection finds it and rolls it back. */
+    xa_ok(a.d->begin_global(a.c, "srtest:2", soon(), &e), &e, "begin_global");
+    xa_insert(&a, "2");
+    xa_ok(a.d->prepare(a.c, "srtest:2", soon(), &e), &e, "prepare");
+    a.d->close(a.c);
+    hook_open(&b, "SR_MY_PRIMARY", SR_PRIMARY);
+    int seen = 0;
+    for (int i = 0; i < 200 && !seen; i++) { /* the server detaches it as it sees the close */
+        seen = xa_listed(&b, "srtest:", "srtest:2");
+        if (!seen)
+            usleep(10000);
+    }
+    ck_assert_msg(seen, "the prepared transaction did not survive its connection");
+    ck_assert(xa_listed(&b, "", "srtest:2"));
+    ck_assert(!xa_listed(&b, "other:", "srtest:2"));
+    xa_ok(b.d->rollback_prepared(b.c, "srtest:2", soon(), &found, &e), &e, "rollback_prepared");
+    ck_assert_int_eq(found, 1);
+    xa_ok(b.d->rollback_prepared(b.c, "srtest:2", soon(), &found, &e), &e, "rollback again");
+    ck_assert_int_eq(found, 0);
+    ck_assert_int_eq(my_direct_long(m, "SELECT COUNT(*) FROM xa_t WHERE id = 2"), 0);
+
+    /* One phase: begun as global, ended by the plain commit and rollback. */
+    xa_ok(b.d->begin_global(b.c, "srtest:3", soon(), &e), &e, "begin_global");
+    xa_insert(&b, "3");
+    xa_ok(b.d->commit(b.c, soon(), &e), &e, "commit");
+    xa_ok(b.d->begin_global(b.c, "srtest:4", soon(), &e), &e, "begin_global");
+    xa_insert(&b, "4");
+    xa_ok(b.d->rollback(b.c, soon(), &e), &e, "rollback");
+    ck_assert_int_eq(my_direct_long(m, "SELECT COUNT(*) FROM xa_t"), 2);
+    ck_assert_int_eq(my_direct_long(m, "SELECT SUM(id) FROM xa_t"), 4); /* 1 and 3 */
+    /* ... and the connection takes plain statements again. */
+    xa_insert(&b, "5");
+    ck_assert_int_eq(my_direct_long(m, "SELECT COUNT(*) FROM xa_t WHERE id = 5"), 1);
+
+    /* Preparing what was not begun here is refused, nothing sent. */
+    ck_assert_int_eq(b.d->prepare(b.c, "srtest:9", soon(), &e), SR_EINVAL);
+    const char *bad[] = {"", "a'b", "a b", "x;DROP",
+                         "gggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggggg", NULL};
+    for (int i = 0; bad[i]; i++) {
+        ck_assert_int_eq(b.d->begin_global(b.c, bad[i], soon(), &e), SR_EINVAL);
+        ck_assert_int_eq(b.d->commit_prepared(b.c, bad[i], soon(), &found, &e), SR_EINVAL);
+        ck_assert_int_eq(b.d->rollback_prepared(b.c, bad[i], soon(), &found, &e), SR_EINVAL);
+    }
+    xa_insert(&b, "6"); /* still usable */
+    b.d->close(b.c);
+    mysql_close(m);
+}
+END_TEST
+
 /* Restores replication and the replica process whatever a test left. */
 static void restore_replica(void)
 {
@@ -1578,6 +1688,11 @@ static Suite *mysql_suite(void)
     tcase_add_test(tc, test_prepared_statements_cached_and_bounded);
     tcase_add_test(tc, test_statement_cache_bounded_in_bytes);
     tcase_add_test(tc, test_threads_share_the_router);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("two_phase");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, test_two_phase_commit_through_the_driver);
     suite_add_tcase(s, tc);
 
     tc = tcase_create("trace");

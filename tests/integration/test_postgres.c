@@ -792,6 +792,122 @@ static char *exec_value(node_conn *n, const char *sql)
     return v;
 }
 
+/* ---- two-phase commit through the driver (ABI 7) ---- */
+
+/* Whether the prepared transactions of shard0 whose gid starts with `prefix` include `gid`. */
+static int listed(node_conn *n, const char *prefix, const char *gid)
+{
+    sr_result_builder rb;
+    ck_assert_int_eq(sr__result_builder_init(&rb, 0), SR_OK);
+    sr_driver_error e = {0};
+    int rc = n->d->list_prepared(n->c, prefix, soon(), &rb, &e);
+    ck_assert_msg(rc == SR_OK, "list_prepared: %s", e.message);
+    sr_result *res = sr__result_builder_finish(&rb);
+    ck_assert_int_eq(sr_result_ncols(res), 1);
+    ck_assert_str_eq(sr_result_colname(res, 0), "gid");
+    int found = 0;
+    for (int i = 0; i < sr_result_nrows(res); i++) {
+        ck_assert_msg(strncmp(sr_result_value(res, i, 0), prefix, strlen(prefix)) == 0,
+                      "listed %s for prefix %s", sr_result_value(res, i, 0), prefix);
+        found |= strcmp(sr_result_value(res, i, 0), gid) == 0;
+    }
+    sr_result_free(res);
+    return found;
+}
+
+/* Asserts that a one-value direct query returns `want`. */
+static void direct_is(PGconn *d, const char *sql, const char *want)
+{
+    char *v = direct_value(d, sql);
+    ck_assert_msg(v && strcmp(v, want) == 0, "%s: %s, not %s", sql, v ? v : "NULL", want);
+    free(v);
+}
+
+static void must_drv(int rc, const sr_driver_error *e, const char *what)
+{
+    ck_assert_msg(rc == SR_OK, "%s: %s (%s)", what, sr_strerror(rc), e->message);
+}
+
+START_TEST(two_phase_commit_through_the_driver)
+{
+    PGconn *d = direct(pg.primary, "shard0");
+    direct_exec(d, "CREATE TABLE IF NOT EXISTS sr_2pc (id int PRIMARY KEY)");
+    direct_exec(d, "TRUNCATE sr_2pc");
+    node_conn a, b;
+    node_open(&a, pg.port_primary, SR_PRIMARY);
+    ck_assert(sr_driver_has_two_phase(a.d));
+    sr_driver_error e = {0};
+    int found = -1;
+
+    /* Prepared, listed, committed from the same connection. */
+    must_drv(a.d->begin_global(a.c, "srtest:1", soon(), &e), &e, "begin_global");
+    free(exec_value(&a, "INSERT INTO sr_2pc VALUES (1) RETURNING id"));
+    must_drv(a.d->prepare(a.c, "srtest:1", soon(), &e), &e, "prepare");
+    ck_assert(listed(&a, "srtest:", "srtest:1"));
+    direct_is(d, "SELECT count(*) FROM sr_2pc", "0");
+    must_drv(a.d->commit_prepared(a.c, "srtest:1", soon(), &found, &e), &e, "commit_prepared");
+    ck_assert_int_eq(found, 1);
+    direct_is(d, "SELECT count(*) FROM sr_2pc WHERE id = 1", "1");
+    /* Again: already resolved, not an error. */
+    must_drv(a.d->commit_prepared(a.c, "srtest:1", soon(), &found, &e), &e, "commit again");
+    ck_assert_int_eq(found, 0);
+    ck_assert(!listed(&a, "srtest:", "srtest:1"));
+
+    /* Prepared, then its connection is gone: another one finds and rolls it back. */
+    must_drv(a.d->begin_global(a.c, "srtest:2", soon(), &e), &e, "begin_global");
+    free(exec_value(&a, "INSERT INTO sr_2pc VALUES (2) RETURNING id"));
+    must_drv(a.d->prepare(a.c, "srtest:2", soon(), &e), &e, "prepare");
+    node_close(&a);
+    node_open(&b, pg.port_primary, SR_PRIMARY);
+    ck_assert(listed(&b, "srtest:", "srtest:2"));
+    ck_assert(listed(&b, "", "srtest:2"));
+    ck_assert(!listed(&b, "other:", "srtest:2"));
+    must_drv(b.d->rollback_prepared(b.c, "srtest:2", soon(), &found, &e), &e, "rollback_prepared");
+    ck_assert_int_eq(found, 1);
+    must_drv(b.d->rollback_prepared(b.c, "srtest:2", soon(), &found, &e), &e, "rollback again");
+    ck_assert_int_eq(found, 0);
+    direct_is(d, "SELECT count(*) FROM sr_2pc WHERE id = 2", "0");
+
+    /* One phase: begun as global, ended by the plain commit and rollback. */
+    must_drv(b.d->begin_global(b.c, "srtest:3", soon(), &e), &e, "begin_global");
+    free(exec_value(&b, "INSERT INTO sr_2pc VALUES (3) RETURNING id"));
+    must_drv(b.d->commit(b.c, soon(), &e), &e, "commit");
+    must_drv(b.d->begin_global(b.c, "srtest:4", soon(), &e), &e, "begin_global");
+    free(exec_value(&b, "INSERT INTO sr_2pc VALUES (4) RETURNING id"));
+    must_drv(b.d->rollback(b.c, soon(), &e), &e, "rollback");
+    direct_is(d, "SELECT string_agg(id::text, ',' ORDER BY id) FROM sr_2pc", "1,3");
+
+    /* A transaction that failed is not prepared; the connection is fine after. */
+    must_drv(b.d->begin_global(b.c, "srtest:5", soon(), &e), &e, "begin_global");
+    sr_result_builder rb;
+    ck_assert_int_eq(sr__result_builder_init(&rb, 0), SR_OK);
+    ck_assert_int_eq(b.d->exec(b.c, "INSERT INTO sr_2pc VALUES (1)", 0, NULL, soon(), &rb, &e),
+                     SR_EQUERY); /* duplicate key */
+    sr__result_builder_discard(&rb);
+    ck_assert_int_eq(b.d->prepare(b.c, "srtest:5", soon(), &e), SR_EQUERY);
+    ck_assert_ptr_nonnull(strstr(e.message, "rolled back"));
+    ck_assert(!listed(&b, "srtest:", "srtest:5"));
+
+    /* Global ids: 64 bytes of the safe characters, nothing else, nothing sent. */
+    char longest[SR_GID_MAX + 2];
+    memset(longest, 'g', SR_GID_MAX);
+    longest[SR_GID_MAX] = '\0';
+    ck_assert(sr_gid_valid(longest, 0));
+    longest[SR_GID_MAX] = 'g', longest[SR_GID_MAX + 1] = '\0';
+    ck_assert(!sr_gid_valid(longest, 0));
+    const char *bad[] = {"", "a'b", "a b", "x;DROP", longest, NULL};
+    for (int i = 0; bad[i]; i++) {
+        ck_assert_int_eq(b.d->begin_global(b.c, bad[i], soon(), &e), SR_EINVAL);
+        ck_assert_int_eq(b.d->prepare(b.c, bad[i], soon(), &e), SR_EINVAL);
+        ck_assert_int_eq(b.d->commit_prepared(b.c, bad[i], soon(), &found, &e), SR_EINVAL);
+        ck_assert_int_eq(b.d->rollback_prepared(b.c, bad[i], soon(), &found, &e), SR_EINVAL);
+    }
+    free(exec_value(&b, "SELECT 1")); /* still usable */
+    node_close(&b);
+    PQfinish(d);
+}
+END_TEST
+
 static void assert_lsn(const char *pos)
 {
     unsigned hi, lo;
@@ -1642,6 +1758,11 @@ static Suite *postgres_suite(void)
     tcase_add_test(t, a_read_at_a_position_under_repeatable_read_runs_on_a_later_snapshot);
     tcase_add_test(t, a_stopped_server_cannot_hold_exec_at);
     tcase_set_timeout(t, 60); /* the bounded waits inside are shorter: a hang fails, not stalls */
+    suite_add_tcase(s, t);
+
+    t = tcase_create("two_phase");
+    tcase_add_test(t, two_phase_commit_through_the_driver);
+    tcase_set_timeout(t, 60);
     suite_add_tcase(s, t);
 
     t = tcase_create("trace");
