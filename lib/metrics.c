@@ -370,6 +370,19 @@ static void router_families(out *o, const sr_topo *r)
          (unsigned long long)load(&r->router->reloads[1]));
     emit(o, "shardroute_topology_reloads_total{result=\"refused\"} %llu\n",
          (unsigned long long)load(&r->router->reloads[0]));
+    if (r->router->etcd) { /* topology.etcd set */
+        family(o, "shardroute_etcd_reloads_total", "counter",
+               "Topologies applied from the topology.etcd key.");
+        emit(o, "shardroute_etcd_reloads_total %llu\n",
+             (unsigned long long)load(&r->router->etcd_counts[0]));
+        family(o, "shardroute_etcd_errors_total", "counter",
+               "Reads of the topology.etcd key that failed (etcd unreachable or answering an "
+               "error), and values that were no good configuration.");
+        emit(o, "shardroute_etcd_errors_total{kind=\"unreachable\"} %llu\n",
+             (unsigned long long)load(&r->router->etcd_counts[1]));
+        emit(o, "shardroute_etcd_errors_total{kind=\"malformed\"} %llu\n",
+             (unsigned long long)load(&r->router->etcd_counts[2]));
+    }
     const sr_scatter_counters *sc = r->scatter;
     family(o, "shardroute_scatter_statements_total", "counter",
            "Statements run on every shard (sr_exec_all, sr_exec_all_values, sr_cursor_open_all).");

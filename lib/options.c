@@ -78,6 +78,9 @@ static const sr_option_def option_defs[] = {
              "when the configured primary is down or reports itself a replica"),
     STRING_OPT("topology.file", topology_file,
                "a configuration file the router watches and reloads when it changes"),
+    STRING_OPT("topology.etcd", topology_etcd,
+               "an etcd key (HOST:PORT/KEY over http) holding the configuration, read when "
+               "the router opens and reloaded when it changes"),
 };
 
 const sr_option_def *sr__option_defs(size_t *count)

@@ -61,6 +61,9 @@ typedef struct sr_options {
     int failover_discovery;  /* 1: follow a primary the servers report (failover.c); 0: off */
     /* A configuration file the router watches and reloads when it changes (watch.c); "" none. */
     char topology_file[SR_OPTION_STRING_MAX];
+    /* The etcd key holding the configuration (etcd.c), http://HOST:PORT/KEY; "" none. Read
+     * when the router opens: a reload does not move the watch. */
+    char topology_etcd[SR_OPTION_STRING_MAX];
 } sr_options;
 
 typedef enum sr_metrics_shards {

@@ -7,6 +7,7 @@
 #include "failover.h"
 #include "node.h"
 #include "watch.h"
+#include "etcd.h"
 
 #include <errno.h>
 #include <stdlib.h>
@@ -109,11 +110,25 @@ static void ask_unreachable(sr_topo *r, sr_shard *sh, sr_seen_role *seen)
     }
 }
 
+/* After a reload made in this round: the new version may turn the prober thread on (a
+ * program calling sr_router_maintain), or change its interval. */
+static void follow_new_version(sr_router *h, uint64_t before)
+{
+    if (atomic_load(&h->version) == before)
+        return;
+    pthread_mutex_lock(&h->reload_lock);
+    sr__prober_follow_locked(h);
+    pthread_mutex_unlock(&h->reload_lock);
+}
+
 SR_API int sr_router_maintain(sr_router *h)
 {
     if (!h)
         return SR_EINVAL;
-    sr__watch_poll(h); /* first: a changed file decides which nodes the round checks */
+    uint64_t before = atomic_load(&h->version);
+    /* First: a changed file or etcd key decides which nodes the round checks. */
+    sr__watch_poll(h);
+    sr__etcd_poll(h);
     sr_topo *r = sr__topo_acquire(h); /* a round checks one version's nodes */
     int nnodes = 0;
     for (int i = 0; i < r->nshards; i++)
@@ -135,6 +150,7 @@ SR_API int sr_router_maintain(sr_router *h)
     }
     free(seen);
     sr__topo_release(r);
+    follow_new_version(h, before);
     return SR_OK;
 }
 
@@ -199,6 +215,13 @@ int sr__prober_start(sr_router *r)
     r->prober_started = 1;
     sr__log(t, SR_LOG_INFO, "health prober started: every %d ms", t->opts.health_probe_interval_ms);
     return SR_OK;
+}
+
+void sr__prober_follow_locked(sr_router *r)
+{
+    if (sr__prober_start(r) != SR_OK)
+        sr__log(atomic_load(&r->current), SR_LOG_WARN, "cannot start the health prober thread");
+    sr__prober_wake(r);
 }
 
 void sr__prober_stop(sr_router *r)

@@ -2,9 +2,10 @@
  * Applying a new configuration to a router (sr_router_reload, the watched
  * file): build and check the new version against the current one, swap it
  * in, count and log the outcome. The callers hold the router's reload lock
- * (one reload at a time) and do what is theirs around it (the public call
- * writes the configuration's message). Every source starts or wakes the
- * prober the same way: a new version may turn it on or change its interval.
+ * (one reload at a time) and do what is theirs around it: the public call
+ * writes the configuration's message; it and the round of health checks
+ * (file, etcd, failover) start or wake the prober after a new version, which
+ * may turn it on or change its interval.
  */
 #include "reload.h"
 
@@ -30,11 +31,6 @@ int sr__reload_locked(sr_router *r, const sr_config *c, const char *what, char *
         sr__topo_retire(r, old, t);
         sr_config_free(r->applied);
         r->applied = keep;
-        /* From the prober's own round (file, failover) the thread is running: start is a
-         * no-op and the wake only shortens its next sleep. */
-        if (sr__prober_start(r) != SR_OK)
-            sr__log(t, SR_LOG_WARN, "cannot start the health prober thread");
-        sr__prober_wake(r);
     } else {
         sr_config_free(keep);
     }
@@ -47,5 +43,16 @@ int sr__reload_locked(sr_router *r, const sr_config *c, const char *what, char *
     else
         sr__log_version(t, what);
     sr__topo_release(old);
+    return rc;
+}
+
+int sr__reload_from_source(sr_router *r, sr_topo *cur, sr_config *c, const char *what,
+                           char *err, size_t errlen)
+{
+    sr_config_set_log_fn(c, cur->log_fn, cur->log_ud);
+    sr_config_set_event_fn(c, cur->event_fn, cur->event_ud);
+    pthread_mutex_lock(&r->reload_lock);
+    int rc = sr__reload_locked(r, c, what, err, errlen);
+    pthread_mutex_unlock(&r->reload_lock);
     return rc;
 }

@@ -15,6 +15,14 @@
 int sr__reload_locked(sr_router *r, const sr_config *c, const char *what, char *err,
                       size_t errlen);
 
+/*
+ * A reload from a source the library reads itself (topology.file, topology.etcd): `c`, parsed
+ * from it, gets the application's log and event callbacks of the current version `cur`
+ * (a text holds options and topology, never callbacks) and is applied under the reload lock.
+ */
+int sr__reload_from_source(sr_router *r, sr_topo *cur, sr_config *c, const char *what,
+                           char *err, size_t errlen);
+
 /* Logs a version's summary: "router WHAT: topology version N, ...". */
 void sr__log_version(sr_topo *t, const char *what);
 

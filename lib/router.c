@@ -5,6 +5,7 @@
  */
 #include "reload.h"
 #include "watch.h"
+#include "etcd.h"
 #include "token.h"
 
 #include <stdlib.h>
@@ -34,11 +35,13 @@ SR_API int sr_router_open(sr_config *c, sr_router **out)
         atomic_store(&r->current, t);
         atomic_store(&r->version, 1);
         sr__watch_init(r);
-        rc = sr__prober_start(r);
-        if (rc != SR_OK)
+        rc = sr__etcd_open(r, err, sizeof err); /* may reload: the shared topology */
+        if (rc == SR_OK && (rc = sr__prober_start(r)) != SR_OK)
             sr__fmt(err, sizeof err, "cannot start the health prober thread");
     }
     if (rc != SR_OK) {
+        sr__prober_stop(r); /* a reload from etcd may have started it */
+        sr__etcd_close(r);
         sr__topology_free_all(r);
         sr_config_free(r->applied);
         pthread_mutex_destroy(&r->lock);
@@ -49,7 +52,7 @@ SR_API int sr_router_open(sr_config *c, sr_router **out)
         return sr__config_fail(c, rc, "%s", err[0] ? err : sr_strerror(rc));
     }
     sr__config_fail(c, SR_OK, "%s", "");
-    sr__log_version(t, "open");
+    sr__log_version(atomic_load(&r->current), "open"); /* etcd may have replaced t */
     *out = r;
     return SR_OK;
 }
@@ -65,6 +68,8 @@ SR_API int sr_router_reload(sr_router *r, sr_config *c)
     /* One reload at a time; statements go on meanwhile (they never take this lock). */
     pthread_mutex_lock(&r->reload_lock);
     int rc = sr__reload_locked(r, c, "reloaded", err, sizeof err);
+    if (rc == SR_OK)
+        sr__prober_follow_locked(r); /* the new options may ask for it, or another interval */
     pthread_mutex_unlock(&r->reload_lock);
     if (rc != SR_OK)
         return sr__config_fail(c, rc, "%s", err[0] ? err : sr_strerror(rc));
@@ -77,6 +82,7 @@ SR_API void sr_router_close(sr_router *r)
     if (!r)
         return;
     sr__prober_stop(r);
+    sr__etcd_close(r);
     sr__topology_free_all(r);
     sr_config_free(r->applied);
     pthread_mutex_destroy(&r->lock);

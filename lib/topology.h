@@ -156,6 +156,11 @@ struct sr_router {
         int64_t size, mtime_ns;
         bool seen; /* a stat succeeded */
     } watched;
+    /* The topology shared through etcd (etcd.c): NULL without topology.etcd. Its counts, for
+     * the metrics: [0] reloads applied from etcd, [1] reads that failed (etcd unreachable or
+     * answering an error), [2] values that were no good configuration. */
+    struct sr_etcd *etcd;
+    _Atomic uint64_t etcd_counts[3];
     /* The opt-in active prober (prober.c); present when health.probe_interval_ms > 0. */
     pthread_t prober;
     int prober_started;
@@ -167,6 +172,10 @@ struct sr_router {
 /* prober.c: starts the background prober when configured; stops and joins it. */
 int sr__prober_start(sr_router *r);
 void sr__prober_stop(sr_router *r);
+/* After a new version (the caller holds reload_lock): starts the prober if the version asks
+ * for it and wakes it, so that a changed interval applies now. From the prober's own round
+ * the start is a no-op and the wake only shortens its next sleep. */
+void sr__prober_follow_locked(sr_router *r);
 /* Makes a running prober look at the current version's interval now (after a reload). */
 void sr__prober_wake(sr_router *r);
 

@@ -74,12 +74,7 @@ void sr__watch_poll(sr_router *r)
     char err[SR_ERRMSG_LEN] = "";
     int rc = c ? sr_config_load_file(c, path) : SR_ENOMEM;
     if (rc == SR_OK) {
-        /* The file holds options and topology; the callbacks are the application's. */
-        sr_config_set_log_fn(c, cur->log_fn, cur->log_ud);
-        sr_config_set_event_fn(c, cur->event_fn, cur->event_ud);
-        pthread_mutex_lock(&r->reload_lock);
-        rc = sr__reload_locked(r, c, "reloaded from topology.file", err, sizeof err);
-        pthread_mutex_unlock(&r->reload_lock);
+        sr__reload_from_source(r, cur, c, "reloaded from topology.file", err, sizeof err);
     } else {
         sr__log(cur, SR_LOG_WARN, "topology.file %s: %s: the topology is unchanged", path,
                 c ? sr_config_errmsg(c) : "out of memory");

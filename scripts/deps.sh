@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
 # Installs the Debian packages shardroute needs, if any are missing.
 #   scripts/deps.sh build   compiler, meson, SQLite, xxhash (enough for the quickstart), json-c and
-#                           libmicrohttpd (the shardroute command and its serve)
+#                           libmicrohttpd (the shardroute command and its serve), libcurl
+#                           (topology.etcd)
 #   scripts/deps.sh test    + Check, PostgreSQL 15, MariaDB, their client libraries, valgrind,
 #                           openssl (the test servers' throw-away TLS certificates), and the
 #                           Python binding's: cffi, pytest, psycopg2 and MySQLdb (direct checks),
-#                           Prometheus (promtool and the server the shardroute command's tests scrape with)
+#                           Prometheus (promtool and the server the shardroute command's tests scrape with),
+#                           etcd (the server the topology.etcd tests read from)
 #   scripts/deps.sh fuzz    build + clang and its fuzzer runtime (libclang-rt-14-dev is only a Recommends)
 # As root it runs apt-get itself; otherwise it prints the exact command and fails.
 set -euo pipefail
 
-build_pkgs=(gcc meson ninja-build pkg-config libsqlite3-dev libxxhash-dev libjson-c-dev libmicrohttpd-dev)
+build_pkgs=(gcc meson ninja-build pkg-config libsqlite3-dev libxxhash-dev libjson-c-dev libmicrohttpd-dev
+            libcurl4-openssl-dev)
 test_pkgs=("${build_pkgs[@]}" check libsubunit-dev libpq-dev postgresql-15 postgresql-client-15
            default-libmysqlclient-dev mariadb-server mariadb-client sqlite3 valgrind openssl
-           python3 python3-cffi python3-pytest python3-psycopg2 python3-mysqldb prometheus)
+           python3 python3-cffi python3-pytest python3-psycopg2 python3-mysqldb prometheus etcd-server)
 
 case "${1:-build}" in
   build) wanted=("${build_pkgs[@]}") ;;

@@ -9,6 +9,9 @@ cmd=("$@")
 if [ -x "$here/mariadb_cluster.sh" ]; then
   cmd=("$here/mariadb_cluster.sh" run "${cmd[@]}")
 fi
+if [ -x "$here/etcd_cluster.sh" ]; then
+  cmd=("$here/etcd_cluster.sh" run "${cmd[@]}")
+fi
 if [ -x "$here/pg_cluster.sh" ]; then
   cmd=("$here/pg_cluster.sh" run "${cmd[@]}")
 fi

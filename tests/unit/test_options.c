@@ -119,7 +119,7 @@ START_TEST(test_table_sane)
     size_t n = 0;
     const sr_option_def *defs = sr__option_defs(&n);
     ck_assert_ptr_nonnull(defs);
-    ck_assert_uint_eq(n, 22);
+    ck_assert_uint_eq(n, 23);
     ck_assert_ptr_eq(sr__option_defs(NULL), defs);
     for (size_t i = 0; i < n; i++) {
         const sr_option_def *d = &defs[i];
