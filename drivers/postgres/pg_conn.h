@@ -155,6 +155,11 @@ int sr__pg_position_merge(const char *a, const char *b, char *buf, size_t buflen
 int sr__pg_wait_replayed(sr_driver_conn *c, const char *position, int64_t deadline_ns, int *out,
                          sr_driver_error *err);
 
+/* Runs COMMIT or PREPARE TRANSACTION (pg_io.c): SR_EQUERY (25P02, "... rolled back, not
+ * WHAT") when the server rolled the transaction back instead, because it had failed. */
+int sr__pg_end_transaction(sr_driver_conn *c, const char *sql, const char *what, int64_t deadline,
+                           sr_driver_error *err);
+
 /* Two-phase commit (twophase.c, driver ABI 7). */
 int sr__pg_begin_global(sr_driver_conn *c, const char *gid, int64_t deadline_ns,
                         sr_driver_error *err);

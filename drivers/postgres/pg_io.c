@@ -344,3 +344,19 @@ int sr__pg_simple(sr_driver_conn *c, const char *sql, int64_t deadline, PGresult
         PQclear(res);
     return SR_OK;
 }
+
+int sr__pg_end_transaction(sr_driver_conn *c, const char *sql, const char *what, int64_t deadline,
+                           sr_driver_error *err)
+{
+    PGresult *res = NULL;
+    int rc = sr__pg_simple(c, sql, deadline, &res, err);
+    if (rc != SR_OK)
+        return rc;
+    /* The server ends a transaction that had failed with a rollback, and its tag says so. */
+    int rolled_back = strcmp(PQcmdStatus(res), "ROLLBACK") == 0;
+    PQclear(res);
+    if (rolled_back)
+        return sr_driver_error_set(err, SR_EQUERY, 0, "25P02", 0,
+                                   "the transaction had failed and was rolled back, not %s", what);
+    return SR_OK;
+}

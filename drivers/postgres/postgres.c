@@ -866,17 +866,7 @@ static int pg_begin(sr_driver_conn *c, int read_only, int64_t deadline_ns, sr_dr
 
 static int pg_commit(sr_driver_conn *c, int64_t deadline_ns, sr_driver_error *err)
 {
-    PGresult *res = NULL;
-    int rc = sr__pg_simple(c, "COMMIT", sr__pg_deadline(c, deadline_ns), &res, err);
-    if (rc != SR_OK)
-        return rc;
-    /* COMMIT of a transaction that had failed succeeds as "ROLLBACK": that is no commit. */
-    int rolled_back = strcmp(PQcmdStatus(res), "ROLLBACK") == 0;
-    PQclear(res);
-    if (rolled_back)
-        return sr_driver_error_set(err, SR_EQUERY, 0, "25P02", 0,
-                                   "the transaction had failed and was rolled back, not committed");
-    return SR_OK;
+    return sr__pg_end_transaction(c, "COMMIT", "committed", sr__pg_deadline(c, deadline_ns), err);
 }
 
 static int pg_rollback(sr_driver_conn *c, int64_t deadline_ns, sr_driver_error *err)

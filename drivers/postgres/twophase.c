@@ -37,17 +37,7 @@ int sr__pg_prepare(sr_driver_conn *c, const char *gid, int64_t deadline_ns, sr_d
         return bad_gid(gid, err);
     char sql[32 + SR_GID_MAX];
     snprintf(sql, sizeof sql, "PREPARE TRANSACTION '%s'", gid);
-    PGresult *res = NULL;
-    int rc = sr__pg_simple(c, sql, sr__pg_deadline(c, deadline_ns), &res, err);
-    if (rc != SR_OK)
-        return rc;
-    /* A transaction that had failed is rolled back, and the command says so. */
-    int rolled_back = strcmp(PQcmdStatus(res), "ROLLBACK") == 0;
-    PQclear(res);
-    if (rolled_back)
-        return sr_driver_error_set(err, SR_EQUERY, 0, "25P02", 0,
-                                   "the transaction had failed and was rolled back, not prepared");
-    return SR_OK;
+    return sr__pg_end_transaction(c, sql, "prepared", sr__pg_deadline(c, deadline_ns), err);
 }
 
 static int finish(sr_driver_conn *c, const char *verb, const char *gid, int64_t deadline_ns,
