@@ -21,6 +21,8 @@
  */
 #include "etcd.h"
 
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -100,12 +102,19 @@ static CURL *new_read(struct sr_etcd *e)
     return c;
 }
 
-/* The current version, for logging (a reference: release it). */
-static void log_now(sr_router *r, sr_log_level level, const char *fmt, const char *a,
-                    const char *b)
+/* Logs through the current version's callback (held while it runs). */
+static void log_now(sr_router *r, sr_log_level level, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void log_now(sr_router *r, sr_log_level level, const char *fmt, ...)
 {
+    char line[SR_ERRMSG_LEN];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
     sr_topo *t = sr__topo_acquire(r);
-    sr__log(t, level, fmt, a, b);
+    sr__log(t, level, "%s", line);
     sr__topo_release(t);
 }
 
@@ -166,15 +175,14 @@ static void finished(sr_router *r, struct sr_etcd *e, CURLcode status, long http
         return;
     }
     if (e->down)
-        log_now(r, SR_LOG_INFO, "topology.etcd %s answers again%s", e->url.range_url, "");
+        log_now(r, SR_LOG_INFO, "topology.etcd %s answers again", e->url.range_url);
     e->down = false;
     e->backoff_ms = BACKOFF_MIN_MS;
     e->next_ns = 0;
     if (!v.found) {
         if (e->had_key)
-            log_now(r, SR_LOG_WARN, "topology.etcd: the key %s is gone: the topology is "
-                                    "unchanged%s",
-                    e->url.key, "");
+            log_now(r, SR_LOG_WARN, "topology.etcd: the key %s is gone: the topology is unchanged",
+                    e->url.key);
         e->had_key = false;
         return;
     }

@@ -80,15 +80,25 @@ int sr__my_xa_end_one_phase(sr_driver_conn *c, int commit, int64_t deadline_ns,
     char gid[SR_GID_MAX + 1];
     memcpy(gid, c->xa_active, sizeof gid);
     c->xa_active[0] = '\0';
+    /* A branch that could not end (already ended, or rolled back by a deadlock) is left to
+     * XA ROLLBACK; a commit then fails with the first error. */
     int rc = xa_stmt(c, "XA END", gid, "", deadline_ns, err);
-    if (rc != SR_OK && (err->transient || commit))
-        return rc; /* a commit whose branch could not end commits nothing */
-    if (rc != SR_OK) {
-        /* Rolling back: the branch may be ended or rolled back already; ROLLBACK decides. */
-        memset(err, 0, sizeof *err);
-    }
-    return commit ? xa_stmt(c, "XA COMMIT", gid, " ONE PHASE", deadline_ns, err)
-                  : xa_stmt(c, "XA ROLLBACK", gid, "", deadline_ns, err);
+    if (rc == SR_OK && commit)
+        rc = xa_stmt(c, "XA COMMIT", gid, " ONE PHASE", deadline_ns, err);
+    if (rc == SR_OK && commit)
+        return SR_OK;
+    if (rc != SR_OK && err->transient)
+        return rc; /* the connection is gone, and the server rolls the branch back */
+    /* Rolling back, or a commit that failed: the connection must leave the XA transaction
+     * to be usable again. */
+    sr_driver_error rb;
+    memset(&rb, 0, sizeof rb);
+    int rrc = xa_stmt(c, "XA ROLLBACK", gid, "", deadline_ns, &rb);
+    if (rc != SR_OK && commit)
+        return rc;
+    if (rrc != SR_OK)
+        *err = rb;
+    return rrc;
 }
 
 static int finish(sr_driver_conn *c, const char *verb, const char *gid, int64_t deadline_ns,
